@@ -1,0 +1,477 @@
+//! The validation rules of SPEC §2.3, in order; the first failure is reported.
+//!
+//! Rules 1–11 and the signature's format need nothing but the attestation, the network
+//! and the clock ([`check_rules`]). Rule 12, the signature itself, is separate so a node
+//! can verify many at once ([`Checked::signature_item`] with
+//! [`crate::crypto::verify_batch`]); rule 13 needs the store ([`check_nonce`]).
+//! [`validate`] runs all thirteen for one attestation.
+
+use std::fmt;
+
+use time::format_description::well_known::Rfc3339;
+use time::{Duration, OffsetDateTime};
+
+use super::types::{Attestation, VERSION};
+use crate::crypto::{self, BatchItem, PublicKey, SignatureBytes};
+use crate::hash::{is_lower_hex, Hash32};
+use crate::params::NetworkAnchor;
+use crate::weight::impact_score;
+
+/// Tolerance of every arithmetic rule.
+pub const EPSILON: f64 = 1e-6;
+/// How far in the future a time window may end.
+pub const MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+/// Longest time window.
+pub const MAX_WINDOW: Duration = Duration::days(366);
+
+/// Stable rule codes, the `code` of an API error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleCode {
+    InvalidVersion,
+    ChainMismatch,
+    GenesisMismatch,
+    InvalidEvidenceHash,
+    InvalidNonce,
+    InvalidTimeWindow,
+    DimensionOutOfRange,
+    WeightsSum,
+    ImpactMismatch,
+    BenchmarkDeltaMismatch,
+    UnsupportedSignatureAlg,
+    InvalidPubkey,
+    BadSignature,
+    DuplicateNonce,
+}
+
+impl RuleCode {
+    pub const ALL: [RuleCode; 14] = [
+        RuleCode::InvalidVersion,
+        RuleCode::ChainMismatch,
+        RuleCode::GenesisMismatch,
+        RuleCode::InvalidEvidenceHash,
+        RuleCode::InvalidNonce,
+        RuleCode::InvalidTimeWindow,
+        RuleCode::DimensionOutOfRange,
+        RuleCode::WeightsSum,
+        RuleCode::ImpactMismatch,
+        RuleCode::BenchmarkDeltaMismatch,
+        RuleCode::UnsupportedSignatureAlg,
+        RuleCode::InvalidPubkey,
+        RuleCode::BadSignature,
+        RuleCode::DuplicateNonce,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleCode::InvalidVersion => "invalid_version",
+            RuleCode::ChainMismatch => "chain_mismatch",
+            RuleCode::GenesisMismatch => "genesis_mismatch",
+            RuleCode::InvalidEvidenceHash => "invalid_evidence_hash",
+            RuleCode::InvalidNonce => "invalid_nonce",
+            RuleCode::InvalidTimeWindow => "invalid_time_window",
+            RuleCode::DimensionOutOfRange => "dimension_out_of_range",
+            RuleCode::WeightsSum => "weights_sum",
+            RuleCode::ImpactMismatch => "impact_mismatch",
+            RuleCode::BenchmarkDeltaMismatch => "benchmark_delta_mismatch",
+            RuleCode::UnsupportedSignatureAlg => "unsupported_signature_alg",
+            RuleCode::InvalidPubkey => "invalid_pubkey",
+            RuleCode::BadSignature => "bad_signature",
+            RuleCode::DuplicateNonce => "duplicate_nonce",
+        }
+    }
+
+    pub fn from_code(s: &str) -> Option<RuleCode> {
+        RuleCode::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl fmt::Display for RuleCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed rule and a sentence for the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {detail}")]
+pub struct Rejection {
+    pub code: RuleCode,
+    pub detail: String,
+}
+
+fn reject<T>(code: RuleCode, detail: impl Into<String>) -> Result<T, Rejection> {
+    Err(Rejection {
+        code,
+        detail: detail.into(),
+    })
+}
+
+/// An attestation that passed rules 1–11, with what rules 12 and 13 need.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    pub digest: Hash32,
+    pub pubkey: PublicKey,
+    pub signature: SignatureBytes,
+    /// Σ dimᵢ·weightᵢ as this node computed it.
+    pub impact_score: f64,
+    /// post − pre of `performance`, when both are present.
+    pub benchmark_delta: Option<f64>,
+}
+
+impl Checked {
+    /// Rule 12 for this attestation alone.
+    pub fn verify_signature(&self) -> Result<(), Rejection> {
+        crypto::verify(
+            &self.pubkey,
+            &self.signature,
+            &Attestation::signing_message(&self.digest),
+        )
+        .or_else(|_| reject(RuleCode::BadSignature, "signature does not verify"))
+    }
+
+    /// Rule 12's input for a batch check.
+    pub fn signature_item(&self) -> BatchItem {
+        BatchItem {
+            key: self.pubkey,
+            sig: self.signature,
+            msg: Attestation::signing_message(&self.digest),
+        }
+    }
+}
+
+/// Values this node computes from an attestation whatever its rules say (the `verify`
+/// endpoint reports them next to the reasons).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Computed {
+    pub digest: Option<Hash32>,
+    pub impact_score: f64,
+    pub delta: Option<f64>,
+}
+
+pub fn compute(att: &Attestation) -> Computed {
+    Computed {
+        digest: att.digest().ok(),
+        impact_score: impact_score(&att.measurement.dimensions, &att.measurement.weights),
+        delta: benchmark_delta(att),
+    }
+}
+
+fn benchmark_delta(att: &Attestation) -> Option<f64> {
+    let b = att.benchmarks.as_ref()?;
+    let pre = b.pre.as_ref()?.get("performance")?;
+    let post = b.post.as_ref()?.get("performance")?;
+    Some(post - pre)
+}
+
+/// Rules 1–11, then the signature's format (part of rule 12).
+pub fn check_rules(
+    att: &Attestation,
+    network: &NetworkAnchor,
+    now: OffsetDateTime,
+) -> Result<Checked, Rejection> {
+    use RuleCode::*;
+
+    // 1
+    if att.version != VERSION {
+        return reject(InvalidVersion, format!("version must be \"{VERSION}\""));
+    }
+    // 2
+    if att.anchor.chain_id != network.chain_id {
+        return reject(
+            ChainMismatch,
+            format!("anchor.chain_id must be \"{}\"", network.chain_id),
+        );
+    }
+    if att.anchor.genesis_merkle_root != network.genesis_merkle_root.to_hex() {
+        return reject(
+            GenesisMismatch,
+            format!(
+                "anchor.genesis_merkle_root must be \"{}\"",
+                network.genesis_merkle_root
+            ),
+        );
+    }
+    // 3
+    if !is_lower_hex(&att.evidence.pack_sha256, 64) {
+        return reject(
+            InvalidEvidenceHash,
+            "evidence.pack_sha256 must be 64 lowercase hex digits",
+        );
+    }
+    // 4
+    let n = att.nonce.len();
+    if !(32..=128).contains(&n) || !is_lower_hex(&att.nonce, n) {
+        return reject(InvalidNonce, "nonce must be 32 to 128 lowercase hex digits");
+    }
+    // 5
+    check_time_window(&att.time_window, now)?;
+    // 6
+    for (name, d) in &att.measurement.dimensions {
+        if !d.is_finite() || !(0.0..=1.0).contains(d) {
+            return reject(
+                DimensionOutOfRange,
+                format!("dimension {name:?} = {d} is outside [0, 1]"),
+            );
+        }
+    }
+    // 7
+    let mut sum = 0.0;
+    for (name, w) in &att.measurement.weights {
+        if !w.is_finite() || *w < 0.0 {
+            return reject(WeightsSum, format!("weight {name:?} = {w} must be ≥ 0"));
+        }
+        sum += w;
+    }
+    if (sum - 1.0).abs() > EPSILON {
+        return reject(WeightsSum, format!("weights sum to {sum}, not 1"));
+    }
+    // 8
+    let impact = impact_score(&att.measurement.dimensions, &att.measurement.weights);
+    let claimed = att.measurement.impact_score;
+    if !claimed.is_finite() || (claimed - impact).abs() > EPSILON {
+        return reject(
+            ImpactMismatch,
+            format!("impact_score {claimed} does not equal Σ dimension·weight = {impact}"),
+        );
+    }
+    // 9
+    let delta = benchmark_delta(att);
+    if let Some(expected) = delta {
+        match att.benchmarks.as_ref().and_then(|b| b.delta) {
+            Some(d) if (d - expected).abs() <= EPSILON => {}
+            Some(d) => {
+                return reject(
+                    BenchmarkDeltaMismatch,
+                    format!("benchmarks.delta {d} does not equal post − pre = {expected}"),
+                )
+            }
+            None => {
+                return reject(
+                    BenchmarkDeltaMismatch,
+                    format!("benchmarks.delta is missing; post − pre = {expected}"),
+                )
+            }
+        }
+    }
+    // 10
+    if att.signature.alg != "ed25519" {
+        return reject(UnsupportedSignatureAlg, "signature.alg must be \"ed25519\"");
+    }
+    // 11
+    let pubkey = PublicKey::parse(&att.attester.pubkey_ed25519).or_else(|_| {
+        reject(
+            InvalidPubkey,
+            "attester.pubkey_ed25519 must be \"ed25519:\" and 64 lowercase hex digits",
+        )
+    })?;
+    if pubkey.check_point().is_err() {
+        return reject(
+            InvalidPubkey,
+            "attester.pubkey_ed25519 is not an Ed25519 point",
+        );
+    }
+    // 12, format only
+    let signature = SignatureBytes::parse(&att.signature.sig_base16).or_else(|_| {
+        reject(
+            BadSignature,
+            "signature.sig_base16 must be 128 lowercase hex digits",
+        )
+    })?;
+    let digest = att.digest().or_else(|e| reject(BadSignature, e.to_string()))?;
+    Ok(Checked {
+        digest,
+        pubkey,
+        signature,
+        impact_score: impact,
+        benchmark_delta: delta,
+    })
+}
+
+fn check_time_window(window: &[String; 2], now: OffsetDateTime) -> Result<(), Rejection> {
+    use RuleCode::InvalidTimeWindow;
+    let parse = |i: usize| {
+        OffsetDateTime::parse(&window[i], &Rfc3339).or_else(|_| {
+            reject(
+                InvalidTimeWindow,
+                format!("time_window[{i}] is not an RFC 3339 timestamp"),
+            )
+        })
+    };
+    let (start, end) = (parse(0)?, parse(1)?);
+    if start > end {
+        return reject(InvalidTimeWindow, "time_window starts after it ends");
+    }
+    if end > now + MAX_CLOCK_SKEW {
+        return reject(
+            InvalidTimeWindow,
+            "time_window ends more than 5 minutes in the future",
+        );
+    }
+    if end - start > MAX_WINDOW {
+        return reject(InvalidTimeWindow, "time_window is longer than 366 days");
+    }
+    Ok(())
+}
+
+/// Rule 13: `existing` is the digest of the attestation already stored under this
+/// (attester key, nonce), if any. The same attestation again is not a replay.
+pub fn check_nonce(existing: Option<Hash32>, digest: &Hash32) -> Result<(), Rejection> {
+    match existing {
+        Some(other) if other != *digest => reject(
+            RuleCode::DuplicateNonce,
+            format!("nonce already used by attestation {other}"),
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// All thirteen rules for one attestation. `nonce_owner` looks up the digest stored
+/// under (key, nonce).
+pub fn validate(
+    att: &Attestation,
+    network: &NetworkAnchor,
+    now: OffsetDateTime,
+    nonce_owner: impl FnOnce(&PublicKey, &str) -> Option<Hash32>,
+) -> Result<Checked, Rejection> {
+    let checked = check_rules(att, network, now)?;
+    checked.verify_signature()?;
+    check_nonce(nonce_owner(&checked.pubkey, &att.nonce), &checked.digest)?;
+    Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attestation::sample::{now, resign, signed_sample};
+
+    fn code_of(att: &Attestation) -> Option<RuleCode> {
+        validate(att, &NetworkAnchor::default(), now(), |_, _| None)
+            .err()
+            .map(|r| r.code)
+    }
+
+    /// Applies `edit`, re-signs, and returns the rule code reported.
+    fn after(edit: impl FnOnce(&mut Attestation)) -> Option<RuleCode> {
+        let (mut att, kp) = signed_sample(2);
+        edit(&mut att);
+        resign(&mut att, &kp);
+        code_of(&att)
+    }
+
+    #[test]
+    fn sample_is_valid() {
+        assert_eq!(after(|_| {}), None);
+    }
+
+    #[test]
+    fn each_rule_reports_its_code() {
+        use RuleCode::*;
+        assert_eq!(after(|a| a.version = "poi-2.0".into()), Some(InvalidVersion));
+        assert_eq!(after(|a| a.anchor.chain_id = "x".into()), Some(ChainMismatch));
+        assert_eq!(
+            after(|a| a.anchor.genesis_merkle_root = "00".repeat(32)),
+            Some(GenesisMismatch)
+        );
+        assert_eq!(
+            after(|a| a.evidence.pack_sha256 = "AB".repeat(32)),
+            Some(InvalidEvidenceHash)
+        );
+        assert_eq!(after(|a| a.nonce = "ab".repeat(15)), Some(InvalidNonce));
+        assert_eq!(after(|a| a.nonce = "ab".repeat(65)), Some(InvalidNonce));
+        assert_eq!(after(|a| a.nonce.push('g')), Some(InvalidNonce));
+        assert_eq!(
+            after(|a| a.time_window.swap(0, 1)),
+            Some(InvalidTimeWindow)
+        );
+        assert_eq!(
+            after(|a| a.time_window[1] = "2099-01-01T00:00:00Z".into()),
+            Some(InvalidTimeWindow)
+        );
+        assert_eq!(
+            after(|a| a.time_window[0] = "2020-01-01T00:00:00Z".into()),
+            Some(InvalidTimeWindow)
+        );
+        assert_eq!(
+            after(|a| a.time_window[0] = "yesterday".into()),
+            Some(InvalidTimeWindow)
+        );
+        assert_eq!(
+            after(|a| {
+                a.measurement.dimensions.insert("quality".into(), 1.5);
+            }),
+            Some(DimensionOutOfRange)
+        );
+        assert_eq!(
+            after(|a| {
+                a.measurement.weights.insert("extra".into(), 0.1);
+            }),
+            Some(WeightsSum)
+        );
+        assert_eq!(
+            after(|a| a.measurement.impact_score += 0.01),
+            Some(ImpactMismatch)
+        );
+        assert_eq!(
+            after(|a| a.benchmarks.as_mut().unwrap().delta = Some(9.0)),
+            Some(BenchmarkDeltaMismatch)
+        );
+        assert_eq!(
+            after(|a| a.signature.alg = "rsa".into()),
+            Some(UnsupportedSignatureAlg)
+        );
+    }
+
+    #[test]
+    fn pubkey_and_signature_failures() {
+        use RuleCode::*;
+        let (mut att, _) = signed_sample(3);
+        att.attester.pubkey_ed25519 = "ed25519:xyz".into();
+        assert_eq!(code_of(&att), Some(InvalidPubkey));
+        // y = 2 is not on the curve.
+        let mut y2 = [0u8; 32];
+        y2[0] = 2;
+        att.attester.pubkey_ed25519 = format!("ed25519:{}", hex::encode(y2));
+        assert_eq!(code_of(&att), Some(InvalidPubkey));
+
+        let (mut att, _) = signed_sample(3);
+        att.evidence.files_processed = Some(1); // changes the digest, not the signature
+        assert_eq!(code_of(&att), Some(BadSignature));
+        let (mut att, _) = signed_sample(3);
+        att.signature.sig_base16.truncate(10);
+        assert_eq!(code_of(&att), Some(BadSignature));
+    }
+
+    #[test]
+    fn first_failure_wins() {
+        // Both the version and the nonce are wrong: rule 1 is reported.
+        assert_eq!(
+            after(|a| {
+                a.version = "x".into();
+                a.nonce = "zz".into();
+            }),
+            Some(RuleCode::InvalidVersion)
+        );
+    }
+
+    #[test]
+    fn duplicate_nonce_is_not_the_same_attestation() {
+        let (att, _) = signed_sample(4);
+        let d = att.digest().unwrap();
+        let other = Hash32::digest(b"other");
+        let net = NetworkAnchor::default();
+        assert!(validate(&att, &net, now(), |_, _| Some(d)).is_ok());
+        assert_eq!(
+            validate(&att, &net, now(), |_, _| Some(other))
+                .unwrap_err()
+                .code,
+            RuleCode::DuplicateNonce
+        );
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for c in RuleCode::ALL {
+            assert_eq!(RuleCode::from_code(c.as_str()), Some(c));
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The domain of BIZRA Node0: formats, rules, cryptography, the block DAG, finality and
+//! the validator registry. Pure: no I/O, no clock, no async. Callers pass the time in.
+
+pub mod attestation;
+pub mod canonical;
+pub mod crypto;
+pub mod hash;
+pub mod merkle;
+pub mod params;
+pub mod weight;
+
+pub use hash::Hash32;
