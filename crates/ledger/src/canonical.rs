@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 /// A value that serde could not turn into canonical JSON (a non-finite float, say).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cannot canonicalize: {0}")]
 pub struct CanonicalError(String);
 

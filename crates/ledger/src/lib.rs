@@ -2,11 +2,14 @@
 //! the validator registry. Pure: no I/O, no clock, no async. Callers pass the time in.
 
 pub mod attestation;
+pub mod block;
 pub mod canonical;
 pub mod crypto;
+pub mod genesis;
 pub mod hash;
 pub mod merkle;
 pub mod params;
+pub mod vote;
 pub mod weight;
 
 pub use hash::Hash32;

@@ -41,9 +41,7 @@ impl Default for NetworkAnchor {
     fn default() -> Self {
         NetworkAnchor {
             chain_id: DEFAULT_CHAIN_ID.to_string(),
-            genesis_merkle_root: DEFAULT_GENESIS_MERKLE_ROOT
-                .parse()
-                .unwrap_or_default(),
+            genesis_merkle_root: DEFAULT_GENESIS_MERKLE_ROOT.parse().unwrap_or_default(),
         }
     }
 }

@@ -277,7 +277,9 @@ pub fn check_rules(
             "signature.sig_base16 must be 128 lowercase hex digits",
         )
     })?;
-    let digest = att.digest().or_else(|e| reject(BadSignature, e.to_string()))?;
+    let digest = att
+        .digest()
+        .or_else(|e| reject(BadSignature, e.to_string()))?;
     Ok(Checked {
         digest,
         pubkey,
@@ -366,8 +368,14 @@ mod tests {
     #[test]
     fn each_rule_reports_its_code() {
         use RuleCode::*;
-        assert_eq!(after(|a| a.version = "poi-2.0".into()), Some(InvalidVersion));
-        assert_eq!(after(|a| a.anchor.chain_id = "x".into()), Some(ChainMismatch));
+        assert_eq!(
+            after(|a| a.version = "poi-2.0".into()),
+            Some(InvalidVersion)
+        );
+        assert_eq!(
+            after(|a| a.anchor.chain_id = "x".into()),
+            Some(ChainMismatch)
+        );
         assert_eq!(
             after(|a| a.anchor.genesis_merkle_root = "00".repeat(32)),
             Some(GenesisMismatch)
@@ -379,10 +387,7 @@ mod tests {
         assert_eq!(after(|a| a.nonce = "ab".repeat(15)), Some(InvalidNonce));
         assert_eq!(after(|a| a.nonce = "ab".repeat(65)), Some(InvalidNonce));
         assert_eq!(after(|a| a.nonce.push('g')), Some(InvalidNonce));
-        assert_eq!(
-            after(|a| a.time_window.swap(0, 1)),
-            Some(InvalidTimeWindow)
-        );
+        assert_eq!(after(|a| a.time_window.swap(0, 1)), Some(InvalidTimeWindow));
         assert_eq!(
             after(|a| a.time_window[1] = "2099-01-01T00:00:00Z".into()),
             Some(InvalidTimeWindow)

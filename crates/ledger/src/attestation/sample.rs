@@ -23,10 +23,7 @@ pub fn signed_sample(seed: u8) -> (Attestation, Keypair) {
         pack_sha256: Hash32::digest(&[seed]),
         dimensions: [("quality".into(), 0.9), ("reach".into(), 0.3)].into(),
         weights: [("quality".into(), 0.7), ("reach".into(), 0.3)].into(),
-        time_window: [
-            "2026-11-27T00:00:00Z".into(),
-            "2026-11-28T00:00:00Z".into(),
-        ],
+        time_window: ["2026-11-27T00:00:00Z".into(), "2026-11-28T00:00:00Z".into()],
         nonce: format!("{:02x}", seed).repeat(16),
         resources: Some(Resources {
             cpu_cores: Some(8),

@@ -102,10 +102,7 @@ fn is_json(body: &[u8]) -> bool {
     serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
-fn from_path_error(
-    e: &serde_path_to_error::Error<serde_json::Error>,
-    body: &[u8],
-) -> SchemaError {
+fn from_path_error(e: &serde_path_to_error::Error<serde_json::Error>, body: &[u8]) -> SchemaError {
     use serde_json::error::Category;
     let inner = e.inner();
     let kind = match inner.classify() {
@@ -264,8 +261,7 @@ mod tests {
     #[test]
     fn map_limits() {
         let mut v = sample_value();
-        let many: serde_json::Map<_, _> =
-            (0..65).map(|i| (format!("d{i}"), 0.5.into())).collect();
+        let many: serde_json::Map<_, _> = (0..65).map(|i| (format!("d{i}"), 0.5.into())).collect();
         v["measurement"]["dimensions"] = many.into();
         assert_eq!(parse(&v).unwrap_err().field, "measurement.dimensions");
         let mut v = sample_value();
