@@ -5,6 +5,8 @@ pub mod attestation;
 pub mod block;
 pub mod canonical;
 pub mod crypto;
+pub mod dag;
+pub mod finality;
 pub mod genesis;
 pub mod hash;
 pub mod merkle;
