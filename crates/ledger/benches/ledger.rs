@@ -1,1 +1,140 @@
-fn main() {}
+//! Criterion benchmarks of the ledger's hot paths. Run with
+//! `cargo bench -p bizra-ledger --bench ledger`; figures go to BENCHMARKS.md.
+
+use bizra_ledger::attestation::builder::Draft;
+use bizra_ledger::attestation::Attestation;
+use bizra_ledger::block::Block;
+use bizra_ledger::crypto::{verify, verify_batch, BatchItem, Keypair};
+use bizra_ledger::dag::Dag;
+use bizra_ledger::genesis::Genesis;
+use bizra_ledger::params::NetworkAnchor;
+use bizra_ledger::{merkle, Hash32};
+use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+fn typical_attestation(i: u32) -> (Attestation, Keypair) {
+    let mut seed = [0u8; 32];
+    seed[..4].copy_from_slice(&i.to_le_bytes());
+    let kp = Keypair::from_seed(seed);
+    let draft = Draft {
+        network: NetworkAnchor::default(),
+        attester_id: format!("lab-{i}"),
+        pack_sha256: Hash32::digest(&i.to_le_bytes()),
+        dimensions: [
+            ("accuracy".into(), 0.91),
+            ("coverage".into(), 0.77),
+            ("reproducibility".into(), 0.85),
+            ("privacy".into(), 0.99),
+        ]
+        .into(),
+        weights: [
+            ("accuracy".into(), 0.4),
+            ("coverage".into(), 0.2),
+            ("reproducibility".into(), 0.3),
+            ("privacy".into(), 0.1),
+        ]
+        .into(),
+        time_window: ["2026-11-27T00:00:00Z".into(), "2026-11-28T00:00:00Z".into()],
+        nonce: format!("{:064x}", i),
+        resources: None,
+        benchmarks: None,
+        methodology_ref: Some("https://example.org/methodology/v2".into()),
+    };
+    let (att, _) = draft.sign(&kp).expect("canonicalizes");
+    (att, kp)
+}
+
+fn signature_items(n: u32) -> Vec<BatchItem> {
+    (0..n)
+        .map(|i| {
+            let (att, kp) = typical_attestation(i);
+            let msg = Attestation::signing_message(&att.digest().expect("digest"));
+            BatchItem {
+                key: kp.public(),
+                sig: kp.sign(&msg),
+                msg,
+            }
+        })
+        .collect()
+}
+
+fn attestation(c: &mut Criterion) {
+    let (att, _) = typical_attestation(1);
+    let json = att.to_canonical_json().expect("json");
+    c.bench_function("attestation/digest", |b| {
+        b.iter(|| black_box(&att).digest())
+    });
+    c.bench_function("attestation/parse", |b| {
+        b.iter(|| Attestation::from_json(black_box(&json)))
+    });
+}
+
+fn signatures(c: &mut Criterion) {
+    let items = signature_items(256);
+    let mut g = c.benchmark_group("ed25519");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("verify_single", |b| {
+        let it = &items[0];
+        b.iter(|| verify(&it.key, &it.sig, black_box(&it.msg)))
+    });
+    for n in [64usize, 256] {
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(format!("verify_batch_{n}"), |b| {
+            b.iter(|| verify_batch(black_box(&items[..n])))
+        });
+    }
+    g.finish();
+}
+
+fn merkle_root(c: &mut Criterion) {
+    let leaves: Vec<Hash32> = (0..4096u32)
+        .map(|i| Hash32::digest(&i.to_le_bytes()))
+        .collect();
+    let mut g = c.benchmark_group("merkle");
+    g.throughput(Throughput::Elements(4096));
+    g.bench_function("root_4096", |b| b.iter(|| merkle::root(black_box(&leaves))));
+    g.bench_function("prove_4096", |b| {
+        b.iter(|| merkle::prove(black_box(&leaves), 1234))
+    });
+    g.finish();
+}
+
+fn dag_insert(c: &mut Criterion) {
+    let kp = Keypair::from_seed([5; 32]);
+    let genesis = Genesis::single(kp.public(), "http://127.0.0.1:8080", "2026-01-01T00:00:00Z")
+        .block()
+        .expect("genesis");
+    // A chain of 1000 blocks, pre-built so that only insertion is timed.
+    let mut dag = Dag::new(&genesis).expect("dag");
+    let mut blocks = Vec::new();
+    for i in 0..1000u64 {
+        let b = Block::propose(
+            dag.chain_id(),
+            dag.next_height(),
+            dag.next_parents(),
+            vec![Hash32::digest(&i.to_le_bytes())],
+            i,
+            &kp,
+        )
+        .expect("block");
+        dag.insert(&b).expect("insert");
+        blocks.push(b);
+    }
+    let mut g = c.benchmark_group("dag");
+    g.throughput(Throughput::Elements(blocks.len() as u64));
+    g.bench_function("insert_chain_1000", |b| {
+        b.iter_batched(
+            || Dag::new(&genesis).expect("dag"),
+            |mut dag| {
+                for blk in &blocks {
+                    dag.insert(blk).expect("insert");
+                }
+                dag
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, attestation, signatures, merkle_root, dag_insert);
+criterion_main!(benches);

@@ -30,7 +30,9 @@ impl WeightTable {
             .into_iter()
             .map(|(k, w)| (k.validator_id(), (k, w)))
             .collect();
-        let total = members.values().fold(0u64, |t, (_, w)| t.saturating_add(*w));
+        let total = members
+            .values()
+            .fold(0u64, |t, (_, w)| t.saturating_add(*w));
         WeightTable { members, total }
     }
 
@@ -190,7 +192,8 @@ impl Finality {
             total_weight: total,
         };
         let newly_final = self.finalize(dag, vote.block_hash, height);
-        self.certificates.insert(vote.block_hash, certificate.clone());
+        self.certificates
+            .insert(vote.block_hash, certificate.clone());
         Ok(VoteOutcome::Finalized {
             certificate,
             newly_final,
@@ -223,6 +226,24 @@ impl Finality {
         stored.total_weight = active.total_weight();
         self.certificates.insert(qc.block_hash, stored);
         Ok(newly)
+    }
+
+    /// Marks a block final as this node's own store recorded it, without checking the
+    /// certificate again: the store only holds finality this node already verified.
+    pub fn restore_final(&mut self, dag: &Dag, hash: Hash32, qc: Option<QuorumCertificate>) {
+        let Some(height) = dag.header(&hash).map(|h| h.height) else {
+            return;
+        };
+        if let Some(qc) = qc {
+            let votes = self.votes.entry(hash).or_default();
+            for v in &qc.votes {
+                votes.insert(v.validator_id, v.signature);
+            }
+            self.certificates.insert(hash, qc);
+        }
+        if !self.finalized.contains(&hash) {
+            self.finalize(dag, hash, height);
+        }
     }
 
     /// Marks `hash` and its not-yet-final ancestors final. The finalized set is closed
@@ -303,7 +324,10 @@ mod tests {
             Ok(VoteOutcome::AlreadyCounted)
         );
         assert!(!f.is_final(&b.hash));
-        match f.add_vote(&dag, &Vote::sign(b.hash, &keys[2]), &active).unwrap() {
+        match f
+            .add_vote(&dag, &Vote::sign(b.hash, &keys[2]), &active)
+            .unwrap()
+        {
             VoteOutcome::Finalized {
                 certificate,
                 mut newly_final,

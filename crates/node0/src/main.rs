@@ -1,1 +1,209 @@
-fn main() {}
+//! `node0`: the BIZRA Node0 binary. Each subcommand is a thin shell over a library crate:
+//! `serve`/`init` over `bizra-node`, the client tools over `bizra-tools`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use bizra_ledger::crypto::Keypair;
+use bizra_node::config::LogFormat;
+use bizra_node::{ConfigArgs, Node};
+use bizra_tools::attest::{network_of, parse_pair, AttestSpec};
+use bizra_tools::client::Client;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "node0",
+    version,
+    about = "BIZRA Node0: a Proof-of-Impact ledger node"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node (creates the data directory on first start).
+    Serve(ConfigArgs),
+    /// Create the data directory (node key, single-validator genesis) and exit.
+    Init(ConfigArgs),
+    /// Write a new Ed25519 key (hex seed, mode 0600) and print its public key.
+    Keygen {
+        /// Where to write the key.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Build a signed attestation, submit it, print its id.
+    Attest(AttestArgs),
+    /// Check a running node end to end: health, stats, genesis, tipset, a signed submit,
+    /// read-back until finalized, inclusion proof.
+    Smoke {
+        /// Base URL of the node.
+        #[arg(default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// How long to wait for the attestation to be finalized.
+        #[arg(long, default_value_t = 30)]
+        finality_timeout_s: u64,
+    },
+    /// Print the version and the protocol this build speaks.
+    Version,
+}
+
+#[derive(clap::Args)]
+struct AttestArgs {
+    /// Base URL of the node.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// Attester key file (hex seed, as `node0 keygen` writes); a fresh key when absent.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// A complete attestation JSON file to sign as it is (its signature fields are set).
+    #[arg(long, conflicts_with_all = ["dimension", "weight"])]
+    file: Option<PathBuf>,
+    /// Attester id.
+    #[arg(long, default_value = "node0-cli")]
+    attester_id: String,
+    /// A scored dimension, `name=value` with value in [0, 1]; repeat for more.
+    #[arg(long, value_parser = parse_pair)]
+    dimension: Vec<(String, f64)>,
+    /// A weight, `name=value`; default equal weights over the dimensions.
+    #[arg(long, value_parser = parse_pair)]
+    weight: Vec<(String, f64)>,
+    /// SHA-256 of the evidence pack (64 hex); derived from the nonce when absent.
+    #[arg(long)]
+    pack_sha256: Option<String>,
+    /// Hours of work the time window covers, ending now.
+    #[arg(long, default_value_t = 1)]
+    window_hours: u32,
+    /// Print the signed attestation instead of submitting it.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn init_logging(filter: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = args.resolve()?;
+            init_logging(&config.log, config.log_format);
+            let node = Node::open(config).await?;
+            node.run(bizra_node::server::shutdown_signal()).await?;
+        }
+        Command::Init(args) => {
+            let config = args.resolve()?;
+            let p = bizra_node::datadir::prepare(&config)?;
+            let genesis_hash = p.genesis.block().map(|b| b.hash)?;
+            println!("data_dir     {}", config.data_dir.display());
+            println!(
+                "node key     {} ({})",
+                config
+                    .data_dir
+                    .join(bizra_node::datadir::KEY_FILE)
+                    .display(),
+                if p.created_key { "created" } else { "existing" }
+            );
+            println!("validator_id {}", p.key.public().validator_id());
+            println!("pubkey       {}", p.key.public());
+            println!(
+                "genesis      {} ({})",
+                genesis_hash,
+                if p.created_genesis {
+                    "created"
+                } else {
+                    "existing"
+                }
+            );
+        }
+        Command::Keygen { out } => {
+            if out.exists() {
+                bail!("{} exists; refusing to overwrite a key", out.display());
+            }
+            let key = Keypair::generate();
+            bizra_node::datadir::write_key(&out, &key)?;
+            println!("pubkey       {}", key.public());
+            println!("validator_id {}", key.public().validator_id());
+        }
+        Command::Attest(a) => attest(a).await?,
+        Command::Smoke {
+            url,
+            finality_timeout_s,
+        } => {
+            if let Err(e) =
+                bizra_tools::smoke::run(&url, Duration::from_secs(finality_timeout_s)).await
+            {
+                eprintln!("FAIL {e}");
+                std::process::exit(1);
+            }
+            println!("smoke: all steps passed against {url}");
+        }
+        Command::Version => println!(
+            "node0 {} (attestations {}, default chain {})",
+            env!("CARGO_PKG_VERSION"),
+            bizra_ledger::attestation::VERSION,
+            bizra_ledger::params::DEFAULT_CHAIN_ID
+        ),
+    }
+    Ok(())
+}
+
+async fn attest(a: AttestArgs) -> anyhow::Result<()> {
+    let client = Client::new(&a.url)?;
+    let key = match &a.key {
+        Some(p) => bizra_node::datadir::read_key(p)?,
+        None => Keypair::generate(),
+    };
+    let (att, digest) = match &a.file {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let mut att = bizra_ledger::attestation::Attestation::from_json(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let digest = bizra_ledger::attestation::builder::sign(&mut att, &key)?;
+            (att, digest)
+        }
+        None => {
+            let network = network_of(&client).await?;
+            let pack_sha256 = match &a.pack_sha256 {
+                Some(s) => Some(s.parse().map_err(|_| {
+                    anyhow::anyhow!("--pack-sha256 must be 64 lowercase hex digits")
+                })?),
+                None => None,
+            };
+            AttestSpec {
+                attester_id: a.attester_id.clone(),
+                dimensions: a.dimension.iter().cloned().collect(),
+                weights: a.weight.iter().cloned().collect(),
+                pack_sha256,
+                window_hours: a.window_hours,
+                nonce: None,
+                methodology_ref: None,
+            }
+            .sign(&network, &key)?
+        }
+    };
+    if a.dry_run {
+        println!("{}", serde_json::to_string_pretty(&att)?);
+        return Ok(());
+    }
+    let answer = bizra_tools::attest::submit(&client, &att).await?;
+    match answer.status {
+        200 | 201 => {
+            println!("{digest}");
+            Ok(())
+        }
+        s => bail!("node answered {s}: {}", answer.body),
+    }
+}

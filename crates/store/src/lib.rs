@@ -1,1 +1,206 @@
-pub fn x(){}
+//! The durable state of a BIZRA Node0: attestations, blocks, votes, finality, validator
+//! registry entries and node identity.
+//!
+//! # Shape
+//! - [`Store`] is the interface every backend implements. Its methods return
+//!   `impl Future + Send` (stable return-position `impl Trait` in traits), so generic code
+//!   can `tokio::spawn` them and no call is boxed or dynamically dispatched.
+//! - [`SqliteStore`] is the embedded backend (SPEC §5.4): one file, WAL, one writer
+//!   connection, a pool of read-only readers.
+//! - [`AnyStore`] is the concrete type the node holds: an enum over the backends with
+//!   static dispatch. The node is not generic over the store; a PostgreSQL backend is
+//!   one more variant. Tests that must run on every backend are generic over [`Store`].
+//!
+//! # Semantics every backend keeps
+//! - A write returns only after it has committed durably; a batch is one transaction.
+//! - `seq` only grows, is visible in commit order, and rows are never deleted, so
+//!   newest-first cursor pages never skip or repeat under concurrent inserts. (SQLite gets
+//!   commit order from its single writer; a PostgreSQL backend, whose sequence values can
+//!   commit out of order, must serialize attestation inserts or page by commit order.)
+//! - An attestation is in at most one block; finality never reverts.
+
+use std::future::Future;
+
+use bizra_ledger::block::Block;
+use bizra_ledger::crypto::PublicKey;
+use bizra_ledger::vote::{QuorumCertificate, Vote};
+use bizra_ledger::Hash32;
+
+mod any;
+mod codec;
+pub mod cursor;
+pub mod error;
+pub mod sqlite;
+pub mod types;
+
+pub use any::AnyStore;
+pub use cursor::{Cursor, CursorError, Page};
+pub use error::StoreError;
+pub use sqlite::{SqliteConfig, SqliteStore};
+pub use types::*;
+
+/// The storage interface of a node. See the crate documentation for the guarantees.
+pub trait Store: Send + Sync + 'static {
+    // --- identity and single values ---
+
+    fn set_meta(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    fn get_meta(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// Binds an empty store to this chain, or checks that it already belongs to it; a
+    /// different chain id or genesis hash is a `Conflict` (refuse to start).
+    fn bind_identity(
+        &self,
+        chain_id: &str,
+        genesis_hash: &Hash32,
+    ) -> impl Future<Output = Result<IdentityCheck, StoreError>> + Send;
+
+    // --- attestations ---
+
+    /// Stores a batch in one transaction (the group commit of SPEC §5.2); one outcome per
+    /// item, in order. Duplicates inside the batch are judged against the items before
+    /// them. Returns after the commit is durable.
+    fn insert_attestations(
+        &self,
+        items: &[NewAttestation],
+    ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
+
+    /// The digest of the attestation that used `nonce` under `pubkey`, if any.
+    fn nonce_owner(
+        &self,
+        pubkey: &PublicKey,
+        nonce: &str,
+    ) -> impl Future<Output = Result<Option<Hash32>, StoreError>> + Send;
+
+    fn get_attestation(
+        &self,
+        digest: &Hash32,
+    ) -> impl Future<Output = Result<Option<AttestationRecord>, StoreError>> + Send;
+
+    /// Newest first. `attester` filters on the attester id; `cursor` continues a walk;
+    /// `limit` is clamped to 1..=[`MAX_PAGE_LIMIT`].
+    fn list_attestations(
+        &self,
+        attester: Option<&str>,
+        cursor: Option<Cursor>,
+        limit: u32,
+    ) -> impl Future<Output = Result<Page<AttestationRecord>, StoreError>> + Send;
+
+    /// Accepted attestations not yet in a block, oldest first: the next block's content.
+    fn pending_attestations(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<Hash32>, StoreError>> + Send;
+
+    fn count_attestations(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    fn count_pending_attestations(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Attestations in blocks whose header timestamp is in `[from_ms, to_ms)`, with the
+    /// `top` attesters by total impact (epoch summaries).
+    fn impact_summary(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        top: u32,
+    ) -> impl Future<Output = Result<ImpactSummary, StoreError>> + Send;
+
+    // --- blocks and finality ---
+
+    /// Stores a block and places each of its attestations in it, in one transaction.
+    /// `NotFound` when an attestation is not stored, `Conflict` when one is already in
+    /// another block (or twice in this one) or the hash is stored with other content;
+    /// nothing is written then. The identical block again is `AlreadyStored`.
+    fn insert_block(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+    ) -> impl Future<Output = Result<BlockInsert, StoreError>> + Send;
+
+    /// Marks `hashes` final (the caller passes the head and its newly final ancestors) and
+    /// stores `qc` on its own block, in one transaction. Returns how many were not final
+    /// before. `NotFound` for an unknown hash.
+    fn mark_finalized(
+        &self,
+        hashes: &[Hash32],
+        qc: Option<&QuorumCertificate>,
+        at_ms: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    fn get_block(
+        &self,
+        hash: &Hash32,
+    ) -> impl Future<Output = Result<Option<StoredBlock>, StoreError>> + Send;
+
+    /// Blocks with height ≥ `from`, by height then hash; `limit` clamped as for lists.
+    fn blocks_from_height(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<StoredBlock>, StoreError>> + Send;
+
+    /// Every block by height then hash, for rebuilding the in-memory DAG at start.
+    fn all_blocks(&self) -> impl Future<Output = Result<Vec<StoredBlock>, StoreError>> + Send;
+
+    /// Height of the highest finalized block; `None` before any.
+    fn finalized_height(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    // --- votes ---
+
+    /// Stores a vote; `false` when this validator's vote for this block was already there.
+    /// Signatures are the caller's to check.
+    fn insert_vote(&self, vote: &Vote) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Votes for a block, by validator id.
+    fn votes_for(
+        &self,
+        block_hash: &Hash32,
+    ) -> impl Future<Output = Result<Vec<Vote>, StoreError>> + Send;
+
+    // --- validator registry entries ---
+
+    /// Files a registry entry as pending; returns its seq.
+    fn insert_registry_entry(
+        &self,
+        kind: &str,
+        body: &serde_json::Value,
+        epoch: u64,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Entries not yet in a block, oldest first.
+    fn pending_registry_entries(
+        &self,
+    ) -> impl Future<Output = Result<Vec<RegistryEntry>, StoreError>> + Send;
+
+    /// Places entries in a stored block, in one transaction. Idempotent for the same
+    /// block; `Conflict` if one is in another block, `NotFound` for an unknown seq/block.
+    fn mark_registry_entries_included(
+        &self,
+        block_hash: &Hash32,
+        seqs: &[u64],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every entry, oldest first, for rebuilding the registry at start.
+    fn registry_entries(
+        &self,
+    ) -> impl Future<Output = Result<Vec<RegistryEntry>, StoreError>> + Send;
+
+    // --- operations ---
+
+    /// A cheap read that proves the store answers (readiness).
+    fn ping(&self) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Connection counts right now; never blocks.
+    fn pool_stats(&self) -> PoolStats;
+
+    /// Waits for in-flight work, then closes every connection. Later calls fail with
+    /// `Unavailable`.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}

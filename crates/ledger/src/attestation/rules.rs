@@ -169,117 +169,18 @@ pub fn check_rules(
     network: &NetworkAnchor,
     now: OffsetDateTime,
 ) -> Result<Checked, Rejection> {
-    use RuleCode::*;
-
-    // 1
-    if att.version != VERSION {
-        return reject(InvalidVersion, format!("version must be \"{VERSION}\""));
-    }
-    // 2
-    if att.anchor.chain_id != network.chain_id {
-        return reject(
-            ChainMismatch,
-            format!("anchor.chain_id must be \"{}\"", network.chain_id),
-        );
-    }
-    if att.anchor.genesis_merkle_root != network.genesis_merkle_root.to_hex() {
-        return reject(
-            GenesisMismatch,
-            format!(
-                "anchor.genesis_merkle_root must be \"{}\"",
-                network.genesis_merkle_root
-            ),
-        );
-    }
-    // 3
-    if !is_lower_hex(&att.evidence.pack_sha256, 64) {
-        return reject(
-            InvalidEvidenceHash,
-            "evidence.pack_sha256 must be 64 lowercase hex digits",
-        );
-    }
-    // 4
-    let n = att.nonce.len();
-    if !(32..=128).contains(&n) || !is_lower_hex(&att.nonce, n) {
-        return reject(InvalidNonce, "nonce must be 32 to 128 lowercase hex digits");
-    }
-    // 5
+    check_version(att)?;
+    check_anchor(att, network)?;
+    check_evidence_hash(att)?;
+    check_nonce_format(att)?;
     check_time_window(&att.time_window, now)?;
-    // 6
-    for (name, d) in &att.measurement.dimensions {
-        if !d.is_finite() || !(0.0..=1.0).contains(d) {
-            return reject(
-                DimensionOutOfRange,
-                format!("dimension {name:?} = {d} is outside [0, 1]"),
-            );
-        }
-    }
-    // 7
-    let mut sum = 0.0;
-    for (name, w) in &att.measurement.weights {
-        if !w.is_finite() || *w < 0.0 {
-            return reject(WeightsSum, format!("weight {name:?} = {w} must be ≥ 0"));
-        }
-        sum += w;
-    }
-    if (sum - 1.0).abs() > EPSILON {
-        return reject(WeightsSum, format!("weights sum to {sum}, not 1"));
-    }
-    // 8
-    let impact = impact_score(&att.measurement.dimensions, &att.measurement.weights);
-    let claimed = att.measurement.impact_score;
-    if !claimed.is_finite() || (claimed - impact).abs() > EPSILON {
-        return reject(
-            ImpactMismatch,
-            format!("impact_score {claimed} does not equal Σ dimension·weight = {impact}"),
-        );
-    }
-    // 9
-    let delta = benchmark_delta(att);
-    if let Some(expected) = delta {
-        match att.benchmarks.as_ref().and_then(|b| b.delta) {
-            Some(d) if (d - expected).abs() <= EPSILON => {}
-            Some(d) => {
-                return reject(
-                    BenchmarkDeltaMismatch,
-                    format!("benchmarks.delta {d} does not equal post − pre = {expected}"),
-                )
-            }
-            None => {
-                return reject(
-                    BenchmarkDeltaMismatch,
-                    format!("benchmarks.delta is missing; post − pre = {expected}"),
-                )
-            }
-        }
-    }
-    // 10
-    if att.signature.alg != "ed25519" {
-        return reject(UnsupportedSignatureAlg, "signature.alg must be \"ed25519\"");
-    }
-    // 11
-    let pubkey = PublicKey::parse(&att.attester.pubkey_ed25519).or_else(|_| {
-        reject(
-            InvalidPubkey,
-            "attester.pubkey_ed25519 must be \"ed25519:\" and 64 lowercase hex digits",
-        )
-    })?;
-    if pubkey.check_point().is_err() {
-        return reject(
-            InvalidPubkey,
-            "attester.pubkey_ed25519 is not an Ed25519 point",
-        );
-    }
-    // 12, format only
-    let signature = SignatureBytes::parse(&att.signature.sig_base16).or_else(|_| {
-        reject(
-            BadSignature,
-            "signature.sig_base16 must be 128 lowercase hex digits",
-        )
-    })?;
-    let digest = att
-        .digest()
-        .or_else(|e| reject(BadSignature, e.to_string()))?;
+    check_dimensions(att)?;
+    check_weights(att)?;
+    let impact = check_impact(att)?;
+    let delta = check_benchmark_delta(att)?;
+    check_alg(att)?;
+    let pubkey = check_pubkey(att)?;
+    let (signature, digest) = check_signature_format(att)?;
     Ok(Checked {
         digest,
         pubkey,
@@ -287,6 +188,204 @@ pub fn check_rules(
         impact_score: impact,
         benchmark_delta: delta,
     })
+}
+
+/// Every rule that fails, in rule order (the `verify` endpoint): unlike
+/// [`check_rules`], a failure does not stop the later checks. `nonce_owner` is the
+/// digest stored under the attestation's (key, nonce), if any.
+pub fn validate_reasons(
+    att: &Attestation,
+    network: &NetworkAnchor,
+    now: OffsetDateTime,
+    nonce_owner: Option<Hash32>,
+) -> Vec<Rejection> {
+    let mut out = Vec::new();
+    let mut note = |r: Result<(), Rejection>| {
+        if let Err(e) = r {
+            out.push(e);
+        }
+    };
+    note(check_version(att));
+    note(check_anchor(att, network));
+    note(check_evidence_hash(att));
+    note(check_nonce_format(att));
+    note(check_time_window(&att.time_window, now));
+    note(check_dimensions(att));
+    note(check_weights(att));
+    note(check_impact(att).map(|_| ()));
+    note(check_benchmark_delta(att).map(|_| ()));
+    note(check_alg(att));
+    let pubkey = check_pubkey(att);
+    let sig = check_signature_format(att);
+    match (&pubkey, &sig) {
+        (Ok(pk), Ok((sig, digest))) => {
+            note(
+                crypto::verify(pk, sig, &Attestation::signing_message(digest))
+                    .or_else(|_| reject(RuleCode::BadSignature, "signature does not verify")),
+            );
+            note(check_nonce(nonce_owner, digest));
+        }
+        _ => {
+            note(pubkey.map(|_| ()));
+            note(sig.map(|_| ()));
+        }
+    }
+    out
+}
+
+fn check_version(att: &Attestation) -> Result<(), Rejection> {
+    if att.version != VERSION {
+        return reject(
+            RuleCode::InvalidVersion,
+            format!("version must be \"{VERSION}\""),
+        );
+    }
+    Ok(())
+}
+
+fn check_anchor(att: &Attestation, network: &NetworkAnchor) -> Result<(), Rejection> {
+    if att.anchor.chain_id != network.chain_id {
+        return reject(
+            RuleCode::ChainMismatch,
+            format!("anchor.chain_id must be \"{}\"", network.chain_id),
+        );
+    }
+    if att.anchor.genesis_merkle_root != network.genesis_merkle_root.to_hex() {
+        return reject(
+            RuleCode::GenesisMismatch,
+            format!(
+                "anchor.genesis_merkle_root must be \"{}\"",
+                network.genesis_merkle_root
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn check_evidence_hash(att: &Attestation) -> Result<(), Rejection> {
+    if !is_lower_hex(&att.evidence.pack_sha256, 64) {
+        return reject(
+            RuleCode::InvalidEvidenceHash,
+            "evidence.pack_sha256 must be 64 lowercase hex digits",
+        );
+    }
+    Ok(())
+}
+
+fn check_nonce_format(att: &Attestation) -> Result<(), Rejection> {
+    let n = att.nonce.len();
+    if !(32..=128).contains(&n) || !is_lower_hex(&att.nonce, n) {
+        return reject(
+            RuleCode::InvalidNonce,
+            "nonce must be 32 to 128 lowercase hex digits",
+        );
+    }
+    Ok(())
+}
+
+fn check_dimensions(att: &Attestation) -> Result<(), Rejection> {
+    for (name, d) in &att.measurement.dimensions {
+        if !d.is_finite() || !(0.0..=1.0).contains(d) {
+            return reject(
+                RuleCode::DimensionOutOfRange,
+                format!("dimension {name:?} = {d} is outside [0, 1]"),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_weights(att: &Attestation) -> Result<(), Rejection> {
+    let mut sum = 0.0;
+    for (name, w) in &att.measurement.weights {
+        if !w.is_finite() || *w < 0.0 {
+            return reject(
+                RuleCode::WeightsSum,
+                format!("weight {name:?} = {w} must be ≥ 0"),
+            );
+        }
+        sum += w;
+    }
+    if (sum - 1.0).abs() > EPSILON {
+        return reject(RuleCode::WeightsSum, format!("weights sum to {sum}, not 1"));
+    }
+    Ok(())
+}
+
+/// Rule 8; returns the impact this node computes.
+fn check_impact(att: &Attestation) -> Result<f64, Rejection> {
+    let impact = impact_score(&att.measurement.dimensions, &att.measurement.weights);
+    let claimed = att.measurement.impact_score;
+    if !claimed.is_finite() || (claimed - impact).abs() > EPSILON {
+        return reject(
+            RuleCode::ImpactMismatch,
+            format!("impact_score {claimed} does not equal Σ dimension·weight = {impact}"),
+        );
+    }
+    Ok(impact)
+}
+
+/// Rule 9; returns post − pre of `performance` when both are there.
+fn check_benchmark_delta(att: &Attestation) -> Result<Option<f64>, Rejection> {
+    let delta = benchmark_delta(att);
+    if let Some(expected) = delta {
+        match att.benchmarks.as_ref().and_then(|b| b.delta) {
+            Some(d) if (d - expected).abs() <= EPSILON => {}
+            Some(d) => {
+                return reject(
+                    RuleCode::BenchmarkDeltaMismatch,
+                    format!("benchmarks.delta {d} does not equal post − pre = {expected}"),
+                )
+            }
+            None => {
+                return reject(
+                    RuleCode::BenchmarkDeltaMismatch,
+                    format!("benchmarks.delta is missing; post − pre = {expected}"),
+                )
+            }
+        }
+    }
+    Ok(delta)
+}
+
+fn check_alg(att: &Attestation) -> Result<(), Rejection> {
+    if att.signature.alg != "ed25519" {
+        return reject(
+            RuleCode::UnsupportedSignatureAlg,
+            "signature.alg must be \"ed25519\"",
+        );
+    }
+    Ok(())
+}
+
+fn check_pubkey(att: &Attestation) -> Result<PublicKey, Rejection> {
+    let pubkey = PublicKey::parse(&att.attester.pubkey_ed25519).or_else(|_| {
+        reject(
+            RuleCode::InvalidPubkey,
+            "attester.pubkey_ed25519 must be \"ed25519:\" and 64 lowercase hex digits",
+        )
+    })?;
+    if pubkey.check_point().is_err() {
+        return reject(
+            RuleCode::InvalidPubkey,
+            "attester.pubkey_ed25519 is not an Ed25519 point",
+        );
+    }
+    Ok(pubkey)
+}
+
+/// The format half of rule 12, and the digest the signature is checked against.
+fn check_signature_format(att: &Attestation) -> Result<(SignatureBytes, Hash32), Rejection> {
+    let signature = SignatureBytes::parse(&att.signature.sig_base16).or_else(|_| {
+        reject(
+            RuleCode::BadSignature,
+            "signature.sig_base16 must be 128 lowercase hex digits",
+        )
+    })?;
+    let digest = att
+        .digest()
+        .or_else(|e| reject(RuleCode::BadSignature, e.to_string()))?;
+    Ok((signature, digest))
 }
 
 fn check_time_window(window: &[String; 2], now: OffsetDateTime) -> Result<(), Rejection> {
@@ -471,6 +570,30 @@ mod tests {
                 .code,
             RuleCode::DuplicateNonce
         );
+    }
+
+    #[test]
+    fn reasons_list_every_broken_rule() {
+        let (mut att, kp) = signed_sample(5);
+        att.version = "x".into();
+        att.measurement.impact_score = 0.0;
+        resign(&mut att, &kp);
+        let net = NetworkAnchor::default();
+        let codes: Vec<_> = validate_reasons(&att, &net, now(), None)
+            .into_iter()
+            .map(|r| r.code)
+            .collect();
+        assert_eq!(
+            codes,
+            vec![RuleCode::InvalidVersion, RuleCode::ImpactMismatch]
+        );
+        let (att, _) = signed_sample(5);
+        assert!(validate_reasons(&att, &net, now(), None).is_empty());
+        let codes: Vec<_> = validate_reasons(&att, &net, now(), Some(Hash32::digest(b"o")))
+            .into_iter()
+            .map(|r| r.code)
+            .collect();
+        assert_eq!(codes, vec![RuleCode::DuplicateNonce]);
     }
 
     #[test]

@@ -80,7 +80,11 @@ pub fn cut(x: u64, bps: u64) -> u64 {
 
 /// Applies `offense` to `rec` at `current_epoch`. The caller has checked that `rec` is not
 /// already Slashed.
-pub(crate) fn apply(rec: &mut ValidatorRecord, offense: Offense, current_epoch: u64) -> SlashReport {
+pub(crate) fn apply(
+    rec: &mut ValidatorRecord,
+    offense: Offense,
+    current_epoch: u64,
+) -> SlashReport {
     let p = offense.penalty();
     let weight_cut_micro = cut(rec.poi_weight_micro, p.weight_bps);
     let bond_cut = cut(rec.stake_bond, p.bond_bps);
@@ -171,7 +175,10 @@ mod tests {
     fn no_overflow_at_the_top() {
         let mut r = record(u64::MAX, u64::MAX, u64::MAX);
         apply(&mut r, Offense::KeyTheft, u64::MAX);
-        assert_eq!(r.poi_weight_micro, u64::MAX - (u64::MAX as u128 * 95 / 100) as u64);
+        assert_eq!(
+            r.poi_weight_micro,
+            u64::MAX - (u64::MAX as u128 * 95 / 100) as u64
+        );
         assert_eq!(r.stake_bond, u64::MAX - u64::MAX / 10);
         assert_eq!(r.quarantine_until, Some(u64::MAX));
         assert_eq!(cut(u64::MAX, BPS), u64::MAX);

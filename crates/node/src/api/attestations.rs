@@ -1,0 +1,423 @@
+//! Attestation routes: submit, batch, verify, read one, list.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bizra_ledger::attestation::rules::{compute, validate_reasons};
+use bizra_ledger::attestation::Attestation;
+use bizra_ledger::merkle::InclusionProof;
+use bizra_ledger::Hash32;
+use bizra_store::{AttestationRecord, Cursor, Store, MAX_PAGE_LIMIT};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::extract::{HashPath, JsonBytes, Q};
+use super::problem::Problem;
+use crate::clock::{now_utc, rfc3339_ms};
+use crate::state::AppState;
+use crate::submit::{submit_many, Refusal, Submitted};
+
+/// Largest batch accepted by `/api/validator/attestation/batch`.
+pub const MAX_BATCH: usize = 1000;
+/// Largest page of `/api/validator/attestations`.
+pub const MAX_LIST_LIMIT: u32 = 500;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SubmitResponse {
+    pub attestation_id: String,
+    pub digest: String,
+    /// `accepted`, `included` or `finalized`.
+    pub status: String,
+    pub impact_score: f64,
+}
+
+fn refusal_problem(f: Refusal) -> Problem {
+    match f {
+        Refusal::Schema(e) => {
+            Problem::bad_request(e.kind.code(), e.message.clone()).with_field(e.field)
+        }
+        Refusal::Rule(r) => {
+            let status = if r.code == bizra_ledger::attestation::RuleCode::DuplicateNonce {
+                StatusCode::CONFLICT
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            Problem::new(status, r.code.as_str(), r.detail)
+        }
+    }
+}
+
+fn existing_response(rec: &AttestationRecord) -> SubmitResponse {
+    SubmitResponse {
+        attestation_id: rec.digest.to_hex(),
+        digest: rec.digest.to_hex(),
+        status: rec.status.as_str().into(),
+        impact_score: rec.impact_score,
+    }
+}
+
+/// Submit one attestation: 201 when stored, 200 when it was already stored.
+#[utoipa::path(post, path = "/api/validator/attestation/submit", tag = "attestations",
+    request_body(content = Object, description = "a poi-1.0 attestation"),
+    responses((status = 201, body = SubmitResponse), (status = 200, body = SubmitResponse),
+        (status = 400, description = "schema or rule failure"), (status = 409, description = "duplicate_nonce"),
+        (status = 413), (status = 415), (status = 503)))]
+pub async fn submit(
+    State(state): State<AppState>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, Problem> {
+    let parsed = Attestation::from_json(&body);
+    let mut results = submit_many(&state, vec![parsed]).await?;
+    match results.pop() {
+        Some(Submitted::Created {
+            digest,
+            impact_score,
+        }) => Ok((
+            StatusCode::CREATED,
+            Json(SubmitResponse {
+                attestation_id: digest.to_hex(),
+                digest: digest.to_hex(),
+                status: "accepted".into(),
+                impact_score,
+            }),
+        )
+            .into_response()),
+        Some(Submitted::Existing(rec)) => {
+            Ok((StatusCode::OK, Json(existing_response(&rec))).into_response())
+        }
+        Some(Submitted::Refused(f)) => Err(refusal_problem(f)),
+        None => Err(Problem::internal("no result for the attestation")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    attestations: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchItemResult {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attestation_id: Option<String>,
+    /// `accepted` (stored now) or the stored state of an attestation already there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<BatchItemError>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchItemError {
+    pub code: String,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BatchResponse {
+    pub results: Vec<BatchItemResult>,
+    pub accepted: usize,
+    pub rejected: usize,
+}
+
+/// Submit up to 1000 attestations as `{"attestations": [...]}`: one signature batch, one
+/// store transaction. 200 when every item is stored, 207 when some are refused, 400 (a
+/// problem carrying the same `results`) when all are.
+#[utoipa::path(post, path = "/api/validator/attestation/batch", tag = "attestations",
+    request_body(content = Object, description = "{\"attestations\": [poi-1.0 attestation, ...]}"),
+    responses((status = 200, body = BatchResponse), (status = 207, body = BatchResponse),
+        (status = 400), (status = 413), (status = 415), (status = 503)))]
+pub async fn batch(
+    State(state): State<AppState>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, Problem> {
+    let req: BatchRequest = super::extract::parse_json(&body)?;
+    if req.attestations.is_empty() {
+        return Err(Problem::bad_request("empty_batch", "attestations is empty"));
+    }
+    if req.attestations.len() > MAX_BATCH {
+        return Err(Problem::bad_request(
+            "batch_too_large",
+            format!("at most {MAX_BATCH} attestations per batch"),
+        )
+        .with_field("attestations"));
+    }
+    let items = req
+        .attestations
+        .into_iter()
+        .map(Attestation::from_value)
+        .collect();
+    let results = submit_many(&state, items).await?;
+    let mut accepted = 0;
+    let out: Vec<BatchItemResult> = results
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| match r {
+            Submitted::Created { digest, .. } => {
+                accepted += 1;
+                BatchItemResult {
+                    index,
+                    attestation_id: Some(digest.to_hex()),
+                    status: Some("accepted".into()),
+                    error: None,
+                }
+            }
+            Submitted::Existing(rec) => {
+                accepted += 1;
+                BatchItemResult {
+                    index,
+                    attestation_id: Some(rec.digest.to_hex()),
+                    status: Some(rec.status.as_str().into()),
+                    error: None,
+                }
+            }
+            Submitted::Refused(f) => {
+                let (code, detail, field) = match f {
+                    Refusal::Schema(e) => (e.kind.code().to_string(), e.message, Some(e.field)),
+                    Refusal::Rule(r) => (r.code.as_str().to_string(), r.detail, None),
+                };
+                BatchItemResult {
+                    index,
+                    attestation_id: None,
+                    status: None,
+                    error: Some(BatchItemError {
+                        code,
+                        detail,
+                        field: field.map(|f| format!("attestations[{index}].{f}")),
+                    }),
+                }
+            }
+        })
+        .collect();
+    let rejected = out.len() - accepted;
+    let body = BatchResponse {
+        results: out,
+        accepted,
+        rejected,
+    };
+    if accepted == 0 {
+        let mut p =
+            Problem::bad_request("batch_rejected", "no attestation of the batch was accepted");
+        p.extra = serde_json::to_value(&body).ok().map(Box::new);
+        return Err(p);
+    }
+    let status = if rejected == 0 {
+        StatusCode::OK
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    Ok((status, Json(body)).into_response())
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VerifyResponse {
+    pub valid: bool,
+    pub reasons: Vec<VerifyReason>,
+    pub computed: Computed,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct VerifyReason {
+    pub code: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Computed {
+    pub digest: Option<String>,
+    pub impact_score: f64,
+    pub delta: Option<f64>,
+}
+
+/// Every rule, nothing stored. A body that is not an attestation at all is a 400; an
+/// attestation that breaks rules is `valid: false` with every broken rule.
+#[utoipa::path(post, path = "/api/validator/attestation/verify", tag = "attestations",
+    request_body(content = Object, description = "a poi-1.0 attestation"),
+    responses((status = 200, body = VerifyResponse), (status = 400), (status = 413), (status = 415)))]
+pub async fn verify(
+    State(state): State<AppState>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Json<VerifyResponse>, Problem> {
+    let att = Attestation::from_json(&body).map_err(|e| refusal_problem(Refusal::Schema(e)))?;
+    let computed = compute(&att);
+    let owner = match bizra_ledger::crypto::PublicKey::parse(&att.attester.pubkey_ed25519) {
+        Ok(pk) => state.store.nonce_owner(&pk, &att.nonce).await?,
+        Err(_) => None,
+    };
+    let att_for_check = att.clone();
+    let anchor = state.anchor.clone();
+    let reasons = tokio::task::spawn_blocking(move || {
+        validate_reasons(&att_for_check, &anchor, now_utc(), owner)
+    })
+    .await
+    .map_err(|e| Problem::internal(format!("verifier task failed: {e}")))?;
+    Ok(Json(VerifyResponse {
+        valid: reasons.is_empty(),
+        reasons: reasons
+            .into_iter()
+            .map(|r| VerifyReason {
+                code: r.code.as_str().into(),
+                detail: r.detail,
+            })
+            .collect(),
+        computed: Computed {
+            digest: computed.digest.map(|d| d.to_hex()),
+            impact_score: computed.impact_score,
+            delta: computed.delta,
+        },
+    }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BlockPlace {
+    pub hash: String,
+    pub height: u64,
+    pub att_root: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttestationView {
+    pub attestation_id: String,
+    #[schema(value_type = Object)]
+    pub attestation: Box<RawValue>,
+    pub status: String,
+    pub received_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<BlockPlace>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub proof: Option<InclusionProof>,
+}
+
+fn view(
+    rec: AttestationRecord,
+    block: Option<BlockPlace>,
+    proof: Option<InclusionProof>,
+) -> Result<AttestationView, Problem> {
+    let text = String::from_utf8(rec.body)
+        .map_err(|_| Problem::internal("stored attestation is not UTF-8"))?;
+    let attestation = RawValue::from_string(text)
+        .map_err(|_| Problem::internal("stored attestation is not JSON"))?;
+    Ok(AttestationView {
+        attestation_id: rec.digest.to_hex(),
+        attestation,
+        status: rec.status.as_str().into(),
+        received_at: rfc3339_ms(rec.received_at_ms),
+        block,
+        proof,
+    })
+}
+
+/// One attestation, its state, its block and its inclusion proof.
+#[utoipa::path(get, path = "/api/validator/attestation/{id}", tag = "attestations",
+    params(("id" = String, Path, description = "attestation id (64 hex)")),
+    responses((status = 200, body = AttestationView), (status = 400), (status = 404)))]
+pub async fn get_one(
+    State(state): State<AppState>,
+    HashPath(id): HashPath,
+) -> Result<Json<AttestationView>, Problem> {
+    let rec = state
+        .store
+        .get_attestation(&id)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no attestation {id}")))?;
+    let (block, proof) = match rec.block {
+        Some(place) => {
+            let sb = state
+                .store
+                .get_block(&place.hash)
+                .await?
+                .ok_or_else(|| Problem::internal("attestation names a missing block"))?;
+            let proof = sb.block.proof(place.index as usize);
+            (
+                Some(BlockPlace {
+                    hash: place.hash.to_hex(),
+                    height: place.height,
+                    att_root: sb.block.header.att_root.to_hex(),
+                }),
+                proof,
+            )
+        }
+        None => (None, None),
+    };
+    Ok(Json(view(rec, block, proof)?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only this attester id.
+    pub attester: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// 1–500, default 50.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AttestationPage {
+    pub items: Vec<AttestationView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Newest first, with cursor pagination.
+#[utoipa::path(get, path = "/api/validator/attestations", tag = "attestations", params(ListQuery),
+    responses((status = 200, body = AttestationPage), (status = 400)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<AttestationPage>, Problem> {
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=MAX_LIST_LIMIT.min(MAX_PAGE_LIMIT)).contains(&limit) {
+        return Err(Problem::bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {MAX_LIST_LIMIT}"),
+        )
+        .with_field("limit"));
+    }
+    let cursor = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse::<Cursor>().map_err(|_| {
+            Problem::bad_request("invalid_cursor", "cursor is not one this node issued")
+                .with_field("cursor")
+        })?),
+    };
+    let page = state
+        .store
+        .list_attestations(q.attester.as_deref(), cursor, limit)
+        .await?;
+    // A page usually spans one or two blocks: look each up once for its att_root.
+    let mut roots: std::collections::HashMap<Hash32, Hash32> = Default::default();
+    let mut items = Vec::with_capacity(page.items.len());
+    for rec in page.items {
+        let block = match rec.block {
+            Some(b) => {
+                let root = match roots.get(&b.hash) {
+                    Some(r) => *r,
+                    None => {
+                        let sb = state.store.get_block(&b.hash).await?.ok_or_else(|| {
+                            Problem::internal("attestation names a missing block")
+                        })?;
+                        roots.insert(b.hash, sb.block.header.att_root);
+                        sb.block.header.att_root
+                    }
+                };
+                Some(BlockPlace {
+                    hash: b.hash.to_hex(),
+                    height: b.height,
+                    att_root: root.to_hex(),
+                })
+            }
+            None => None,
+        };
+        items.push(view(rec, block, None)?);
+    }
+    Ok(Json(AttestationPage {
+        items,
+        next_cursor: page.next_cursor.map(|c| c.encode()),
+    }))
+}

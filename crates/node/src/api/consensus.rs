@@ -1,0 +1,392 @@
+//! Consensus read routes: status, stats, genesis, tipset, blocks, finality, health.
+//! Answered from the published head snapshot and the store; never from the producer's
+//! lock.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bizra_ledger::block::BlockHeader;
+use bizra_ledger::finality::ActiveSet;
+use bizra_ledger::Hash32;
+use bizra_store::{Store, StoredBlock, MAX_PAGE_LIMIT};
+use serde::{Deserialize, Serialize};
+
+use super::extract::{HashPath, Q};
+use super::problem::Problem;
+use crate::chain::TipView;
+use crate::clock::now_ms;
+use crate::state::AppState;
+
+/// Finality lag (blocks) from which `/api/consensus/health` answers 503.
+pub const MAX_HEALTHY_LAG: u64 = 10;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    pub chain_id: String,
+    #[schema(value_type = String)]
+    pub genesis_hash: Hash32,
+    pub height: u64,
+    pub finalized_height: u64,
+    pub tipset_size: usize,
+    pub epoch: u64,
+    pub slot: u64,
+    pub validator_count: usize,
+    pub active_validators: usize,
+    pub is_proposer: bool,
+}
+
+fn status_of(state: &AppState) -> Status {
+    let head = state.head.load();
+    let now = now_ms();
+    let genesis_ms = state.genesis_block.header.timestamp_ms;
+    let slot_ms = state.config.slot.as_millis() as u64;
+    Status {
+        chain_id: state.anchor.chain_id.clone(),
+        genesis_hash: state.genesis_block.hash,
+        height: head.height,
+        finalized_height: head.finalized_height,
+        tipset_size: head.tips.len(),
+        epoch: bizra_ledger::registry::epoch_of_time(genesis_ms, now, slot_ms),
+        slot: bizra_ledger::registry::slot_of_time(genesis_ms, now, slot_ms),
+        validator_count: head.validator_count,
+        active_validators: head.active_validators,
+        is_proposer: state.is_proposer,
+    }
+}
+
+#[utoipa::path(get, path = "/api/consensus/status", tag = "consensus", responses((status = 200, body = Status)))]
+pub async fn status(State(state): State<AppState>) -> Json<Status> {
+    Json(status_of(&state))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Stats {
+    #[serde(flatten)]
+    pub status: Status,
+    pub blocks_total: u64,
+    pub blocks_finalized: u64,
+    pub blocks_produced: u64,
+    pub attestations_accepted: u64,
+    pub attestations_pending: u64,
+    pub avg_block_time_ms: Option<f64>,
+    pub avg_finality_time_ms: Option<f64>,
+    /// Attestations included in blocks per second, over the last minute.
+    pub tps_1m: f64,
+}
+
+#[utoipa::path(get, path = "/api/consensus/stats", tag = "consensus", responses((status = 200, body = Stats)))]
+pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, Problem> {
+    let head = state.head.load_full();
+    let accepted = state.store.count_attestations().await?;
+    let pending = state.store.count_pending_attestations().await?;
+    Ok(Json(Stats {
+        status: status_of(&state),
+        blocks_total: head.blocks,
+        blocks_finalized: head.finalized_blocks,
+        blocks_produced: state.metrics.blocks_produced.get(),
+        attestations_accepted: accepted,
+        attestations_pending: pending,
+        avg_block_time_ms: head.avg_block_time_ms,
+        avg_finality_time_ms: head.avg_finality_time_ms,
+        tps_1m: head.included_per_sec_1m,
+    }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GenesisValidatorView {
+    pub validator_id: String,
+    pub pubkey_ed25519: String,
+    pub stake_bond: u64,
+    pub network_address: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct GenesisView {
+    pub chain_id: String,
+    pub genesis_hash: String,
+    pub genesis_merkle_root: String,
+    pub genesis_time: String,
+    pub height: u64,
+    pub validators: Vec<GenesisValidatorView>,
+    pub parameters: Parameters,
+    #[schema(value_type = Object)]
+    pub header: BlockHeader,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Parameters {
+    pub slot_ms: u64,
+    pub epoch_slots: u64,
+    pub finality_threshold_bps: u64,
+    pub max_active_validators: usize,
+    pub max_block_attestations: usize,
+}
+
+#[utoipa::path(get, path = "/api/consensus/genesis", tag = "consensus", responses((status = 200, body = GenesisView)))]
+pub async fn genesis(State(state): State<AppState>) -> Json<GenesisView> {
+    let g = &state.genesis;
+    Json(GenesisView {
+        chain_id: g.chain_id.clone(),
+        genesis_hash: state.genesis_block.hash.to_hex(),
+        genesis_merkle_root: g.genesis_merkle_root.to_hex(),
+        genesis_time: g.genesis_time.clone(),
+        height: 0,
+        validators: g
+            .validators
+            .iter()
+            .map(|v| GenesisValidatorView {
+                validator_id: v.validator_id().to_hex(),
+                pubkey_ed25519: v.pubkey_ed25519.to_string(),
+                stake_bond: v.stake_bond,
+                network_address: v.network_address.clone(),
+            })
+            .collect(),
+        parameters: Parameters {
+            slot_ms: state.config.slot.as_millis() as u64,
+            epoch_slots: bizra_ledger::params::EPOCH_SLOTS,
+            finality_threshold_bps: bizra_ledger::params::FINALITY_THRESHOLD_BPS,
+            max_active_validators: bizra_ledger::params::MAX_ACTIVE_VALIDATORS,
+            max_block_attestations: state.config.max_block_attestations,
+        },
+        header: state.genesis_block.header.clone(),
+    })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Tipset {
+    pub tips: Vec<TipView>,
+    pub count: usize,
+    pub height: u64,
+    /// Vote weight gathered by the tips.
+    pub total_weight: u64,
+    pub finalized_height: u64,
+}
+
+#[utoipa::path(get, path = "/api/consensus/tipset", tag = "consensus", responses((status = 200, body = Tipset)))]
+pub async fn tipset(State(state): State<AppState>) -> Json<Tipset> {
+    let head = state.head.load();
+    Json(Tipset {
+        tips: head.tips.clone(),
+        count: head.tips.len(),
+        height: head.height,
+        total_weight: head.tips_weight,
+        finalized_height: head.finalized_height,
+    })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QcView {
+    pub votes: Vec<QcVoteView>,
+    pub weight: u64,
+    pub total_weight: u64,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct QcVoteView {
+    pub validator_id: String,
+    pub signature: String,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BlockView {
+    pub hash: String,
+    #[schema(value_type = Object)]
+    pub header: BlockHeader,
+    pub signature: Option<String>,
+    pub attestation_ids: Vec<String>,
+    pub finalized: bool,
+    pub finalized_at_ms: Option<u64>,
+    pub qc: Option<QcView>,
+}
+
+fn block_view(sb: StoredBlock) -> BlockView {
+    BlockView {
+        hash: sb.block.hash.to_hex(),
+        signature: sb.block.signature.map(|s| s.to_hex()),
+        attestation_ids: sb
+            .block
+            .attestation_ids
+            .iter()
+            .map(|h| h.to_hex())
+            .collect(),
+        header: sb.block.header,
+        finalized: sb.finalized,
+        finalized_at_ms: sb.finalized_at_ms,
+        qc: sb.qc.map(|qc| QcView {
+            votes: qc
+                .votes
+                .into_iter()
+                .map(|v| QcVoteView {
+                    validator_id: v.validator_id.to_hex(),
+                    signature: v.signature.to_hex(),
+                })
+                .collect(),
+            weight: qc.weight,
+            total_weight: qc.total_weight,
+        }),
+    }
+}
+
+async fn load_block(state: &AppState, hash: &Hash32) -> Result<StoredBlock, Problem> {
+    if *hash == state.genesis_block.hash {
+        return Ok(StoredBlock {
+            block: state.genesis_block.clone(),
+            finalized: true,
+            finalized_at_ms: Some(state.genesis_block.header.timestamp_ms),
+            qc: None,
+            created_at_ms: state.genesis_block.header.timestamp_ms,
+        });
+    }
+    state
+        .store
+        .get_block(hash)
+        .await?
+        .ok_or_else(|| Problem::not_found(format!("no block {hash}")))
+}
+
+#[utoipa::path(get, path = "/api/consensus/block/{hash}", tag = "consensus",
+    params(("hash" = String, Path, description = "block hash (64 hex)")),
+    responses((status = 200, body = BlockView), (status = 400), (status = 404)))]
+pub async fn block(
+    State(state): State<AppState>,
+    HashPath(hash): HashPath,
+) -> Result<Json<BlockView>, Problem> {
+    Ok(Json(block_view(load_block(&state, &hash).await?)))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct BlocksQuery {
+    /// First height (default 0).
+    pub from_height: Option<u64>,
+    /// 1–1000, default 100.
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BlockPage {
+    pub items: Vec<BlockView>,
+    /// Height to ask for next; null when the chain has no more blocks.
+    pub next_from_height: Option<u64>,
+}
+
+#[utoipa::path(get, path = "/api/consensus/blocks", tag = "consensus", params(BlocksQuery),
+    responses((status = 200, body = BlockPage), (status = 400)))]
+pub async fn blocks(
+    State(state): State<AppState>,
+    Q(q): Q<BlocksQuery>,
+) -> Result<Json<BlockPage>, Problem> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
+        return Err(Problem::bad_request(
+            "invalid_query",
+            format!("limit must be 1 to {MAX_PAGE_LIMIT}"),
+        )
+        .with_field("limit"));
+    }
+    let from = q.from_height.unwrap_or(0);
+    let mut items = Vec::new();
+    if from == 0 {
+        items.push(block_view(
+            load_block(&state, &state.genesis_block.hash).await?,
+        ));
+    }
+    let want = limit as usize - items.len();
+    if want > 0 {
+        let stored = state
+            .store
+            .blocks_from_height(from.max(1), want as u32)
+            .await?;
+        items.extend(stored.into_iter().map(block_view));
+    }
+    let last = items.last().map(|b| b.header.height);
+    let head_height = state.head.load().height;
+    let next_from_height = match last {
+        Some(h) if items.len() == limit as usize && h < head_height => Some(h + 1),
+        // A page cut inside one height (several blocks at it) continues at that height.
+        Some(h) if items.len() == limit as usize => Some(h),
+        _ => None,
+    };
+    Ok(Json(BlockPage {
+        items,
+        next_from_height,
+    }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FinalityView {
+    pub hash: String,
+    pub height: u64,
+    pub finalized: bool,
+    pub weight: u64,
+    pub total_weight: u64,
+    pub threshold_bps: u64,
+    pub voters: Vec<String>,
+}
+
+#[utoipa::path(get, path = "/api/consensus/finality/{hash}", tag = "consensus",
+    params(("hash" = String, Path, description = "block hash (64 hex)")),
+    responses((status = 200, body = FinalityView), (status = 400), (status = 404)))]
+pub async fn finality(
+    State(state): State<AppState>,
+    HashPath(hash): HashPath,
+) -> Result<Json<FinalityView>, Problem> {
+    let sb = load_block(&state, &hash).await?;
+    let head = state.head.load_full();
+    let active = bizra_ledger::finality::WeightTable::new(
+        head.registry
+            .active_set()
+            .into_iter()
+            .map(|r| (r.pubkey_ed25519, r.effective_weight())),
+    );
+    let votes = if hash == state.genesis_block.hash {
+        vec![]
+    } else {
+        state.store.votes_for(&hash).await?
+    };
+    let weight = votes
+        .iter()
+        .filter_map(|v| active.member(&v.validator_id).map(|(_, w)| w))
+        .fold(0u64, u64::saturating_add);
+    Ok(Json(FinalityView {
+        hash: hash.to_hex(),
+        height: sb.block.header.height,
+        finalized: sb.finalized,
+        weight,
+        total_weight: active.total_weight(),
+        threshold_bps: bizra_ledger::params::FINALITY_THRESHOLD_BPS,
+        voters: votes.iter().map(|v| v.validator_id.to_hex()).collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConsensusHealth {
+    pub healthy: bool,
+    pub height: u64,
+    pub finalized_height: u64,
+    pub finality_lag: u64,
+    pub max_lag: u64,
+}
+
+/// 503 when the finality lag reaches 10 blocks.
+#[utoipa::path(get, path = "/api/consensus/health", tag = "consensus",
+    responses((status = 200, body = ConsensusHealth), (status = 503, body = ConsensusHealth)))]
+pub async fn health(State(state): State<AppState>) -> Response {
+    let head = state.head.load();
+    let lag = head.height.saturating_sub(head.finalized_height);
+    let healthy = lag < MAX_HEALTHY_LAG;
+    let body = ConsensusHealth {
+        healthy,
+        height: head.height,
+        finalized_height: head.finalized_height,
+        finality_lag: lag,
+        max_lag: MAX_HEALTHY_LAG,
+    };
+    let code = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
+}

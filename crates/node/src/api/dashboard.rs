@@ -1,0 +1,7 @@
+//! `/`: a small page that shows the node's state and its live events.
+
+use axum::response::Html;
+
+pub async fn index() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}

@@ -1,0 +1,111 @@
+//! Liveness, readiness and metrics: exempt from rate limits, cheap to call.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bizra_store::Store;
+use serde::Serialize;
+
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    pub node_id: String,
+    pub chain_id: String,
+    pub uptime_s: u64,
+}
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
+pub async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "healthy",
+        version: env!("CARGO_PKG_VERSION"),
+        node_id: state.node_id.to_hex(),
+        chain_id: state.anchor.chain_id.clone(),
+        uptime_s: state.started.elapsed().as_secs(),
+    })
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Check {
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    pub ready: bool,
+    pub checks: ReadyChecks,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReadyChecks {
+    pub store: Check,
+    pub cache_l2: Check,
+    pub peers: Check,
+}
+
+/// Readiness: 200 when the store answers, else 503. The L2 cache and peers are reported
+/// as `not_configured` until configured.
+#[utoipa::path(get, path = "/ready", tag = "operations",
+    responses((status = 200, body = Ready), (status = 503, body = Ready)))]
+pub async fn ready(State(state): State<AppState>) -> Response {
+    let store =
+        match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
+            Ok(Ok(())) => Check {
+                status: "ok",
+                detail: Some(state.store.backend().into()),
+            },
+            Ok(Err(e)) => Check {
+                status: "down",
+                detail: Some(e.to_string()),
+            },
+            Err(_) => Check {
+                status: "down",
+                detail: Some("no answer within 2 s".into()),
+            },
+        };
+    let ok = store.status == "ok";
+    let body = Ready {
+        ready: ok,
+        checks: ReadyChecks {
+            store,
+            cache_l2: Check {
+                status: "not_configured",
+                detail: None,
+            },
+            peers: Check {
+                status: "not_configured",
+                detail: Some("single-validator network".into()),
+            },
+        },
+    };
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let pool = state.store.pool_stats();
+    state.metrics.set_pool("idle", pool.idle as i64);
+    state.metrics.set_pool("in_use", pool.in_use as i64);
+    state.metrics.set_pool("max", pool.max_size as i64);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,93 @@
+//! The HTTP API of SPEC §4: the router, and one module per group of routes.
+
+pub mod attestations;
+pub mod consensus;
+mod dashboard;
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod openapi;
+pub mod p2p;
+pub mod problem;
+pub mod trace;
+pub mod validators;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::state::AppState;
+
+/// Body limit of single-object routes.
+pub const SINGLE_BODY_LIMIT: usize = 64 * 1024;
+/// Body limit of the batch route.
+pub const BATCH_BODY_LIMIT: usize = 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let single = DefaultBodyLimit::max(SINGLE_BODY_LIMIT);
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .route("/api/consensus/status", get(consensus::status))
+        .route("/api/consensus/stats", get(consensus::stats))
+        .route("/api/consensus/genesis", get(consensus::genesis))
+        .route("/api/consensus/tipset", get(consensus::tipset))
+        .route("/api/consensus/block/{hash}", get(consensus::block))
+        .route("/api/consensus/blocks", get(consensus::blocks))
+        .route("/api/consensus/finality/{hash}", get(consensus::finality))
+        .route("/api/consensus/health", get(consensus::health))
+        .route(
+            "/api/validator/attestation/submit",
+            post(attestations::submit).layer(single),
+        )
+        .route(
+            "/api/validator/attestation/batch",
+            post(attestations::batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
+        )
+        .route(
+            "/api/validator/attestation/verify",
+            post(attestations::verify).layer(single),
+        )
+        .route(
+            "/api/validator/attestation/{id}",
+            get(attestations::get_one),
+        )
+        .route("/api/validator/attestations", get(attestations::list))
+        .route(
+            "/api/validator/register",
+            post(validators::register).layer(single),
+        )
+        .route("/api/validator/exit", post(validators::exit).layer(single))
+        .route(
+            "/api/validator/slash",
+            post(validators::slash).layer(single),
+        )
+        .route("/api/validator/list", get(validators::list))
+        .route("/api/validator/stats", get(validators::stats))
+        .route(
+            "/api/validator/epoch/{n}/summary",
+            get(validators::epoch_summary),
+        )
+        .route("/api/validator/{id}", get(validators::one))
+        .route("/api/p2p/peers", get(p2p::peers))
+        .route("/api/events", get(events::sse))
+        .route("/ws/live-updates", get(events::ws))
+        .route_layer(axum::middleware::from_fn(trace::carry_route))
+        .fallback(fallback)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            state.config.request_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            trace::layer,
+        ))
+        .with_state(state)
+}
+
+async fn fallback() -> problem::Problem {
+    problem::Problem::not_found("no such route")
+}

@@ -1,0 +1,136 @@
+//! Per-request middleware: the trace id, one log line, HTTP metrics, and problem+json for
+//! every error the framework itself produces (404 route, 405 method, 413, timeouts).
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, State};
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+
+use super::problem::{Problem, PROBLEM_JSON};
+use crate::state::AppState;
+
+pub const TRACE_HEADER: &str = "x-trace-id";
+
+tokio::task_local! {
+    static TRACE_ID: String;
+}
+
+/// The trace id of the request being handled on this task.
+pub fn current_trace_id() -> Option<String> {
+    TRACE_ID.try_with(|t| t.clone()).ok()
+}
+
+/// A client's own trace id is kept when it is short and plain; otherwise a new one.
+fn trace_id_from(req: &Request<Body>) -> String {
+    req.headers()
+        .get(TRACE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(new_trace_id)
+}
+
+fn new_trace_id() -> String {
+    let mut b = [0u8; 16];
+    // A trace id is not a secret; on the (never seen) failure of the OS source, a
+    // time-derived id is still unique enough to find a log line.
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        b = t.to_le_bytes();
+    }
+    hex::encode(b)
+}
+
+/// Inner layer (on matched routes only): hands the route template out to [`layer`],
+/// which runs before routing and so cannot see it on the request.
+pub async fn carry_route(req: Request<Body>, next: Next) -> Response {
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let mut resp = next.run(req).await;
+    if let Some(m) = matched {
+        resp.extensions_mut().insert(m);
+    }
+    resp
+}
+
+pub async fn layer(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+    let start = Instant::now();
+    let trace_id = trace_id_from(&req);
+    let method = req.method().clone();
+
+    let mut resp = TRACE_ID
+        .scope(trace_id.clone(), async move {
+            let resp = next.run(req).await;
+            as_problem(resp)
+        })
+        .await;
+
+    if let Ok(v) = HeaderValue::from_str(&trace_id) {
+        resp.headers_mut().insert(TRACE_HEADER, v);
+    }
+    let route = resp
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = resp.status().as_u16();
+    let elapsed = start.elapsed();
+    state
+        .metrics
+        .observe_http(method.as_str(), &route, status, elapsed);
+    tracing::info!(
+        target: "node0::http",
+        trace_id = %trace_id,
+        method = %method,
+        route = %route,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request"
+    );
+    resp
+}
+
+/// Error responses that are not problem+json yet (the framework's own) become one.
+fn as_problem(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    // Problem bodies and deliberate JSON answers (`/ready` and consensus health at 503)
+    // stay as they are; the framework's plain-text errors are rewritten.
+    let is_json = resp.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+    });
+    if is_json {
+        return resp;
+    }
+    let (code, detail) = match status {
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ("method_not_allowed", "method not allowed on this route")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large"),
+        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send application/json"),
+        s if s.is_server_error() => ("internal", "the server failed to answer"),
+        _ => ("bad_request", "the request is not valid"),
+    };
+    let mut p = Problem::new(status, code, detail);
+    p.retry_after_s = resp
+        .headers()
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    p.to_response()
+}

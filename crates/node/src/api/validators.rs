@@ -1,0 +1,308 @@
+//! Validator routes: the registry as of the current head, epoch summaries, and the
+//! signed ledger entries (register, exit, slash) that change it at the next block.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bizra_ledger::registry::{
+    Evidence, ExitRequest, Registration, RegistryEntry, ValidatorRecord, ValidatorStatus,
+};
+use bizra_ledger::Hash32;
+use bizra_store::Store;
+use serde::{Deserialize, Serialize};
+
+use super::extract::{parse_json, HashPath, JsonBytes, Q};
+use super::problem::Problem;
+use crate::clock::now_ms;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ValidatorView {
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub record: ValidatorRecord,
+    pub effective_weight: u64,
+    pub poi_weight: f64,
+}
+
+fn view(r: &ValidatorRecord) -> ValidatorView {
+    ValidatorView {
+        record: r.clone(),
+        effective_weight: r.effective_weight(),
+        poi_weight: r.poi_weight(),
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// pending, active, exiting, exited or slashed.
+    pub status: Option<String>,
+    /// 1–500, default 100.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page (a validator id).
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ValidatorPage {
+    pub items: Vec<ValidatorView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Validators in id order.
+#[utoipa::path(get, path = "/api/validator/list", tag = "validators", params(ListQuery),
+    responses((status = 200, body = ValidatorPage), (status = 400)))]
+pub async fn list(
+    State(state): State<AppState>,
+    Q(q): Q<ListQuery>,
+) -> Result<Json<ValidatorPage>, Problem> {
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(
+            serde_json::from_value::<ValidatorStatus>(serde_json::Value::String(s.into()))
+                .map_err(|_| {
+                    Problem::bad_request("invalid_query", format!("unknown status {s:?}"))
+                        .with_field("status")
+                })?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(
+            Problem::bad_request("invalid_query", "limit must be 1 to 500").with_field("limit"),
+        );
+    }
+    let after: Option<Hash32> = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse().map_err(|_| {
+            Problem::bad_request("invalid_cursor", "cursor is not one this node issued")
+                .with_field("cursor")
+        })?),
+    };
+    let head = state.head.load_full();
+    let mut items: Vec<ValidatorView> = head
+        .registry
+        .list(status)
+        .into_iter()
+        .filter(|r| after.is_none_or(|a| r.validator_id > a))
+        .take(limit as usize + 1)
+        .map(view)
+        .collect();
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|v| v.record.validator_id.to_hex())
+    } else {
+        None
+    };
+    Ok(Json(ValidatorPage { items, next_cursor }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ValidatorStats {
+    /// The registry's epoch (boundaries are applied at each slot).
+    pub epoch: u64,
+    pub validator_count: usize,
+    pub active_count: usize,
+    pub pending_count: usize,
+    pub total_active_weight: u64,
+    pub threshold_bps: u64,
+    /// Least vote weight that finalizes a block now.
+    pub quorum_weight: u64,
+}
+
+#[utoipa::path(get, path = "/api/validator/stats", tag = "validators", responses((status = 200, body = ValidatorStats)))]
+pub async fn stats(State(state): State<AppState>) -> Json<ValidatorStats> {
+    let head = state.head.load_full();
+    let total = head.registry.total_active_weight();
+    let bps = bizra_ledger::params::FINALITY_THRESHOLD_BPS;
+    Json(ValidatorStats {
+        epoch: head.registry.epoch(),
+        validator_count: head.registry.len(),
+        active_count: head.registry.active_count(),
+        pending_count: head.registry.list(Some(ValidatorStatus::Pending)).len(),
+        total_active_weight: total,
+        threshold_bps: bps,
+        quorum_weight: ((total as u128 * bps as u128).div_ceil(10_000)) as u64,
+    })
+}
+
+#[utoipa::path(get, path = "/api/validator/{id}", tag = "validators",
+    params(("id" = String, Path, description = "validator id (64 hex)")),
+    responses((status = 200, body = ValidatorView), (status = 400), (status = 404)))]
+pub async fn one(
+    State(state): State<AppState>,
+    HashPath(id): HashPath,
+) -> Result<Json<ValidatorView>, Problem> {
+    let head = state.head.load_full();
+    head.registry
+        .get(&id)
+        .map(|r| Json(view(r)))
+        .ok_or_else(|| Problem::not_found(format!("no validator {id}")))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EpochSummary {
+    pub epoch: u64,
+    pub from_ms: u64,
+    pub to_ms: u64,
+    pub attestation_count: u64,
+    pub total_impact: f64,
+    pub top_attesters: Vec<TopAttester>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TopAttester {
+    pub attester_id: String,
+    pub attestations: u64,
+    pub total_impact: f64,
+}
+
+/// Attestations included in blocks of epoch `n`, and the ten attesters with the most
+/// impact.
+#[utoipa::path(get, path = "/api/validator/epoch/{n}/summary", tag = "validators",
+    params(("n" = u64, Path, description = "epoch number")),
+    responses((status = 200, body = EpochSummary), (status = 400), (status = 404)))]
+pub async fn epoch_summary(
+    State(state): State<AppState>,
+    Path(n): Path<String>,
+) -> Result<Json<EpochSummary>, Problem> {
+    let n: u64 = n.parse().map_err(|_| {
+        Problem::bad_request("invalid_path", format!("{n:?} is not an epoch number"))
+    })?;
+    let genesis_ms = state.genesis_block.header.timestamp_ms;
+    let epoch_ms =
+        (state.config.slot.as_millis() as u64).saturating_mul(bizra_ledger::params::EPOCH_SLOTS);
+    let from_ms = genesis_ms.saturating_add(n.saturating_mul(epoch_ms));
+    if from_ms > now_ms() {
+        return Err(Problem::not_found(format!("epoch {n} has not started")));
+    }
+    let to_ms = from_ms.saturating_add(epoch_ms);
+    let s = state.store.impact_summary(from_ms, to_ms, 10).await?;
+    Ok(Json(EpochSummary {
+        epoch: n,
+        from_ms,
+        to_ms,
+        attestation_count: s.attestations,
+        total_impact: s.total_impact,
+        top_attesters: s
+            .top
+            .into_iter()
+            .map(|t| TopAttester {
+                attester_id: t.attester_id,
+                attestations: t.attestations,
+                total_impact: t.total_impact,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EntryAccepted {
+    pub entry_id: String,
+    pub entry_seq: u64,
+    /// Always `pending`: the entry takes effect in the next block.
+    pub status: &'static str,
+    pub epoch: u64,
+}
+
+/// Checks an entry against the registry as it is now, then files it for the next block.
+async fn file_entry(
+    state: &AppState,
+    kind: &str,
+    entry: RegistryEntry,
+) -> Result<Response, Problem> {
+    let head = state.head.load_full();
+    let mut trial = (*head.registry).clone();
+    let epoch = trial.epoch();
+    trial
+        .apply_entry(&entry, epoch)
+        .map_err(|e| Problem::bad_request(registry_code(&e), e.to_string()))?;
+    let id = entry
+        .digest()
+        .map_err(|e| Problem::bad_request("schema", e.to_string()))?;
+    let body = serde_json::to_value(&entry).map_err(|e| Problem::internal(e.to_string()))?;
+    let seq = state
+        .store
+        .insert_registry_entry(kind, &body, epoch)
+        .await?;
+    state.producer_wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(EntryAccepted {
+            entry_id: id.to_hex(),
+            entry_seq: seq,
+            status: "pending",
+            epoch,
+        }),
+    )
+        .into_response())
+}
+
+fn registry_code(e: &bizra_ledger::registry::RegistryError) -> &'static str {
+    use bizra_ledger::registry::RegistryError::*;
+    match e {
+        UnknownValidator(_) => "unknown_validator",
+        AlreadyRegistered(_) => "already_registered",
+        NotActive(_) => "not_active",
+        AlreadySlashed(_) => "already_slashed",
+        Quarantined { .. } => "quarantined",
+        AlreadyPunished { .. } => "already_punished",
+        BadSignature => "bad_signature",
+        BadAddress => "invalid_network_address",
+        BadEvidence(_) => "bad_evidence",
+        WrongChain { .. } => "chain_mismatch",
+        WrongEpoch { .. } => "wrong_epoch",
+        _ => "registry_rejected",
+    }
+}
+
+/// A signed registration (`Registration`), for the registry's current epoch.
+#[utoipa::path(post, path = "/api/validator/register", tag = "validators",
+    request_body(content = Object, description = "signed registration"),
+    responses((status = 202, body = EntryAccepted), (status = 400), (status = 413), (status = 415)))]
+pub async fn register(
+    State(state): State<AppState>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, Problem> {
+    let r: Registration = parse_json(&body)?;
+    file_entry(&state, "register", RegistryEntry::Register(r)).await
+}
+
+/// A signed exit request (`ExitRequest`).
+#[utoipa::path(post, path = "/api/validator/exit", tag = "validators",
+    request_body(content = Object, description = "signed exit request"),
+    responses((status = 202, body = EntryAccepted), (status = 400), (status = 413), (status = 415)))]
+pub async fn exit(
+    State(state): State<AppState>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, Problem> {
+    let e: ExitRequest = parse_json(&body)?;
+    file_entry(&state, "exit", RegistryEntry::Exit(e)).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SlashRequest {
+    evidence: Evidence,
+}
+
+/// Equivocation evidence: two conflicting signed blocks or votes at one height.
+#[utoipa::path(post, path = "/api/validator/slash", tag = "validators",
+    request_body(content = Object, description = "{\"evidence\": ...}"),
+    responses((status = 202, body = EntryAccepted), (status = 400), (status = 413), (status = 415)))]
+pub async fn slash(
+    State(state): State<AppState>,
+    JsonBytes(body): JsonBytes,
+) -> Result<Response, Problem> {
+    let s: SlashRequest = parse_json(&body)?;
+    file_entry(
+        &state,
+        "slash",
+        RegistryEntry::Slash {
+            evidence: Box::new(s.evidence),
+        },
+    )
+    .await
+}

@@ -1,0 +1,333 @@
+//! The node's in-memory consensus state: the DAG, finality and the validator registry,
+//! rebuilt from the store at start and changed only by the block producer. Readers never
+//! touch it: they load the [`Head`] snapshot it publishes after every change.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bizra_ledger::block::Block;
+use bizra_ledger::dag::Dag;
+use bizra_ledger::finality::{Finality, WeightTable};
+use bizra_ledger::genesis::Genesis;
+use bizra_ledger::params::{NetworkAnchor, EPOCH_SLOTS};
+use bizra_ledger::registry::{
+    epoch_of_time, slot_of_time, Applied, EpochReport, Registry, RegistryEntry, RegistryError,
+};
+use bizra_ledger::vote::QuorumCertificate;
+use bizra_ledger::Hash32;
+use bizra_store::{AnyStore, Store, StoreError};
+use serde::Serialize;
+
+/// Blocks remembered for the moving averages of `/api/consensus/stats`.
+const RECENT_BLOCKS: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("stored block {hash} does not fit the DAG: {reason}")]
+    Inconsistent { hash: Hash32, reason: String },
+    #[error("genesis: {0}")]
+    Genesis(String),
+}
+
+/// One tip as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct TipView {
+    #[schema(value_type = String)]
+    pub hash: Hash32,
+    pub height: u64,
+    pub timestamp_ms: u64,
+    pub finalized: bool,
+}
+
+/// What readers see of the chain: replaced whole after every change, never mutated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Head {
+    pub height: u64,
+    pub finalized_height: u64,
+    pub tips: Vec<TipView>,
+    /// Sum of the vote weight the tips have gathered.
+    pub tips_weight: u64,
+    pub blocks: u64,
+    pub finalized_blocks: u64,
+    pub epoch: u64,
+    pub validator_count: usize,
+    pub active_validators: usize,
+    pub total_active_weight: u64,
+    pub threshold_bps: u64,
+    pub avg_block_time_ms: Option<f64>,
+    pub avg_finality_time_ms: Option<f64>,
+    /// Attestations included per second over the last minute of blocks.
+    pub included_per_sec_1m: f64,
+    /// Registry as of this head, for the validator routes.
+    #[serde(skip)]
+    pub registry: Arc<Registry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RecentBlock {
+    timestamp_ms: u64,
+    att_count: u64,
+    finality_ms: Option<u64>,
+}
+
+pub struct Chain {
+    pub genesis: Genesis,
+    pub genesis_block: Block,
+    pub anchor: NetworkAnchor,
+    pub dag: Dag,
+    pub finality: Finality,
+    pub registry: Registry,
+    genesis_ms: u64,
+    slot_ms: u64,
+    recent: VecDeque<(Hash32, RecentBlock)>,
+}
+
+impl Chain {
+    /// Rebuilds the state from the store: every block into the DAG, stored finality and
+    /// certificates, then votes of blocks that are not final yet (a crash between storing
+    /// a vote and marking finality loses nothing).
+    pub async fn load(
+        genesis: Genesis,
+        store: &AnyStore,
+        slot_ms: u64,
+    ) -> Result<Chain, ChainError> {
+        let genesis_block = genesis
+            .block()
+            .map_err(|e| ChainError::Genesis(e.to_string()))?;
+        let genesis_ms = genesis
+            .genesis_time_ms()
+            .map_err(|e| ChainError::Genesis(e.to_string()))?;
+        let dag = Dag::new(&genesis_block).map_err(|e| ChainError::Genesis(e.to_string()))?;
+        let finality = Finality::new(&dag);
+        let registry =
+            Registry::from_genesis(&genesis).map_err(|e| ChainError::Genesis(e.to_string()))?;
+        let mut chain = Chain {
+            anchor: genesis.anchor(),
+            genesis,
+            genesis_block,
+            dag,
+            finality,
+            registry,
+            genesis_ms,
+            slot_ms,
+            recent: VecDeque::new(),
+        };
+        let stored = store.all_blocks().await?;
+        // Registry entries by the block that included them, in filing order.
+        let mut entries: std::collections::HashMap<Hash32, Vec<(u64, RegistryEntry)>> =
+            Default::default();
+        for e in store.registry_entries().await? {
+            let Some(block) = e.block_hash else { continue };
+            let parsed: RegistryEntry =
+                serde_json::from_value(e.body).map_err(|err| ChainError::Inconsistent {
+                    hash: block,
+                    reason: format!("registry entry {}: {err}", e.seq),
+                })?;
+            entries.entry(block).or_default().push((e.seq, parsed));
+        }
+        let mut unfinal = Vec::new();
+        for sb in &stored {
+            if sb.block.hash == chain.genesis_block.hash {
+                continue;
+            }
+            let epoch = chain.epoch_at(sb.block.header.timestamp_ms);
+            chain.advance_registry(epoch);
+            if let Some(list) = entries.get(&sb.block.hash) {
+                chain.apply_entries(list);
+            }
+            chain
+                .dag
+                .insert(&sb.block)
+                .map_err(|e| ChainError::Inconsistent {
+                    hash: sb.block.hash,
+                    reason: e.to_string(),
+                })?;
+            chain.note_block(&sb.block, sb.created_at_ms);
+            if sb.finalized {
+                chain
+                    .finality
+                    .restore_final(&chain.dag, sb.block.hash, sb.qc.clone());
+                if let Some(at) = sb.finalized_at_ms {
+                    chain.note_final(&sb.block.hash, at);
+                }
+            } else {
+                unfinal.push(sb.block.hash);
+            }
+        }
+        let active = chain.active_set();
+        for hash in unfinal {
+            if chain.finality.is_final(&hash) {
+                continue;
+            }
+            for vote in store.votes_for(&hash).await? {
+                if let Ok(bizra_ledger::finality::VoteOutcome::Finalized {
+                    certificate,
+                    newly_final,
+                }) = chain.finality.add_vote(&chain.dag, &vote, &active)
+                {
+                    let now = crate::clock::now_ms();
+                    store
+                        .mark_finalized(&newly_final, Some(&certificate), now)
+                        .await?;
+                    chain.note_final(&hash, now);
+                }
+            }
+        }
+        Ok(chain)
+    }
+
+    /// Applies every epoch boundary up to `epoch`. Boundaries depend only on the epoch
+    /// number, so applying them eagerly (each slot) or lazily (at the next block) gives
+    /// the same registry.
+    pub fn advance_registry(&mut self, epoch: u64) -> Vec<EpochReport> {
+        let mut reports = Vec::new();
+        while self.registry.epoch() < epoch {
+            let next = self.registry.epoch() + 1;
+            match self.registry.on_epoch_boundary(next) {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    tracing::error!(error = %e, "epoch boundary refused");
+                    break;
+                }
+            }
+        }
+        reports
+    }
+
+    /// Applies a block's registry entries in order. An entry that no longer applies (its
+    /// epoch passed, say) has no effect, on every node alike.
+    pub fn apply_entries(
+        &mut self,
+        entries: &[(u64, RegistryEntry)],
+    ) -> Vec<(u64, Result<Applied, RegistryError>)> {
+        let epoch = self.registry.epoch();
+        entries
+            .iter()
+            .map(|(seq, e)| (*seq, self.registry.apply_entry(e, epoch)))
+            .collect()
+    }
+
+    pub fn genesis_ms(&self) -> u64 {
+        self.genesis_ms
+    }
+
+    pub fn slot_ms(&self) -> u64 {
+        self.slot_ms
+    }
+
+    pub fn slot_at(&self, now_ms: u64) -> u64 {
+        slot_of_time(self.genesis_ms, now_ms, self.slot_ms)
+    }
+
+    pub fn epoch_at(&self, now_ms: u64) -> u64 {
+        epoch_of_time(self.genesis_ms, now_ms, self.slot_ms)
+    }
+
+    /// The active validators with their effective weights, as finality counts them.
+    pub fn active_set(&self) -> WeightTable {
+        WeightTable::new(
+            self.registry
+                .active_set()
+                .into_iter()
+                .map(|r| (r.pubkey_ed25519, r.effective_weight())),
+        )
+    }
+
+    /// Remembers a block for the moving averages.
+    pub fn note_block(&mut self, block: &Block, _created_at_ms: u64) {
+        self.recent.push_back((
+            block.hash,
+            RecentBlock {
+                timestamp_ms: block.header.timestamp_ms,
+                att_count: block.header.att_count,
+                finality_ms: None,
+            },
+        ));
+        while self.recent.len() > RECENT_BLOCKS {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Records when a block became final (its finality time is measured from its header
+    /// timestamp).
+    pub fn note_final(&mut self, hash: &Hash32, at_ms: u64) {
+        if let Some((_, r)) = self.recent.iter_mut().rev().find(|(h, _)| h == hash) {
+            r.finality_ms = Some(at_ms.saturating_sub(r.timestamp_ms));
+        }
+    }
+
+    /// The certificate stored with a block, if it was finalized by its own votes.
+    pub fn certificate(&self, hash: &Hash32) -> Option<&QuorumCertificate> {
+        self.finality.certificate(hash)
+    }
+
+    /// The snapshot readers see.
+    pub fn head(&self, now_ms: u64) -> Head {
+        let active = self.active_set();
+        let tips: Vec<TipView> = self
+            .dag
+            .tips()
+            .into_iter()
+            .filter_map(|h| {
+                self.dag.header(&h).map(|hd| TipView {
+                    hash: h,
+                    height: hd.height,
+                    timestamp_ms: hd.timestamp_ms,
+                    finalized: self.finality.is_final(&h),
+                })
+            })
+            .collect();
+        let tips_weight = tips
+            .iter()
+            .map(|t| self.finality.weight(&t.hash, &active))
+            .fold(0u64, u64::saturating_add);
+        let times: Vec<u64> = self.recent.iter().map(|(_, r)| r.timestamp_ms).collect();
+        let avg_block_time_ms = (times.len() >= 2).then(|| {
+            let span = times[times.len() - 1].saturating_sub(times[0]);
+            span as f64 / (times.len() - 1) as f64
+        });
+        let fin: Vec<u64> = self
+            .recent
+            .iter()
+            .filter_map(|(_, r)| r.finality_ms)
+            .collect();
+        let avg_finality_time_ms =
+            (!fin.is_empty()).then(|| fin.iter().sum::<u64>() as f64 / fin.len() as f64);
+        let minute_ago = now_ms.saturating_sub(60_000);
+        let included: u64 = self
+            .recent
+            .iter()
+            .filter(|(_, r)| r.timestamp_ms >= minute_ago)
+            .map(|(_, r)| r.att_count)
+            .sum();
+        Head {
+            height: self.dag.max_height(),
+            finalized_height: self.finality.finalized_height(),
+            tips,
+            tips_weight,
+            blocks: self.dag.len() as u64,
+            finalized_blocks: self.finality.finalized_count() as u64,
+            epoch: self.epoch_at(now_ms),
+            validator_count: self.registry.len(),
+            active_validators: active.len(),
+            total_active_weight: active_total(&active),
+            threshold_bps: self.finality.threshold_bps(),
+            avg_block_time_ms,
+            avg_finality_time_ms,
+            included_per_sec_1m: included as f64 / 60.0,
+            registry: Arc::new(self.registry.clone()),
+        }
+    }
+
+    /// Slots per epoch, for the API.
+    pub fn epoch_slots(&self) -> u64 {
+        EPOCH_SLOTS
+    }
+}
+
+fn active_total(active: &WeightTable) -> u64 {
+    use bizra_ledger::finality::ActiveSet;
+    active.total_weight()
+}

@@ -1,0 +1,17 @@
+//! The BIZRA Node0 server: configuration, data directory, chain state, block producer,
+//! HTTP API, events and metrics. The binary (`node0`) is a thin CLI over this crate.
+
+pub mod api;
+pub mod chain;
+pub mod clock;
+pub mod config;
+pub mod datadir;
+pub mod events;
+pub mod metrics;
+pub mod producer;
+pub mod server;
+pub mod state;
+pub mod submit;
+
+pub use config::{Config, ConfigArgs};
+pub use server::{Node, NodeError};

@@ -1,0 +1,207 @@
+//! The block producer (SPEC §3.3–3.4): every slot, or as soon as
+//! `max_block_attestations` are pending, pack pending attestations into a block on the
+//! current tips, store it, vote for it as a validator and finalize it once the votes
+//! reach the threshold.
+
+use std::sync::atomic::Ordering;
+
+use bizra_ledger::block::Block;
+use bizra_ledger::finality::VoteOutcome;
+use bizra_ledger::vote::Vote;
+use bizra_ledger::Hash32;
+use bizra_store::{Store, StoreError};
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::clock::now_ms;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProduceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot build a block: {0}")]
+    Build(String),
+}
+
+/// Runs until `shutdown` turns true. Errors are logged and retried next slot: pending
+/// attestations stay durable in the store meanwhile.
+pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    if !state.is_proposer {
+        tracing::info!("not the proposer of this network: block production is off");
+        return;
+    }
+    let mut tick = tokio::time::interval(state.config.slot);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = state.producer_wake.notified() => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        loop {
+            match produce_once(&state).await {
+                // A full block: more may be waiting, go again without waiting a slot.
+                Ok(Some(n)) if n >= state.config.max_block_attestations => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "block production failed; retrying next slot");
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!("block producer stopped");
+}
+
+/// Makes at most one block. Returns how many attestations it holds (`None`: nothing was
+/// pending).
+pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceError> {
+    let max = state.config.max_block_attestations;
+    // Holding the chain lock across the store calls keeps blocks in order; readers never
+    // take this lock.
+    let mut chain = state.chain.lock().await;
+    let epoch = chain.epoch_at(now_ms());
+    let reports = chain.advance_registry(epoch);
+    if !reports.is_empty() {
+        for r in &reports {
+            if !r.activated.is_empty() || !r.exited.is_empty() {
+                state.events.publish(
+                    "validator_update",
+                    json!({"epoch": r.epoch, "activated": r.activated, "exited": r.exited}),
+                );
+            }
+        }
+        state.publish_head(&chain);
+    }
+    let pending = state.store.pending_attestations(max as u32).await?;
+    let entries = state.store.pending_registry_entries().await?;
+    if pending.is_empty() && entries.is_empty() {
+        state.pending_hint.store(0, Ordering::Relaxed);
+        return Ok(None);
+    }
+    let parents = chain.dag.next_parents();
+    let parent_time = parents
+        .iter()
+        .filter_map(|p| chain.dag.header(p).map(|h| h.timestamp_ms))
+        .max()
+        .unwrap_or(0);
+    let timestamp = now_ms().max(parent_time);
+    // Entries apply at the epoch of the block's own timestamp, as a restart replays them.
+    let block_epoch = chain.epoch_at(timestamp);
+    chain.advance_registry(block_epoch);
+    let count = pending.len();
+    let block = Block::propose(
+        chain.dag.chain_id(),
+        chain.dag.next_height(),
+        parents,
+        pending,
+        timestamp,
+        &state.key,
+    )
+    .map_err(|e| ProduceError::Build(e.to_string()))?;
+    chain
+        .dag
+        .check(&block)
+        .map_err(|e| ProduceError::Build(e.to_string()))?;
+
+    let created = now_ms();
+    state.store.insert_block(&block, created).await?;
+    chain
+        .dag
+        .insert(&block)
+        .map_err(|e| ProduceError::Build(e.to_string()))?;
+    chain.note_block(&block, created);
+    state.metrics.blocks_produced.inc();
+    if !entries.is_empty() {
+        apply_registry_entries(state, &mut chain, &block.hash, entries).await?;
+    }
+    let _ = state
+        .pending_hint
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.saturating_sub(count))
+        });
+    state.events.publish(
+        "block_proposed",
+        json!({"hash": block.hash, "height": block.header.height, "att_count": count, "timestamp_ms": timestamp}),
+    );
+
+    let vote = Vote::sign(block.hash, &state.key);
+    state.store.insert_vote(&vote).await?;
+    let active = chain.active_set();
+    let chain = &mut *chain;
+    match chain.finality.add_vote(&chain.dag, &vote, &active) {
+        Ok(VoteOutcome::Finalized {
+            certificate,
+            newly_final,
+        }) => {
+            let at = now_ms();
+            state
+                .store
+                .mark_finalized(&newly_final, Some(&certificate), at)
+                .await?;
+            chain.note_final(&block.hash, at);
+            state
+                .metrics
+                .blocks_finalized
+                .inc_by(newly_final.len() as u64);
+            for h in &newly_final {
+                publish_finalized(state, chain, h);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "own vote not counted"),
+    }
+    state.publish_head(chain);
+    Ok(Some(count))
+}
+
+/// Places pending registry entries in the new block and applies them to the registry.
+async fn apply_registry_entries(
+    state: &AppState,
+    chain: &mut crate::chain::Chain,
+    block: &Hash32,
+    entries: Vec<bizra_store::RegistryEntry>,
+) -> Result<(), ProduceError> {
+    let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
+    state
+        .store
+        .mark_registry_entries_included(block, &seqs)
+        .await?;
+    let parsed: Vec<_> = entries
+        .into_iter()
+        .filter_map(|e| match serde_json::from_value(e.body) {
+            Ok(entry) => Some((e.seq, entry)),
+            Err(err) => {
+                tracing::error!(seq = e.seq, error = %err, "stored registry entry does not parse");
+                None
+            }
+        })
+        .collect();
+    for (seq, result) in chain.apply_entries(&parsed) {
+        match result {
+            Ok(applied) => state.events.publish(
+                "validator_update",
+                json!({"entry_seq": seq, "block_hash": block, "applied": applied}),
+            ),
+            Err(e) => {
+                tracing::info!(seq, error = %e, "registry entry included without effect");
+                state.events.publish(
+                    "validator_update",
+                    json!({"entry_seq": seq, "block_hash": block, "rejected": e.to_string()}),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn publish_finalized(state: &AppState, chain: &crate::chain::Chain, hash: &Hash32) {
+    let height = chain.dag.header(hash).map(|h| h.height);
+    state
+        .events
+        .publish("block_finalized", json!({"hash": hash, "height": height}));
+}

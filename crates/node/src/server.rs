@@ -1,0 +1,156 @@
+//! Starting and stopping a node: data directory, store, chain state, HTTP server, block
+//! producer, and a graceful shutdown that drains requests before closing the store.
+
+use std::net::SocketAddr;
+
+use bizra_store::{AnyStore, IdentityCheck, SqliteConfig, Store, StoreError};
+use tokio::net::TcpListener;
+
+use crate::chain::{Chain, ChainError};
+use crate::config::Config;
+use crate::datadir::{self, DataDirError, STORE_FILE};
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("chain state: {0}")]
+    Chain(#[from] ChainError),
+    #[error("the store belongs to another chain: {0}")]
+    WrongChain(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// A node that has opened its state and bound its port, not yet serving.
+pub struct Node {
+    pub state: AppState,
+    listener: TcpListener,
+}
+
+impl Node {
+    /// Prepares the data directory, opens the store and rebuilds the chain state.
+    pub async fn open(config: Config) -> Result<Node, NodeError> {
+        if config.database_url.is_some() {
+            return Err(NodeError::Unsupported(
+                "NODE0_DATABASE_URL (PostgreSQL) is not supported by this build yet; unset it to use the embedded store".into(),
+            ));
+        }
+        if config.redis_url.is_some() {
+            return Err(NodeError::Unsupported(
+                "NODE0_REDIS_URL is not supported by this build yet; unset it".into(),
+            ));
+        }
+        if !config.peers.is_empty() {
+            return Err(NodeError::Unsupported(
+                "NODE0_PEERS: the validator network is not supported by this build yet; this node runs a single-validator network".into(),
+            ));
+        }
+        let prepared = datadir::prepare(&config)?;
+        let store =
+            AnyStore::open_sqlite(config.data_dir.join(STORE_FILE), SqliteConfig::default())
+                .await?;
+        let genesis_block = prepared
+            .genesis
+            .block()
+            .map_err(|e| NodeError::WrongChain(e.to_string()))?;
+        match store
+            .bind_identity(&prepared.genesis.chain_id, &genesis_block.hash)
+            .await
+        {
+            Ok(IdentityCheck::Fresh) => {
+                tracing::info!(genesis = %genesis_block.hash, "new store bound to genesis")
+            }
+            Ok(IdentityCheck::Matches) => {}
+            Err(StoreError::Conflict(msg)) => return Err(NodeError::WrongChain(msg)),
+            Err(e) => return Err(e.into()),
+        }
+        let slot_ms = config.slot.as_millis() as u64;
+        let chain = Chain::load(prepared.genesis, &store, slot_ms).await?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| NodeError::Listen {
+                    addr: config.listen,
+                    source,
+                })?;
+        let state = AppState::new(config, store, prepared.key, chain);
+        Ok(Node { state, listener })
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests, stops the
+    /// producer and closes the store.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), NodeError> {
+        let Node { state, listener } = self;
+        let producer = tokio::spawn(crate::producer::run(
+            state.clone(),
+            state.shutdown.subscribe(),
+        ));
+        let head = state.head.load();
+        tracing::info!(
+            addr = %state.config.listen,
+            node_id = %state.node_id,
+            chain_id = %state.anchor.chain_id,
+            height = head.height,
+            finalized = head.finalized_height,
+            proposer = state.is_proposer,
+            "node0 serving"
+        );
+        let app = crate::api::router(state.clone());
+        let for_server = state.clone();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down: draining requests");
+                // Ends event streams, which would otherwise hold the drain open.
+                for_server.shutdown.send_replace(true);
+            })
+            .await;
+        state.shutdown.send_replace(true);
+        if let Err(e) = producer.await {
+            tracing::warn!(error = %e, "producer task ended abnormally");
+        }
+        state.store.close().await;
+        tracing::info!("stopped");
+        served.map_err(NodeError::Serve)
+    }
+}
+
+/// SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

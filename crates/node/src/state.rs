@@ -1,0 +1,100 @@
+//! Everything a handler or background task needs, in one place behind an `Arc`.
+
+use std::ops::Deref;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use bizra_ledger::block::Block;
+use bizra_ledger::crypto::Keypair;
+use bizra_ledger::genesis::Genesis;
+use bizra_ledger::params::NetworkAnchor;
+use bizra_ledger::Hash32;
+use bizra_store::AnyStore;
+use tokio::sync::{watch, Mutex, Notify};
+
+use crate::chain::{Chain, Head};
+use crate::config::Config;
+use crate::events::Events;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub store: AnyStore,
+    pub metrics: Metrics,
+    pub events: Events,
+    /// The node's validator key.
+    pub key: Keypair,
+    pub node_id: Hash32,
+    pub genesis: Genesis,
+    pub genesis_block: Block,
+    pub anchor: NetworkAnchor,
+    /// Whether this node proposes blocks (it is the first validator of the genesis).
+    pub is_proposer: bool,
+    /// Written by the block producer only; readers use `head`.
+    pub chain: Mutex<Chain>,
+    pub head: ArcSwap<Head>,
+    /// Accepted attestations not yet in a block, as the submit path counts them; wakes
+    /// the producer early at `max_block_attestations`.
+    pub pending_hint: AtomicUsize,
+    pub producer_wake: Notify,
+    pub started: Instant,
+    /// Turns true when the node begins to shut down: ends event streams and the producer.
+    pub shutdown: watch::Sender<bool>,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, store: AnyStore, key: Keypair, chain: Chain) -> AppState {
+        let genesis = chain.genesis.clone();
+        let genesis_block = chain.genesis_block.clone();
+        let anchor = chain.anchor.clone();
+        let node_id = key.public().validator_id();
+        let is_proposer = genesis
+            .validators
+            .first()
+            .is_some_and(|v| v.validator_id() == node_id);
+        let head = chain.head(crate::clock::now_ms());
+        AppState(Arc::new(Inner {
+            config,
+            store,
+            metrics: Metrics::new(),
+            events: Events::new(),
+            key,
+            node_id,
+            genesis,
+            genesis_block,
+            anchor,
+            is_proposer,
+            chain: Mutex::new(chain),
+            head: ArcSwap::from_pointee(head),
+            pending_hint: AtomicUsize::new(0),
+            producer_wake: Notify::new(),
+            started: Instant::now(),
+            shutdown: watch::Sender::new(false),
+        }))
+    }
+
+    /// Publishes a new head snapshot from `chain` and updates the chain gauges.
+    pub fn publish_head(&self, chain: &Chain) {
+        let head = chain.head(crate::clock::now_ms());
+        self.metrics.chain_height.set(head.height as i64);
+        self.metrics
+            .finalized_height
+            .set(head.finalized_height as i64);
+        self.metrics
+            .finality_lag_blocks
+            .set(head.height.saturating_sub(head.finalized_height) as i64);
+        self.head.store(Arc::new(head));
+    }
+}

@@ -1,0 +1,208 @@
+//! [`AnyStore`]: the store the node holds, whichever backend it runs on. An enum rather
+//! than `dyn Store` because `Store`'s methods return `impl Future` (not object-safe);
+//! matching on a variant is static dispatch and keeps the node free of type parameters.
+
+use std::path::Path;
+
+use bizra_ledger::block::Block;
+use bizra_ledger::crypto::PublicKey;
+use bizra_ledger::vote::{QuorumCertificate, Vote};
+use bizra_ledger::Hash32;
+
+use crate::cursor::{Cursor, Page};
+use crate::error::StoreError;
+use crate::sqlite::{SqliteConfig, SqliteStore};
+use crate::types::*;
+use crate::Store;
+
+/// One of the store backends. Cloning is cheap (the pools are shared).
+#[derive(Debug, Clone)]
+pub enum AnyStore {
+    Sqlite(SqliteStore),
+}
+
+impl AnyStore {
+    /// The embedded store at `path` (created and migrated if needed).
+    pub async fn open_sqlite(
+        path: impl AsRef<Path>,
+        config: SqliteConfig,
+    ) -> Result<AnyStore, StoreError> {
+        SqliteStore::open_with(path, config)
+            .await
+            .map(AnyStore::Sqlite)
+    }
+
+    /// Name of the backend, for logs and metrics labels.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            AnyStore::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+impl From<SqliteStore> for AnyStore {
+    fn from(s: SqliteStore) -> AnyStore {
+        AnyStore::Sqlite(s)
+    }
+}
+
+/// Forwards a call to whichever backend this is.
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Sqlite($s) => $call,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.set_meta(key, value).await)
+    }
+
+    async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        dispatch!(self, s => s.get_meta(key).await)
+    }
+
+    async fn bind_identity(
+        &self,
+        chain_id: &str,
+        genesis_hash: &Hash32,
+    ) -> Result<IdentityCheck, StoreError> {
+        dispatch!(self, s => s.bind_identity(chain_id, genesis_hash).await)
+    }
+
+    async fn insert_attestations(
+        &self,
+        items: &[NewAttestation],
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        dispatch!(self, s => s.insert_attestations(items).await)
+    }
+
+    async fn nonce_owner(
+        &self,
+        pubkey: &PublicKey,
+        nonce: &str,
+    ) -> Result<Option<Hash32>, StoreError> {
+        dispatch!(self, s => s.nonce_owner(pubkey, nonce).await)
+    }
+
+    async fn get_attestation(
+        &self,
+        digest: &Hash32,
+    ) -> Result<Option<AttestationRecord>, StoreError> {
+        dispatch!(self, s => s.get_attestation(digest).await)
+    }
+
+    async fn list_attestations(
+        &self,
+        attester: Option<&str>,
+        cursor: Option<Cursor>,
+        limit: u32,
+    ) -> Result<Page<AttestationRecord>, StoreError> {
+        dispatch!(self, s => s.list_attestations(attester, cursor, limit).await)
+    }
+
+    async fn pending_attestations(&self, limit: u32) -> Result<Vec<Hash32>, StoreError> {
+        dispatch!(self, s => s.pending_attestations(limit).await)
+    }
+
+    async fn count_attestations(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count_attestations().await)
+    }
+
+    async fn count_pending_attestations(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count_pending_attestations().await)
+    }
+
+    async fn impact_summary(
+        &self,
+        from_ms: u64,
+        to_ms: u64,
+        top: u32,
+    ) -> Result<ImpactSummary, StoreError> {
+        dispatch!(self, s => s.impact_summary(from_ms, to_ms, top).await)
+    }
+
+    async fn insert_block(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+    ) -> Result<BlockInsert, StoreError> {
+        dispatch!(self, s => s.insert_block(block, created_at_ms).await)
+    }
+
+    async fn mark_finalized(
+        &self,
+        hashes: &[Hash32],
+        qc: Option<&QuorumCertificate>,
+        at_ms: u64,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.mark_finalized(hashes, qc, at_ms).await)
+    }
+
+    async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {
+        dispatch!(self, s => s.get_block(hash).await)
+    }
+
+    async fn blocks_from_height(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        dispatch!(self, s => s.blocks_from_height(from, limit).await)
+    }
+
+    async fn all_blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
+        dispatch!(self, s => s.all_blocks().await)
+    }
+
+    async fn finalized_height(&self) -> Result<Option<u64>, StoreError> {
+        dispatch!(self, s => s.finalized_height().await)
+    }
+
+    async fn insert_vote(&self, vote: &Vote) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.insert_vote(vote).await)
+    }
+
+    async fn votes_for(&self, block_hash: &Hash32) -> Result<Vec<Vote>, StoreError> {
+        dispatch!(self, s => s.votes_for(block_hash).await)
+    }
+
+    async fn insert_registry_entry(
+        &self,
+        kind: &str,
+        body: &serde_json::Value,
+        epoch: u64,
+    ) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.insert_registry_entry(kind, body, epoch).await)
+    }
+
+    async fn pending_registry_entries(&self) -> Result<Vec<RegistryEntry>, StoreError> {
+        dispatch!(self, s => s.pending_registry_entries().await)
+    }
+
+    async fn mark_registry_entries_included(
+        &self,
+        block_hash: &Hash32,
+        seqs: &[u64],
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.mark_registry_entries_included(block_hash, seqs).await)
+    }
+
+    async fn registry_entries(&self) -> Result<Vec<RegistryEntry>, StoreError> {
+        dispatch!(self, s => s.registry_entries().await)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.ping().await)
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        dispatch!(self, s => s.pool_stats())
+    }
+
+    async fn close(&self) {
+        dispatch!(self, s => s.close().await)
+    }
+}

@@ -1,0 +1,76 @@
+//! Conversions between domain values and column values. SQL integers are i64: u64 values
+//! are range-checked going in (the caller's mistake) and coming out (a corrupt row).
+
+use bizra_ledger::crypto::{PublicKey, SignatureBytes};
+use bizra_ledger::Hash32;
+
+use crate::error::StoreError;
+
+pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} {v} is beyond i64")))
+}
+
+pub(crate) fn to_u64(v: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(v).map_err(|_| StoreError::corrupt(format!("{what} is negative ({v})")))
+}
+
+fn fixed<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], StoreError> {
+    <[u8; N]>::try_from(bytes)
+        .map_err(|_| StoreError::corrupt(format!("{what} has {} bytes, not {N}", bytes.len())))
+}
+
+pub(crate) fn to_hash(bytes: &[u8], what: &str) -> Result<Hash32, StoreError> {
+    fixed::<32>(bytes, what).map(Hash32)
+}
+
+pub(crate) fn to_pubkey(bytes: &[u8], what: &str) -> Result<PublicKey, StoreError> {
+    fixed::<32>(bytes, what).map(PublicKey)
+}
+
+pub(crate) fn to_signature(bytes: &[u8], what: &str) -> Result<SignatureBytes, StoreError> {
+    fixed::<64>(bytes, what).map(SignatureBytes)
+}
+
+/// Digests in order, 32 bytes each, as one blob.
+pub(crate) fn pack_hashes(hashes: &[Hash32]) -> Vec<u8> {
+    hashes.iter().flat_map(|h| h.0).collect()
+}
+
+pub(crate) fn unpack_hashes(bytes: &[u8], what: &str) -> Result<Vec<Hash32>, StoreError> {
+    let chunks = bytes.chunks_exact(32);
+    if !chunks.remainder().is_empty() {
+        return Err(StoreError::corrupt(format!(
+            "{what} has {} bytes, not a multiple of 32",
+            bytes.len()
+        )));
+    }
+    chunks.map(|c| to_hash(c, what)).collect()
+}
+
+/// Page sizes below 1 make no page; above [`crate::MAX_PAGE_LIMIT`] they are clamped.
+pub(crate) fn clamp_limit(limit: u32) -> u32 {
+    limit.clamp(1, crate::MAX_PAGE_LIMIT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn integer_ranges() {
+        assert_eq!(to_i64(7, "x"), Ok(7));
+        assert!(matches!(to_i64(u64::MAX, "x"), Err(StoreError::Invalid(_))));
+        assert_eq!(to_u64(7, "x"), Ok(7));
+        assert!(matches!(to_u64(-1, "x"), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn hash_blobs() {
+        let hs: Vec<Hash32> = (0u8..5).map(|i| Hash32::digest(&[i])).collect();
+        assert_eq!(unpack_hashes(&pack_hashes(&hs), "ids"), Ok(hs));
+        assert_eq!(unpack_hashes(&[], "ids"), Ok(vec![]));
+        assert!(unpack_hashes(&[0; 33], "ids").is_err());
+        assert!(to_hash(&[0; 31], "h").is_err());
+        assert!(to_signature(&[0; 63], "s").is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! What can go wrong in a store, in the terms the node answers with: `Unavailable` is a
+//! 503 (retry later, nothing was written), `Conflict` and `NotFound` are the caller's
+//! problem, `Corrupt` means a row does not decode and needs an operator.
+
+/// A store failure. Every variant carries a human-readable detail; none carries secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached or did not answer in time (connection, pool,
+    /// I/O, busy, disk full). The operation did not happen; it may succeed later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The write contradicts what is stored (an attestation already in another block, a
+    /// block hash with different content, a different genesis).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// Something the operation refers to is not stored.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A stored row or the schema is not what this build can read.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// The caller passed a value the store cannot represent (a u64 beyond i64, a NaN).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// True for failures a client should retry (HTTP 503).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt(what.to_string())
+    }
+}
+
+/// SQLite primary result codes that mean the file itself is damaged
+/// (SQLITE_CORRUPT, SQLITE_NOTADB), as opposed to being busy or unreachable.
+const SQLITE_CORRUPT: i64 = 11;
+const SQLITE_NOTADB: i64 = 26;
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> StoreError {
+        use sqlx::error::ErrorKind;
+        match &e {
+            sqlx::Error::Database(db) => match db.kind() {
+                ErrorKind::UniqueViolation
+                | ErrorKind::ForeignKeyViolation
+                | ErrorKind::CheckViolation => StoreError::Conflict(db.message().to_string()),
+                ErrorKind::NotNullViolation => StoreError::Invalid(db.message().to_string()),
+                _ => {
+                    // SQLite reports extended codes; the low byte is the primary code.
+                    let primary = db
+                        .code()
+                        .and_then(|c| c.parse::<i64>().ok())
+                        .map(|c| c & 0xff);
+                    if matches!(primary, Some(SQLITE_CORRUPT | SQLITE_NOTADB)) {
+                        StoreError::Corrupt(db.message().to_string())
+                    } else {
+                        StoreError::Unavailable(db.message().to_string())
+                    }
+                }
+            },
+            sqlx::Error::RowNotFound => StoreError::NotFound("row".into()),
+            sqlx::Error::ColumnDecode { .. }
+            | sqlx::Error::Decode(_)
+            | sqlx::Error::ColumnNotFound(_)
+            | sqlx::Error::ColumnIndexOutOfBounds { .. }
+            | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(e.to_string()),
+            // Pool timeouts, closed pools, I/O, worker crashes, configuration: the
+            // database is not usable right now.
+            _ => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pool_and_io_failures_are_unavailable() {
+        assert!(StoreError::from(sqlx::Error::PoolTimedOut).is_unavailable());
+        assert!(StoreError::from(sqlx::Error::PoolClosed).is_unavailable());
+        let io = std::io::Error::other("disk gone");
+        assert!(StoreError::from(sqlx::Error::Io(io)).is_unavailable());
+        assert!(matches!(
+            StoreError::from(sqlx::Error::ColumnNotFound("x".into())),
+            StoreError::Corrupt(_)
+        ));
+        assert!(matches!(
+            StoreError::from(sqlx::Error::RowNotFound),
+            StoreError::NotFound(_)
+        ));
+    }
+}

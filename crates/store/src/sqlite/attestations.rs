@@ -1,0 +1,297 @@
+//! Attestations: group-commit insert, lookups, newest-first pages, the pending queue.
+
+use bizra_ledger::crypto::PublicKey;
+use bizra_ledger::Hash32;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use crate::codec::{clamp_limit, to_hash, to_i64, to_pubkey, to_u64};
+use crate::cursor::{Cursor, Page};
+use crate::error::StoreError;
+use crate::types::{
+    AttestationRecord, AttestationStatus, AttesterImpact, BlockRef, ImpactSummary, InsertOutcome,
+    NewAttestation,
+};
+
+pub(super) const COUNT_ALL: &str = "attestations";
+pub(super) const COUNT_PENDING: &str = "pending_attestations";
+
+/// `SELECT` of a full record (attestation joined with its block) followed by `$tail`.
+macro_rules! select_record {
+    ($tail:literal) => {
+        concat!(
+            "SELECT a.seq, a.digest, a.attester_pubkey, a.nonce, a.attester_id, a.body, \
+             a.impact_score, a.received_at_ms, a.block_hash, a.block_index, \
+             b.height AS block_height, b.finalized AS block_finalized \
+             FROM attestations a LEFT JOIN blocks b ON b.hash = a.block_hash ",
+            $tail
+        )
+    };
+}
+
+fn record(row: &SqliteRow) -> Result<AttestationRecord, StoreError> {
+    let digest = to_hash(row.try_get::<&[u8], _>("digest")?, "attestation digest")?;
+    let block_hash: Option<&[u8]> = row.try_get("block_hash")?;
+    let block_index: Option<i64> = row.try_get("block_index")?;
+    let block_height: Option<i64> = row.try_get("block_height")?;
+    let block_finalized: Option<i64> = row.try_get("block_finalized")?;
+    let (block, status) = match (block_hash, block_index, block_height, block_finalized) {
+        (None, None, _, _) => (None, AttestationStatus::Accepted),
+        (Some(hash), Some(index), Some(height), Some(finalized)) => {
+            let block = BlockRef {
+                hash: to_hash(hash, "attestation block_hash")?,
+                height: to_u64(height, "block height")?,
+                index: to_u64(index, "attestation block_index")?,
+            };
+            let status = if finalized != 0 {
+                AttestationStatus::Finalized
+            } else {
+                AttestationStatus::Included
+            };
+            (Some(block), status)
+        }
+        _ => {
+            return Err(StoreError::corrupt(format!(
+                "attestation {digest} refers to a block that is not stored"
+            )))
+        }
+    };
+    Ok(AttestationRecord {
+        seq: to_u64(row.try_get("seq")?, "attestation seq")?,
+        digest,
+        attester_pubkey: to_pubkey(row.try_get("attester_pubkey")?, "attester pubkey")?,
+        attester_id: row.try_get("attester_id")?,
+        nonce: row.try_get("nonce")?,
+        body: row.try_get("body")?,
+        impact_score: row.try_get("impact_score")?,
+        received_at_ms: to_u64(row.try_get("received_at_ms")?, "received_at_ms")?,
+        status,
+        block,
+    })
+}
+
+pub(super) async fn by_digest(
+    conn: &mut SqliteConnection,
+    digest: &Hash32,
+) -> Result<Option<AttestationRecord>, StoreError> {
+    sqlx::query(select_record!("WHERE a.digest = ?1"))
+        .bind(digest.as_bytes().as_slice())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(record)
+        .transpose()
+}
+
+pub(super) async fn nonce_owner(
+    conn: &mut SqliteConnection,
+    pubkey: &PublicKey,
+    nonce: &str,
+) -> Result<Option<Hash32>, StoreError> {
+    let digest: Option<Vec<u8>> = sqlx::query_scalar(
+        "SELECT digest FROM attestations WHERE attester_pubkey = ?1 AND nonce = ?2",
+    )
+    .bind(pubkey.0.as_slice())
+    .bind(nonce)
+    .fetch_optional(conn)
+    .await?;
+    digest
+        .map(|d| to_hash(&d, "attestation digest"))
+        .transpose()
+}
+
+/// One transaction for the whole batch. Each item is inserted unless a uniqueness
+/// constraint says otherwise; rows inserted earlier in the same transaction are visible
+/// to the checks of later ones, which is what judges duplicates inside a batch.
+pub(super) async fn insert(
+    writer: &SqlitePool,
+    items: &[NewAttestation],
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Refuse unrepresentable input before the transaction, so one bad item is a clear
+    // error rather than a rolled-back batch with a database message.
+    let mut received = Vec::with_capacity(items.len());
+    for item in items {
+        if !item.impact_score.is_finite() {
+            return Err(StoreError::Invalid(format!(
+                "attestation {} impact_score is not finite",
+                item.digest
+            )));
+        }
+        received.push(to_i64(item.received_at_ms, "received_at_ms")?);
+    }
+
+    let mut tx = super::begin_write(writer).await?;
+    let mut out = Vec::with_capacity(items.len());
+    let mut inserted: i64 = 0;
+    for (item, received_at_ms) in items.iter().zip(received) {
+        let seq: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO attestations \
+             (digest, attester_pubkey, nonce, attester_id, body, impact_score, received_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT DO NOTHING RETURNING seq",
+        )
+        .bind(item.digest.as_bytes().as_slice())
+        .bind(item.attester_pubkey.0.as_slice())
+        .bind(&item.nonce)
+        .bind(&item.attester_id)
+        .bind(&item.body)
+        .bind(item.impact_score)
+        .bind(received_at_ms)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let outcome = match seq {
+            Some(seq) => {
+                inserted += 1;
+                InsertOutcome::Inserted {
+                    seq: to_u64(seq, "attestation seq")?,
+                }
+            }
+            // A conflict: the same digest (idempotent) or the same key and nonce.
+            None => match by_digest(&mut tx, &item.digest).await? {
+                Some(record) => InsertOutcome::AlreadyStored {
+                    record: Box::new(record),
+                },
+                None => match nonce_owner(&mut tx, &item.attester_pubkey, &item.nonce).await? {
+                    Some(existing_digest) => InsertOutcome::DuplicateNonce { existing_digest },
+                    None => {
+                        return Err(StoreError::Conflict(format!(
+                            "attestation {} was refused by a constraint this store does not know",
+                            item.digest
+                        )))
+                    }
+                },
+            },
+        };
+        out.push(outcome);
+    }
+    if inserted > 0 {
+        sqlx::query("UPDATE counters SET value = value + ?1 WHERE name IN (?2, ?3)")
+            .bind(inserted)
+            .bind(COUNT_ALL)
+            .bind(COUNT_PENDING)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+pub(super) async fn list(
+    readers: &SqlitePool,
+    attester: Option<&str>,
+    cursor: Option<Cursor>,
+    limit: u32,
+) -> Result<Page<AttestationRecord>, StoreError> {
+    let limit = clamp_limit(limit);
+    // No stored seq reaches i64::MAX, so a larger cursor simply means "from the top".
+    let before = cursor.map_or(i64::MAX, |c| {
+        i64::try_from(c.before_seq()).unwrap_or(i64::MAX)
+    });
+    // One row more than asked tells whether another page exists.
+    let fetch = i64::from(limit) + 1;
+    // Two statements rather than `(?1 IS NULL OR ...)`, so each one uses its index.
+    let rows = match attester {
+        Some(id) => {
+            sqlx::query(select_record!(
+                "WHERE a.attester_id = ?1 AND a.seq < ?2 ORDER BY a.seq DESC LIMIT ?3"
+            ))
+            .bind(id)
+            .bind(before)
+            .bind(fetch)
+            .fetch_all(readers)
+            .await?
+        }
+        None => {
+            sqlx::query(select_record!(
+                "WHERE a.seq < ?1 ORDER BY a.seq DESC LIMIT ?2"
+            ))
+            .bind(before)
+            .bind(fetch)
+            .fetch_all(readers)
+            .await?
+        }
+    };
+    let more = rows.len() > limit as usize;
+    let items = rows
+        .iter()
+        .take(limit as usize)
+        .map(record)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = match items.last() {
+        Some(last) if more => Some(Cursor::before(last.seq)),
+        _ => None,
+    };
+    Ok(Page { items, next_cursor })
+}
+
+pub(super) async fn pending(readers: &SqlitePool, limit: u32) -> Result<Vec<Hash32>, StoreError> {
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT digest FROM attestations WHERE block_hash IS NULL ORDER BY seq LIMIT ?1",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(readers)
+    .await?;
+    rows.iter()
+        .map(|d| to_hash(d, "attestation digest"))
+        .collect()
+}
+
+pub(super) async fn counter(readers: &SqlitePool, name: &str) -> Result<u64, StoreError> {
+    let v: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = ?1")
+        .bind(name)
+        .fetch_optional(readers)
+        .await?
+        .ok_or_else(|| StoreError::corrupt(format!("counter {name} is missing")))?;
+    to_u64(v, name)
+}
+
+pub(super) async fn impact_summary(
+    readers: &SqlitePool,
+    from_ms: u64,
+    to_ms: u64,
+    top: u32,
+) -> Result<ImpactSummary, StoreError> {
+    let from = to_i64(from_ms, "from_ms")?;
+    let to = to_i64(to_ms, "to_ms")?;
+    // One read transaction: the totals and the top list see the same snapshot.
+    let mut tx = readers.begin().await?;
+    let totals = sqlx::query(
+        "SELECT COUNT(*) AS n, COALESCE(SUM(a.impact_score), 0.0) AS total \
+         FROM blocks b JOIN attestations a ON a.block_hash = b.hash \
+         WHERE b.timestamp_ms >= ?1 AND b.timestamp_ms < ?2",
+    )
+    .bind(from)
+    .bind(to)
+    .fetch_one(&mut *tx)
+    .await?;
+    let rows = sqlx::query(
+        "SELECT a.attester_id AS attester_id, COUNT(*) AS n, SUM(a.impact_score) AS total \
+         FROM blocks b JOIN attestations a ON a.block_hash = b.hash \
+         WHERE b.timestamp_ms >= ?1 AND b.timestamp_ms < ?2 \
+         GROUP BY a.attester_id ORDER BY total DESC, a.attester_id ASC LIMIT ?3",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(i64::from(top))
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let top = rows
+        .iter()
+        .map(|r| {
+            Ok(AttesterImpact {
+                attester_id: r.try_get("attester_id")?,
+                attestations: to_u64(r.try_get("n")?, "count")?,
+                total_impact: r.try_get("total")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(ImpactSummary {
+        attestations: to_u64(totals.try_get("n")?, "count")?,
+        total_impact: totals.try_get("total")?,
+        top,
+    })
+}

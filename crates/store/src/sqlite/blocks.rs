@@ -1,0 +1,247 @@
+//! Blocks, their attestations' placement, and finality.
+
+use bizra_ledger::block::{Block, BlockHeader};
+use bizra_ledger::vote::QuorumCertificate;
+use bizra_ledger::Hash32;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use crate::codec::{
+    clamp_limit, pack_hashes, to_hash, to_i64, to_signature, to_u64, unpack_hashes,
+};
+use crate::error::StoreError;
+use crate::types::{BlockInsert, StoredBlock};
+
+/// `SELECT` of a full block row followed by `$tail`.
+macro_rules! select_block {
+    ($tail:literal) => {
+        concat!(
+            "SELECT hash, header, signature, attestation_ids, finalized, finalized_at_ms, qc, \
+             created_at_ms FROM blocks ",
+            $tail
+        )
+    };
+}
+
+fn stored_block(row: &SqliteRow) -> Result<StoredBlock, StoreError> {
+    let hash = to_hash(row.try_get("hash")?, "block hash")?;
+    let header: BlockHeader = serde_json::from_str(row.try_get("header")?)
+        .map_err(|e| StoreError::corrupt(format!("block {hash} header: {e}")))?;
+    let signature = row
+        .try_get::<Option<&[u8]>, _>("signature")?
+        .map(|s| to_signature(s, "block signature"))
+        .transpose()?;
+    let attestation_ids = unpack_hashes(row.try_get("attestation_ids")?, "block attestation ids")?;
+    if header.att_count != attestation_ids.len() as u64 {
+        return Err(StoreError::corrupt(format!(
+            "block {hash} header counts {} attestations, row holds {}",
+            header.att_count,
+            attestation_ids.len()
+        )));
+    }
+    let qc = row
+        .try_get::<Option<&str>, _>("qc")?
+        .map(|q| {
+            serde_json::from_str::<QuorumCertificate>(q)
+                .map_err(|e| StoreError::corrupt(format!("block {hash} qc: {e}")))
+        })
+        .transpose()?;
+    Ok(StoredBlock {
+        block: Block {
+            hash,
+            header,
+            signature,
+            attestation_ids,
+        },
+        finalized: row.try_get::<i64, _>("finalized")? != 0,
+        finalized_at_ms: row
+            .try_get::<Option<i64>, _>("finalized_at_ms")?
+            .map(|v| to_u64(v, "finalized_at_ms"))
+            .transpose()?,
+        qc,
+        created_at_ms: to_u64(row.try_get("created_at_ms")?, "created_at_ms")?,
+    })
+}
+
+pub(super) async fn by_hash(
+    conn: &mut SqliteConnection,
+    hash: &Hash32,
+) -> Result<Option<StoredBlock>, StoreError> {
+    sqlx::query(select_block!("WHERE hash = ?1"))
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(stored_block)
+        .transpose()
+}
+
+async fn exists(conn: &mut SqliteConnection, hash: &Hash32) -> Result<bool, StoreError> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blocks WHERE hash = ?1")
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(conn)
+        .await?;
+    Ok(found.is_some())
+}
+
+pub(super) async fn insert(
+    writer: &SqlitePool,
+    block: &Block,
+    created_at_ms: u64,
+) -> Result<BlockInsert, StoreError> {
+    // A block whose hash does not match its header would poison every later read.
+    block
+        .check_integrity()
+        .map_err(|e| StoreError::Invalid(format!("block {}: {e}", block.hash)))?;
+    let header = serde_json::to_string(&block.header)
+        .map_err(|e| StoreError::Invalid(format!("block {} header: {e}", block.hash)))?;
+    let height = to_i64(block.header.height, "block height")?;
+    let timestamp = to_i64(block.header.timestamp_ms, "block timestamp_ms")?;
+    let created = to_i64(created_at_ms, "created_at_ms")?;
+    let count = i64::try_from(block.attestation_ids.len())
+        .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
+
+    let mut tx = super::begin_write(writer).await?;
+    if let Some(existing) = by_hash(&mut tx, &block.hash).await? {
+        // Dropping `tx` rolls back the (empty) transaction.
+        return if existing.block == *block {
+            Ok(BlockInsert::AlreadyStored)
+        } else {
+            Err(StoreError::Conflict(format!(
+                "block {} is stored with different content",
+                block.hash
+            )))
+        };
+    }
+    sqlx::query(
+        "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
+         created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .bind(block.hash.as_bytes().as_slice())
+    .bind(height)
+    .bind(timestamp)
+    .bind(&header)
+    .bind(block.signature.as_ref().map(|s| s.0.to_vec()))
+    .bind(pack_hashes(&block.attestation_ids))
+    .bind(created)
+    .execute(&mut *tx)
+    .await?;
+
+    for (index, digest) in block.attestation_ids.iter().enumerate() {
+        let index = i64::try_from(index)
+            .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
+        let placed = sqlx::query(
+            "UPDATE attestations SET block_hash = ?1, block_index = ?2 \
+             WHERE digest = ?3 AND block_hash IS NULL",
+        )
+        .bind(block.hash.as_bytes().as_slice())
+        .bind(index)
+        .bind(digest.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await?;
+        if placed.rows_affected() == 0 {
+            // Returning drops `tx`: the block row and earlier placements roll back.
+            let owner: Option<Option<Vec<u8>>> =
+                sqlx::query_scalar("SELECT block_hash FROM attestations WHERE digest = ?1")
+                    .bind(digest.as_bytes().as_slice())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Err(match owner {
+                None => StoreError::NotFound(format!("attestation {digest}")),
+                Some(Some(other)) if other.as_slice() == block.hash.as_bytes().as_slice() => {
+                    StoreError::Conflict(format!(
+                        "attestation {digest} appears twice in block {}",
+                        block.hash
+                    ))
+                }
+                Some(other) => StoreError::Conflict(format!(
+                    "attestation {digest} is already in block {}",
+                    other
+                        .as_deref()
+                        .and_then(|h| to_hash(h, "block hash").ok())
+                        .map_or_else(|| "?".to_string(), |h| h.to_hex())
+                )),
+            });
+        }
+    }
+    if count > 0 {
+        sqlx::query("UPDATE counters SET value = value - ?1 WHERE name = 'pending_attestations'")
+            .bind(count)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(BlockInsert::Inserted)
+}
+
+pub(super) async fn mark_finalized(
+    writer: &SqlitePool,
+    hashes: &[Hash32],
+    qc: Option<&QuorumCertificate>,
+    at_ms: u64,
+) -> Result<u64, StoreError> {
+    let at = to_i64(at_ms, "finalized_at_ms")?;
+    let qc_json = qc
+        .map(|q| {
+            serde_json::to_string(q)
+                .map(|json| (q.block_hash, json))
+                .map_err(|e| StoreError::Invalid(format!("qc: {e}")))
+        })
+        .transpose()?;
+    let mut tx = super::begin_write(writer).await?;
+    let mut newly = 0u64;
+    for hash in hashes {
+        // `finalized = 0` in the filter: finality never reverts and its time never moves.
+        let r = sqlx::query(
+            "UPDATE blocks SET finalized = 1, finalized_at_ms = ?1 WHERE hash = ?2 AND finalized = 0",
+        )
+        .bind(at)
+        .bind(hash.as_bytes().as_slice())
+        .execute(&mut *tx)
+        .await?;
+        if r.rows_affected() == 1 {
+            newly += 1;
+        } else if !exists(&mut tx, hash).await? {
+            return Err(StoreError::NotFound(format!("block {hash}")));
+        }
+    }
+    if let Some((head, json)) = qc_json {
+        // The first certificate stays: a later one proves nothing new.
+        let r = sqlx::query("UPDATE blocks SET qc = ?1 WHERE hash = ?2 AND qc IS NULL")
+            .bind(&json)
+            .bind(head.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 && !exists(&mut tx, &head).await? {
+            return Err(StoreError::NotFound(format!("block {head}")));
+        }
+    }
+    tx.commit().await?;
+    Ok(newly)
+}
+
+/// Blocks from `from` up, by height then hash; every one when `limit` is `None`.
+pub(super) async fn from_height(
+    readers: &SqlitePool,
+    from: u64,
+    limit: Option<u32>,
+) -> Result<Vec<StoredBlock>, StoreError> {
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    // SQLite reads LIMIT -1 as "no limit".
+    let limit = limit.map_or(-1, |l| i64::from(clamp_limit(l)));
+    let rows = sqlx::query(select_block!(
+        "WHERE height >= ?1 ORDER BY height, hash LIMIT ?2"
+    ))
+    .bind(from)
+    .bind(limit)
+    .fetch_all(readers)
+    .await?;
+    rows.iter().map(stored_block).collect()
+}
+
+pub(super) async fn finalized_height(readers: &SqlitePool) -> Result<Option<u64>, StoreError> {
+    let h: Option<i64> = sqlx::query_scalar("SELECT MAX(height) FROM blocks WHERE finalized = 1")
+        .fetch_one(readers)
+        .await?;
+    h.map(|h| to_u64(h, "block height")).transpose()
+}

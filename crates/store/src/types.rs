@@ -1,0 +1,193 @@
+//! The values that go into and come out of a store. Backend-neutral: the SQLite store
+//! and a later PostgreSQL store speak exactly these.
+
+use bizra_ledger::attestation::Attestation;
+use bizra_ledger::block::Block;
+use bizra_ledger::crypto::PublicKey;
+use bizra_ledger::vote::QuorumCertificate;
+use bizra_ledger::Hash32;
+use serde::Serialize;
+
+use crate::error::StoreError;
+
+/// `meta` key of the genesis block hash this store belongs to.
+pub const META_GENESIS_HASH: &str = "genesis_hash";
+/// `meta` key of the chain id this store belongs to.
+pub const META_CHAIN_ID: &str = "chain_id";
+
+/// Largest page any list returns; larger limits are clamped so that one request cannot
+/// pull a whole table into memory.
+pub const MAX_PAGE_LIMIT: u32 = 1000;
+
+/// An attestation that passed the rules, ready to be stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAttestation {
+    pub digest: Hash32,
+    pub attester_pubkey: PublicKey,
+    pub attester_id: String,
+    pub nonce: String,
+    /// `Attestation::to_canonical_json()`: stored and served byte for byte.
+    pub body: Vec<u8>,
+    pub impact_score: f64,
+    pub received_at_ms: u64,
+}
+
+impl NewAttestation {
+    /// From a validated attestation and the digest the rules computed for it (not
+    /// recomputed here: the submit path already paid for it).
+    pub fn new(
+        att: &Attestation,
+        digest: Hash32,
+        received_at_ms: u64,
+    ) -> Result<NewAttestation, StoreError> {
+        let attester_pubkey = PublicKey::parse(&att.attester.pubkey_ed25519)
+            .map_err(|e| StoreError::Invalid(format!("attester pubkey: {e}")))?;
+        let body = att
+            .to_canonical_json()
+            .map_err(|e| StoreError::Invalid(format!("canonical body: {e}")))?;
+        Ok(NewAttestation {
+            digest,
+            attester_pubkey,
+            attester_id: att.attester.id.clone(),
+            nonce: att.nonce.clone(),
+            body,
+            impact_score: att.measurement.impact_score,
+            received_at_ms,
+        })
+    }
+}
+
+/// What happened to one item of [`crate::Store::insert_attestations`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum InsertOutcome {
+    /// Stored now, at this position in the newest-first order.
+    Inserted { seq: u64 },
+    /// The same digest was already stored (earlier, or earlier in the same batch):
+    /// idempotent, here is the stored record.
+    AlreadyStored { record: Box<AttestationRecord> },
+    /// The attester's key already used this nonce for a different attestation.
+    DuplicateNonce { existing_digest: Hash32 },
+}
+
+/// The life of an attestation (SPEC §2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttestationStatus {
+    /// Durable, not yet in a block.
+    Accepted,
+    /// In a block that is not final yet.
+    Included,
+    /// In a finalized block.
+    Finalized,
+}
+
+impl AttestationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttestationStatus::Accepted => "accepted",
+            AttestationStatus::Included => "included",
+            AttestationStatus::Finalized => "finalized",
+        }
+    }
+}
+
+/// Where an included attestation sits: the proof is `block.proof(index)` of that block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockRef {
+    pub hash: Hash32,
+    pub height: u64,
+    pub index: u64,
+}
+
+/// A stored attestation and its state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttestationRecord {
+    /// Position in insertion order; cursors are built from it.
+    pub seq: u64,
+    pub digest: Hash32,
+    pub attester_pubkey: PublicKey,
+    pub attester_id: String,
+    pub nonce: String,
+    /// The canonical JSON bytes, signature included.
+    pub body: Vec<u8>,
+    pub impact_score: f64,
+    pub received_at_ms: u64,
+    pub status: AttestationStatus,
+    pub block: Option<BlockRef>,
+}
+
+impl AttestationRecord {
+    /// The stored attestation, parsed back.
+    pub fn attestation(&self) -> Result<Attestation, StoreError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| StoreError::corrupt(format!("attestation {} body: {e}", self.digest)))
+    }
+}
+
+/// A block with what the store knows about its finality.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBlock {
+    pub block: Block,
+    pub finalized: bool,
+    pub finalized_at_ms: Option<u64>,
+    /// Set on the block a QC was formed for; its ancestors are final through it.
+    pub qc: Option<QuorumCertificate>,
+    pub created_at_ms: u64,
+}
+
+/// What [`crate::Store::insert_block`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockInsert {
+    Inserted,
+    /// The identical block was already stored; nothing changed.
+    AlreadyStored,
+}
+
+/// What [`crate::Store::bind_identity`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityCheck {
+    /// The store was empty and now belongs to this chain.
+    Fresh,
+    /// The store already belonged to this chain.
+    Matches,
+}
+
+/// A validator-registry ledger entry (registration, exit, slashing; SPEC §3.5). The body
+/// is opaque here: the registry types own its meaning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegistryEntry {
+    pub seq: u64,
+    pub kind: String,
+    /// The epoch the caller filed it under.
+    pub epoch: u64,
+    pub body: serde_json::Value,
+    /// The block that includes it; `None` while pending.
+    pub block_hash: Option<Hash32>,
+}
+
+/// Attestations included in blocks of a time range, for epoch summaries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImpactSummary {
+    pub attestations: u64,
+    pub total_impact: f64,
+    /// Highest total impact first, ties by attester id.
+    pub top: Vec<AttesterImpact>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AttesterImpact {
+    pub attester_id: String,
+    pub attestations: u64,
+    pub total_impact: f64,
+}
+
+/// Connections of all the store's pools, for `db_pool_connections{state}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolStats {
+    /// Open connections.
+    pub size: u32,
+    pub idle: u32,
+    pub in_use: u32,
+    /// The most connections the pools may open.
+    pub max_size: u32,
+}

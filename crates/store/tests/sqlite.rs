@@ -1,0 +1,253 @@
+//! The store suite on the embedded SQLite backend, plus what only SQLite has: the file,
+//! its pragmas, its schema version, and surviving `kill -9` of the writing process.
+
+mod suite;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bizra_ledger::Hash32;
+use bizra_store::{AnyStore, SqliteConfig, SqliteStore, Store, StoreError};
+use sqlx::Connection;
+use suite::{batch, key, store_suite, Harness};
+
+/// A temporary directory holding one store file; every `open` reaches the same file.
+struct SqliteHarness {
+    dir: tempfile::TempDir,
+}
+
+impl SqliteHarness {
+    fn new() -> SqliteHarness {
+        SqliteHarness {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.path().join("data").join("node0.db")
+    }
+}
+
+impl Harness for SqliteHarness {
+    // Through AnyStore, so the dispatch the node uses is what the suite exercises.
+    type S = AnyStore;
+    async fn open(&self) -> AnyStore {
+        AnyStore::open_sqlite(self.path(), SqliteConfig::default())
+            .await
+            .expect("open store")
+    }
+}
+
+store_suite!(SqliteHarness::new());
+
+#[tokio::test]
+async fn file_is_wal_and_at_the_current_schema() {
+    let h = SqliteHarness::new();
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    assert!(h.path().exists());
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        bizra_store::sqlite::SCHEMA_VERSION
+    );
+    assert_eq!(store.path(), h.path());
+    // journal_mode is a property of the file: any connection sees it.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", h.path().display()))
+        .await
+        .unwrap();
+    let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(mode, "wal");
+    conn.close().await.unwrap();
+    store.close().await;
+    // Opening again runs no migration twice.
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        bizra_store::sqlite::SCHEMA_VERSION
+    );
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let h = SqliteHarness::new();
+    SqliteStore::open(h.path()).await.unwrap().close().await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", h.path().display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO schema_version (version, name, applied_at_ms) VALUES (999, 'future', 0)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let err = SqliteStore::open(h.path()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_a_database_is_an_error_not_a_panic() {
+    let h = SqliteHarness::new();
+    std::fs::create_dir_all(h.path().parent().unwrap()).unwrap();
+    std::fs::write(h.path(), vec![0x5a; 8192]).unwrap();
+    let err = SqliteStore::open(h.path()).await.unwrap_err();
+    assert!(
+        matches!(err, StoreError::Corrupt(_) | StoreError::Unavailable(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn reads_do_not_wait_for_a_writer_and_a_locked_file_is_unavailable() {
+    let h = SqliteHarness::new();
+    let store = SqliteStore::open_with(
+        h.path(),
+        SqliteConfig {
+            readers: 2,
+            busy_timeout: Duration::from_millis(200),
+            acquire_timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap();
+    let items = batch(&key(1), "alice", 0, 10);
+    store.insert_attestations(&items).await.unwrap();
+    assert_eq!(store.pool_stats().max_size, 3);
+
+    // Another process-like connection takes the file's write lock and keeps it.
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", h.path().display()))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO meta (key, value) VALUES ('uncommitted', 'x')")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    // WAL readers answer from the last committed state. A reader blocked by the lock
+    // would fail with SQLITE_BUSY after busy_timeout, so success is the proof.
+    assert_eq!(store.count_attestations().await.unwrap(), 10);
+    assert!(store
+        .get_attestation(&items[0].digest)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.get_meta("uncommitted").await.unwrap(), None);
+
+    // A write waits busy_timeout, then fails as Unavailable (a 503), writing nothing.
+    let err = store
+        .insert_attestations(&batch(&key(1), "alice", 10, 5))
+        .await
+        .unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+    // The lock gone, the same store writes again.
+    let out = store
+        .insert_attestations(&batch(&key(1), "alice", 10, 5))
+        .await
+        .unwrap();
+    assert_eq!(out.len(), 5);
+    assert_eq!(store.count_attestations().await.unwrap(), 15);
+}
+
+// ---------------------------------------------------------------- kill -9
+
+const CRASH_DB: &str = "BIZRA_STORE_CRASH_CHILD_DB";
+
+/// The child side of `acknowledged_writes_survive_kill_9`: does nothing in a normal run.
+/// With the variable set it writes batches forever (bounded), printing each digest only
+/// after its batch's commit returned, until the parent kills it.
+#[test]
+fn crash_child() {
+    let Some(path) = std::env::var_os(CRASH_DB) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let store = SqliteStore::open(PathBuf::from(path)).await.unwrap();
+        let mut out = std::io::stdout().lock();
+        let started = Instant::now();
+        for i in 0..100_000u64 {
+            if started.elapsed() > Duration::from_secs(60) {
+                break;
+            }
+            let items = batch(&key(9), "crash", i * 10, 10);
+            store.insert_attestations(&items).await.unwrap();
+            for item in &items {
+                writeln!(out, "ACK {}", item.digest).unwrap();
+            }
+            out.flush().unwrap();
+        }
+    });
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let h = SqliteHarness::new();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "crash_child", "--nocapture", "--test-threads=1"])
+        .env(CRASH_DB, h.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut acked: Vec<Hash32> = Vec::new();
+    // Kill it mid-load, once it has acknowledged a good number of rows.
+    while acked.len() < 500 {
+        let Some(line) = lines.next() else { break };
+        if let Some(d) = line.unwrap().strip_prefix("ACK ") {
+            acked.push(d.parse().unwrap());
+        }
+    }
+    child.kill().unwrap(); // SIGKILL on Unix: no destructors, no close, no checkpoint.
+    child.wait().unwrap();
+    // Acknowledgements already in the pipe when it died count too.
+    for line in lines {
+        if let Some(d) = line.unwrap().strip_prefix("ACK ") {
+            acked.push(d.parse().unwrap());
+        }
+    }
+    assert!(
+        acked.len() >= 500,
+        "child acknowledged only {}",
+        acked.len()
+    );
+
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    let count = store.count_attestations().await.unwrap();
+    assert!(count >= acked.len() as u64, "{count} < {}", acked.len());
+    for d in &acked {
+        assert!(
+            store.get_attestation(d).await.unwrap().is_some(),
+            "acknowledged {d} lost"
+        );
+    }
+    // The counters moved in the same transactions as the rows: still exact.
+    let mut walked = 0u64;
+    let mut cursor = None;
+    loop {
+        let page = store.list_attestations(None, cursor, 1000).await.unwrap();
+        walked += page.items.len() as u64;
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(walked, count);
+    assert_eq!(store.count_pending_attestations().await.unwrap(), count);
+}

@@ -1,0 +1,804 @@
+//! The behaviour every store backend must have, written once against the `Store` trait.
+//! A backend's test file supplies a `Harness` and expands `store_suite!`; the PostgreSQL
+//! backend will reuse this file unchanged.
+
+#![allow(dead_code)]
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::Arc;
+
+use bizra_ledger::attestation::builder::Draft;
+use bizra_ledger::attestation::Attestation;
+use bizra_ledger::block::Block;
+use bizra_ledger::crypto::Keypair;
+use bizra_ledger::genesis::Genesis;
+use bizra_ledger::params::NetworkAnchor;
+use bizra_ledger::vote::{QcVote, QuorumCertificate, Vote};
+use bizra_ledger::Hash32;
+use bizra_store::{
+    AttestationStatus, BlockInsert, Cursor, IdentityCheck, InsertOutcome, NewAttestation, Store,
+    StoreError, StoredBlock, META_CHAIN_ID,
+};
+
+/// Opens the backend under test; calling `open` again reaches the same data.
+pub trait Harness: Send + Sync + 'static {
+    type S: Store;
+    fn open(&self) -> impl Future<Output = Self::S> + Send;
+}
+
+/// One `#[tokio::test]` per suite function, each with a fresh harness from `$make`.
+macro_rules! store_suite {
+    ($make:expr) => {
+        store_suite!(@tests $make;
+            idempotent_insert,
+            duplicate_nonce_across_batches,
+            duplicates_within_one_batch,
+            empty_batch_and_unrepresentable_input,
+            pagination_never_skips_or_repeats_under_concurrent_inserts,
+            attester_filter_pages_only_that_attester,
+            insert_block_includes_attestations_and_proofs_rebuild,
+            insert_block_is_all_or_nothing,
+            finalization,
+            blocks_from_height_orders_by_height_then_hash,
+            votes_are_idempotent,
+            registry_entries,
+            meta_and_identity,
+            reopen_keeps_everything,
+            impact_summary_by_block_time,
+            ping_and_pool_stats,
+        );
+    };
+    (@tests $make:expr; $($name:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let harness = $make;
+                suite::$name(&harness).await;
+            }
+        )+
+    };
+}
+pub(crate) use store_suite;
+
+// ---------------------------------------------------------------- fixtures
+
+pub const CHAIN: &str = bizra_ledger::params::DEFAULT_CHAIN_ID;
+
+pub fn key(seed: u8) -> Keypair {
+    Keypair::from_seed([seed; 32])
+}
+
+/// A valid signed attestation by `kp` with nonce number `n`; `variant` changes the
+/// content (and so the digest) without changing the nonce.
+pub fn signed(kp: &Keypair, attester: &str, n: u64, variant: u8) -> (Attestation, Hash32) {
+    let draft = Draft {
+        network: NetworkAnchor::default(),
+        attester_id: attester.to_string(),
+        pack_sha256: Hash32::digest_parts(&[attester.as_bytes(), &n.to_be_bytes(), &[variant]]),
+        dimensions: [("quality".into(), 0.25 + (n % 4) as f64 / 8.0)].into(),
+        weights: [("quality".into(), 1.0)].into(),
+        time_window: ["2026-11-27T00:00:00Z".into(), "2026-11-28T00:00:00Z".into()],
+        nonce: format!("{n:032x}"),
+        resources: None,
+        benchmarks: None,
+        methodology_ref: None,
+    };
+    draft.sign(kp).expect("draft signs")
+}
+
+pub fn new_att(a: &(Attestation, Hash32), received_at_ms: u64) -> NewAttestation {
+    NewAttestation::new(&a.0, a.1, received_at_ms).expect("valid attestation")
+}
+
+/// `count` attestations by `kp` with nonces from `first`.
+pub fn batch(kp: &Keypair, attester: &str, first: u64, count: u64) -> Vec<NewAttestation> {
+    (first..first + count)
+        .map(|n| new_att(&signed(kp, attester, n, 0), 1_000 + n))
+        .collect()
+}
+
+pub fn genesis_block() -> Block {
+    Genesis::single(
+        key(200).public(),
+        "http://127.0.0.1:8080",
+        "2026-01-01T00:00:00Z",
+    )
+    .block()
+    .expect("genesis block")
+}
+
+pub fn propose(height: u64, parents: Vec<Hash32>, ids: Vec<Hash32>, ts: u64) -> Block {
+    Block::propose(CHAIN, height, parents, ids, ts, &key(200)).expect("block")
+}
+
+pub fn qc_for(hash: Hash32) -> QuorumCertificate {
+    let v = Vote::sign(hash, &key(200));
+    QuorumCertificate {
+        block_hash: hash,
+        votes: vec![QcVote {
+            validator_id: v.validator_id,
+            signature: v.signature,
+        }],
+        weight: 100,
+        total_weight: 100,
+    }
+}
+
+fn digests(items: &[NewAttestation]) -> Vec<Hash32> {
+    items.iter().map(|a| a.digest).collect()
+}
+
+async fn insert_all<S: Store>(s: &S, items: &[NewAttestation]) -> Vec<u64> {
+    s.insert_attestations(items)
+        .await
+        .expect("insert")
+        .into_iter()
+        .map(|o| match o {
+            InsertOutcome::Inserted { seq } => seq,
+            other => panic!("expected Inserted, got {other:?}"),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- attestations
+
+pub async fn idempotent_insert<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let a = signed(&key(1), "alice", 1, 0);
+    let item = new_att(&a, 5_000);
+
+    let out = s
+        .insert_attestations(std::slice::from_ref(&item))
+        .await
+        .unwrap();
+    let seq = match out.as_slice() {
+        [InsertOutcome::Inserted { seq }] => *seq,
+        other => panic!("{other:?}"),
+    };
+
+    // The same attestation again: the stored record, no second row.
+    let out = s
+        .insert_attestations(std::slice::from_ref(&item))
+        .await
+        .unwrap();
+    let record = match out.as_slice() {
+        [InsertOutcome::AlreadyStored { record }] => record.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(record.seq, seq);
+    assert_eq!(record.digest, a.1);
+    assert_eq!(record.status, AttestationStatus::Accepted);
+    assert_eq!(s.count_attestations().await.unwrap(), 1);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 1);
+
+    let got = s.get_attestation(&a.1).await.unwrap().expect("stored");
+    assert_eq!(got, *record);
+    assert_eq!(got.body, a.0.to_canonical_json().unwrap());
+    assert_eq!(got.attestation().unwrap(), a.0);
+    assert_eq!(got.attester_id, "alice");
+    assert_eq!(got.attester_pubkey, key(1).public());
+    assert_eq!(got.received_at_ms, 5_000);
+    assert_eq!(got.impact_score, a.0.measurement.impact_score);
+    assert!(got.block.is_none());
+    assert!(s
+        .get_attestation(&Hash32::digest(b"nope"))
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn duplicate_nonce_across_batches<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let kp = key(1);
+    let first = signed(&kp, "alice", 7, 0);
+    let reuse = signed(&kp, "alice", 7, 1);
+    assert_ne!(first.1, reuse.1);
+    insert_all(&s, &[new_att(&first, 1)]).await;
+
+    let out = s.insert_attestations(&[new_att(&reuse, 2)]).await.unwrap();
+    assert_eq!(
+        out,
+        vec![InsertOutcome::DuplicateNonce {
+            existing_digest: first.1
+        }]
+    );
+    assert!(s.get_attestation(&reuse.1).await.unwrap().is_none());
+    assert_eq!(
+        s.nonce_owner(&kp.public(), &first.0.nonce).await.unwrap(),
+        Some(first.1)
+    );
+    // The same nonce under another key is a different nonce.
+    assert_eq!(
+        s.nonce_owner(&key(2).public(), &first.0.nonce)
+            .await
+            .unwrap(),
+        None
+    );
+    let other_key = signed(&key(2), "bob", 7, 0);
+    insert_all(&s, &[new_att(&other_key, 3)]).await;
+    assert_eq!(s.count_attestations().await.unwrap(), 2);
+}
+
+pub async fn duplicates_within_one_batch<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let kp = key(1);
+    let a = signed(&kp, "alice", 1, 0);
+    let a_reuse = signed(&kp, "alice", 1, 1);
+    let b = signed(&kp, "alice", 2, 0);
+    let items = vec![
+        new_att(&a, 1),
+        new_att(&a, 1),
+        new_att(&a_reuse, 1),
+        new_att(&b, 1),
+    ];
+    let out = s.insert_attestations(&items).await.unwrap();
+    assert_eq!(out.len(), 4);
+    let seq_a = match &out[0] {
+        InsertOutcome::Inserted { seq } => *seq,
+        other => panic!("{other:?}"),
+    };
+    match &out[1] {
+        InsertOutcome::AlreadyStored { record } => {
+            assert_eq!((record.digest, record.seq), (a.1, seq_a))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        out[2],
+        InsertOutcome::DuplicateNonce {
+            existing_digest: a.1
+        }
+    );
+    match &out[3] {
+        InsertOutcome::Inserted { seq } => assert!(*seq > seq_a),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.count_attestations().await.unwrap(), 2);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 2);
+}
+
+pub async fn empty_batch_and_unrepresentable_input<H: Harness>(h: &H) {
+    let s = h.open().await;
+    assert!(s.insert_attestations(&[]).await.unwrap().is_empty());
+
+    let good = new_att(&signed(&key(1), "alice", 1, 0), 1);
+    let mut nan = new_att(&signed(&key(1), "alice", 2, 0), 1);
+    nan.impact_score = f64::NAN;
+    let mut far = new_att(&signed(&key(1), "alice", 3, 0), 1);
+    far.received_at_ms = u64::MAX;
+    for bad in [nan, far] {
+        let err = s
+            .insert_attestations(&[good.clone(), bad])
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    }
+    // Nothing of a refused batch was written.
+    assert_eq!(s.count_attestations().await.unwrap(), 0);
+    assert!(s.get_attestation(&good.digest).await.unwrap().is_none());
+}
+
+pub async fn pagination_never_skips_or_repeats_under_concurrent_inserts<H: Harness>(h: &H) {
+    let s = Arc::new(h.open().await);
+    let initial = batch(&key(1), "alice", 0, 250);
+    for chunk in initial.chunks(50) {
+        insert_all(&*s, chunk).await;
+    }
+    let initial: HashSet<Hash32> = digests(&initial).into_iter().collect();
+
+    // A concurrent writer, and more inserts between pages from this task, so new rows
+    // land both during and between page reads.
+    let writer = {
+        let s = Arc::clone(&s);
+        tokio::spawn(async move {
+            let mut added = Vec::new();
+            for i in 0..30u64 {
+                let items = batch(&key(2), "bob", i * 5, 5);
+                insert_all(&*s, &items).await;
+                added.extend(digests(&items));
+                tokio::task::yield_now().await;
+            }
+            added
+        })
+    };
+
+    let mut seen: Vec<(u64, Hash32)> = Vec::new();
+    let mut between: Vec<Hash32> = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    let mut pages = 0;
+    loop {
+        let page = s.list_attestations(None, cursor, 40).await.unwrap();
+        assert!(page.items.len() <= 40);
+        seen.extend(page.items.iter().map(|r| (r.seq, r.digest)));
+        pages += 1;
+        let items = batch(&key(3), "carol", pages * 10, 10);
+        insert_all(&*s, &items).await;
+        between.extend(digests(&items));
+        match page.next_cursor {
+            // Through the text form, as a client would carry it.
+            Some(c) => cursor = Some(c.encode().parse().unwrap()),
+            None => break,
+        }
+        assert!(pages < 100, "pagination does not end");
+    }
+    let added = writer.await.unwrap();
+
+    // Newest first, strictly: no repeats, and no seq out of order.
+    assert!(
+        seen.windows(2).all(|w| w[0].0 > w[1].0),
+        "seqs not strictly descending"
+    );
+    let got: HashSet<Hash32> = seen.iter().map(|x| x.1).collect();
+    assert_eq!(got.len(), seen.len(), "a row was repeated");
+    // Everything present at the start, plus possibly rows that arrived since.
+    assert!(initial.is_subset(&got), "a row was skipped");
+    let new: HashSet<Hash32> = added.into_iter().chain(between).collect();
+    assert!(got.difference(&initial).all(|d| new.contains(d)));
+    assert!(pages >= 7);
+}
+
+pub async fn attester_filter_pages_only_that_attester<H: Harness>(h: &H) {
+    let s = h.open().await;
+    for i in 0..10u64 {
+        insert_all(&s, &batch(&key(1), "alice", i * 3, 3)).await;
+        insert_all(&s, &batch(&key(2), "bob", i * 2, 2)).await;
+    }
+    let mut cursor = None;
+    let mut alice = Vec::new();
+    loop {
+        let page = s.list_attestations(Some("alice"), cursor, 7).await.unwrap();
+        assert!(page.items.iter().all(|r| r.attester_id == "alice"));
+        alice.extend(page.items.iter().map(|r| r.seq));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert_eq!(alice.len(), 30);
+    assert!(alice.windows(2).all(|w| w[0] > w[1]));
+    // An exact multiple of the page size ends with an empty cursor, not an empty page.
+    let page = s.list_attestations(Some("bob"), None, 20).await.unwrap();
+    assert_eq!((page.items.len(), page.next_cursor), (20, None));
+    let page = s.list_attestations(Some("nobody"), None, 20).await.unwrap();
+    assert!(page.items.is_empty() && page.next_cursor.is_none());
+    // A cursor below every row gives an empty last page; limit 0 still gives one row.
+    let page = s
+        .list_attestations(None, Some(Cursor::before(0)), 10)
+        .await
+        .unwrap();
+    assert!(page.items.is_empty() && page.next_cursor.is_none());
+    let page = s.list_attestations(None, None, 0).await.unwrap();
+    assert_eq!(page.items.len(), 1);
+    assert!("garbage".parse::<Cursor>().is_err());
+}
+
+// ---------------------------------------------------------------- blocks
+
+pub async fn insert_block_includes_attestations_and_proofs_rebuild<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let items = batch(&key(1), "alice", 0, 10);
+    insert_all(&s, &items).await;
+    let genesis = genesis_block();
+    assert_eq!(
+        s.insert_block(&genesis, 1).await.unwrap(),
+        BlockInsert::Inserted
+    );
+
+    let pending = s.pending_attestations(100).await.unwrap();
+    assert_eq!(pending, digests(&items), "pending is oldest first");
+    assert_eq!(
+        s.pending_attestations(3).await.unwrap(),
+        digests(&items[..3])
+    );
+
+    let ids = pending[..7].to_vec();
+    let b1 = propose(1, vec![genesis.hash], ids.clone(), 2_000);
+    assert_eq!(
+        s.insert_block(&b1, 2_001).await.unwrap(),
+        BlockInsert::Inserted
+    );
+    assert_eq!(
+        s.insert_block(&b1, 9_999).await.unwrap(),
+        BlockInsert::AlreadyStored
+    );
+
+    let stored = s.get_block(&b1.hash).await.unwrap().expect("block");
+    assert_eq!(stored.block, b1);
+    assert!(!stored.finalized && stored.qc.is_none() && stored.finalized_at_ms.is_none());
+    assert_eq!(stored.created_at_ms, 2_001);
+    let g = s.get_block(&genesis.hash).await.unwrap().expect("genesis");
+    assert_eq!(g.block, genesis);
+    assert!(g.block.signature.is_none());
+
+    for (i, d) in ids.iter().enumerate() {
+        let r = s.get_attestation(d).await.unwrap().unwrap();
+        assert_eq!(r.status, AttestationStatus::Included);
+        let at = r.block.expect("block ref");
+        assert_eq!((at.hash, at.height, at.index), (b1.hash, 1, i as u64));
+        // The proof a client gets, rebuilt from the stored block alone.
+        let block = s.get_block(&at.hash).await.unwrap().unwrap().block;
+        let proof = block.proof(at.index as usize).expect("proof");
+        assert!(proof.verify(d, &block.header.att_root));
+        assert_eq!(proof.tree_size, block.header.att_count);
+    }
+    assert_eq!(
+        s.pending_attestations(100).await.unwrap(),
+        digests(&items[7..])
+    );
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 3);
+    assert_eq!(s.count_attestations().await.unwrap(), 10);
+    let untouched = s.get_attestation(&items[9].digest).await.unwrap().unwrap();
+    assert_eq!(untouched.status, AttestationStatus::Accepted);
+}
+
+pub async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let items = batch(&key(1), "alice", 0, 4);
+    insert_all(&s, &items).await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let ids = digests(&items);
+
+    // An unknown attestation: nothing of the block is written.
+    let unknown = Hash32::digest(b"unknown");
+    let bad = propose(1, vec![genesis.hash], vec![ids[0], unknown], 10);
+    let err = s.insert_block(&bad, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert!(s.get_block(&bad.hash).await.unwrap().is_none());
+    let a0 = s.get_attestation(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(a0.status, AttestationStatus::Accepted);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 4);
+
+    // The same attestation twice in one block.
+    let twice = propose(1, vec![genesis.hash], vec![ids[0], ids[0]], 11);
+    let err = s.insert_block(&twice, 11).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(s.get_block(&twice.hash).await.unwrap().is_none());
+
+    // An attestation already in another block.
+    let b1 = propose(1, vec![genesis.hash], vec![ids[0], ids[1]], 12);
+    s.insert_block(&b1, 12).await.unwrap();
+    let b1b = propose(1, vec![genesis.hash], vec![ids[2], ids[1]], 13);
+    let err = s.insert_block(&b1b, 13).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert!(s.get_block(&b1b.hash).await.unwrap().is_none());
+    let a2 = s.get_attestation(&ids[2]).await.unwrap().unwrap();
+    assert_eq!(a2.status, AttestationStatus::Accepted);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 2);
+
+    // A block whose header does not hash to its hash is refused before any write.
+    let mut forged = propose(2, vec![b1.hash], vec![ids[2]], 14);
+    forged.header.timestamp_ms += 1;
+    let err = s.insert_block(&forged, 14).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+}
+
+pub async fn finalization<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let items = batch(&key(1), "alice", 0, 3);
+    insert_all(&s, &items).await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    assert_eq!(s.finalized_height().await.unwrap(), None);
+    assert_eq!(s.mark_finalized(&[genesis.hash], None, 1).await.unwrap(), 1);
+    assert_eq!(s.finalized_height().await.unwrap(), Some(0));
+
+    let b1 = propose(1, vec![genesis.hash], digests(&items[..2]), 100);
+    let b2 = propose(2, vec![b1.hash], digests(&items[2..]), 200);
+    s.insert_block(&b1, 100).await.unwrap();
+    s.insert_block(&b2, 200).await.unwrap();
+
+    // The QC is for b2; finalizing it finalizes b1 too (the caller names both).
+    let qc = qc_for(b2.hash);
+    let newly = s
+        .mark_finalized(&[b1.hash, b2.hash], Some(&qc), 300)
+        .await
+        .unwrap();
+    assert_eq!(newly, 2);
+    assert_eq!(s.finalized_height().await.unwrap(), Some(2));
+    let stored = s.get_block(&b2.hash).await.unwrap().unwrap();
+    assert!(stored.finalized);
+    assert_eq!(stored.finalized_at_ms, Some(300));
+    assert_eq!(stored.qc, Some(qc.clone()));
+    assert!(s.get_block(&b1.hash).await.unwrap().unwrap().qc.is_none());
+    for d in digests(&items) {
+        let r = s.get_attestation(&d).await.unwrap().unwrap();
+        assert_eq!(r.status, AttestationStatus::Finalized);
+    }
+
+    // Again: nothing new, and the first finality time and QC stay.
+    let mut later = qc_for(b2.hash);
+    later.weight = 1;
+    assert_eq!(
+        s.mark_finalized(&[b2.hash], Some(&later), 999)
+            .await
+            .unwrap(),
+        0
+    );
+    let stored = s.get_block(&b2.hash).await.unwrap().unwrap();
+    assert_eq!((stored.finalized_at_ms, stored.qc), (Some(300), Some(qc)));
+
+    // An unknown block is an error and rolls back the whole call.
+    let b3 = propose(3, vec![b2.hash], vec![], 400);
+    s.insert_block(&b3, 400).await.unwrap();
+    let err = s
+        .mark_finalized(&[b3.hash, Hash32::digest(b"missing")], None, 500)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert!(!s.get_block(&b3.hash).await.unwrap().unwrap().finalized);
+    let err = s
+        .mark_finalized(&[b3.hash], Some(&qc_for(Hash32::digest(b"x"))), 500)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(s.finalized_height().await.unwrap(), Some(2));
+}
+
+pub async fn blocks_from_height_orders_by_height_then_hash<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    // Inserted in a scrambled order: siblings at heights 1 and 2, a merge at 3.
+    let a1 = propose(1, vec![genesis.hash], vec![], 10);
+    let b1 = propose(1, vec![genesis.hash], vec![], 11);
+    let c1 = propose(1, vec![genesis.hash], vec![], 12);
+    let a2 = propose(2, vec![a1.hash], vec![], 20);
+    let b2 = propose(2, vec![b1.hash, c1.hash], vec![], 21);
+    let m3 = propose(3, vec![a2.hash, b2.hash], vec![], 30);
+    for b in [&m3, &b1, &a2, &genesis, &c1, &b2, &a1] {
+        s.insert_block(b, 1).await.unwrap();
+    }
+    let key_of = |b: &Block| (b.header.height, b.hash);
+    let mut expected: Vec<(u64, Hash32)> = [&genesis, &a1, &b1, &c1, &a2, &b2, &m3]
+        .iter()
+        .map(|b| key_of(b))
+        .collect();
+    expected.sort();
+
+    let keys = |v: Vec<StoredBlock>| v.iter().map(|b| key_of(&b.block)).collect::<Vec<_>>();
+    assert_eq!(keys(s.all_blocks().await.unwrap()), expected);
+    assert_eq!(keys(s.blocks_from_height(0, 100).await.unwrap()), expected);
+    assert_eq!(
+        keys(s.blocks_from_height(1, 2).await.unwrap()),
+        expected[1..3].to_vec()
+    );
+    assert_eq!(
+        keys(s.blocks_from_height(2, 100).await.unwrap()),
+        expected[4..].to_vec()
+    );
+    assert!(s.blocks_from_height(4, 100).await.unwrap().is_empty());
+    assert!(s
+        .blocks_from_height(u64::MAX, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let all = s.all_blocks().await.unwrap();
+    assert_eq!(
+        all.iter().find(|b| b.block.hash == m3.hash).unwrap().block,
+        m3
+    );
+}
+
+pub async fn votes_are_idempotent<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let block = Hash32::digest(b"block");
+    let votes: Vec<Vote> = (1..=3).map(|i| Vote::sign(block, &key(i))).collect();
+    for v in &votes {
+        assert!(s.insert_vote(v).await.unwrap());
+        assert!(!s.insert_vote(v).await.unwrap());
+    }
+    assert!(s
+        .insert_vote(&Vote::sign(Hash32::digest(b"other"), &key(1)))
+        .await
+        .unwrap());
+    let mut expected = votes.clone();
+    expected.sort_by_key(|v| v.validator_id);
+    let got = s.votes_for(&block).await.unwrap();
+    assert_eq!(got, expected);
+    for v in &got {
+        v.verify(
+            &[key(1), key(2), key(3)]
+                .iter()
+                .map(|k| k.public())
+                .find(|p| p.validator_id() == v.validator_id)
+                .unwrap(),
+        )
+        .unwrap();
+    }
+    assert!(s
+        .votes_for(&Hash32::digest(b"none"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+pub async fn registry_entries<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let bodies: Vec<serde_json::Value> = (0..3)
+        .map(|i| serde_json::json!({"validator": i, "stake_bond": 1000 * i, "nested": {"a": [1, 2]}}))
+        .collect();
+    let mut seqs = Vec::new();
+    for (i, b) in bodies.iter().enumerate() {
+        seqs.push(
+            s.insert_registry_entry("register", b, 5 + i as u64)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]));
+    let pending = s.pending_registry_entries().await.unwrap();
+    assert_eq!(pending.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
+    assert_eq!(pending[1].body, bodies[1]);
+    assert_eq!(
+        (pending[2].kind.as_str(), pending[2].epoch),
+        ("register", 7)
+    );
+
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let b1 = propose(1, vec![genesis.hash], vec![], 10);
+    s.insert_block(&b1, 10).await.unwrap();
+    s.mark_registry_entries_included(&b1.hash, &seqs[..2])
+        .await
+        .unwrap();
+    // Idempotent for the same block.
+    s.mark_registry_entries_included(&b1.hash, &seqs[..1])
+        .await
+        .unwrap();
+    let pending = s.pending_registry_entries().await.unwrap();
+    assert_eq!(pending.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs[2..]);
+
+    // Another block may not take an included entry; the whole call rolls back.
+    let err = s
+        .mark_registry_entries_included(&genesis.hash, &[seqs[2], seqs[0]])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(s.pending_registry_entries().await.unwrap().len(), 1);
+    let err = s
+        .mark_registry_entries_included(&Hash32::digest(b"no block"), &seqs[2..])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = s
+        .mark_registry_entries_included(&b1.hash, &[9_999])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+
+    let all = s.registry_entries().await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].block_hash, Some(b1.hash));
+    assert_eq!(all[2].block_hash, None);
+}
+
+pub async fn meta_and_identity<H: Harness>(h: &H) {
+    let s = h.open().await;
+    assert_eq!(s.get_meta("k").await.unwrap(), None);
+    s.set_meta("k", "v1").await.unwrap();
+    s.set_meta("k", "v2").await.unwrap();
+    assert_eq!(s.get_meta("k").await.unwrap().as_deref(), Some("v2"));
+
+    let g = Hash32::digest(b"genesis");
+    assert_eq!(
+        s.bind_identity(CHAIN, &g).await.unwrap(),
+        IdentityCheck::Fresh
+    );
+    assert_eq!(
+        s.bind_identity(CHAIN, &g).await.unwrap(),
+        IdentityCheck::Matches
+    );
+    assert_eq!(
+        s.get_meta(META_CHAIN_ID).await.unwrap().as_deref(),
+        Some(CHAIN)
+    );
+    let err = s
+        .bind_identity(CHAIN, &Hash32::digest(b"other genesis"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = s.bind_identity("other-chain", &g).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+}
+
+pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
+    let items = batch(&key(1), "alice", 0, 20);
+    let genesis = genesis_block();
+    let b1 = propose(1, vec![genesis.hash], digests(&items[..5]), 100);
+    let qc = qc_for(b1.hash);
+    let vote = Vote::sign(b1.hash, &key(200));
+    let before_records;
+    let last_seq;
+    {
+        let s = h.open().await;
+        s.bind_identity(CHAIN, &genesis.hash).await.unwrap();
+        let seqs = insert_all(&s, &items).await;
+        last_seq = *seqs.last().unwrap();
+        s.insert_block(&genesis, 1).await.unwrap();
+        s.insert_block(&b1, 100).await.unwrap();
+        s.mark_finalized(&[genesis.hash, b1.hash], Some(&qc), 150)
+            .await
+            .unwrap();
+        s.insert_vote(&vote).await.unwrap();
+        s.insert_registry_entry("exit", &serde_json::json!({"v": 1}), 3)
+            .await
+            .unwrap();
+        before_records = s.list_attestations(None, None, 100).await.unwrap();
+        s.close().await;
+    }
+    let s = h.open().await;
+    assert_eq!(
+        s.bind_identity(CHAIN, &genesis.hash).await.unwrap(),
+        IdentityCheck::Matches
+    );
+    assert_eq!(
+        s.list_attestations(None, None, 100).await.unwrap(),
+        before_records
+    );
+    assert_eq!(s.count_attestations().await.unwrap(), 20);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 15);
+    let r = s.get_attestation(&items[3].digest).await.unwrap().unwrap();
+    assert_eq!(r.status, AttestationStatus::Finalized);
+    let stored = s.get_block(&b1.hash).await.unwrap().unwrap();
+    assert_eq!((stored.block, stored.qc), (b1.clone(), Some(qc)));
+    assert_eq!(s.finalized_height().await.unwrap(), Some(1));
+    assert_eq!(s.all_blocks().await.unwrap().len(), 2);
+    assert_eq!(s.votes_for(&b1.hash).await.unwrap(), vec![vote]);
+    assert_eq!(s.registry_entries().await.unwrap().len(), 1);
+    // Still idempotent, and seq keeps growing after a reopen.
+    let again = s.insert_attestations(&items[..1]).await.unwrap();
+    assert!(matches!(again[0], InsertOutcome::AlreadyStored { .. }));
+    let more = insert_all(&s, &batch(&key(1), "alice", 100, 1)).await;
+    assert!(more[0] > last_seq);
+}
+
+pub async fn impact_summary_by_block_time<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let alice = batch(&key(1), "alice", 0, 4);
+    let bob = batch(&key(2), "bob", 0, 2);
+    let late = batch(&key(3), "carol", 0, 3);
+    for b in [&alice, &bob, &late] {
+        insert_all(&s, b).await;
+    }
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let mut ids = digests(&alice);
+    ids.extend(digests(&bob));
+    let b1 = propose(1, vec![genesis.hash], ids, 1_000);
+    let b2 = propose(2, vec![b1.hash], digests(&late), 5_000);
+    s.insert_block(&b1, 1).await.unwrap();
+    s.insert_block(&b2, 1).await.unwrap();
+
+    let sum = |v: &[NewAttestation]| v.iter().map(|a| a.impact_score).sum::<f64>();
+    let summary = s.impact_summary(1_000, 5_000, 10).await.unwrap();
+    assert_eq!(summary.attestations, 6);
+    assert!((summary.total_impact - sum(&alice) - sum(&bob)).abs() < 1e-9);
+    assert_eq!(summary.top.len(), 2);
+    assert!(summary.top[0].total_impact >= summary.top[1].total_impact);
+    let a = summary
+        .top
+        .iter()
+        .find(|t| t.attester_id == "alice")
+        .unwrap();
+    assert_eq!(a.attestations, 4);
+
+    let top1 = s.impact_summary(0, u64::MAX >> 1, 1).await.unwrap();
+    assert_eq!((top1.attestations, top1.top.len()), (9, 1));
+    let none = s.impact_summary(6_000, 7_000, 5).await.unwrap();
+    assert_eq!((none.attestations, none.total_impact), (0, 0.0));
+    assert!(none.top.is_empty());
+}
+
+pub async fn ping_and_pool_stats<H: Harness>(h: &H) {
+    let s = h.open().await;
+    s.ping().await.unwrap();
+    let stats = s.pool_stats();
+    assert!(stats.size >= 1 && stats.size <= stats.max_size);
+    assert_eq!(stats.idle + stats.in_use, stats.size);
+    s.close().await;
+    let err = s.ping().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+    let err = s.count_attestations().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err:?}");
+}
