@@ -351,6 +351,8 @@ def _number(v, path):
         raise Rejected("schema", path)
     if isinstance(v, float) and not math.isfinite(v):
         raise Rejected("invalid_json", path)  # 1e999: beyond the doubles
+    if isinstance(v, int) and abs(v) > MAX_SAFE:
+        raise Rejected("schema", path)  # would be rounded; rfc8785 refuses it
 
 
 def _walk(v, spec, path):
@@ -462,7 +464,9 @@ def rules(a, network, now: dt.datetime, prior) -> str:
     pk = a["attester"]["pubkey_ed25519"]
     if not (pk.startswith("ed25519:") and len(pk) == 72 and HEX.fullmatch(pk[8:])):
         return "invalid_pubkey"
-    if decode_point(bytes.fromhex(pk[8:])) is None:
+    point = decode_point(bytes.fromhex(pk[8:]))
+    if point is None or is_identity(scalar_mult(8, point)):
+        # Not a point, or a small-order one (anyone can sign for it under ZIP-215).
         return "invalid_pubkey"
     sig = a["signature"]["sig_base16"]
     if len(sig) != 128 or not HEX.fullmatch(sig):

@@ -572,12 +572,12 @@ fn attestation_cases() -> Vec<Case> {
         Case {
             signer: Signer::Fixed(format!("01{}", "00".repeat(63))),
             ..case(
-                "zip215_small_order_key",
-                "ZIP-215 accepts small-order keys: with the identity as the key (01 00…00), the signature R = identity, S = 0 verifies for every message, so anyone can sign for this key. Rule 11 does not exclude small-order keys; recorded here as the library behaves.",
+                "small_order_key",
+                "Rule 11: the identity as the key (01 00…00). ZIP-215 would accept R = identity, S = 0 for every message under it, so anyone could sign for it: small-order keys are not valid attester keys.",
                 edit(|v| {
                     v["attester"]["pubkey_ed25519"] = json!(format!("ed25519:01{}", "00".repeat(31)))
                 }),
-                "valid",
+                "invalid_pubkey",
             )
         },
     ];
@@ -683,6 +683,13 @@ fn schema_cases(
             with(&|v| v["evidence"]["pack_bytes"] = json!(9_007_199_254_740_992u64)),
             "schema",
             "evidence.pack_bytes",
+        ),
+        (
+            "schema_unsafe_integer_in_number_field",
+            "An integer literal beyond 2^53 − 1 in a number field would be rounded, and RFC 8785 implementations disagree on it: refused.",
+            with(&|v| v["measurement"]["dimensions"]["quality"] = json!(9_007_199_254_740_993u64)),
+            "schema",
+            "measurement.dimensions.quality",
         ),
         (
             "schema_negative_integer",

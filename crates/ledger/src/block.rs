@@ -31,6 +31,8 @@ pub struct BlockHeader {
 pub enum BlockError {
     #[error("block version must be {BLOCK_VERSION}")]
     Version,
+    #[error("height, att_count and timestamp_ms must be at most 2^53 - 1")]
+    UnsafeInteger,
     #[error("a block needs 1 to {MAX_PARENTS} parents")]
     ParentCount,
     #[error("parents must be sorted and unique")]
@@ -60,6 +62,12 @@ impl BlockHeader {
     pub fn check_shape(&self) -> Result<(), BlockError> {
         if self.version != BLOCK_VERSION {
             return Err(BlockError::Version);
+        }
+        // Larger integers would be rounded by RFC 8785 and the hash would differ between
+        // implementations.
+        let max = crate::attestation::schema::MAX_SAFE_INTEGER;
+        if self.height > max || self.att_count > max || self.timestamp_ms > max {
+            return Err(BlockError::UnsafeInteger);
         }
         if self.height > 0 && !(1..=MAX_PARENTS).contains(&self.parents.len()) {
             return Err(BlockError::ParentCount);

@@ -34,6 +34,8 @@ pub enum CryptoError {
     PubkeyFormat,
     #[error("public key is not an Ed25519 curve point")]
     PubkeyNotOnCurve,
+    #[error("public key is a small-order point: anyone can sign for it")]
+    PubkeySmallOrder,
     #[error("signature must be 128 lowercase hex digits")]
     SignatureFormat,
     #[error("signature does not verify")]
@@ -58,11 +60,18 @@ impl PublicKey {
             .map_err(|_| CryptoError::PubkeyFormat)
     }
 
-    /// Ok when the bytes decode to a point (non-canonical encodings allowed, ZIP-215).
+    /// Ok when the bytes decode to a point (non-canonical encodings allowed, ZIP-215)
+    /// that is not of small order. ZIP-215 verification accepts small-order keys, and for
+    /// those R = identity, S = 0 verifies for every message: such a key proves nothing,
+    /// so it may not attest, propose or vote. Signature checks themselves stay ZIP-215.
     pub fn check_point(&self) -> Result<(), CryptoError> {
-        VerificationKey::try_from(self.0)
-            .map(|_| ())
-            .map_err(|_| CryptoError::PubkeyNotOnCurve)
+        let point = curve25519_dalek::edwards::CompressedEdwardsY(self.0)
+            .decompress()
+            .ok_or(CryptoError::PubkeyNotOnCurve)?;
+        if point.is_small_order() {
+            return Err(CryptoError::PubkeySmallOrder);
+        }
+        Ok(())
     }
 
     /// The validator id of this key: BLAKE3 of the 32 key bytes.
@@ -277,6 +286,25 @@ mod tests {
         let v = verify_batch(&items);
         assert_eq!(v.iter().filter(|ok| !**ok).count(), 1);
         assert!(!v[3]);
+    }
+
+    #[test]
+    fn small_order_keys_are_refused() {
+        // The identity (01 00…00) and the order-2 point (ec ff…7f).
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        assert_eq!(
+            PublicKey(identity).check_point(),
+            Err(CryptoError::PubkeySmallOrder)
+        );
+        let mut order2 = [0xffu8; 32];
+        order2[0] = 0xec;
+        order2[31] = 0x7f;
+        assert_eq!(
+            PublicKey(order2).check_point(),
+            Err(CryptoError::PubkeySmallOrder)
+        );
+        assert!(Keypair::from_seed([3; 32]).public().check_point().is_ok());
     }
 
     #[test]

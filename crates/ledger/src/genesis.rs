@@ -48,8 +48,10 @@ pub enum GenesisError {
     NoValidators,
     #[error("validator {0} appears twice")]
     DuplicateValidator(String),
-    #[error("validator {0} key is not an Ed25519 point")]
+    #[error("validator {0} key is not a usable Ed25519 key (not a point, or small-order)")]
     BadKey(String),
+    #[error("validator {0} stake_bond is larger than 2^53 - 1")]
+    StakeTooLarge(String),
     #[error(transparent)]
     Canonical(#[from] CanonicalError),
 }
@@ -91,6 +93,10 @@ impl Genesis {
             v.pubkey_ed25519
                 .check_point()
                 .map_err(|_| GenesisError::BadKey(v.validator_id().to_hex()))?;
+            // Hashed with RFC 8785: larger integers would be rounded.
+            if v.stake_bond > crate::attestation::schema::MAX_SAFE_INTEGER {
+                return Err(GenesisError::StakeTooLarge(v.validator_id().to_hex()));
+            }
         }
         Ok(())
     }

@@ -365,10 +365,10 @@ fn check_pubkey(att: &Attestation) -> Result<PublicKey, Rejection> {
             "attester.pubkey_ed25519 must be \"ed25519:\" and 64 lowercase hex digits",
         )
     })?;
-    if pubkey.check_point().is_err() {
+    if let Err(e) = pubkey.check_point() {
         return reject(
             RuleCode::InvalidPubkey,
-            "attester.pubkey_ed25519 is not an Ed25519 point",
+            format!("attester.pubkey_ed25519: {e}"),
         );
     }
     Ok(pubkey)

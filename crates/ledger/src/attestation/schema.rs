@@ -165,6 +165,53 @@ pub(crate) fn safe_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D
     Ok(Some(v))
 }
 
+/// A JSON number as f64. Integer literals beyond ±(2^53 − 1) are refused: they would be
+/// rounded, and RFC 8785 implementations disagree on them (some refuse, some round), so
+/// the attestation's id would depend on the implementation.
+pub(crate) struct SafeF64(pub f64);
+
+impl<'de> Deserialize<'de> for SafeF64 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_f64(SafeF64Visitor).map(SafeF64)
+    }
+}
+
+struct SafeF64Visitor;
+
+impl Visitor<'_> for SafeF64Visitor {
+    type Value = f64;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number (integers within ±(2^53 - 1))")
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<f64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<f64, E> {
+        if v > MAX_SAFE_INTEGER {
+            return Err(E::custom(format!("integer {v} is larger than 2^53 - 1")));
+        }
+        Ok(v as f64)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<f64, E> {
+        if v.unsigned_abs() > MAX_SAFE_INTEGER {
+            return Err(E::custom(format!("integer {v} is beyond ±(2^53 - 1)")));
+        }
+        Ok(v as f64)
+    }
+}
+
+pub(crate) fn safe_f64<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    SafeF64::deserialize(d).map(|v| v.0)
+}
+
+pub(crate) fn safe_f64_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    SafeF64::deserialize(d).map(|v| Some(v.0))
+}
+
 pub(crate) fn strict_map<'de, D: Deserializer<'de>>(d: D) -> Result<NumberMap, D::Error> {
     d.deserialize_map(StrictMapVisitor)
 }
@@ -202,7 +249,7 @@ impl<'de> Visitor<'de> for StrictMapVisitor {
                     "more than {MAX_MAP_ENTRIES} entries"
                 )));
             }
-            let value: f64 = access.next_value()?;
+            let SafeF64(value) = access.next_value()?;
             if map.insert(name.clone(), value).is_some() {
                 return Err(A::Error::custom(format!("duplicate name {name:?}")));
             }
@@ -304,6 +351,22 @@ mod tests {
         assert_eq!(parse(&v).unwrap_err().field, "evidence.pack_bytes");
         v["evidence"]["pack_bytes"] = MAX_SAFE_INTEGER.into();
         assert!(parse(&v).is_ok());
+    }
+
+    #[test]
+    fn unsafe_integer_literals_in_number_fields_are_refused() {
+        let (att, _) = signed_sample(1);
+        let text = String::from_utf8(att.to_canonical_json().unwrap()).unwrap();
+        let big = text.replacen("\"quality\":0.9", "\"quality\":9007199254740993", 1);
+        let e = Attestation::from_json(big.as_bytes()).unwrap_err();
+        assert_eq!(e.field, "measurement.dimensions.quality");
+        let ok = text.replacen("\"quality\":0.9", "\"quality\":1", 1);
+        assert!(Attestation::from_json(ok.as_bytes()).is_ok());
+        let big = text.replacen("\"delta\":0.25", "\"delta\":-9007199254740993", 1);
+        assert_eq!(
+            Attestation::from_json(big.as_bytes()).unwrap_err().field,
+            "benchmarks.delta"
+        );
     }
 
     #[test]

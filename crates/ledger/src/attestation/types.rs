@@ -126,6 +126,7 @@ pub struct Measurement {
     pub dimensions: NumberMap,
     #[serde(deserialize_with = "strict_map")]
     pub weights: NumberMap,
+    #[serde(deserialize_with = "super::schema::safe_f64")]
     pub impact_score: f64,
 }
 
@@ -146,7 +147,7 @@ pub struct Benchmarks {
     pub post: Option<NumberMap>,
     #[serde(
         default,
-        deserialize_with = "non_null",
+        deserialize_with = "super::schema::safe_f64_opt",
         skip_serializing_if = "Option::is_none"
     )]
     pub delta: Option<f64>,

@@ -102,11 +102,18 @@ impl Registration {
         self.pubkey_ed25519.validator_id()
     }
 
-    /// The signature by `pubkey_ed25519`, and an address of sane length.
+    /// The signature by `pubkey_ed25519`, a usable key (not small-order), a bond every
+    /// JCS implementation writes alike, and an address of sane length.
     pub fn verify(&self) -> Result<(), RegistryError> {
         if self.network_address.is_empty() || self.network_address.len() > MAX_NETWORK_ADDRESS_LEN {
             return Err(RegistryError::BadAddress);
         }
+        if self.stake_bond > crate::attestation::schema::MAX_SAFE_INTEGER {
+            return Err(RegistryError::BadSignature);
+        }
+        self.pubkey_ed25519
+            .check_point()
+            .map_err(|_| RegistryError::BadSignature)?;
         crypto::verify_tagged(
             &self.pubkey_ed25519,
             &self.signature,
