@@ -40,6 +40,73 @@ fn subtree_root(leaves: &[Hash32]) -> Hash32 {
     }
 }
 
+/// A whole tree kept level by level, for many proofs of one block: building it costs as
+/// much as one [`root`], and each proof after that is O(log n) with no hashing.
+///
+/// Level 0 holds the leaf hashes; each level above pairs neighbours and carries an odd
+/// last node up unchanged. That is the RFC 9162 tree (its split at the largest power of
+/// two below n leaves exactly the rightmost node unpaired at each level); a test checks
+/// it against the recursive definition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tree {
+    levels: Vec<Vec<Hash32>>,
+}
+
+impl Tree {
+    pub fn new(digests: &[Hash32]) -> Tree {
+        let mut levels = vec![digests.iter().map(leaf_hash).collect::<Vec<_>>()];
+        while levels.last().is_some_and(|l| l.len() > 1) {
+            let below = levels.last().map(Vec::as_slice).unwrap_or_default();
+            let above = below
+                .chunks(2)
+                .map(|pair| match pair {
+                    [l, r] => node_hash(l, r),
+                    [only] => *only,
+                    _ => unreachable!("chunks(2) yields one or two"),
+                })
+                .collect();
+            levels.push(above);
+        }
+        Tree { levels }
+    }
+
+    pub fn len(&self) -> usize {
+        self.levels[0].len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.levels[0].is_empty()
+    }
+
+    pub fn root(&self) -> Hash32 {
+        match self.levels.last().and_then(|l| l.first()) {
+            Some(r) if !self.is_empty() => *r,
+            _ => Hash32::digest(b""),
+        }
+    }
+
+    /// The inclusion proof of leaf `index`, or `None` when out of range.
+    pub fn prove(&self, index: usize) -> Option<InclusionProof> {
+        if index >= self.len() {
+            return None;
+        }
+        let mut hashes = Vec::with_capacity(self.levels.len());
+        let mut i = index;
+        for level in &self.levels[..self.levels.len() - 1] {
+            // A node without a sibling was carried up: no hash at this level.
+            if let Some(sibling) = level.get(i ^ 1) {
+                hashes.push(*sibling);
+            }
+            i >>= 1;
+        }
+        Some(InclusionProof {
+            leaf_index: index as u64,
+            tree_size: self.len() as u64,
+            hashes,
+        })
+    }
+}
+
 /// An audit path (RFC 9162 §2.1.3.1), bottom to top.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InclusionProof {
@@ -152,6 +219,19 @@ mod tests {
                 assert!(!p.verify(&d[i], &Hash32::digest(b"root")));
             }
             assert!(prove(&d, n).is_none());
+        }
+    }
+
+    #[test]
+    fn level_tree_equals_the_recursive_definition() {
+        for n in 0..=300 {
+            let d = digests(n);
+            let t = Tree::new(&d);
+            assert_eq!(t.root(), root(&d), "root n={n}");
+            for i in 0..n {
+                assert_eq!(t.prove(i), prove(&d, i), "proof n={n} i={i}");
+            }
+            assert!(t.prove(n).is_none());
         }
     }
 

@@ -44,6 +44,8 @@ pub struct TipView {
 /// What readers see of the chain: replaced whole after every change, never mutated.
 #[derive(Debug, Clone, Serialize)]
 pub struct Head {
+    /// Bumped on every publish; cached views of the head are keyed by it.
+    pub version: u64,
     pub height: u64,
     pub finalized_height: u64,
     pub tips: Vec<TipView>,
@@ -303,6 +305,7 @@ impl Chain {
             .map(|(_, r)| r.att_count)
             .sum();
         Head {
+            version: 0,
             height: self.dag.max_height(),
             finalized_height: self.finality.finalized_height(),
             tips,

@@ -47,6 +47,9 @@ pub struct ConfigArgs {
     /// Per-request timeout in milliseconds.
     #[arg(long, env = "NODE0_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
+    /// Requests handled at once; past it, 503 at once.
+    #[arg(long, env = "NODE0_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
     /// Log filter (`info`, `node0=debug,warn`, ...).
     #[arg(long, env = "NODE0_LOG")]
     pub log: Option<String>,
@@ -75,6 +78,7 @@ pub struct FileConfig {
     pub slot_ms: Option<u64>,
     pub max_block_attestations: Option<usize>,
     pub request_timeout_ms: Option<u64>,
+    pub max_concurrent_requests: Option<usize>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
 }
@@ -91,6 +95,7 @@ pub struct Config {
     pub slot: Duration,
     pub max_block_attestations: usize,
     pub request_timeout: Duration,
+    pub max_concurrent_requests: usize,
     pub log: String,
     pub log_format: LogFormat,
 }
@@ -174,6 +179,11 @@ impl ConfigArgs {
             slot: Duration::from_millis(slot_ms),
             max_block_attestations,
             request_timeout: Duration::from_millis(request_timeout_ms.max(1)),
+            max_concurrent_requests: self
+                .max_concurrent_requests
+                .or(file.max_concurrent_requests)
+                .unwrap_or(10_000)
+                .max(1),
             log: self
                 .log
                 .clone()

@@ -2,11 +2,13 @@
 //! HTTP API, events and metrics. The binary (`node0`) is a thin CLI over this crate.
 
 pub mod api;
+pub mod cache;
 pub mod chain;
 pub mod clock;
 pub mod config;
 pub mod datadir;
 pub mod events;
+pub mod ingest;
 pub mod metrics;
 pub mod producer;
 pub mod server;

@@ -1,5 +1,6 @@
 //! Prometheus metrics (SPEC §6.3): one registry, typed families, rendered on `/metrics`.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -25,6 +26,16 @@ pub struct RouteLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabels {
     pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TierLabels {
+    pub tier: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub stage: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,6 +78,13 @@ pub struct Metrics {
     pub store_write_seconds: Histogram,
     pub db_pool_connections: Family<StateLabels, Gauge>,
     pub event_subscribers: Gauge,
+    pub ingest_queue_depth: Family<StageLabels, Gauge>,
+    pub cache_hits: Family<TierLabels, Counter>,
+    pub cache_misses: Family<TierLabels, Counter>,
+    pub cache_compression_ratio: Gauge<f64, AtomicU64>,
+    pub cache_entries: Gauge,
+    pub cache_bytes: Gauge,
+    pub overloaded: Family<StageLabels, Counter>,
     pub events_dropped: Counter,
 }
 
@@ -159,6 +177,40 @@ impl Metrics {
             "Open SSE and WebSocket event streams",
             event_subscribers.clone(),
         );
+        let ingest_queue_depth = Family::<StageLabels, Gauge>::default();
+        registry.register(
+            "ingest_queue_depth",
+            "Requests waiting in a bounded submit-path queue (signature, write)",
+            ingest_queue_depth.clone(),
+        );
+        let cache_hits = Family::<TierLabels, Counter>::default();
+        registry.register("cache_hits", "Response cache hits by tier", cache_hits.clone());
+        let cache_misses = Family::<TierLabels, Counter>::default();
+        registry.register(
+            "cache_misses",
+            "Response cache misses by tier",
+            cache_misses.clone(),
+        );
+        let cache_compression_ratio = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "cache_compression_ratio",
+            "Stored bytes over raw bytes of the compressed cache entries (lower is better)",
+            cache_compression_ratio.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register("cache_entries", "Entries in the L1 response cache", cache_entries.clone());
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Stored bytes of the L1 immutable entries",
+            cache_bytes.clone(),
+        );
+        let overloaded = Family::<StageLabels, Counter>::default();
+        registry.register(
+            "overloaded",
+            "Requests refused with 503 because a bounded queue or the concurrency limit was full",
+            overloaded.clone(),
+        );
         let events_dropped = Counter::default();
         registry.register(
             "events_dropped",
@@ -181,6 +233,13 @@ impl Metrics {
             store_write_seconds,
             db_pool_connections,
             event_subscribers,
+            ingest_queue_depth,
+            cache_hits,
+            cache_misses,
+            cache_compression_ratio,
+            cache_entries,
+            cache_bytes,
+            overloaded,
             events_dropped,
         }
     }
@@ -204,6 +263,38 @@ impl Metrics {
         self.attestations_rejected
             .get_or_create(&CodeLabels {
                 code: code.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn set_queue(&self, stage: &str, n: usize) {
+        self.ingest_queue_depth
+            .get_or_create(&StageLabels {
+                stage: stage.to_owned(),
+            })
+            .set(n as i64);
+    }
+
+    pub fn cache_hit(&self, tier: &str) {
+        self.cache_hits
+            .get_or_create(&TierLabels {
+                tier: tier.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn cache_miss(&self, tier: &str) {
+        self.cache_misses
+            .get_or_create(&TierLabels {
+                tier: tier.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn overload(&self, stage: &str) {
+        self.overloaded
+            .get_or_create(&StageLabels {
+                stage: stage.to_owned(),
             })
             .inc();
     }

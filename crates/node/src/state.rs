@@ -14,9 +14,12 @@ use bizra_ledger::Hash32;
 use bizra_store::AnyStore;
 use tokio::sync::{watch, Mutex, Notify};
 
+use crate::cache::ResponseCache;
 use crate::chain::{Chain, Head};
 use crate::config::Config;
 use crate::events::Events;
+use crate::ingest::verifier::{Verifier, VerifierConfig};
+use crate::ingest::writer::{Writer, WriterConfig};
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -25,7 +28,13 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub store: AnyStore,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    /// Gathers signatures of concurrent single submissions into batches.
+    pub verifier: Verifier,
+    /// Group-commits attestation rows.
+    pub writer: Writer,
+    /// Serialized, compressed responses.
+    pub cache: ResponseCache,
     pub events: Events,
     /// The node's validator key.
     pub key: Keypair,
@@ -65,10 +74,21 @@ impl AppState {
             .first()
             .is_some_and(|v| v.validator_id() == node_id);
         let head = chain.head(crate::clock::now_ms());
+        let metrics = Arc::new(Metrics::new());
+        let cache_metrics = metrics.clone();
+        let verifier = Verifier::start(VerifierConfig::default(), metrics.clone());
+        let writer = Writer::start(store.clone(), WriterConfig::default(), metrics.clone());
         AppState(Arc::new(Inner {
             config,
             store,
-            metrics: Metrics::new(),
+            metrics,
+            verifier,
+            writer,
+            cache: ResponseCache::new(
+                crate::cache::codec::Codec::default(),
+                crate::cache::DEFAULT_BUDGET_BYTES,
+                cache_metrics,
+            ),
             events: Events::new(),
             key,
             node_id,
@@ -87,7 +107,8 @@ impl AppState {
 
     /// Publishes a new head snapshot from `chain` and updates the chain gauges.
     pub fn publish_head(&self, chain: &Chain) {
-        let head = chain.head(crate::clock::now_ms());
+        let mut head = chain.head(crate::clock::now_ms());
+        head.version = self.head.load().version + 1;
         self.metrics.chain_height.set(head.height as i64);
         self.metrics
             .finalized_height
@@ -96,5 +117,7 @@ impl AppState {
             .finality_lag_blocks
             .set(head.height.saturating_sub(head.finalized_height) as i64);
         self.head.store(Arc::new(head));
+        // Views of older heads can no longer be asked for; drop them now, not at TTL.
+        self.cache.invalidate_views();
     }
 }

@@ -1,17 +1,19 @@
-//! The submit path (SPEC §5.2): parse → rules 1–11 → signatures → durable store →
-//! acknowledge. Shared by the single and batch routes; the HTTP shapes live in
-//! `api::attestations`.
+//! The submit path (SPEC §5.2): parse → rules 1–11 → signatures (batched) → durable
+//! store (group commit) → acknowledge. Shared by the single and batch routes; the HTTP
+//! shapes live in `api::attestations`.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
-use bizra_ledger::attestation::{check_rules, Attestation, Checked, Rejection, SchemaError};
+use bizra_ledger::attestation::{
+    check_rules, Attestation, Checked, Rejection, RuleCode, SchemaError,
+};
 use bizra_ledger::crypto::verify_batch;
 use bizra_ledger::Hash32;
-use bizra_store::{AttestationRecord, InsertOutcome, NewAttestation, Store, StoreError};
+use bizra_store::{AttestationRecord, InsertOutcome, NewAttestation, StoreError};
 use serde_json::json;
 
 use crate::clock::{now_ms, now_utc};
+use crate::ingest::Overloaded;
 use crate::state::AppState;
 
 /// Why one attestation was not stored.
@@ -28,6 +30,13 @@ impl Refusal {
             Refusal::Rule(r) => r.code.as_str(),
         }
     }
+
+    fn rule(code: RuleCode, detail: impl Into<String>) -> Refusal {
+        Refusal::Rule(Rejection {
+            code,
+            detail: detail.into(),
+        })
+    }
 }
 
 /// The result of one attestation.
@@ -43,83 +52,73 @@ pub enum Submitted {
     Refused(Refusal),
 }
 
-/// Parsed and checked up to (not including) the signature.
-struct Candidate {
-    att: Attestation,
-    checked: Checked,
+/// Nothing was stored, and the client should retry (503).
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Overloaded(#[from] Overloaded),
 }
 
-/// Validates and stores `items` (already parsed or not) as one group: one batch signature
-/// check and one store transaction. Results are in input order.
+/// Validates and stores `items`, each already parsed or refused by the schema. Results
+/// are in input order. One item goes through the shared signature batcher; several are
+/// verified as one batch of their own. Rows go to the group-commit writer.
 pub async fn submit_many(
     state: &AppState,
     items: Vec<Result<Attestation, SchemaError>>,
-) -> Result<Vec<Submitted>, StoreError> {
+) -> Result<Vec<Submitted>, SubmitError> {
     let now = now_utc();
     let mut results: Vec<Option<Submitted>> = vec![None; items.len()];
-    let mut candidates: Vec<(usize, Candidate)> = Vec::with_capacity(items.len());
+    let mut candidates: Vec<(usize, Attestation, Checked)> = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
         match item {
             Err(e) => results[i] = Some(Submitted::Refused(Refusal::Schema(e))),
             Ok(att) => match check_rules(&att, &state.anchor, now) {
-                Ok(checked) => candidates.push((i, Candidate { att, checked })),
+                Ok(checked) => candidates.push((i, att, checked)),
                 Err(r) => results[i] = Some(Submitted::Refused(Refusal::Rule(r))),
             },
         }
     }
 
-    // Rule 12, all signatures in one batch; verification is CPU work, off the reactor.
-    let sig_items: Vec<_> = candidates
-        .iter()
-        .map(|(_, c)| c.checked.signature_item())
-        .collect();
-    state
-        .metrics
-        .signature_batch_size
-        .observe(sig_items.len() as f64);
-    let verdicts = if sig_items.len() <= 1 {
-        verify_batch(&sig_items)
-    } else {
-        tokio::task::spawn_blocking(move || verify_batch(&sig_items))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("verifier task failed: {e}")))?
-    };
+    let verdicts = verify(state, &candidates)
+        .await
+        .inspect_err(|e| count_overload(state, e))?;
     let received = now_ms();
-    let mut rows = Vec::new();
-    let mut row_index = Vec::new();
-    for ((i, c), ok) in candidates.into_iter().zip(verdicts) {
+    let mut rows = Vec::with_capacity(candidates.len());
+    let mut placed = Vec::with_capacity(candidates.len());
+    for ((i, att, checked), ok) in candidates.into_iter().zip(verdicts) {
         if !ok {
-            results[i] = Some(Submitted::Refused(Refusal::Rule(Rejection {
-                code: bizra_ledger::attestation::RuleCode::BadSignature,
-                detail: "signature does not verify".into(),
-            })));
+            results[i] = Some(Submitted::Refused(Refusal::rule(
+                RuleCode::BadSignature,
+                "signature does not verify",
+            )));
             continue;
         }
-        match NewAttestation::new(&c.att, c.checked.digest, received) {
+        match NewAttestation::new(&att, checked.digest, received) {
             Ok(row) => {
                 rows.push(row);
-                row_index.push((i, c.checked.digest, c.checked.impact_score));
+                placed.push((i, checked.digest, checked.impact_score));
             }
             Err(e) => {
-                results[i] = Some(Submitted::Refused(Refusal::Rule(Rejection {
-                    code: bizra_ledger::attestation::RuleCode::BadSignature,
-                    detail: e.to_string(),
-                })))
+                results[i] = Some(Submitted::Refused(Refusal::rule(
+                    RuleCode::InvalidPubkey,
+                    e.to_string(),
+                )))
             }
         }
     }
 
     if !rows.is_empty() {
         // Rule 13 is decided inside the store transaction, against committed rows.
-        let started = Instant::now();
-        let outcomes = state.store.insert_attestations(&rows).await?;
-        state
-            .metrics
-            .store_write_seconds
-            .observe(started.elapsed().as_secs_f64());
-        state.metrics.group_commit_rows.observe(rows.len() as f64);
+        let outcomes = state
+            .writer
+            .write(rows)
+            .await
+            .map_err(SubmitError::from)
+            .inspect_err(|e| count_overload(state, e))??;
         let mut created = 0usize;
-        for ((i, digest, impact), outcome) in row_index.into_iter().zip(outcomes) {
+        for ((i, digest, impact), outcome) in placed.into_iter().zip(outcomes) {
             results[i] = Some(match outcome {
                 InsertOutcome::Inserted { .. } => {
                     created += 1;
@@ -134,10 +133,10 @@ pub async fn submit_many(
                 }
                 InsertOutcome::AlreadyStored { record } => Submitted::Existing(record),
                 InsertOutcome::DuplicateNonce { existing_digest } => {
-                    Submitted::Refused(Refusal::Rule(Rejection {
-                        code: bizra_ledger::attestation::RuleCode::DuplicateNonce,
-                        detail: format!("nonce already used by attestation {existing_digest}"),
-                    }))
+                    Submitted::Refused(Refusal::rule(
+                        RuleCode::DuplicateNonce,
+                        format!("nonce already used by attestation {existing_digest}"),
+                    ))
                 }
             });
         }
@@ -150,19 +149,42 @@ pub async fn submit_many(
         }
     }
 
+    // Every index was filled above: refused by schema or rules, by signature, or by
+    // the store's outcome.
     Ok(results
         .into_iter()
-        .map(|r| {
-            let r = r.unwrap_or_else(|| {
-                Submitted::Refused(Refusal::Rule(Rejection {
-                    code: bizra_ledger::attestation::RuleCode::BadSignature,
-                    detail: "not processed".into(),
-                }))
-            });
-            if let Submitted::Refused(f) = &r {
+        .flatten()
+        .inspect(|r| {
+            if let Submitted::Refused(f) = r {
                 state.metrics.rejected(f.code());
             }
-            r
         })
         .collect())
+}
+
+fn count_overload(state: &AppState, e: &SubmitError) {
+    if let SubmitError::Overloaded(o) = e {
+        state.metrics.overload(o.stage());
+    }
+}
+
+/// Rule 12 for every candidate, in order.
+async fn verify(
+    state: &AppState,
+    candidates: &[(usize, Attestation, Checked)],
+) -> Result<Vec<bool>, SubmitError> {
+    match candidates {
+        [] => Ok(vec![]),
+        [(_, _, c)] => Ok(vec![state.verifier.verify(c.signature_item()).await?]),
+        many => {
+            let items: Vec<_> = many.iter().map(|(_, _, c)| c.signature_item()).collect();
+            state
+                .metrics
+                .signature_batch_size
+                .observe(items.len() as f64);
+            tokio::task::spawn_blocking(move || verify_batch(&items))
+                .await
+                .map_err(|_| SubmitError::Overloaded(Overloaded::Stopped("signature")))
+        }
+    }
 }

@@ -1,19 +1,20 @@
 //! Attestation routes: submit, batch, verify, read one, list.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bizra_ledger::attestation::rules::{compute, validate_reasons};
 use bizra_ledger::attestation::Attestation;
 use bizra_ledger::merkle::InclusionProof;
 use bizra_ledger::Hash32;
-use bizra_store::{AttestationRecord, Cursor, Store, MAX_PAGE_LIMIT};
+use bizra_store::{AttestationRecord, AttestationStatus, Cursor, Store, MAX_PAGE_LIMIT};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::extract::{HashPath, JsonBytes, Q};
 use super::problem::Problem;
+use crate::cache::CacheKey;
 use crate::clock::{now_utc, rfc3339_ms};
 use crate::state::AppState;
 use crate::submit::{submit_many, Refusal, Submitted};
@@ -187,7 +188,7 @@ pub async fn batch(
                     error: Some(BatchItemError {
                         code,
                         detail,
-                        field: field.map(|f| format!("attestations[{index}].{f}")),
+                        field: field.map(|f| item_field(index, &f)),
                     }),
                 }
             }
@@ -211,6 +212,15 @@ pub async fn batch(
         StatusCode::MULTI_STATUS
     };
     Ok((status, Json(body)).into_response())
+}
+
+/// The path of a field of batch item `index`; `.` (the item itself) is the item's path.
+fn item_field(index: usize, field: &str) -> String {
+    if field == "." || field.is_empty() {
+        format!("attestations[{index}]")
+    } else {
+        format!("attestations[{index}].{field}")
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -319,32 +329,54 @@ fn view(
 pub async fn get_one(
     State(state): State<AppState>,
     HashPath(id): HashPath,
-) -> Result<Json<AttestationView>, Problem> {
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let key = CacheKey::Attestation(id);
+    if let Some(hit) = state.cache.get(&key) {
+        return Ok(hit.respond(&headers));
+    }
     let rec = state
         .store
         .get_attestation(&id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no attestation {id}")))?;
+    let finalized = rec.status == AttestationStatus::Finalized;
     let (block, proof) = match rec.block {
         Some(place) => {
-            let sb = state
-                .store
-                .get_block(&place.hash)
-                .await?
-                .ok_or_else(|| Problem::internal("attestation names a missing block"))?;
-            let proof = sb.block.proof(place.index as usize);
+            let tree = match state.cache.cached_tree(&place.hash) {
+                Some(t) => t,
+                None => {
+                    let sb = state
+                        .store
+                        .get_block(&place.hash)
+                        .await?
+                        .ok_or_else(|| Problem::internal("attestation names a missing block"))?;
+                    state
+                        .cache
+                        .tree(&place.hash, || Ok::<_, Problem>(sb.block.attestation_ids))?
+                }
+            };
             (
                 Some(BlockPlace {
                     hash: place.hash.to_hex(),
                     height: place.height,
-                    att_root: sb.block.header.att_root.to_hex(),
+                    att_root: tree.root().to_hex(),
                 }),
-                proof,
+                tree.prove(place.index as usize),
             )
         }
         None => (None, None),
     };
-    Ok(Json(view(rec, block, proof)?))
+    let view = view(rec, block, proof)?;
+    // A finalized attestation never changes again: cache it whole.
+    if finalized {
+        let entry = state
+            .cache
+            .put_json(key, &view)
+            .map_err(|e| Problem::internal(e.to_string()))?;
+        return Ok(entry.respond(&headers));
+    }
+    Ok(Json(view).into_response())
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -399,11 +431,23 @@ pub async fn list(
                 let root = match roots.get(&b.hash) {
                     Some(r) => *r,
                     None => {
-                        let sb = state.store.get_block(&b.hash).await?.ok_or_else(|| {
-                            Problem::internal("attestation names a missing block")
-                        })?;
-                        roots.insert(b.hash, sb.block.header.att_root);
-                        sb.block.header.att_root
+                        let root = match state.cache.cached_tree(&b.hash) {
+                            Some(t) => t.root(),
+                            None => {
+                                state
+                                    .store
+                                    .get_block(&b.hash)
+                                    .await?
+                                    .ok_or_else(|| {
+                                        Problem::internal("attestation names a missing block")
+                                    })?
+                                    .block
+                                    .header
+                                    .att_root
+                            }
+                        };
+                        roots.insert(b.hash, root);
+                        root
                     }
                 };
                 Some(BlockPlace {

@@ -3,7 +3,7 @@
 //! lock.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bizra_ledger::block::BlockHeader;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::{HashPath, Q};
 use super::problem::Problem;
+use crate::cache::CacheKey;
 use crate::chain::TipView;
 use crate::clock::now_ms;
 use crate::state::AppState;
@@ -76,11 +77,15 @@ pub struct Stats {
 }
 
 #[utoipa::path(get, path = "/api/consensus/stats", tag = "consensus", responses((status = 200, body = Stats)))]
-pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, Problem> {
+pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
     let head = state.head.load_full();
+    let key = CacheKey::View("stats", head.version);
+    if let Some(hit) = state.cache.get(&key) {
+        return Ok(hit.respond(&headers));
+    }
     let accepted = state.store.count_attestations().await?;
     let pending = state.store.count_pending_attestations().await?;
-    Ok(Json(Stats {
+    let stats = Stats {
         status: status_of(&state),
         blocks_total: head.blocks,
         blocks_finalized: head.finalized_blocks,
@@ -90,7 +95,12 @@ pub async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, Problem
         avg_block_time_ms: head.avg_block_time_ms,
         avg_finality_time_ms: head.avg_finality_time_ms,
         tps_1m: head.included_per_sec_1m,
-    }))
+    };
+    let entry = state
+        .cache
+        .put_json(key, &stats)
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    Ok(entry.respond(&headers))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -164,15 +174,24 @@ pub struct Tipset {
 }
 
 #[utoipa::path(get, path = "/api/consensus/tipset", tag = "consensus", responses((status = 200, body = Tipset)))]
-pub async fn tipset(State(state): State<AppState>) -> Json<Tipset> {
+pub async fn tipset(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
     let head = state.head.load();
-    Json(Tipset {
+    let key = CacheKey::View("tipset", head.version);
+    if let Some(hit) = state.cache.get(&key) {
+        return Ok(hit.respond(&headers));
+    }
+    let tipset = Tipset {
         tips: head.tips.clone(),
         count: head.tips.len(),
         height: head.height,
         total_weight: head.tips_weight,
         finalized_height: head.finalized_height,
-    })
+    };
+    let entry = state
+        .cache
+        .put_json(key, &tipset)
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    Ok(entry.respond(&headers))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -251,8 +270,22 @@ async fn load_block(state: &AppState, hash: &Hash32) -> Result<StoredBlock, Prob
 pub async fn block(
     State(state): State<AppState>,
     HashPath(hash): HashPath,
-) -> Result<Json<BlockView>, Problem> {
-    Ok(Json(block_view(load_block(&state, &hash).await?)))
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let key = CacheKey::Block(hash);
+    if let Some(hit) = state.cache.get(&key) {
+        return Ok(hit.respond(&headers));
+    }
+    let sb = load_block(&state, &hash).await?;
+    if !sb.finalized {
+        return Ok(Json(block_view(sb)).into_response());
+    }
+    // Final: its votes and certificate no longer change.
+    let entry = state
+        .cache
+        .put_json(key, &block_view(sb))
+        .map_err(|e| Problem::internal(e.to_string()))?;
+    Ok(entry.respond(&headers))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

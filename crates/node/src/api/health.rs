@@ -100,6 +100,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.set_pool("idle", pool.idle as i64);
     state.metrics.set_pool("in_use", pool.in_use as i64);
     state.metrics.set_pool("max", pool.max_size as i64);
+    state
+        .metrics
+        .set_queue("signature", state.verifier.queued());
+    state.metrics.set_queue("write", state.writer.queued());
+    state.cache.export();
     (
         [(
             header::CONTENT_TYPE,

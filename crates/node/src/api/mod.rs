@@ -3,6 +3,7 @@
 pub mod attestations;
 pub mod consensus;
 mod dashboard;
+pub mod drain;
 pub mod events;
 pub mod extract;
 pub mod health;
@@ -25,6 +26,7 @@ pub const BATCH_BODY_LIMIT: usize = 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let single = DefaultBodyLimit::max(SINGLE_BODY_LIMIT);
+    let metrics = state.metrics.clone();
     Router::new()
         .route("/", get(dashboard::index))
         .route("/health", get(health::health))
@@ -81,11 +83,54 @@ pub fn router(state: AppState) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             state.config.request_timeout,
         ))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    move |_: tower::BoxError| overloaded(metrics.clone()),
+                ))
+                .load_shed()
+                .concurrency_limit(state.config.max_concurrent_requests),
+        )
+        .layer(compression())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             trace::layer,
         ))
+        .layer(axum::middleware::from_fn(drain::layer))
         .with_state(state)
+}
+
+/// Smallest body worth compressing: below it the headers cost more than they save.
+pub const COMPRESS_MIN_BYTES: u16 = 1024;
+
+/// br, zstd or gzip as the client prefers, for bodies of at least 1 KiB; level 3 keeps
+/// the CPU cost per response small (brotli's default level would dominate a read).
+fn compression() -> tower_http::compression::CompressionLayer<
+    tower_http::compression::predicate::And<
+        tower_http::compression::predicate::SizeAbove,
+        tower_http::compression::predicate::NotForContentType,
+    >,
+> {
+    use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+    tower_http::compression::CompressionLayer::new()
+        .quality(tower_http::CompressionLevel::Precise(3))
+        .compress_when(
+            SizeAbove::new(COMPRESS_MIN_BYTES)
+                .and(NotForContentType::const_new("text/event-stream")),
+        )
+}
+
+/// The answer past `max_concurrent_requests`: an immediate 503 with `Retry-After`, not
+/// an unbounded queue.
+async fn overloaded(metrics: std::sync::Arc<crate::metrics::Metrics>) -> problem::Problem {
+    metrics.overload("http");
+    let mut p = problem::Problem::new(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "the node is handling as many requests as it allows; retry shortly",
+    );
+    p.retry_after_s = Some(1);
+    p
 }
 
 async fn fallback() -> problem::Problem {

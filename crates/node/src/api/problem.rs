@@ -99,6 +99,24 @@ impl IntoResponse for Problem {
     }
 }
 
+impl From<crate::submit::SubmitError> for Problem {
+    fn from(e: crate::submit::SubmitError) -> Self {
+        match e {
+            crate::submit::SubmitError::Store(e) => e.into(),
+            crate::submit::SubmitError::Overloaded(o) => {
+                tracing::warn!(reason = %o, "submission refused: overloaded");
+                let mut p = Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "overloaded",
+                    format!("{o}; retry shortly"),
+                );
+                p.retry_after_s = Some(1);
+                p
+            }
+        }
+    }
+}
+
 impl From<bizra_store::StoreError> for Problem {
     fn from(e: bizra_store::StoreError) -> Self {
         match e {

@@ -1,0 +1,313 @@
+//! The response cache (SPEC §5.1): serialized, compressed responses in memory (L1).
+//!
+//! Two kinds of entries:
+//! - **immutable** objects (a finalized attestation or block): no TTL, strong `ETag`,
+//!   `Cache-Control: immutable`; they never change, so an entry is never stale;
+//! - **views** of the head (tipset, status, stats): a 60 s TTL, and dropped whenever a
+//!   block lands so that readers see the new head at once.
+//!
+//! Bodies of 1 KiB or more are stored compressed ([`codec`]) and sent as stored to
+//! clients that accept the codec. A shared L2 (Redis) would sit behind [`ResponseCache`]
+//! with the same keys and stored bytes.
+
+pub mod codec;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bizra_ledger::Hash32;
+use bytes::Bytes;
+
+use crate::metrics::Metrics;
+use codec::{Codec, MIN_COMPRESS};
+
+/// Default memory budget of immutable entries, in stored (compressed) bytes.
+pub const DEFAULT_BUDGET_BYTES: u64 = 256 * 1024 * 1024;
+/// TTL of head views.
+pub const VIEW_TTL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CacheKey {
+    Attestation(Hash32),
+    Block(Hash32),
+    /// A view of the head with this `Head::version`.
+    View(&'static str, u64),
+}
+
+/// One response as it is stored: the body (compressed or not) and its headers.
+#[derive(Debug)]
+pub struct CachedResponse {
+    stored: Bytes,
+    codec: Option<Codec>,
+    etag: HeaderValue,
+    immutable: bool,
+}
+
+impl CachedResponse {
+    /// 304 when `If-None-Match` names this entity; otherwise the body, as stored when the
+    /// client accepts its codec, else decompressed.
+    pub fn respond(&self, request: &HeaderMap) -> Response {
+        let cache_control = if self.immutable {
+            HeaderValue::from_static("public, max-age=31536000, immutable")
+        } else {
+            HeaderValue::from_static("no-cache")
+        };
+        if etag_matches(request, &self.etag) {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            let h = r.headers_mut();
+            h.insert(header::ETAG, self.etag.clone());
+            h.insert(header::CACHE_CONTROL, cache_control);
+            return r;
+        }
+        let (body, encoding) = match self.codec {
+            Some(c) if c.accepted_by(request) => (self.stored.clone(), Some(c.token())),
+            Some(c) => match c.decompress(&self.stored) {
+                Ok(raw) => (Bytes::from(raw), None),
+                Err(e) => {
+                    tracing::error!(error = %e, "cached body does not decompress");
+                    return crate::api::problem::Problem::internal("cached response is damaged")
+                        .into_response();
+                }
+            },
+            None => (self.stored.clone(), None),
+        };
+        let mut r = Response::new(Body::from(body));
+        let h = r.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(header::ETAG, self.etag.clone());
+        h.insert(header::CACHE_CONTROL, cache_control);
+        h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
+        if let Some(enc) = encoding {
+            h.insert(header::CONTENT_ENCODING, HeaderValue::from_static(enc));
+        }
+        r
+    }
+
+    /// Bytes held, for the cache's weigher.
+    fn weight(&self) -> u32 {
+        u32::try_from(self.stored.len() + 128).unwrap_or(u32::MAX)
+    }
+}
+
+fn etag_matches(request: &HeaderMap, etag: &HeaderValue) -> bool {
+    let Ok(ours) = etag.to_str() else {
+        return false;
+    };
+    request
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag == ours || tag.strip_prefix("W/") == Some(ours))
+}
+
+/// Blocks whose Merkle trees are kept for proofs (a 4096-attestation block's tree is
+/// about 260 KiB).
+pub const TREE_CACHE_BLOCKS: u64 = 64;
+
+pub struct ResponseCache {
+    immutable: moka::sync::Cache<CacheKey, Arc<CachedResponse>>,
+    /// Merkle trees of recently read blocks: the first read of each attestation in a
+    /// block then costs a lookup instead of rebuilding the block's tree.
+    trees: moka::sync::Cache<Hash32, Arc<bizra_ledger::merkle::Tree>>,
+    views: moka::sync::Cache<CacheKey, Arc<CachedResponse>>,
+    codec: Codec,
+    metrics: Arc<Metrics>,
+    raw_bytes: AtomicU64,
+    stored_bytes: AtomicU64,
+}
+
+impl ResponseCache {
+    pub fn new(codec: Codec, budget_bytes: u64, metrics: Arc<Metrics>) -> ResponseCache {
+        ResponseCache {
+            immutable: moka::sync::Cache::builder()
+                .weigher(|_, v: &Arc<CachedResponse>| v.weight())
+                .max_capacity(budget_bytes)
+                .build(),
+            trees: moka::sync::Cache::new(TREE_CACHE_BLOCKS),
+            views: moka::sync::Cache::builder()
+                .max_capacity(64)
+                .time_to_live(VIEW_TTL)
+                .build(),
+            codec,
+            metrics,
+            raw_bytes: AtomicU64::new(0),
+            stored_bytes: AtomicU64::new(0),
+        }
+    }
+
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
+        let hit = match key {
+            CacheKey::View(..) => self.views.get(key),
+            _ => self.immutable.get(key),
+        };
+        if hit.is_some() {
+            self.metrics.cache_hit("l1");
+        } else {
+            self.metrics.cache_miss("l1");
+        }
+        hit
+    }
+
+    /// Serializes `value`, compresses it when large enough, stores it under `key`, and
+    /// returns the entry. Immutable keys get no TTL; views expire and are dropped on the
+    /// next block.
+    pub fn put_json<T: serde::Serialize>(
+        &self,
+        key: CacheKey,
+        value: &T,
+    ) -> Result<Arc<CachedResponse>, serde_json::Error> {
+        let raw = serde_json::to_vec(value)?;
+        let immutable = !matches!(key, CacheKey::View(..));
+        let etag = entity_tag(&raw);
+        let (stored, codec) = if raw.len() >= MIN_COMPRESS {
+            match self.codec.compress(&raw) {
+                Ok(z) if z.len() < raw.len() => {
+                    self.note_ratio(raw.len(), z.len());
+                    (Bytes::from(z), Some(self.codec))
+                }
+                Ok(_) => (Bytes::from(raw), None),
+                Err(e) => {
+                    tracing::warn!(error = %e, "compression failed; caching uncompressed");
+                    (Bytes::from(raw), None)
+                }
+            }
+        } else {
+            (Bytes::from(raw), None)
+        };
+        let entry = Arc::new(CachedResponse {
+            stored,
+            codec,
+            etag,
+            immutable,
+        });
+        if immutable {
+            self.immutable.insert(key, entry.clone());
+        } else {
+            self.views.insert(key, entry.clone());
+        }
+        Ok(entry)
+    }
+
+    /// The Merkle tree of a block, built by `ids` on a miss. Block contents never change,
+    /// so a kept tree is never stale.
+    pub fn tree<E>(
+        &self,
+        block: &Hash32,
+        ids: impl FnOnce() -> Result<Vec<Hash32>, E>,
+    ) -> Result<Arc<bizra_ledger::merkle::Tree>, E> {
+        if let Some(t) = self.trees.get(block) {
+            return Ok(t);
+        }
+        let t = Arc::new(bizra_ledger::merkle::Tree::new(&ids()?));
+        self.trees.insert(*block, t.clone());
+        Ok(t)
+    }
+
+    pub fn cached_tree(&self, block: &Hash32) -> Option<Arc<bizra_ledger::merkle::Tree>> {
+        self.trees.get(block)
+    }
+
+    /// A block landed: head views are stale.
+    pub fn invalidate_views(&self) {
+        self.views.invalidate_all();
+    }
+
+    fn note_ratio(&self, raw: usize, stored: usize) {
+        let r = self.raw_bytes.fetch_add(raw as u64, Ordering::Relaxed) + raw as u64;
+        let s = self.stored_bytes.fetch_add(stored as u64, Ordering::Relaxed) + stored as u64;
+        if r > 0 {
+            self.metrics.cache_compression_ratio.set(s as f64 / r as f64);
+        }
+    }
+
+    /// Refreshes the size gauges (called at scrape time).
+    pub fn export(&self) {
+        self.immutable.run_pending_tasks();
+        self.metrics
+            .cache_entries
+            .set(self.immutable.entry_count() as i64 + self.views.entry_count() as i64);
+        self.metrics
+            .cache_bytes
+            .set(self.immutable.weighted_size() as i64);
+    }
+}
+
+/// A strong entity tag: BLAKE3 of the identity body, 128 bits.
+fn entity_tag(raw: &[u8]) -> HeaderValue {
+    let h = blake3::hash(raw);
+    let hex = hex::encode(&h.as_bytes()[..16]);
+    HeaderValue::from_str(&format!("\"{hex}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::to_bytes;
+
+    fn cache() -> ResponseCache {
+        ResponseCache::new(Codec::default(), 1 << 20, Arc::new(Metrics::new()))
+    }
+
+    async fn body(r: Response) -> Vec<u8> {
+        to_bytes(r.into_body(), usize::MAX).await.unwrap().to_vec()
+    }
+
+    #[tokio::test]
+    async fn large_bodies_are_stored_compressed_and_served_either_way() {
+        let c = cache();
+        let value: Vec<String> = (0..200).map(|i| format!("attestation-{i}")).collect();
+        let key = CacheKey::Attestation(Hash32::digest(b"a"));
+        c.put_json(key.clone(), &value).unwrap();
+        let hit = c.get(&key).unwrap();
+        assert!(hit.codec.is_some());
+
+        let mut zstd = HeaderMap::new();
+        zstd.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("zstd"));
+        let r = hit.respond(&zstd);
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "zstd");
+        assert_eq!(
+            r.headers()[header::CACHE_CONTROL],
+            "public, max-age=31536000, immutable"
+        );
+        let z = body(r).await;
+        assert_eq!(
+            Codec::default().decompress(&z).unwrap(),
+            serde_json::to_vec(&value).unwrap()
+        );
+
+        let plain = hit.respond(&HeaderMap::new());
+        assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(body(plain).await, serde_json::to_vec(&value).unwrap());
+    }
+
+    #[tokio::test]
+    async fn if_none_match_gets_304() {
+        let c = cache();
+        let entry = c.put_json(CacheKey::Block(Hash32::digest(b"b")), &"x").unwrap();
+        let etag = entry.respond(&HeaderMap::new()).headers()[header::ETAG].clone();
+        let mut h = HeaderMap::new();
+        h.insert(header::IF_NONE_MATCH, etag);
+        assert_eq!(entry.respond(&h).status(), StatusCode::NOT_MODIFIED);
+        h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
+        assert_eq!(entry.respond(&h).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn views_are_dropped_when_a_block_lands() {
+        let c = cache();
+        c.put_json(CacheKey::View("tipset", 1), &1).unwrap();
+        assert!(c.get(&CacheKey::View("tipset", 1)).is_some());
+        c.invalidate_views();
+        assert!(c.get(&CacheKey::View("tipset", 1)).is_none());
+    }
+}

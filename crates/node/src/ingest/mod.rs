@@ -1,0 +1,25 @@
+//! The write path's two batching stages (SPEC §5.2): signatures of concurrent submissions
+//! are verified together ([`verifier`]), and accepted rows are written together, one
+//! transaction per group ([`writer`]). Both sit behind bounded queues; a full queue is
+//! answered with 503 at once rather than queuing without end.
+
+pub mod verifier;
+pub mod writer;
+
+/// The queue is full or the stage has stopped: the request is refused, nothing was
+/// stored, and the client may retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Overloaded {
+    #[error("the {0} queue is full")]
+    Full(&'static str),
+    #[error("the {0} stage has stopped")]
+    Stopped(&'static str),
+}
+
+impl Overloaded {
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Overloaded::Full(s) | Overloaded::Stopped(s) => s,
+        }
+    }
+}
