@@ -66,6 +66,8 @@ pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_duration: LatencyFamily,
+    pub http_connections_accepted: Counter,
+    pub http_connections_open: Gauge,
     pub attestations_accepted: Counter,
     pub attestations_rejected: Family<CodeLabels, Counter>,
     pub blocks_produced: Counter,
@@ -108,6 +110,18 @@ impl Metrics {
             "http_request_duration_seconds",
             "HTTP request duration by route",
             http_duration.clone(),
+        );
+        let http_connections_accepted = Counter::default();
+        registry.register(
+            "http_connections_accepted",
+            "TCP connections accepted",
+            http_connections_accepted.clone(),
+        );
+        let http_connections_open = Gauge::default();
+        registry.register(
+            "http_connections_open",
+            "TCP connections open now",
+            http_connections_open.clone(),
         );
         let attestations_accepted = Counter::default();
         registry.register(
@@ -184,7 +198,11 @@ impl Metrics {
             ingest_queue_depth.clone(),
         );
         let cache_hits = Family::<TierLabels, Counter>::default();
-        registry.register("cache_hits", "Response cache hits by tier", cache_hits.clone());
+        registry.register(
+            "cache_hits",
+            "Response cache hits by tier",
+            cache_hits.clone(),
+        );
         let cache_misses = Family::<TierLabels, Counter>::default();
         registry.register(
             "cache_misses",
@@ -198,7 +216,11 @@ impl Metrics {
             cache_compression_ratio.clone(),
         );
         let cache_entries = Gauge::default();
-        registry.register("cache_entries", "Entries in the L1 response cache", cache_entries.clone());
+        registry.register(
+            "cache_entries",
+            "Entries in the L1 response cache",
+            cache_entries.clone(),
+        );
         let cache_bytes = Gauge::default();
         registry.register(
             "cache_bytes",
@@ -221,6 +243,8 @@ impl Metrics {
             registry,
             http_requests,
             http_duration,
+            http_connections_accepted,
+            http_connections_open,
             attestations_accepted,
             attestations_rejected,
             blocks_produced,

@@ -115,6 +115,7 @@ impl Node {
         );
         let app = crate::api::router(state.clone());
         let for_server = state.clone();
+        let listener = crate::listener::CountingListener::new(listener, state.metrics.clone());
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;

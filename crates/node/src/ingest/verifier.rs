@@ -166,9 +166,7 @@ mod tests {
         for w in waits {
             results.push(w.await.unwrap());
         }
-        assert!(results
-            .iter()
-            .any(|r| *r == Err(Overloaded::Full("signature"))));
-        assert!(results.iter().any(|r| *r == Ok(true)));
+        assert!(results.contains(&Err(Overloaded::Full("signature"))));
+        assert!(results.contains(&Ok(true)));
     }
 }
