@@ -324,13 +324,20 @@ impl Drop for Node {
 fn spawn_serve(data: &Path, port: u16, extra: &[&str], log: &Path) -> Child {
     let out = log_file(log);
     let err = out.try_clone().expect("clone log handle");
+    // A test may choose its own slot length.
+    let slot: &[&str] = if extra.contains(&"--slot-ms") {
+        &[]
+    } else {
+        &["--slot-ms", SLOT_MS]
+    };
     node0_command()
         .arg("serve")
         .arg("--data-dir")
         .arg(data)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
-        .args(["--slot-ms", SLOT_MS, "--log", "info"])
+        .args(slot)
+        .args(["--log", "info"])
         .args(extra)
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
