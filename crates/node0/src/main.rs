@@ -47,6 +47,22 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         finality_timeout_s: u64,
     },
+    /// Load generator and quality gates (SPEC §7): open model (constant arrival rate) or
+    /// closed loop; exits 2 when a gate fails.
+    Bench(bizra_tools::bench::BenchArgs),
+    /// Compress a ~612 KiB page of real signed attestations with each codec and level;
+    /// print sizes, reductions, speeds, round-trip checks and the cache's codec as JSON.
+    VerifyCompression,
+    /// Prove that a pooled client reuses connections, from the node's own connection
+    /// counter; exits 1 when it does not.
+    KeepaliveCheck {
+        /// Base URL of the node.
+        #[arg(default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Requests per client.
+        #[arg(long, default_value_t = 200)]
+        requests: u32,
+    },
     /// Print the version and the protocol this build speaks.
     Version,
 }
@@ -148,6 +164,27 @@ async fn main() -> anyhow::Result<()> {
                 std::process::exit(1);
             }
             println!("smoke: all steps passed against {url}");
+        }
+        Command::Bench(args) => {
+            let code = bizra_tools::bench::main(args).await;
+            if code != 0 {
+                std::process::exit(code);
+            }
+        }
+        Command::VerifyCompression => {
+            let report =
+                tokio::task::spawn_blocking(bizra_tools::verify_compression::run).await??;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.codecs.iter().all(|c| c.roundtrip_ok) {
+                bail!("a codec failed its round trip");
+            }
+        }
+        Command::KeepaliveCheck { url, requests } => {
+            let report = bizra_tools::keepalive::run(&url, requests).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if !report.ok {
+                bail!("connections were not reused");
+            }
         }
         Command::Version => println!(
             "node0 {} (attestations {}, default chain {})",

@@ -1,6 +1,9 @@
 //! Client-side tools of BIZRA Node0, each a `node0` subcommand: building and submitting
-//! attestations, the smoke test, and (later) the load generator and probes.
+//! attestations, the smoke test, the load generator (`bench`), and (later) the probes.
 
 pub mod attest;
+pub mod bench;
 pub mod client;
+pub mod keepalive;
 pub mod smoke;
+pub mod verify_compression;

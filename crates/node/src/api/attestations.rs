@@ -346,11 +346,10 @@ pub async fn get_one(
             let tree = match state.cache.cached_tree(&place.hash) {
                 Some(t) => t,
                 None => {
-                    let sb = state
-                        .store
-                        .get_block(&place.hash)
-                        .await?
-                        .ok_or_else(|| Problem::internal("attestation names a missing block"))?;
+                    let sb =
+                        state.store.get_block(&place.hash).await?.ok_or_else(|| {
+                            Problem::internal("attestation names a missing block")
+                        })?;
                     state
                         .cache
                         .tree(&place.hash, || Ok::<_, Problem>(sb.block.attestation_ids))?

@@ -174,7 +174,10 @@ pub struct Tipset {
 }
 
 #[utoipa::path(get, path = "/api/consensus/tipset", tag = "consensus", responses((status = 200, body = Tipset)))]
-pub async fn tipset(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
+pub async fn tipset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
     let head = state.head.load();
     let key = CacheKey::View("tipset", head.version);
     if let Some(hit) = state.cache.get(&key) {

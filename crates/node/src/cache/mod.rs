@@ -77,7 +77,10 @@ impl CachedResponse {
         };
         let mut r = Response::new(Body::from(body));
         let h = r.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert(header::ETAG, self.etag.clone());
         h.insert(header::CACHE_CONTROL, cache_control);
         h.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
@@ -224,9 +227,14 @@ impl ResponseCache {
 
     fn note_ratio(&self, raw: usize, stored: usize) {
         let r = self.raw_bytes.fetch_add(raw as u64, Ordering::Relaxed) + raw as u64;
-        let s = self.stored_bytes.fetch_add(stored as u64, Ordering::Relaxed) + stored as u64;
+        let s = self
+            .stored_bytes
+            .fetch_add(stored as u64, Ordering::Relaxed)
+            + stored as u64;
         if r > 0 {
-            self.metrics.cache_compression_ratio.set(s as f64 / r as f64);
+            self.metrics
+                .cache_compression_ratio
+                .set(s as f64 / r as f64);
         }
     }
 
@@ -293,7 +301,9 @@ mod tests {
     #[tokio::test]
     async fn if_none_match_gets_304() {
         let c = cache();
-        let entry = c.put_json(CacheKey::Block(Hash32::digest(b"b")), &"x").unwrap();
+        let entry = c
+            .put_json(CacheKey::Block(Hash32::digest(b"b")), &"x")
+            .unwrap();
         let etag = entry.respond(&HeaderMap::new()).headers()[header::ETAG].clone();
         let mut h = HeaderMap::new();
         h.insert(header::IF_NONE_MATCH, etag);

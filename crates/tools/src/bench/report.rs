@@ -1,0 +1,420 @@
+//! The report: percentiles from the merged histogram, the JSON file and the human summary.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use super::durable::Durable;
+use super::gates::{GateResult, Measured};
+use super::record::{Failures, Tally};
+use super::BenchError;
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Zeros for an empty histogram. Each percentile is the highest value equivalent to
+    /// the recorded one (3 significant digits), so it never understates.
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            min: h.min(),
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.50),
+            p95: h.value_at_quantile(0.95),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Counts {
+    /// Requests started.
+    pub sent: u64,
+    /// Requests with an outcome (a status or a failure).
+    pub completed: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Requests that got no status, by cause.
+    pub failures: Failures,
+    /// Status code → count.
+    pub statuses: BTreeMap<String, u64>,
+}
+
+/// What `--json FILE` writes.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub scenario: String,
+    /// `open` or `closed`.
+    pub mode: String,
+    pub target: String,
+    /// Offered rate, req/s (open loop).
+    pub rate: Option<f64>,
+    pub connections: usize,
+    /// In-flight cap (open loop).
+    pub max_inflight: Option<usize>,
+    pub threads: usize,
+    pub duration_s: f64,
+    /// From the start to the last answer.
+    pub elapsed_s: f64,
+    pub started_at: String,
+    pub counts: Counts,
+    pub latency_us: Percentiles,
+    /// Completed requests per second.
+    pub throughput_rps: f64,
+    /// Successful requests per second (what `min_rps` gates).
+    pub ok_rps: f64,
+    /// errors / completed.
+    pub error_rate: f64,
+    /// Connections opened during the run, beyond those opened before the start.
+    pub connections_opened: u64,
+    /// The pre-signed attestations ran out before the duration ended.
+    pub presigned_exhausted: bool,
+    pub durable: Option<Durable>,
+    pub gates: Vec<GateResult>,
+    pub gates_passed: bool,
+}
+
+/// The run's description, as [`Report::new`] takes it.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub scenario: String,
+    pub open: bool,
+    pub target: String,
+    pub rate: Option<f64>,
+    pub connections: usize,
+    pub max_inflight: Option<usize>,
+    pub threads: usize,
+    pub duration_s: f64,
+    pub started_at: String,
+}
+
+impl Report {
+    pub fn new(info: RunInfo, tally: &Tally, elapsed_s: f64) -> Report {
+        let per_s = |n: u64| {
+            if elapsed_s > 0.0 {
+                n as f64 / elapsed_s
+            } else {
+                0.0
+            }
+        };
+        Report {
+            scenario: info.scenario,
+            mode: if info.open { "open" } else { "closed" }.into(),
+            target: info.target,
+            rate: info.rate,
+            connections: info.connections,
+            max_inflight: info.max_inflight,
+            threads: info.threads,
+            duration_s: info.duration_s,
+            elapsed_s,
+            started_at: info.started_at,
+            counts: Counts {
+                sent: tally.sent,
+                completed: tally.completed,
+                ok: tally.ok,
+                errors: tally.errors,
+                failures: tally.failures,
+                statuses: tally
+                    .statuses
+                    .iter()
+                    .map(|(s, n)| (s.to_string(), *n))
+                    .collect(),
+            },
+            latency_us: Percentiles::of(&tally.latency),
+            throughput_rps: per_s(tally.completed),
+            ok_rps: per_s(tally.ok),
+            error_rate: if tally.completed > 0 {
+                tally.errors as f64 / tally.completed as f64
+            } else {
+                0.0
+            },
+            connections_opened: tally.connects,
+            presigned_exhausted: tally.exhausted,
+            durable: None,
+            gates: Vec::new(),
+            gates_passed: true,
+        }
+    }
+
+    /// The figures the gates check.
+    pub fn measured(&self) -> Measured {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Measured {
+            scenario: self.scenario.clone(),
+            open: self.mode == "open",
+            rate: self.rate,
+            p50_ms: ms(self.latency_us.p50),
+            p95_ms: ms(self.latency_us.p95),
+            p99_ms: ms(self.latency_us.p99),
+            p999_ms: ms(self.latency_us.p999),
+            ok_rps: self.ok_rps,
+            error_rate: self.error_rate,
+            durable: self.durable.as_ref().map(|d| (d.acknowledged, d.readable)),
+        }
+    }
+
+    pub fn set_gates(&mut self, gates: Vec<GateResult>) {
+        self.gates_passed = gates.iter().all(|g| g.pass);
+        self.gates = gates;
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<(), BenchError> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| BenchError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+        std::fs::write(path, text + "\n").map_err(|source| BenchError::Io {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    /// The human summary printed on stdout.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let load = match (self.mode.as_str(), self.rate) {
+            ("open", Some(r)) => format!(
+                "open loop at {} req/s, {} connections pre-opened, in-flight cap {}",
+                fmt_rate(r),
+                self.connections,
+                self.max_inflight.unwrap_or(0)
+            ),
+            _ => format!("closed loop, {} connections", self.connections),
+        };
+        let threads = if self.threads == 1 {
+            "1 thread".to_string()
+        } else {
+            format!("{} threads", self.threads)
+        };
+        let _ = writeln!(s, "scenario    {} ({load}, {threads})", self.scenario);
+        let _ = writeln!(s, "target      {}", self.target);
+        let _ = writeln!(
+            s,
+            "duration    {:.3} s (configured {:.3} s)",
+            self.elapsed_s, self.duration_s
+        );
+        let c = &self.counts;
+        let _ = writeln!(
+            s,
+            "requests    {} sent, {} completed, {} ok, {} errors ({:.3} %)",
+            c.sent,
+            c.completed,
+            c.ok,
+            c.errors,
+            self.error_rate * 100.0
+        );
+        let _ = writeln!(
+            s,
+            "throughput  {:.1} req/s ({:.1} ok/s)",
+            self.throughput_rps, self.ok_rps
+        );
+        let l = &self.latency_us;
+        let _ = writeln!(
+            s,
+            "latency ms  p50 {}  p95 {}  p99 {}  p99.9 {}  max {}",
+            ms3(l.p50),
+            ms3(l.p95),
+            ms3(l.p99),
+            ms3(l.p999),
+            ms3(l.max)
+        );
+        let statuses: Vec<String> = c
+            .statuses
+            .iter()
+            .map(|(code, n)| format!("{code}: {n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "statuses    {}",
+            if statuses.is_empty() {
+                "-".to_string()
+            } else {
+                statuses.join(", ")
+            }
+        );
+        let f = &c.failures;
+        if f.total() > 0 {
+            let _ = writeln!(
+                s,
+                "failures    connect {}, io {}, timeout {}, unsent {}",
+                f.connect, f.io, f.timeout, f.unsent
+            );
+        }
+        if self.connections_opened > 0 {
+            let _ = writeln!(
+                s,
+                "connections {} opened during the run",
+                self.connections_opened
+            );
+        }
+        if self.presigned_exhausted {
+            let _ = writeln!(
+                s,
+                "note        the pre-signed attestations ran out early (raise --presign)"
+            );
+        }
+        if let Some(d) = &self.durable {
+            let _ = writeln!(
+                s,
+                "durable     {} of {} acknowledged attestations read back{}",
+                d.readable,
+                d.acknowledged,
+                if d.missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; missing e.g. {}", d.missing.join(", "))
+                }
+            );
+        }
+        for g in &self.gates {
+            let _ = writeln!(s, "{g}");
+        }
+        s
+    }
+}
+
+/// Microseconds as milliseconds with 3 decimals.
+pub fn ms3(us: u64) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+fn fmt_rate(r: f64) -> String {
+    if r.fract() == 0.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::gates::{GateResult, Op};
+    use crate::bench::record::{histogram, Tally};
+
+    fn tally() -> Tally {
+        let mut t = Tally::new().unwrap();
+        // 1000 answers: 980 at 100 µs, 19 at 2 ms, 1 at 50 ms.
+        t.latency.record_n(100, 980).unwrap();
+        t.latency.record_n(2000, 19).unwrap();
+        t.latency.record(50_000).unwrap();
+        t.sent = 1000;
+        t.completed = 1000;
+        t.ok = 990;
+        t.errors = 10;
+        t.statuses = [(200, 990), (503, 10)].into();
+        t
+    }
+
+    fn info() -> RunInfo {
+        RunInfo {
+            scenario: "health".into(),
+            open: true,
+            target: "http://127.0.0.1:1/health".into(),
+            rate: Some(500.0),
+            connections: 8,
+            max_inflight: Some(4096),
+            threads: 1,
+            duration_s: 2.0,
+            started_at: "2025-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let p = Percentiles::of(&tally().latency);
+        assert_eq!(p.min, 100);
+        assert_eq!(p.p50, 100);
+        assert_eq!(p.p95, 100);
+        assert_eq!(p.p99, 2000);
+        assert_eq!(p.p999, 2000);
+        // 50 ms is past 2048 µs, so it is stored at 3 significant digits.
+        assert!((50_000..50_050).contains(&p.max), "{}", p.max);
+        assert_eq!(
+            Percentiles::of(&histogram().unwrap()),
+            Percentiles::default()
+        );
+    }
+
+    #[test]
+    fn rates_and_error_rate() {
+        let r = Report::new(info(), &tally(), 2.0);
+        assert_eq!(r.throughput_rps, 500.0);
+        assert_eq!(r.ok_rps, 495.0);
+        assert!((r.error_rate - 0.01).abs() < 1e-12);
+        let m = r.measured();
+        assert_eq!(m.p99_ms, 2.0);
+        assert!(m.open);
+    }
+
+    #[test]
+    fn summary_has_milliseconds_with_three_decimals() {
+        let mut r = Report::new(info(), &tally(), 2.0);
+        r.set_gates(vec![GateResult {
+            set: "floor".into(),
+            scope: "health/any".into(),
+            metric: "p99_ms".into(),
+            op: Op::AtMost,
+            limit: 150.0,
+            measured: Some(2.0),
+            pass: true,
+        }]);
+        let s = r.summary();
+        assert!(
+            s.contains("latency ms  p50 0.100  p95 0.100  p99 2.000  p99.9 2.000  max 50."),
+            "{s}"
+        );
+        assert!(s.contains("throughput  500.0 req/s (495.0 ok/s)"), "{s}");
+        assert!(s.contains("statuses    200: 990, 503: 10"), "{s}");
+        assert!(s.contains("(1.000 %)"), "{s}");
+        assert!(s.contains("open loop at 500 req/s"), "{s}");
+        assert!(s.contains("PASS  floor"), "{s}");
+        assert!(r.gates_passed);
+    }
+
+    #[test]
+    fn json_report_has_the_documented_fields() {
+        let r = Report::new(info(), &tally(), 2.0);
+        let v = serde_json::to_value(&r).unwrap();
+        for k in [
+            "scenario",
+            "mode",
+            "rate",
+            "connections",
+            "duration_s",
+            "counts",
+            "latency_us",
+            "throughput_rps",
+            "error_rate",
+            "gates",
+            "gates_passed",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(v["latency_us"]["p99"], 2000);
+        assert_eq!(v["counts"]["statuses"]["503"], 10);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.json");
+        r.write_json(&path).unwrap();
+        let back: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(back["mode"], "open");
+    }
+}
