@@ -77,13 +77,10 @@ impl Node {
         }
         let slot_ms = config.slot.as_millis() as u64;
         let chain = Chain::load(prepared.genesis, &store, slot_ms).await?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| NodeError::Listen {
-                    addr: config.listen,
-                    source,
-                })?;
+        let listener = bind(config.listen).map_err(|source| NodeError::Listen {
+            addr: config.listen,
+            source,
+        })?;
         let state = AppState::new(config, store, prepared.key, chain);
         Ok(Node { state, listener })
     }
@@ -132,6 +129,21 @@ impl Node {
         tracing::info!("stopped");
         served.map_err(NodeError::Serve)
     }
+}
+
+/// Pending connections the kernel queues before `accept`. The default of 128 overflowed
+/// under bursts of new connections, and each dropped SYN cost its client a 1 s retry.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// SIGINT or SIGTERM.

@@ -98,14 +98,23 @@ struct AttestArgs {
     dry_run: bool,
 }
 
-fn init_logging(filter: &str, format: LogFormat) {
+/// Logs go to stdout through a background writer, so a request never waits on the
+/// terminal or pipe; colours only on a terminal. The guard flushes at exit.
+fn init_logging(filter: &str, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let ansi = std::io::stdout().is_terminal();
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
     }
+    guard
 }
 
 #[tokio::main]
@@ -114,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.resolve()?;
-            init_logging(&config.log, config.log_format);
+            let _log_guard = init_logging(&config.log, config.log_format);
             let node = Node::open(config).await?;
             node.run(bizra_node::server::shutdown_signal()).await?;
         }

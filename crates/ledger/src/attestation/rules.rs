@@ -199,6 +199,30 @@ pub fn validate_reasons(
     now: OffsetDateTime,
     nonce_owner: Option<Hash32>,
 ) -> Vec<Rejection> {
+    validate_reasons_given(att, network, now, nonce_owner, None)
+}
+
+/// Rule 12's input when the key and signature parse, for a caller that verifies
+/// signatures in batches and passes the verdict to [`validate_reasons_given`].
+pub fn signature_item(att: &Attestation) -> Option<BatchItem> {
+    let pubkey = check_pubkey(att).ok()?;
+    let (sig, digest) = check_signature_format(att).ok()?;
+    Some(BatchItem {
+        key: pubkey,
+        sig,
+        msg: Attestation::signing_message(&digest),
+    })
+}
+
+/// [`validate_reasons`] with rule 12's verdict already known (`Some`), or checked here
+/// (`None`).
+pub fn validate_reasons_given(
+    att: &Attestation,
+    network: &NetworkAnchor,
+    now: OffsetDateTime,
+    nonce_owner: Option<Hash32>,
+    signature_ok: Option<bool>,
+) -> Vec<Rejection> {
     let mut out = Vec::new();
     let mut note = |r: Result<(), Rejection>| {
         if let Err(e) = r {
@@ -219,10 +243,12 @@ pub fn validate_reasons(
     let sig = check_signature_format(att);
     match (&pubkey, &sig) {
         (Ok(pk), Ok((sig, digest))) => {
-            note(
-                crypto::verify(pk, sig, &Attestation::signing_message(digest))
-                    .or_else(|_| reject(RuleCode::BadSignature, "signature does not verify")),
-            );
+            let ok = signature_ok.unwrap_or_else(|| {
+                crypto::verify(pk, sig, &Attestation::signing_message(digest)).is_ok()
+            });
+            if !ok {
+                note(reject(RuleCode::BadSignature, "signature does not verify"));
+            }
             note(check_nonce(nonce_owner, digest));
         }
         _ => {

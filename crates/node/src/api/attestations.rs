@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bizra_ledger::attestation::rules::{compute, validate_reasons};
+use bizra_ledger::attestation::rules::{compute, signature_item, validate_reasons_given};
 use bizra_ledger::attestation::Attestation;
 use bizra_ledger::merkle::InclusionProof;
 use bizra_ledger::Hash32;
@@ -258,13 +258,18 @@ pub async fn verify(
         Ok(pk) => state.store.nonce_owner(&pk, &att.nonce).await?,
         Err(_) => None,
     };
-    let att_for_check = att.clone();
-    let anchor = state.anchor.clone();
-    let reasons = tokio::task::spawn_blocking(move || {
-        validate_reasons(&att_for_check, &anchor, now_utc(), owner)
-    })
-    .await
-    .map_err(|e| Problem::internal(format!("verifier task failed: {e}")))?;
+    // Rule 12 through the shared batcher, like submissions.
+    let signature_ok = match signature_item(&att) {
+        Some(item) => Some(
+            state
+                .verifier
+                .verify(item)
+                .await
+                .map_err(crate::submit::SubmitError::from)?,
+        ),
+        None => None,
+    };
+    let reasons = validate_reasons_given(&att, &state.anchor, now_utc(), owner, signature_ok);
     Ok(Json(VerifyResponse {
         valid: reasons.is_empty(),
         reasons: reasons

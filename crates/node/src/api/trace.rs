@@ -38,18 +38,27 @@ fn trace_id_from(req: &Request<Body>) -> String {
         .unwrap_or_else(new_trace_id)
 }
 
+/// A process-unique id without a syscall per request: a random 64-bit prefix drawn once,
+/// then a counter. Unique within the process, unpredictable across processes.
 fn new_trace_id() -> String {
-    let mut b = [0u8; 16];
-    // A trace id is not a secret; on the (never seen) failure of the OS source, a
-    // time-derived id is still unique enough to find a log line.
-    if getrandom::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        b = t.to_le_bytes();
-    }
-    hex::encode(b)
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = *PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        if getrandom::fill(&mut b).is_err() {
+            // Never seen; the time still separates processes well enough for logs.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or_default();
+            b = t.to_le_bytes();
+        }
+        u64::from_le_bytes(b)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix:016x}{n:016x}")
 }
 
 /// Inner layer (on matched routes only): hands the route template out to [`layer`],

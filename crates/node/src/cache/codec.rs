@@ -14,6 +14,14 @@ use axum::http::HeaderMap;
 /// Smallest body stored compressed: below it the saving does not pay for the work.
 pub const MIN_COMPRESS: usize = 1024;
 
+/// Largest body this cache decompresses (its own entries are far smaller).
+const MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
+
+thread_local! {
+    static ZSTD_DECODER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        std::cell::RefCell::new(zstd::bulk::Decompressor::new().ok());
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Codec {
     Zstd { level: i32 },
@@ -86,10 +94,23 @@ impl Codec {
         let mut out = Vec::with_capacity(data.len() * 4);
         match self {
             Codec::Zstd { .. } => {
-                zstd::stream::read::Decoder::new(data)
-                    .map_err(err)?
-                    .read_to_end(&mut out)
-                    .map_err(err)?;
+                // The frame header records the size, and a decompression context per
+                // thread is reused: creating one per request cost more than decoding.
+                let size = zstd::zstd_safe::get_frame_content_size(data)
+                    .ok()
+                    .flatten()
+                    .and_then(|n| usize::try_from(n).ok())
+                    .filter(|n| *n <= MAX_DECOMPRESSED)
+                    .ok_or_else(|| {
+                        err(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "zstd frame without a usable content size",
+                        ))
+                    })?;
+                return ZSTD_DECODER.with(|d| match d.borrow_mut().as_mut() {
+                    Some(d) => d.decompress(data, size).map_err(err),
+                    None => Err(err(std::io::Error::other("no zstd context"))),
+                });
             }
             Codec::Brotli { .. } => {
                 brotli::Decompressor::new(data, 4096)
