@@ -59,6 +59,9 @@ pub enum SubmitError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Overloaded(#[from] Overloaded),
+    /// An item left without a result: a bug, reported rather than misaligning results.
+    #[error("internal: {0}")]
+    Internal(&'static str),
 }
 
 /// Validates and stores `items`, each already parsed or refused by the schema. Results
@@ -149,17 +152,18 @@ pub async fn submit_many(
         }
     }
 
-    // Every index was filled above: refused by schema or rules, by signature, or by
-    // the store's outcome.
-    Ok(results
+    // Every index was filled above: refused by schema or rules, by signature, or by the
+    // store's outcome (the writer answers one outcome per row).
+    results
         .into_iter()
-        .flatten()
-        .inspect(|r| {
-            if let Submitted::Refused(f) = r {
+        .map(|r| {
+            let r = r.ok_or(SubmitError::Internal("an attestation got no result"))?;
+            if let Submitted::Refused(f) = &r {
                 state.metrics.rejected(f.code());
             }
+            Ok(r)
         })
-        .collect())
+        .collect()
 }
 
 fn count_overload(state: &AppState, e: &SubmitError) {

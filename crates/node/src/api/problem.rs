@@ -103,6 +103,10 @@ impl From<crate::submit::SubmitError> for Problem {
     fn from(e: crate::submit::SubmitError) -> Self {
         match e {
             crate::submit::SubmitError::Store(e) => e.into(),
+            crate::submit::SubmitError::Internal(what) => {
+                tracing::error!(what, "submit path bug");
+                Problem::internal(what)
+            }
             crate::submit::SubmitError::Overloaded(o) => {
                 tracing::warn!(reason = %o, "submission refused: overloaded");
                 let mut p = Problem::new(
