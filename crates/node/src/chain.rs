@@ -146,7 +146,7 @@ impl Chain {
                     hash: sb.block.hash,
                     reason: e.to_string(),
                 })?;
-            chain.note_block(&sb.block, sb.created_at_ms);
+            chain.note_block(&sb.block);
             if sb.finalized {
                 chain
                     .finality
@@ -238,7 +238,7 @@ impl Chain {
     }
 
     /// Remembers a block for the moving averages.
-    pub fn note_block(&mut self, block: &Block, _created_at_ms: u64) {
+    pub fn note_block(&mut self, block: &Block) {
         self.recent.push_back((
             block.hash,
             RecentBlock {

@@ -114,7 +114,7 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
         .dag
         .insert(&block)
         .map_err(|e| ProduceError::Build(e.to_string()))?;
-    chain.note_block(&block, created);
+    chain.note_block(&block);
     state.metrics.blocks_produced.inc();
     if !entries.is_empty() {
         apply_registry_entries(state, &mut chain, &block.hash, entries).await?;
