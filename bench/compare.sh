@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the seven node scenarios of BENCHMARKS.md against one node binary, 10 s each,
+# Runs the node scenarios of BENCHMARKS.md against one node binary, 10 s each,
 # with the strict gates, and writes one JSON report per scenario.
 #
 #   bench/compare.sh NODE_BINARY OUT_DIR [PORT]
@@ -26,6 +26,8 @@ run() {
 }
 run health_closed --scenario health --mode closed -c 64
 run health_open --scenario health --rate 20000
+run get_open_cold --scenario attestation-get --rate 20000
+# The same load again, now that the ids' responses are cached: the steady state.
 run get_open --scenario attestation-get --rate 20000
 run get_closed --scenario attestation-get --mode closed -c 64
 run verify_closed --scenario verify --mode closed -c 64
