@@ -374,11 +374,10 @@ pub async fn get_one(
     let view = view(rec, block, proof)?;
     // A finalized attestation never changes again: cache it whole.
     if finalized {
-        let entry = state
+        return state
             .cache
-            .put_json(key, &view)
-            .map_err(|e| Problem::internal(e.to_string()))?;
-        return Ok(entry.respond(&headers));
+            .store_and_respond(key, &view, &headers)
+            .map_err(|e| Problem::internal(e.to_string()));
     }
     Ok(Json(view).into_response())
 }

@@ -96,11 +96,10 @@ pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<
         avg_finality_time_ms: head.avg_finality_time_ms,
         tps_1m: head.included_per_sec_1m,
     };
-    let entry = state
+    state
         .cache
-        .put_json(key, &stats)
-        .map_err(|e| Problem::internal(e.to_string()))?;
-    Ok(entry.respond(&headers))
+        .store_and_respond(key, &stats, &headers)
+        .map_err(|e| Problem::internal(e.to_string()))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -190,11 +189,10 @@ pub async fn tipset(
         total_weight: head.tips_weight,
         finalized_height: head.finalized_height,
     };
-    let entry = state
+    state
         .cache
-        .put_json(key, &tipset)
-        .map_err(|e| Problem::internal(e.to_string()))?;
-    Ok(entry.respond(&headers))
+        .store_and_respond(key, &tipset, &headers)
+        .map_err(|e| Problem::internal(e.to_string()))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -284,11 +282,10 @@ pub async fn block(
         return Ok(Json(block_view(sb)).into_response());
     }
     // Final: its votes and certificate no longer change.
-    let entry = state
+    state
         .cache
-        .put_json(key, &block_view(sb))
-        .map_err(|e| Problem::internal(e.to_string()))?;
-    Ok(entry.respond(&headers))
+        .store_and_respond(key, &block_view(sb), &headers)
+        .map_err(|e| Problem::internal(e.to_string()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

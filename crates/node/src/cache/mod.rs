@@ -220,6 +220,16 @@ impl ResponseCache {
         self.trees.get(block)
     }
 
+    /// Stores `value` under `key` and answers this request from the stored entry.
+    pub fn store_and_respond<T: serde::Serialize>(
+        &self,
+        key: CacheKey,
+        value: &T,
+        request: &HeaderMap,
+    ) -> Result<Response, serde_json::Error> {
+        Ok(self.put_json(key, value)?.respond(request))
+    }
+
     /// A block landed: head views are stale.
     pub fn invalidate_views(&self) {
         self.views.invalidate_all();
