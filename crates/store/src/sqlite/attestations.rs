@@ -2,6 +2,8 @@
 
 use bizra_ledger::crypto::PublicKey;
 use bizra_ledger::Hash32;
+use std::collections::HashMap;
+
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
@@ -100,9 +102,41 @@ pub(super) async fn nonce_owner(
         .transpose()
 }
 
-/// One transaction for the whole batch. Each item is inserted unless a uniqueness
-/// constraint says otherwise; rows inserted earlier in the same transaction are visible
-/// to the checks of later ones, which is what judges duplicates inside a batch.
+/// Statement sizes a batch is split into, largest first. A fixed set keeps the prepared
+/// statement cache small (one statement per size).
+pub(super) const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
+
+pub(super) fn chunk_len(remaining: usize) -> usize {
+    CHUNKS.into_iter().find(|c| *c <= remaining).unwrap_or(1)
+}
+
+/// `INSERT … VALUES (…), … ON CONFLICT DO NOTHING RETURNING seq, digest` for `n` rows,
+/// built once per size.
+fn insert_sql(n: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        CHUNKS
+            .into_iter()
+            .map(|n| {
+                let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; n].join(", ");
+                let sql = format!(
+                    "INSERT INTO attestations \
+                     (digest, attester_pubkey, nonce, attester_id, body, impact_score, received_at_ms) \
+                     VALUES {rows} ON CONFLICT DO NOTHING RETURNING seq, digest"
+                );
+                (n, sql)
+            })
+            .collect()
+    });
+    all.iter()
+        .find(|(size, _)| *size == n)
+        .map_or("", |(_, sql)| sql.as_str())
+}
+
+/// One transaction for the whole batch. Rows go in with multi-row statements; an item
+/// that did not go in met a uniqueness constraint, and is then looked up: its own digest
+/// (idempotent), or its key and nonce (a replay). Rows inserted earlier in the same
+/// transaction count, which is what judges duplicates inside a batch.
 pub(super) async fn insert(
     writer: &SqlitePool,
     items: &[NewAttestation],
@@ -124,25 +158,36 @@ pub(super) async fn insert(
     }
 
     let mut tx = super::begin_write(writer).await?;
+    // Multi-row statements: each statement is one round trip to sqlx's SQLite worker
+    // thread, and per-row statements made those hand-offs the cost of a batch.
+    let mut seqs: HashMap<Hash32, i64> = HashMap::with_capacity(items.len());
+    let mut at = 0;
+    while at < items.len() {
+        let n = chunk_len(items.len() - at);
+        let chunk = &items[at..at + n];
+        let mut q = sqlx::query(insert_sql(n));
+        for (item, received_at_ms) in chunk.iter().zip(&received[at..at + n]) {
+            q = q
+                .bind(item.digest.as_bytes().as_slice())
+                .bind(item.attester_pubkey.0.as_slice())
+                .bind(&item.nonce)
+                .bind(&item.attester_id)
+                .bind(&item.body)
+                .bind(item.impact_score)
+                .bind(*received_at_ms);
+        }
+        for row in q.fetch_all(&mut *tx).await? {
+            let digest = to_hash(row.try_get::<&[u8], _>("digest")?, "attestation digest")?;
+            seqs.insert(digest, row.try_get("seq")?);
+        }
+        at += n;
+    }
+
     let mut out = Vec::with_capacity(items.len());
     let mut inserted: i64 = 0;
-    for (item, received_at_ms) in items.iter().zip(received) {
-        let seq: Option<i64> = sqlx::query_scalar(
-            "INSERT INTO attestations \
-             (digest, attester_pubkey, nonce, attester_id, body, impact_score, received_at_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT DO NOTHING RETURNING seq",
-        )
-        .bind(item.digest.as_bytes().as_slice())
-        .bind(item.attester_pubkey.0.as_slice())
-        .bind(&item.nonce)
-        .bind(&item.attester_id)
-        .bind(&item.body)
-        .bind(item.impact_score)
-        .bind(received_at_ms)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let outcome = match seq {
+    for item in items {
+        // `remove`: a second copy of the same digest in this batch is AlreadyStored.
+        let outcome = match seqs.remove(&item.digest) {
             Some(seq) => {
                 inserted += 1;
                 InsertOutcome::Inserted {
