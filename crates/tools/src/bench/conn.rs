@@ -64,28 +64,36 @@ impl Target {
     }
 }
 
-/// Opens a connection and spawns its driver on the current runtime.
-pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, Failure> {
+/// Connects and performs the HTTP/1.1 handshake within `timeout`.
+async fn open(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<(Sender, Connection<TokioIo<TcpStream>, Full<Bytes>>), Failure> {
     let open = async {
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|_| Failure::Connect)?;
         // Small requests and answers: Nagle would add delay, not save packets.
         tcp.set_nodelay(true).map_err(|_| Failure::Connect)?;
-        let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        hyper::client::conn::http1::Builder::new()
             .handshake(TokioIo::new(tcp))
             .await
-            .map_err(|_| Failure::Connect)?;
-        tokio::spawn(async move {
-            // A connection error surfaces to the request through the sender.
-            let _ = conn.await;
-        });
-        Ok(sender)
+            .map_err(|_| Failure::Connect)
     };
     match tokio::time::timeout(timeout, open).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Timeout),
     }
+}
+
+/// Opens a connection and spawns its driver on the current runtime.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Sender, Failure> {
+    let (sender, conn) = open(addr, timeout).await?;
+    tokio::spawn(async move {
+        // A connection error surfaces to the request through the sender.
+        let _ = conn.await;
+    });
+    Ok(sender)
 }
 
 /// A connection whose driver is polled by the task that sends on it, instead of being a
@@ -99,25 +107,12 @@ pub struct Inline {
 
 impl Inline {
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Inline, Failure> {
-        let open = async {
-            let tcp = TcpStream::connect(addr)
-                .await
-                .map_err(|_| Failure::Connect)?;
-            tcp.set_nodelay(true).map_err(|_| Failure::Connect)?;
-            let (sender, conn) = hyper::client::conn::http1::Builder::new()
-                .handshake(TokioIo::new(tcp))
-                .await
-                .map_err(|_| Failure::Connect)?;
-            Ok(Inline {
-                sender,
-                conn: Box::pin(conn),
-                ended: false,
-            })
-        };
-        match tokio::time::timeout(timeout, open).await {
-            Ok(r) => r,
-            Err(_) => Err(Failure::Timeout),
-        }
+        let (sender, conn) = open(addr, timeout).await?;
+        Ok(Inline {
+            sender,
+            conn: Box::pin(conn),
+            ended: false,
+        })
     }
 
     /// False once the connection has ended or failed a request.
