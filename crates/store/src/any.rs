@@ -11,6 +11,7 @@ use bizra_ledger::Hash32;
 
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
+use crate::postgres::{PgConfig, PostgresStore};
 use crate::sqlite::{SqliteConfig, SqliteStore};
 use crate::types::*;
 use crate::Store;
@@ -19,6 +20,7 @@ use crate::Store;
 #[derive(Debug, Clone)]
 pub enum AnyStore {
     Sqlite(SqliteStore),
+    Postgres(PostgresStore),
 }
 
 impl AnyStore {
@@ -32,10 +34,16 @@ impl AnyStore {
             .map(AnyStore::Sqlite)
     }
 
+    /// The PostgreSQL store `config` names (schema created and migrated if needed).
+    pub async fn open_postgres(config: PgConfig) -> Result<AnyStore, StoreError> {
+        PostgresStore::open(config).await.map(AnyStore::Postgres)
+    }
+
     /// Name of the backend, for logs and metrics labels.
     pub fn backend(&self) -> &'static str {
         match self {
             AnyStore::Sqlite(_) => "sqlite",
+            AnyStore::Postgres(_) => "postgres",
         }
     }
 }
@@ -46,11 +54,18 @@ impl From<SqliteStore> for AnyStore {
     }
 }
 
+impl From<PostgresStore> for AnyStore {
+    fn from(s: PostgresStore) -> AnyStore {
+        AnyStore::Postgres(s)
+    }
+}
+
 /// Forwards a call to whichever backend this is.
 macro_rules! dispatch {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
             AnyStore::Sqlite($s) => $call,
+            AnyStore::Postgres($s) => $call,
         }
     };
 }

@@ -7,16 +7,18 @@
 //!   can `tokio::spawn` them and no call is boxed or dynamically dispatched.
 //! - [`SqliteStore`] is the embedded backend (SPEC §5.4): one file, WAL, one writer
 //!   connection, a pool of read-only readers.
+//! - [`PostgresStore`] is the shared backend: one pool, the same tables, usable by several
+//!   node replicas at once.
 //! - [`AnyStore`] is the concrete type the node holds: an enum over the backends with
-//!   static dispatch. The node is not generic over the store; a PostgreSQL backend is
-//!   one more variant. Tests that must run on every backend are generic over [`Store`].
+//!   static dispatch, so the node is not generic over the store. Tests that must run on
+//!   every backend are generic over [`Store`] (`tests/suite`).
 //!
 //! # Semantics every backend keeps
 //! - A write returns only after it has committed durably; a batch is one transaction.
 //! - `seq` only grows, is visible in commit order, and rows are never deleted, so
 //!   newest-first cursor pages never skip or repeat under concurrent inserts. (SQLite gets
-//!   commit order from its single writer; a PostgreSQL backend, whose sequence values can
-//!   commit out of order, must serialize attestation inserts or page by commit order.)
+//!   commit order from its single writer; PostgreSQL from an advisory lock that every
+//!   attestation insert holds until it commits.)
 //! - An attestation is in at most one block; finality never reverts.
 
 use std::future::Future;
@@ -30,12 +32,16 @@ mod any;
 mod codec;
 pub mod cursor;
 pub mod error;
+pub mod postgres;
+mod rows;
 pub mod sqlite;
+pub mod testing;
 pub mod types;
 
 pub use any::AnyStore;
 pub use cursor::{Cursor, CursorError, Page};
 pub use error::StoreError;
+pub use postgres::{PgConfig, PostgresStore};
 pub use sqlite::{SqliteConfig, SqliteStore};
 pub use types::*;
 

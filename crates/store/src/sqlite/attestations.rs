@@ -7,13 +7,11 @@ use std::collections::HashMap;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use crate::codec::{clamp_limit, to_hash, to_i64, to_pubkey, to_u64};
+use crate::codec::{clamp_limit, to_hash, to_i64, to_u64};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
-use crate::types::{
-    AttestationRecord, AttestationStatus, AttesterImpact, BlockRef, ImpactSummary, InsertOutcome,
-    NewAttestation,
-};
+use crate::rows::AttestationRow;
+use crate::types::{AttestationRecord, AttesterImpact, ImpactSummary, InsertOutcome, NewAttestation};
 
 pub(super) const COUNT_ALL: &str = "attestations";
 pub(super) const COUNT_PENDING: &str = "pending_attestations";
@@ -32,44 +30,24 @@ macro_rules! select_record {
 }
 
 fn record(row: &SqliteRow) -> Result<AttestationRecord, StoreError> {
-    let digest = to_hash(row.try_get::<&[u8], _>("digest")?, "attestation digest")?;
-    let block_hash: Option<&[u8]> = row.try_get("block_hash")?;
-    let block_index: Option<i64> = row.try_get("block_index")?;
-    let block_height: Option<i64> = row.try_get("block_height")?;
-    let block_finalized: Option<i64> = row.try_get("block_finalized")?;
-    let (block, status) = match (block_hash, block_index, block_height, block_finalized) {
-        (None, None, _, _) => (None, AttestationStatus::Accepted),
-        (Some(hash), Some(index), Some(height), Some(finalized)) => {
-            let block = BlockRef {
-                hash: to_hash(hash, "attestation block_hash")?,
-                height: to_u64(height, "block height")?,
-                index: to_u64(index, "attestation block_index")?,
-            };
-            let status = if finalized != 0 {
-                AttestationStatus::Finalized
-            } else {
-                AttestationStatus::Included
-            };
-            (Some(block), status)
-        }
-        _ => {
-            return Err(StoreError::corrupt(format!(
-                "attestation {digest} refers to a block that is not stored"
-            )))
-        }
-    };
-    Ok(AttestationRecord {
-        seq: to_u64(row.try_get("seq")?, "attestation seq")?,
-        digest,
-        attester_pubkey: to_pubkey(row.try_get("attester_pubkey")?, "attester pubkey")?,
+    AttestationRow {
+        seq: row.try_get("seq")?,
+        digest: row.try_get("digest")?,
+        attester_pubkey: row.try_get("attester_pubkey")?,
         attester_id: row.try_get("attester_id")?,
         nonce: row.try_get("nonce")?,
         body: row.try_get("body")?,
         impact_score: row.try_get("impact_score")?,
-        received_at_ms: to_u64(row.try_get("received_at_ms")?, "received_at_ms")?,
-        status,
-        block,
-    })
+        received_at_ms: row.try_get("received_at_ms")?,
+        block_hash: row.try_get("block_hash")?,
+        block_index: row.try_get("block_index")?,
+        block_height: row.try_get("block_height")?,
+        // SQLite has no boolean: 0 or 1.
+        block_finalized: row
+            .try_get::<Option<i64>, _>("block_finalized")?
+            .map(|f| f != 0),
+    }
+    .into_record()
 }
 
 pub(super) async fn by_digest(

@@ -1,15 +1,14 @@
 //! Blocks, their attestations' placement, and finality.
 
-use bizra_ledger::block::{Block, BlockHeader};
+use bizra_ledger::block::Block;
 use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use crate::codec::{
-    clamp_limit, pack_hashes, to_hash, to_i64, to_signature, to_u64, unpack_hashes,
-};
+use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
+use crate::rows::BlockRow;
 use crate::types::{BlockInsert, StoredBlock};
 
 /// `SELECT` of a full block row followed by `$tail`.
@@ -24,43 +23,17 @@ macro_rules! select_block {
 }
 
 fn stored_block(row: &SqliteRow) -> Result<StoredBlock, StoreError> {
-    let hash = to_hash(row.try_get("hash")?, "block hash")?;
-    let header: BlockHeader = serde_json::from_str(row.try_get("header")?)
-        .map_err(|e| StoreError::corrupt(format!("block {hash} header: {e}")))?;
-    let signature = row
-        .try_get::<Option<&[u8]>, _>("signature")?
-        .map(|s| to_signature(s, "block signature"))
-        .transpose()?;
-    let attestation_ids = unpack_hashes(row.try_get("attestation_ids")?, "block attestation ids")?;
-    if header.att_count != attestation_ids.len() as u64 {
-        return Err(StoreError::corrupt(format!(
-            "block {hash} header counts {} attestations, row holds {}",
-            header.att_count,
-            attestation_ids.len()
-        )));
-    }
-    let qc = row
-        .try_get::<Option<&str>, _>("qc")?
-        .map(|q| {
-            serde_json::from_str::<QuorumCertificate>(q)
-                .map_err(|e| StoreError::corrupt(format!("block {hash} qc: {e}")))
-        })
-        .transpose()?;
-    Ok(StoredBlock {
-        block: Block {
-            hash,
-            header,
-            signature,
-            attestation_ids,
-        },
+    BlockRow {
+        hash: row.try_get("hash")?,
+        header: row.try_get("header")?,
+        signature: row.try_get("signature")?,
+        attestation_ids: row.try_get("attestation_ids")?,
         finalized: row.try_get::<i64, _>("finalized")? != 0,
-        finalized_at_ms: row
-            .try_get::<Option<i64>, _>("finalized_at_ms")?
-            .map(|v| to_u64(v, "finalized_at_ms"))
-            .transpose()?,
-        qc,
-        created_at_ms: to_u64(row.try_get("created_at_ms")?, "created_at_ms")?,
-    })
+        finalized_at_ms: row.try_get("finalized_at_ms")?,
+        qc: row.try_get("qc")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    }
+    .into_stored()
 }
 
 pub(super) async fn by_hash(

@@ -5,24 +5,20 @@ use bizra_ledger::Hash32;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
-use crate::codec::{to_hash, to_i64, to_u64};
+use crate::codec::{to_i64, to_u64};
 use crate::error::StoreError;
+use crate::rows::RegistryRow;
 use crate::types::RegistryEntry;
 
 fn entry(row: &SqliteRow) -> Result<RegistryEntry, StoreError> {
-    let seq = to_u64(row.try_get("seq")?, "registry seq")?;
-    let body = serde_json::from_str(row.try_get("body")?)
-        .map_err(|e| StoreError::corrupt(format!("registry entry {seq} body: {e}")))?;
-    Ok(RegistryEntry {
-        seq,
+    RegistryRow {
+        seq: row.try_get("seq")?,
         kind: row.try_get("kind")?,
-        epoch: to_u64(row.try_get("epoch")?, "registry epoch")?,
-        body,
-        block_hash: row
-            .try_get::<Option<&[u8]>, _>("block_hash")?
-            .map(|h| to_hash(h, "registry block_hash"))
-            .transpose()?,
-    })
+        epoch: row.try_get("epoch")?,
+        body: row.try_get("body")?,
+        block_hash: row.try_get("block_hash")?,
+    }
+    .into_entry()
 }
 
 pub(super) async fn insert(

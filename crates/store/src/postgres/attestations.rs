@@ -1,0 +1,317 @@
+//! Attestations: group-commit insert (one UNNEST statement per batch), lookups,
+//! newest-first pages, the pending queue.
+
+use std::collections::HashMap;
+
+use bizra_ledger::crypto::PublicKey;
+use bizra_ledger::Hash32;
+use sqlx::postgres::PgRow;
+use sqlx::{Connection, PgConnection, Row};
+
+use super::{LockPurpose, PostgresStore};
+use crate::codec::{clamp_limit, to_hash, to_i64, to_u64};
+use crate::cursor::{Cursor, Page};
+use crate::error::StoreError;
+use crate::rows::AttestationRow;
+use crate::types::{AttestationRecord, AttesterImpact, ImpactSummary, InsertOutcome, NewAttestation};
+
+pub(super) const COUNT_ALL: &str = "attestations";
+pub(super) const COUNT_PENDING: &str = "pending_attestations";
+
+/// `SELECT` of a full record (attestation joined with its block) followed by `$tail`.
+macro_rules! select_record {
+    ($tail:literal) => {
+        concat!(
+            "SELECT a.seq, a.digest, a.attester_pubkey, a.nonce, a.attester_id, a.body, \
+             a.impact_score, a.received_at_ms, a.block_hash, a.block_index, \
+             b.height AS block_height, b.finalized AS block_finalized \
+             FROM attestations a LEFT JOIN blocks b ON b.hash = a.block_hash ",
+            $tail
+        )
+    };
+}
+
+fn record(row: &PgRow) -> Result<AttestationRecord, StoreError> {
+    AttestationRow {
+        seq: row.try_get("seq")?,
+        digest: row.try_get("digest")?,
+        attester_pubkey: row.try_get("attester_pubkey")?,
+        attester_id: row.try_get("attester_id")?,
+        nonce: row.try_get("nonce")?,
+        body: row.try_get("body")?,
+        impact_score: row.try_get("impact_score")?,
+        received_at_ms: row.try_get("received_at_ms")?,
+        block_hash: row.try_get("block_hash")?,
+        block_index: row.try_get("block_index")?,
+        block_height: row.try_get("block_height")?,
+        block_finalized: row.try_get("block_finalized")?,
+    }
+    .into_record()
+}
+
+pub(super) async fn by_digest(
+    store: &PostgresStore,
+    conn: &mut PgConnection,
+    digest: &Hash32,
+) -> Result<Option<AttestationRecord>, StoreError> {
+    store
+        .query(select_record!("WHERE a.digest = $1"))
+        .bind(digest.as_bytes().as_slice())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(record)
+        .transpose()
+}
+
+pub(super) async fn nonce_owner(
+    store: &PostgresStore,
+    conn: &mut PgConnection,
+    pubkey: &PublicKey,
+    nonce: &str,
+) -> Result<Option<Hash32>, StoreError> {
+    let digest: Option<Vec<u8>> = store
+        .query_scalar("SELECT digest FROM attestations WHERE attester_pubkey = $1 AND nonce = $2")
+        .bind(pubkey.0.as_slice())
+        .bind(nonce)
+        .fetch_optional(conn)
+        .await?;
+    digest
+        .map(|d| to_hash(&d, "attestation digest"))
+        .transpose()
+}
+
+/// One transaction and one multi-row statement for the whole batch. Rows that did not go
+/// in met a uniqueness constraint and are looked up: their own digest (idempotent), or
+/// their key and nonce (a replay). `ON CONFLICT DO NOTHING` judges a duplicate inside the
+/// batch against the row inserted before it in the same statement.
+pub(super) async fn insert(
+    store: &PostgresStore,
+    items: &[NewAttestation],
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let n = items.len();
+    let mut digests = Vec::with_capacity(n);
+    let mut pubkeys = Vec::with_capacity(n);
+    let mut nonces = Vec::with_capacity(n);
+    let mut attesters = Vec::with_capacity(n);
+    let mut bodies = Vec::with_capacity(n);
+    let mut scores = Vec::with_capacity(n);
+    let mut received = Vec::with_capacity(n);
+    // Unrepresentable input is refused before the transaction, as a clear error.
+    for item in items {
+        if !item.impact_score.is_finite() {
+            return Err(StoreError::Invalid(format!(
+                "attestation {} impact_score is not finite",
+                item.digest
+            )));
+        }
+        received.push(to_i64(item.received_at_ms, "received_at_ms")?);
+        digests.push(item.digest.as_bytes().as_slice());
+        pubkeys.push(item.attester_pubkey.0.as_slice());
+        nonces.push(item.nonce.as_str());
+        attesters.push(item.attester_id.as_str());
+        bodies.push(item.body.as_slice());
+        scores.push(item.impact_score);
+    }
+
+    let mut conn = store.acquire().await?;
+    let mut tx = conn.begin().await?;
+    // Seq values are handed out and committed in one order (see the module docs).
+    store.lock(&mut tx, LockPurpose::Attestations).await?;
+    let rows = store
+        .query(
+            "INSERT INTO attestations \
+             (digest, attester_pubkey, nonce, attester_id, body, impact_score, received_at_ms) \
+             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::text[], $4::text[], \
+             $5::bytea[], $6::float8[], $7::int8[]) \
+             ON CONFLICT DO NOTHING RETURNING seq, digest",
+        )
+        .bind(&digests)
+        .bind(&pubkeys)
+        .bind(&nonces)
+        .bind(&attesters)
+        .bind(&bodies)
+        .bind(&scores)
+        .bind(&received)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut seqs: HashMap<Hash32, i64> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let digest = to_hash(row.try_get::<&[u8], _>("digest")?, "attestation digest")?;
+        seqs.insert(digest, row.try_get("seq")?);
+    }
+
+    let mut out = Vec::with_capacity(n);
+    let mut inserted: i64 = 0;
+    for item in items {
+        // `remove`: a second copy of the same digest in this batch is AlreadyStored.
+        let outcome = match seqs.remove(&item.digest) {
+            Some(seq) => {
+                inserted += 1;
+                InsertOutcome::Inserted {
+                    seq: to_u64(seq, "attestation seq")?,
+                }
+            }
+            None => match by_digest(store, &mut tx, &item.digest).await? {
+                Some(record) => InsertOutcome::AlreadyStored {
+                    record: Box::new(record),
+                },
+                None => match nonce_owner(store, &mut tx, &item.attester_pubkey, &item.nonce)
+                    .await?
+                {
+                    Some(existing_digest) => InsertOutcome::DuplicateNonce { existing_digest },
+                    None => {
+                        return Err(StoreError::Conflict(format!(
+                            "attestation {} was refused by a constraint this store does not know",
+                            item.digest
+                        )))
+                    }
+                },
+            },
+        };
+        out.push(outcome);
+    }
+    if inserted > 0 {
+        store
+            .query("UPDATE counters SET value = value + $1 WHERE name IN ($2, $3)")
+            .bind(inserted)
+            .bind(COUNT_ALL)
+            .bind(COUNT_PENDING)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+pub(super) async fn list(
+    store: &PostgresStore,
+    attester: Option<&str>,
+    cursor: Option<Cursor>,
+    limit: u32,
+) -> Result<Page<AttestationRecord>, StoreError> {
+    let limit = clamp_limit(limit);
+    let before = cursor.map_or(i64::MAX, |c| {
+        i64::try_from(c.before_seq()).unwrap_or(i64::MAX)
+    });
+    // One row more than asked tells whether another page exists.
+    let fetch = i64::from(limit) + 1;
+    let mut c = store.acquire().await?;
+    let rows = match attester {
+        Some(id) => {
+            store
+                .query(select_record!(
+                    "WHERE a.attester_id = $1 AND a.seq < $2 ORDER BY a.seq DESC LIMIT $3"
+                ))
+                .bind(id)
+                .bind(before)
+                .bind(fetch)
+                .fetch_all(&mut *c)
+                .await?
+        }
+        None => {
+            store
+                .query(select_record!(
+                    "WHERE a.seq < $1 ORDER BY a.seq DESC LIMIT $2"
+                ))
+                .bind(before)
+                .bind(fetch)
+                .fetch_all(&mut *c)
+                .await?
+        }
+    };
+    let more = rows.len() > limit as usize;
+    let items = rows
+        .iter()
+        .take(limit as usize)
+        .map(record)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next_cursor = match items.last() {
+        Some(last) if more => Some(Cursor::before(last.seq)),
+        _ => None,
+    };
+    Ok(Page { items, next_cursor })
+}
+
+pub(super) async fn pending(store: &PostgresStore, limit: u32) -> Result<Vec<Hash32>, StoreError> {
+    let mut c = store.acquire().await?;
+    let rows: Vec<Vec<u8>> = store
+        .query_scalar(
+            "SELECT digest FROM attestations WHERE block_hash IS NULL ORDER BY seq LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter()
+        .map(|d| to_hash(d, "attestation digest"))
+        .collect()
+}
+
+pub(super) async fn counter(store: &PostgresStore, name: &str) -> Result<u64, StoreError> {
+    let mut c = store.acquire().await?;
+    let v: i64 = store
+        .query_scalar("SELECT value FROM counters WHERE name = $1")
+        .bind(name)
+        .fetch_optional(&mut *c)
+        .await?
+        .ok_or_else(|| StoreError::corrupt(format!("counter {name} is missing")))?;
+    to_u64(v, name)
+}
+
+pub(super) async fn impact_summary(
+    store: &PostgresStore,
+    from_ms: u64,
+    to_ms: u64,
+    top: u32,
+) -> Result<ImpactSummary, StoreError> {
+    let from = to_i64(from_ms, "from_ms")?;
+    let to = to_i64(to_ms, "to_ms")?;
+    let mut c = store.acquire().await?;
+    // One repeatable-read transaction: the totals and the top list see one snapshot.
+    let mut tx = c.begin().await?;
+    store
+        .query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .execute(&mut *tx)
+        .await?;
+    let totals = store
+        .query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(a.impact_score), 0.0)::float8 AS total \
+             FROM blocks b JOIN attestations a ON a.block_hash = b.hash \
+             WHERE b.timestamp_ms >= $1 AND b.timestamp_ms < $2",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(&mut *tx)
+        .await?;
+    let rows = store
+        .query(
+            "SELECT a.attester_id AS attester_id, COUNT(*) AS n, SUM(a.impact_score) AS total \
+             FROM blocks b JOIN attestations a ON a.block_hash = b.hash \
+             WHERE b.timestamp_ms >= $1 AND b.timestamp_ms < $2 \
+             GROUP BY a.attester_id ORDER BY total DESC, a.attester_id ASC LIMIT $3",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(i64::from(top))
+        .fetch_all(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    let top = rows
+        .iter()
+        .map(|r| {
+            Ok(AttesterImpact {
+                attester_id: r.try_get("attester_id")?,
+                attestations: to_u64(r.try_get("n")?, "count")?,
+                total_impact: r.try_get("total")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok(ImpactSummary {
+        attestations: to_u64(totals.try_get("n")?, "count")?,
+        total_impact: totals.try_get("total")?,
+        top,
+    })
+}

@@ -1,0 +1,265 @@
+//! Blocks, their attestations' placement (one UNNEST statement per block), and finality.
+
+use bizra_ledger::block::Block;
+use bizra_ledger::vote::QuorumCertificate;
+use bizra_ledger::Hash32;
+use sqlx::postgres::PgRow;
+use sqlx::{Connection, PgConnection, Row};
+
+use super::PostgresStore;
+use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
+use crate::error::StoreError;
+use crate::rows::BlockRow;
+use crate::types::{BlockInsert, StoredBlock};
+
+/// `SELECT` of a full block row followed by `$tail`.
+macro_rules! select_block {
+    ($tail:literal) => {
+        concat!(
+            "SELECT hash, header, signature, attestation_ids, finalized, finalized_at_ms, qc, \
+             created_at_ms FROM blocks ",
+            $tail
+        )
+    };
+}
+
+fn stored_block(row: &PgRow) -> Result<StoredBlock, StoreError> {
+    BlockRow {
+        hash: row.try_get("hash")?,
+        header: row.try_get("header")?,
+        signature: row.try_get("signature")?,
+        attestation_ids: row.try_get("attestation_ids")?,
+        finalized: row.try_get("finalized")?,
+        finalized_at_ms: row.try_get("finalized_at_ms")?,
+        qc: row.try_get("qc")?,
+        created_at_ms: row.try_get("created_at_ms")?,
+    }
+    .into_stored()
+}
+
+pub(super) async fn by_hash(
+    store: &PostgresStore,
+    conn: &mut PgConnection,
+    hash: &Hash32,
+) -> Result<Option<StoredBlock>, StoreError> {
+    store
+        .query(select_block!("WHERE hash = $1"))
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(stored_block)
+        .transpose()
+}
+
+/// Why a block's attestations could not all be placed: the first one that is unknown,
+/// already in another block, or twice in this one.
+async fn misplaced(
+    store: &PostgresStore,
+    conn: &mut PgConnection,
+    block: &Block,
+) -> Result<StoreError, StoreError> {
+    let mut seen = std::collections::HashSet::new();
+    for digest in &block.attestation_ids {
+        if !seen.insert(*digest) {
+            return Ok(StoreError::Conflict(format!(
+                "attestation {digest} appears twice in block {}",
+                block.hash
+            )));
+        }
+        let owner: Option<Option<Vec<u8>>> = store
+            .query_scalar("SELECT block_hash FROM attestations WHERE digest = $1")
+            .bind(digest.as_bytes().as_slice())
+            .fetch_optional(&mut *conn)
+            .await?;
+        match owner {
+            None => return Ok(StoreError::NotFound(format!("attestation {digest}"))),
+            Some(Some(other)) if other.as_slice() != block.hash.as_bytes().as_slice() => {
+                return Ok(StoreError::Conflict(format!(
+                    "attestation {digest} is already in block {}",
+                    to_hash(&other, "block hash").map_or_else(|_| "?".to_string(), |h| h.to_hex())
+                )))
+            }
+            _ => {}
+        }
+    }
+    Ok(StoreError::Conflict(format!(
+        "the attestations of block {} could not all be placed",
+        block.hash
+    )))
+}
+
+pub(super) async fn insert(
+    store: &PostgresStore,
+    block: &Block,
+    created_at_ms: u64,
+) -> Result<BlockInsert, StoreError> {
+    block
+        .check_integrity()
+        .map_err(|e| StoreError::Invalid(format!("block {}: {e}", block.hash)))?;
+    let header = serde_json::to_string(&block.header)
+        .map_err(|e| StoreError::Invalid(format!("block {} header: {e}", block.hash)))?;
+    let height = to_i64(block.header.height, "block height")?;
+    let timestamp = to_i64(block.header.timestamp_ms, "block timestamp_ms")?;
+    let created = to_i64(created_at_ms, "created_at_ms")?;
+    let count = i64::try_from(block.attestation_ids.len())
+        .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
+
+    let mut conn = store.acquire().await?;
+    let mut tx = conn.begin().await?;
+    // ON CONFLICT rather than a read first: two replicas storing the same block at once
+    // must not both see it missing.
+    let inserted = store
+        .query(
+            "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
+             created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING",
+        )
+        .bind(block.hash.as_bytes().as_slice())
+        .bind(height)
+        .bind(timestamp)
+        .bind(&header)
+        .bind(block.signature.as_ref().map(|s| s.0.to_vec()))
+        .bind(pack_hashes(&block.attestation_ids))
+        .bind(created)
+        .execute(&mut *tx)
+        .await?;
+    if inserted.rows_affected() == 0 {
+        return match by_hash(store, &mut tx, &block.hash).await? {
+            Some(existing) if existing.block == *block => Ok(BlockInsert::AlreadyStored),
+            _ => Err(StoreError::Conflict(format!(
+                "block {} is stored with different content",
+                block.hash
+            ))),
+        };
+    }
+    if count > 0 {
+        let digests: Vec<&[u8]> = block
+            .attestation_ids
+            .iter()
+            .map(|d| d.as_bytes().as_slice())
+            .collect();
+        let indexes: Vec<i64> = (0..count).collect();
+        let placed = store
+            .query(
+                "UPDATE attestations a SET block_hash = $1, block_index = v.idx \
+                 FROM UNNEST($2::bytea[], $3::int8[]) AS v(digest, idx) \
+                 WHERE a.digest = v.digest AND a.block_hash IS NULL",
+            )
+            .bind(block.hash.as_bytes().as_slice())
+            .bind(&digests)
+            .bind(&indexes)
+            .execute(&mut *tx)
+            .await?;
+        if placed.rows_affected() != count as u64 {
+            // Diagnose inside the transaction, then drop it: nothing is written.
+            return Err(misplaced(store, &mut tx, block).await?);
+        }
+        store
+            .query("UPDATE counters SET value = value - $1 WHERE name = 'pending_attestations'")
+            .bind(count)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(BlockInsert::Inserted)
+}
+
+pub(super) async fn mark_finalized(
+    store: &PostgresStore,
+    hashes: &[Hash32],
+    qc: Option<&QuorumCertificate>,
+    at_ms: u64,
+) -> Result<u64, StoreError> {
+    let at = to_i64(at_ms, "finalized_at_ms")?;
+    let qc_json = qc
+        .map(|q| {
+            serde_json::to_string(q)
+                .map(|json| (q.block_hash, json))
+                .map_err(|e| StoreError::Invalid(format!("qc: {e}")))
+        })
+        .transpose()?;
+    let mut unique: Vec<&[u8]> = hashes.iter().map(|h| h.as_bytes().as_slice()).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut conn = store.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let known: i64 = store
+        .query_scalar("SELECT COUNT(*) FROM blocks WHERE hash = ANY($1)")
+        .bind(&unique)
+        .fetch_one(&mut *tx)
+        .await?;
+    if known != unique.len() as i64 {
+        for h in hashes {
+            let found: Option<i32> = store
+                .query_scalar("SELECT 1 FROM blocks WHERE hash = $1")
+                .bind(h.as_bytes().as_slice())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(StoreError::NotFound(format!("block {h}")));
+            }
+        }
+    }
+    // `NOT finalized` in the filter: finality never reverts and its time never moves.
+    let newly = store
+        .query(
+            "UPDATE blocks SET finalized = true, finalized_at_ms = $1 \
+             WHERE hash = ANY($2) AND NOT finalized",
+        )
+        .bind(at)
+        .bind(&unique)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if let Some((head, json)) = qc_json {
+        // The first certificate stays: a later one proves nothing new.
+        let r = store
+            .query("UPDATE blocks SET qc = $1 WHERE hash = $2 AND qc IS NULL")
+            .bind(&json)
+            .bind(head.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() == 0 {
+            let found: Option<i32> = store
+                .query_scalar("SELECT 1 FROM blocks WHERE hash = $1")
+                .bind(head.as_bytes().as_slice())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if found.is_none() {
+                return Err(StoreError::NotFound(format!("block {head}")));
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(newly)
+}
+
+/// Blocks from `from` up, by height then hash; every one when `limit` is `None`.
+pub(super) async fn from_height(
+    store: &PostgresStore,
+    from: u64,
+    limit: Option<u32>,
+) -> Result<Vec<StoredBlock>, StoreError> {
+    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    // LIMIT NULL is no limit.
+    let limit = limit.map(|l| i64::from(clamp_limit(l)));
+    let mut c = store.acquire().await?;
+    let rows = store
+        .query(select_block!(
+            "WHERE height >= $1 ORDER BY height, hash LIMIT $2"
+        ))
+        .bind(from)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter().map(stored_block).collect()
+}
+
+pub(super) async fn finalized_height(store: &PostgresStore) -> Result<Option<u64>, StoreError> {
+    let mut c = store.acquire().await?;
+    let h: Option<i64> = store
+        .query_scalar("SELECT MAX(height) FROM blocks WHERE finalized")
+        .fetch_one(&mut *c)
+        .await?;
+    h.map(|h| to_u64(h, "block height")).transpose()
+}

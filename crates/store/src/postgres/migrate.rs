@@ -1,0 +1,85 @@
+//! Schema migrations for PostgreSQL: the same scheme as the embedded store (an ordered,
+//! append-only list applied at open, each with its `schema_version` row in one
+//! transaction). Replicas may start together, so the whole run holds an advisory lock: the
+//! second one waits, then finds nothing left to do.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::{Connection, Executor};
+
+use super::{LockPurpose, PostgresStore};
+use crate::error::StoreError;
+
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/postgres/0001_init.sql"),
+)];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
+    version       BIGINT PRIMARY KEY,
+    name          TEXT   NOT NULL,
+    applied_at_ms BIGINT NOT NULL
+)";
+
+pub(super) async fn run(store: &PostgresStore) -> Result<i64, StoreError> {
+    let mut conn = store.acquire().await?;
+    let mut tx = conn.begin().await?;
+    store.lock(&mut tx, LockPurpose::Migrate).await?;
+    // DDL is transactional in PostgreSQL: the version table, every migration and their
+    // rows commit together or not at all.
+    tx.execute(VERSION_TABLE).await?;
+    let found = current(store, &mut tx).await?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {found} is newer than this build's {SCHEMA_VERSION}"
+        )));
+    }
+    let mut version = found;
+    for &(v, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > found) {
+        // A plain string runs every statement in it (simple query protocol).
+        tx.execute(sql).await?;
+        store
+            .query("INSERT INTO schema_version (version, name, applied_at_ms) VALUES ($1, $2, $3)")
+            .bind(v)
+            .bind(name)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        version = v;
+    }
+    tx.commit().await?;
+    Ok(version)
+}
+
+pub(super) async fn current(
+    store: &PostgresStore,
+    conn: &mut sqlx::PgConnection,
+) -> Result<i64, StoreError> {
+    let v: Option<i64> = store
+        .query_scalar("SELECT MAX(version) FROM schema_version")
+        .fetch_one(conn)
+        .await?;
+    Ok(v.unwrap_or(0))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_are_ordered_and_end_at_the_schema_version() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(SCHEMA_VERSION));
+    }
+}
