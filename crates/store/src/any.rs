@@ -46,6 +46,11 @@ impl AnyStore {
             AnyStore::Postgres(_) => "postgres",
         }
     }
+
+    /// Whether other processes (replicas) may be writing to this store too.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, AnyStore::Postgres(_))
+    }
 }
 
 impl From<SqliteStore> for AnyStore {
@@ -207,6 +212,19 @@ impl Store for AnyStore {
 
     async fn registry_entries(&self) -> Result<Vec<RegistryEntry>, StoreError> {
         dispatch!(self, s => s.registry_entries().await)
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.acquire_lease(name, holder, ttl).await)
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        dispatch!(self, s => s.release_lease(name, holder).await)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

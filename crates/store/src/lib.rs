@@ -198,6 +198,25 @@ pub trait Store: Send + Sync + 'static {
         &self,
     ) -> impl Future<Output = Result<Vec<RegistryEntry>, StoreError>> + Send;
 
+    // --- replicas ---
+
+    /// Takes or renews the lease `name` for `holder` when it is free, expired or already
+    /// `holder`'s, for `ttl` by the database's clock. `true` when `holder` holds it now.
+    /// Several processes sharing one store use it to agree which one produces blocks.
+    fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Gives the lease up if `holder` has it, so another process can take it at once.
+    fn release_lease(
+        &self,
+        name: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
     // --- operations ---
 
     /// A cheap read that proves the store answers (readiness).

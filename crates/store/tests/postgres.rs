@@ -45,6 +45,9 @@ impl Harness for PgHarness {
             .await
             .expect("open store")
     }
+    fn shared(&self) -> bool {
+        true
+    }
 }
 
 store_suite!(PgHarness::new().await);

@@ -67,3 +67,12 @@ CREATE TABLE registry_entries (
     block_hash BYTEA  REFERENCES blocks (hash)
 );
 CREATE INDEX registry_pending ON registry_entries (seq) WHERE block_hash IS NULL;
+
+-- Named leases: which replica does a job only one may do (block production). A lease, not
+-- a session advisory lock: it works through PgBouncer's transaction pooling, and it
+-- lapses when its holder stops renewing, even if that holder's connection stays open.
+CREATE TABLE leases (
+    name       TEXT PRIMARY KEY,
+    holder     TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);

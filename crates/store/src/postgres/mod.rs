@@ -407,6 +407,44 @@ impl Store for PostgresStore {
         registry::list(self, false).await
     }
 
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let ttl_ms = i64::try_from(ttl.as_millis())
+            .map_err(|_| StoreError::Invalid("lease ttl too long".into()))?;
+        let mut c = self.acquire().await?;
+        // One statement: take a free or expired lease, or renew our own; a row comes back
+        // only when we hold it afterwards.
+        let held: Option<String> = self
+            .query_scalar(
+                "INSERT INTO leases (name, holder, expires_at) \
+                 VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond') \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 expires_at = excluded.expires_at \
+                 WHERE leases.holder = excluded.holder OR leases.expires_at < clock_timestamp() \
+                 RETURNING holder",
+            )
+            .bind(name)
+            .bind(holder)
+            .bind(ttl_ms as f64)
+            .fetch_optional(&mut *c)
+            .await?;
+        Ok(held.is_some())
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let mut c = self.acquire().await?;
+        self.query("DELETE FROM leases WHERE name = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .execute(&mut *c)
+            .await?;
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let mut c = self.acquire().await?;
         self.query("SELECT 1").execute(&mut *c).await?;

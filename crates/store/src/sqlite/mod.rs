@@ -283,6 +283,21 @@ impl Store for SqliteStore {
         registry::list(&self.readers, false).await
     }
 
+    /// The embedded store belongs to the one process that owns its data directory, so that
+    /// process holds every lease.
+    async fn acquire_lease(
+        &self,
+        _name: &str,
+        _holder: &str,
+        _ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+
+    async fn release_lease(&self, _name: &str, _holder: &str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.readers).await?;
         Ok(())

@@ -25,6 +25,11 @@ use bizra_store::{
 pub trait Harness: Send + Sync + 'static {
     type S: Store;
     fn open(&self) -> impl Future<Output = Self::S> + Send;
+    /// Whether several processes can open this store at once (then leases tell holders
+    /// apart).
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// One `#[tokio::test]` per suite function, each with a fresh harness from `$make`.
@@ -47,6 +52,7 @@ macro_rules! store_suite {
             reopen_keeps_everything,
             impact_summary_by_block_time,
             ping_and_pool_stats,
+            a_lease_is_held_by_one_holder_at_a_time,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -801,4 +807,25 @@ pub async fn ping_and_pool_stats<H: Harness>(h: &H) {
     assert!(err.is_unavailable(), "{err:?}");
     let err = s.count_attestations().await.unwrap_err();
     assert!(err.is_unavailable(), "{err:?}");
+}
+
+pub async fn a_lease_is_held_by_one_holder_at_a_time<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let ttl = std::time::Duration::from_millis(400);
+    assert!(s.acquire_lease("producer", "a", ttl).await.unwrap());
+    // Renewing one's own lease works; the embedded store has one process, so only a
+    // shared store can tell holders apart.
+    assert!(s.acquire_lease("producer", "a", ttl).await.unwrap());
+    if h.shared() {
+        assert!(!s.acquire_lease("producer", "b", ttl).await.unwrap());
+        // Another name is another lease.
+        assert!(s.acquire_lease("other", "b", ttl).await.unwrap());
+        // Released: free at once.
+        s.release_lease("producer", "a").await.unwrap();
+        assert!(s.acquire_lease("producer", "b", ttl).await.unwrap());
+        assert!(!s.acquire_lease("producer", "a", ttl).await.unwrap());
+        // Not renewed: it lapses after its ttl.
+        tokio::time::sleep(ttl + std::time::Duration::from_millis(100)).await;
+        assert!(s.acquire_lease("producer", "a", ttl).await.unwrap());
+    }
 }
