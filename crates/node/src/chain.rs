@@ -15,7 +15,7 @@ use bizra_ledger::registry::{
 };
 use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
-use bizra_store::{AnyStore, Store, StoreError};
+use bizra_store::{AnyStore, Store, StoreError, StoredBlock, MAX_PAGE_LIMIT};
 use serde::Serialize;
 
 /// Blocks remembered for the moving averages of `/api/consensus/stats`.
@@ -29,6 +29,38 @@ pub enum ChainError {
     Inconsistent { hash: Hash32, reason: String },
     #[error("genesis: {0}")]
     Genesis(String),
+}
+
+/// Registry entries by the block that included them, in filing order.
+type IncludedEntries = std::collections::HashMap<Hash32, Vec<(u64, RegistryEntry)>>;
+
+async fn included_entries(store: &AnyStore) -> Result<IncludedEntries, ChainError> {
+    let mut entries = IncludedEntries::default();
+    for e in store.registry_entries().await? {
+        let Some(block) = e.block_hash else { continue };
+        let parsed: RegistryEntry =
+            serde_json::from_value(e.body).map_err(|err| ChainError::Inconsistent {
+                hash: block,
+                reason: format!("registry entry {}: {err}", e.seq),
+            })?;
+        entries.entry(block).or_default().push((e.seq, parsed));
+    }
+    Ok(entries)
+}
+
+/// What [`Chain::follow`] found.
+#[derive(Debug, Default)]
+pub struct Followed {
+    /// Blocks added, in height order.
+    pub blocks: Vec<Hash32>,
+    /// Blocks the store marked final that were not final here.
+    pub finalized: Vec<Hash32>,
+}
+
+impl Followed {
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty() && self.finalized.is_empty()
+    }
 }
 
 /// One tip as the API shows it.
@@ -117,44 +149,14 @@ impl Chain {
             recent: VecDeque::new(),
         };
         let stored = store.all_blocks().await?;
-        // Registry entries by the block that included them, in filing order.
-        let mut entries: std::collections::HashMap<Hash32, Vec<(u64, RegistryEntry)>> =
-            Default::default();
-        for e in store.registry_entries().await? {
-            let Some(block) = e.block_hash else { continue };
-            let parsed: RegistryEntry =
-                serde_json::from_value(e.body).map_err(|err| ChainError::Inconsistent {
-                    hash: block,
-                    reason: format!("registry entry {}: {err}", e.seq),
-                })?;
-            entries.entry(block).or_default().push((e.seq, parsed));
-        }
+        let entries = included_entries(store).await?;
         let mut unfinal = Vec::new();
         for sb in &stored {
             if sb.block.hash == chain.genesis_block.hash {
                 continue;
             }
-            let epoch = chain.epoch_at(sb.block.header.timestamp_ms);
-            chain.advance_registry(epoch);
-            if let Some(list) = entries.get(&sb.block.hash) {
-                chain.apply_entries(list);
-            }
-            chain
-                .dag
-                .insert(&sb.block)
-                .map_err(|e| ChainError::Inconsistent {
-                    hash: sb.block.hash,
-                    reason: e.to_string(),
-                })?;
-            chain.note_block(&sb.block);
-            if sb.finalized {
-                chain
-                    .finality
-                    .restore_final(&chain.dag, sb.block.hash, sb.qc.clone());
-                if let Some(at) = sb.finalized_at_ms {
-                    chain.note_final(&sb.block.hash, at);
-                }
-            } else {
+            chain.apply_stored_block(sb, &entries)?;
+            if !sb.finalized {
                 unfinal.push(sb.block.hash);
             }
         }
@@ -178,6 +180,84 @@ impl Chain {
             }
         }
         Ok(chain)
+    }
+
+    /// Adds a block another process stored (or this one, at start): the registry moves
+    /// to the block's epoch and takes its entries, as it did when the block was made;
+    /// the stored finality is restored.
+    fn apply_stored_block(
+        &mut self,
+        sb: &StoredBlock,
+        entries: &IncludedEntries,
+    ) -> Result<(), ChainError> {
+        let epoch = self.epoch_at(sb.block.header.timestamp_ms);
+        self.advance_registry(epoch);
+        if let Some(list) = entries.get(&sb.block.hash) {
+            self.apply_entries(list);
+        }
+        self.dag
+            .insert(&sb.block)
+            .map_err(|e| ChainError::Inconsistent {
+                hash: sb.block.hash,
+                reason: e.to_string(),
+            })?;
+        self.note_block(&sb.block);
+        self.restore_stored_finality(sb);
+        Ok(())
+    }
+
+    /// True when the store says final and this chain did not know yet.
+    fn restore_stored_finality(&mut self, sb: &StoredBlock) -> bool {
+        if !sb.finalized || self.finality.is_final(&sb.block.hash) {
+            return false;
+        }
+        self.finality
+            .restore_final(&self.dag, sb.block.hash, sb.qc.clone());
+        if let Some(at) = sb.finalized_at_ms {
+            self.note_final(&sb.block.hash, at);
+        }
+        true
+    }
+
+    /// Catches up with what another replica on the same store produced: blocks this
+    /// chain does not have, and finality marked since. Reads from the lowest block that
+    /// is not final here, so finality of blocks it already has is seen too.
+    pub async fn follow(&mut self, store: &AnyStore) -> Result<Followed, ChainError> {
+        let mut followed = Followed::default();
+        let mut from = self.finality.finalized_height() + 1;
+        let mut entries: Option<IncludedEntries> = None;
+        loop {
+            let page = store.blocks_from_height(from, MAX_PAGE_LIMIT).await?;
+            let mut progressed = false;
+            for sb in &page {
+                if !self.dag.contains(&sb.block.hash) {
+                    // Registry entries are read once per catch-up, and only when there
+                    // is a block to apply them to.
+                    let list = match entries {
+                        Some(ref e) => e,
+                        None => entries.insert(included_entries(store).await?),
+                    };
+                    let was_final = sb.finalized;
+                    self.apply_stored_block(sb, list)?;
+                    followed.blocks.push(sb.block.hash);
+                    if was_final {
+                        followed.finalized.push(sb.block.hash);
+                    }
+                    progressed = true;
+                } else if self.restore_stored_finality(sb) {
+                    followed.finalized.push(sb.block.hash);
+                }
+            }
+            match page.last() {
+                // A full page that brought something new: more may follow. Heights can
+                // repeat in a DAG, so the next page starts at the last height again.
+                Some(last) if page.len() == MAX_PAGE_LIMIT as usize && progressed => {
+                    from = last.block.header.height;
+                }
+                _ => break,
+            }
+        }
+        Ok(followed)
     }
 
     /// Applies every epoch boundary up to `epoch`. Boundaries depend only on the epoch

@@ -29,6 +29,22 @@ pub struct ConfigArgs {
     /// PostgreSQL URL; the embedded SQLite store is used when unset.
     #[arg(long, env = "NODE0_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// PostgreSQL schema for the tables (created if missing); default: the server's
+    /// search path.
+    #[arg(long, env = "NODE0_DATABASE_SCHEMA")]
+    pub database_schema: Option<String>,
+    /// PostgreSQL pool size (default 2 x cores + 4, at most 256).
+    #[arg(long, env = "NODE0_DB_POOL_SIZE")]
+    pub db_pool_size: Option<u32>,
+    /// How long a request waits for a PostgreSQL connection, in milliseconds.
+    #[arg(long, env = "NODE0_DB_ACQUIRE_TIMEOUT_MS")]
+    pub db_acquire_timeout_ms: Option<u64>,
+    /// Server-side limit on each PostgreSQL statement, in milliseconds.
+    #[arg(long, env = "NODE0_DB_STATEMENT_TIMEOUT_MS")]
+    pub db_statement_timeout_ms: Option<u64>,
+    /// `true` behind PgBouncer in transaction pooling mode: no named prepared statements.
+    #[arg(long, env = "NODE0_DB_PGBOUNCER")]
+    pub db_pgbouncer: Option<bool>,
     /// Redis URL for the shared cache and rate limiter.
     #[arg(long, env = "NODE0_REDIS_URL")]
     pub redis_url: Option<String>,
@@ -72,6 +88,11 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
+    pub database_schema: Option<String>,
+    pub db_pool_size: Option<u32>,
+    pub db_acquire_timeout_ms: Option<u64>,
+    pub db_statement_timeout_ms: Option<u64>,
+    pub db_pgbouncer: Option<bool>,
     pub redis_url: Option<String>,
     pub peers: Option<Vec<String>>,
     pub genesis: Option<PathBuf>,
@@ -88,7 +109,8 @@ pub struct FileConfig {
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
-    pub database_url: Option<String>,
+    /// The PostgreSQL store, when configured; the embedded store otherwise.
+    pub database: Option<bizra_store::PgConfig>,
     pub redis_url: Option<String>,
     pub peers: Vec<String>,
     pub genesis: Option<PathBuf>,
@@ -165,6 +187,33 @@ impl ConfigArgs {
             .map(|p| p.trim().trim_end_matches('/').to_string())
             .filter(|p| !p.is_empty())
             .collect();
+        let database = match self.database_url.clone().or(file.database_url) {
+            None => None,
+            Some(url) => {
+                let mut pg = bizra_store::PgConfig::new(url);
+                pg.schema = self.database_schema.clone().or(file.database_schema);
+                if let Some(size) = self.db_pool_size.or(file.db_pool_size) {
+                    if !(1..=bizra_store::postgres::MAX_POOL_SIZE).contains(&size) {
+                        return Err(ConfigError::Invalid(format!(
+                            "db_pool_size {size} must be between 1 and {}",
+                            bizra_store::postgres::MAX_POOL_SIZE
+                        )));
+                    }
+                    pg.max_connections = size;
+                }
+                if let Some(ms) = self.db_acquire_timeout_ms.or(file.db_acquire_timeout_ms) {
+                    pg.acquire_timeout = Duration::from_millis(ms.max(1));
+                }
+                if let Some(ms) = self
+                    .db_statement_timeout_ms
+                    .or(file.db_statement_timeout_ms)
+                {
+                    pg.statement_timeout = Duration::from_millis(ms.max(1));
+                }
+                pg.pgbouncer = self.db_pgbouncer.or(file.db_pgbouncer).unwrap_or(false);
+                Some(pg)
+            }
+        };
         Ok(Config {
             listen,
             data_dir: self
@@ -172,7 +221,7 @@ impl ConfigArgs {
                 .clone()
                 .or(file.data_dir)
                 .unwrap_or(data_dir_hint),
-            database_url: self.database_url.clone().or(file.database_url),
+            database,
             redis_url: self.redis_url.clone().or(file.redis_url),
             peers,
             genesis: self.genesis.clone().or(file.genesis),
@@ -257,6 +306,27 @@ mod tests {
         let args = ConfigArgs {
             slot_ms: Some(1),
             ..Default::default()
+        };
+        assert!(matches!(args.resolve(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn a_database_url_selects_postgres_with_the_spec_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = ConfigArgs {
+            data_dir: Some(dir.path().into()),
+            database_url: Some("postgres://u@h/db".into()),
+            db_pgbouncer: Some(true),
+            ..Default::default()
+        };
+        let pg = args.resolve().unwrap().database.unwrap();
+        assert!(pg.pgbouncer);
+        assert_eq!(pg.statement_timeout, Duration::from_millis(7500));
+        assert_eq!(pg.acquire_timeout, Duration::from_secs(30));
+        let args = ConfigArgs {
+            database_url: Some("postgres://u@h/db".into()),
+            db_pool_size: Some(257),
+            ..args
         };
         assert!(matches!(args.resolve(), Err(ConfigError::Invalid(_))));
     }

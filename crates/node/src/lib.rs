@@ -9,6 +9,7 @@ pub mod config;
 pub mod datadir;
 pub mod events;
 pub mod ingest;
+pub mod leadership;
 pub mod listener;
 pub mod metrics;
 pub mod producer;

@@ -79,6 +79,10 @@ pub struct Metrics {
     pub group_commit_rows: Histogram,
     pub store_write_seconds: Histogram,
     pub db_pool_connections: Family<StateLabels, Gauge>,
+    /// 1 while this replica holds the block producer lease.
+    pub producer_leader: Gauge,
+    /// How long callers waited for a store connection (PostgreSQL pool).
+    pub db_pool_acquire_seconds: Histogram,
     pub event_subscribers: Gauge,
     pub ingest_queue_depth: Family<StageLabels, Gauge>,
     pub cache_hits: Family<TierLabels, Counter>,
@@ -185,6 +189,18 @@ impl Metrics {
             "Store connections by state (idle, in_use, max)",
             db_pool_connections.clone(),
         );
+        let producer_leader = Gauge::default();
+        registry.register(
+            "producer_leader",
+            "1 while this replica holds the block producer lease",
+            producer_leader.clone(),
+        );
+        let db_pool_acquire_seconds = latency_histogram();
+        registry.register(
+            "db_pool_acquire_seconds",
+            "Time a store operation waited for a pooled PostgreSQL connection",
+            db_pool_acquire_seconds.clone(),
+        );
         let event_subscribers = Gauge::default();
         registry.register(
             "event_subscribers",
@@ -256,6 +272,8 @@ impl Metrics {
             group_commit_rows,
             store_write_seconds,
             db_pool_connections,
+            db_pool_acquire_seconds,
+            producer_leader,
             event_subscribers,
             ingest_queue_depth,
             cache_hits,

@@ -4,6 +4,7 @@
 //! reach the threshold.
 
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use bizra_ledger::block::Block;
 use bizra_ledger::finality::VoteOutcome;
@@ -22,26 +23,85 @@ pub enum ProduceError {
     Store(#[from] StoreError),
     #[error("cannot build a block: {0}")]
     Build(String),
+    #[error(transparent)]
+    Chain(#[from] crate::chain::ChainError),
+    #[error("the producer lease ran out")]
+    NotLeader,
 }
 
+/// One catch-up with the producing replica's blocks (see [`crate::chain::Chain::follow`]).
+pub async fn follow(state: &AppState) -> Result<(), ProduceError> {
+    let mut chain = state.chain.lock().await;
+    let epoch = chain.epoch_at(now_ms());
+    let reports = chain.advance_registry(epoch);
+    let followed = chain.follow(&state.store).await?;
+    if !followed.is_empty() || !reports.is_empty() {
+        announce_followed(state, &chain, &followed);
+    }
+    Ok(())
+}
+
+/// Events and a new head for blocks and finality learned from the store.
+fn announce_followed(
+    state: &AppState,
+    chain: &crate::chain::Chain,
+    followed: &crate::chain::Followed,
+) {
+    for hash in &followed.blocks {
+        if let Some(h) = chain.dag.header(hash) {
+            state.events.publish(
+                "block_proposed",
+                json!({"hash": hash, "height": h.height, "att_count": h.att_count, "timestamp_ms": h.timestamp_ms}),
+            );
+        }
+    }
+    for hash in &followed.finalized {
+        publish_finalized(state, chain, hash);
+    }
+    state.publish_head(chain);
+}
+
+/// How often a replica that does not produce looks for blocks the producer stored.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+
 /// Runs until `shutdown` turns true. Errors are logged and retried next slot: pending
-/// attestations stay durable in the store meanwhile.
+/// attestations stay durable in the store meanwhile. A replica that does not hold the
+/// producer lease (several replicas on one PostgreSQL store) follows the chain instead.
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     if !state.is_proposer {
         tracing::info!("not the proposer of this network: block production is off");
         return;
     }
-    let mut tick = tokio::time::interval(state.config.slot);
+    let slot = state.config.slot;
+    let every = if state.leadership.shared() {
+        slot.min(FOLLOW_EVERY)
+    } else {
+        slot
+    };
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_slot = Instant::now();
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = state.producer_wake.notified() => {}
+        let woken = tokio::select! {
+            _ = tick.tick() => false,
+            _ = state.producer_wake.notified() => true,
             _ = shutdown.changed() => break,
-        }
+        };
         if *shutdown.borrow() {
             break;
         }
+        if !state.leadership.is_leader() {
+            if let Err(e) = follow(&state).await {
+                tracing::warn!(error = %e, "following the producer's blocks failed; retrying");
+            }
+            continue;
+        }
+        // The tick may be shorter than a slot (to follow quickly); a leader still makes
+        // at most one block per slot unless enough attestations wake it.
+        if !woken && last_slot.elapsed() < slot {
+            continue;
+        }
+        last_slot = Instant::now();
         loop {
             match produce_once(&state).await {
                 // A full block: more may be waiting, go again without waiting a slot.
@@ -64,6 +124,13 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
     // Holding the chain lock across the store calls keeps blocks in order; readers never
     // take this lock.
     let mut chain = state.chain.lock().await;
+    if state.leadership.shared() {
+        // Blocks a previous leader stored before this replica took over come first.
+        let followed = chain.follow(&state.store).await?;
+        if !followed.is_empty() {
+            announce_followed(state, &chain, &followed);
+        }
+    }
     let epoch = chain.epoch_at(now_ms());
     let reports = chain.advance_registry(epoch);
     if !reports.is_empty() {
@@ -108,6 +175,11 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
         .check(&block)
         .map_err(|e| ProduceError::Build(e.to_string()))?;
 
+    if !state.leadership.is_leader() {
+        // The lease ran out while this block was being built: another replica may be
+        // producing now. Its attestations stay pending for whoever leads.
+        return Err(ProduceError::NotLeader);
+    }
     let created = now_ms();
     state.store.insert_block(&block, created).await?;
     chain

@@ -2,6 +2,7 @@
 //! producer, and a graceful shutdown that drains requests before closing the store.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bizra_store::{AnyStore, IdentityCheck, SqliteConfig, Store, StoreError};
 use tokio::net::TcpListener;
@@ -9,6 +10,7 @@ use tokio::net::TcpListener;
 use crate::chain::{Chain, ChainError};
 use crate::config::Config;
 use crate::datadir::{self, DataDirError, STORE_FILE};
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +34,27 @@ pub enum NodeError {
     Unsupported(String),
 }
 
+/// The PostgreSQL store when one is configured (its acquire waits timed into `metrics`),
+/// else the embedded store in the data directory.
+async fn open_store(config: &Config, metrics: &Arc<Metrics>) -> Result<AnyStore, NodeError> {
+    match &config.database {
+        Some(pg) => {
+            let mut pg = pg.clone();
+            let histogram = metrics.db_pool_acquire_seconds.clone();
+            pg.on_acquire = Some(Arc::new(move |waited| {
+                histogram.observe(waited.as_secs_f64())
+            }));
+            tracing::info!(pool = pg.max_connections, schema = ?pg.schema, pgbouncer = pg.pgbouncer, "opening PostgreSQL store");
+            Ok(AnyStore::open_postgres(pg).await?)
+        }
+        None => Ok(AnyStore::open_sqlite(
+            config.data_dir.join(STORE_FILE),
+            SqliteConfig::default(),
+        )
+        .await?),
+    }
+}
+
 /// A node that has opened its state and bound its port, not yet serving.
 pub struct Node {
     pub state: AppState,
@@ -41,11 +64,6 @@ pub struct Node {
 impl Node {
     /// Prepares the data directory, opens the store and rebuilds the chain state.
     pub async fn open(config: Config) -> Result<Node, NodeError> {
-        if config.database_url.is_some() {
-            return Err(NodeError::Unsupported(
-                "NODE0_DATABASE_URL (PostgreSQL) is not supported by this build yet; unset it to use the embedded store".into(),
-            ));
-        }
         if config.redis_url.is_some() {
             return Err(NodeError::Unsupported(
                 "NODE0_REDIS_URL is not supported by this build yet; unset it".into(),
@@ -57,9 +75,8 @@ impl Node {
             ));
         }
         let prepared = datadir::prepare(&config)?;
-        let store =
-            AnyStore::open_sqlite(config.data_dir.join(STORE_FILE), SqliteConfig::default())
-                .await?;
+        let metrics = Arc::new(Metrics::new());
+        let store = open_store(&config, &metrics).await?;
         let genesis_block = prepared
             .genesis
             .block()
@@ -81,7 +98,7 @@ impl Node {
             addr: config.listen,
             source,
         })?;
-        let state = AppState::new(config, store, prepared.key, chain);
+        let state = AppState::new(config, store, prepared.key, chain, metrics);
         Ok(Node { state, listener })
     }
 
@@ -96,6 +113,11 @@ impl Node {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), NodeError> {
         let Node { state, listener } = self;
+        let leadership = tokio::spawn(state.leadership.clone().run(
+            state.store.clone(),
+            state.metrics.clone(),
+            state.shutdown.subscribe(),
+        ));
         let producer = tokio::spawn(crate::producer::run(
             state.clone(),
             state.shutdown.subscribe(),
@@ -125,6 +147,11 @@ impl Node {
         if let Err(e) = producer.await {
             tracing::warn!(error = %e, "producer task ended abnormally");
         }
+        if let Err(e) = leadership.await {
+            tracing::warn!(error = %e, "lease task ended abnormally");
+        }
+        // After the producer: the lease goes only once no block is in flight.
+        state.leadership.release(&state.store, &state.metrics).await;
         state.store.close().await;
         tracing::info!("stopped");
         served.map_err(NodeError::Serve)

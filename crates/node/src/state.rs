@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::events::Events;
 use crate::ingest::verifier::{Verifier, VerifierConfig};
 use crate::ingest::writer::{Writer, WriterConfig};
+use crate::leadership::Leadership;
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -44,6 +45,8 @@ pub struct Inner {
     pub anchor: NetworkAnchor,
     /// Whether this node proposes blocks (it is the first validator of the genesis).
     pub is_proposer: bool,
+    /// Whether this replica produces blocks (holds the store's producer lease).
+    pub leadership: Arc<Leadership>,
     /// Written by the block producer only; readers use `head`.
     pub chain: Mutex<Chain>,
     pub head: ArcSwap<Head>,
@@ -64,7 +67,13 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: AnyStore, key: Keypair, chain: Chain) -> AppState {
+    pub fn new(
+        config: Config,
+        store: AnyStore,
+        key: Keypair,
+        chain: Chain,
+        metrics: Arc<Metrics>,
+    ) -> AppState {
         let genesis = chain.genesis.clone();
         let genesis_block = chain.genesis_block.clone();
         let anchor = chain.anchor.clone();
@@ -74,10 +83,10 @@ impl AppState {
             .first()
             .is_some_and(|v| v.validator_id() == node_id);
         let head = chain.head(crate::clock::now_ms());
-        let metrics = Arc::new(Metrics::new());
         let cache_metrics = metrics.clone();
         let verifier = Verifier::start(VerifierConfig::default(), metrics.clone());
         let writer = Writer::start(store.clone(), WriterConfig::default(), metrics.clone());
+        let store_for_lease = store.clone();
         AppState(Arc::new(Inner {
             config,
             store,
@@ -96,6 +105,7 @@ impl AppState {
             genesis_block,
             anchor,
             is_proposer,
+            leadership: Leadership::new(&store_for_lease, &node_id.to_hex()),
             chain: Mutex::new(chain),
             head: ArcSwap::from_pointee(head),
             pending_hint: AtomicUsize::new(0),

@@ -12,9 +12,8 @@ use bizra_ledger::crypto::Keypair;
 use common::*;
 use serde_json::{json, Value};
 
-#[tokio::test]
-async fn an_attestation_goes_from_accepted_to_finalized_with_a_verifiable_proof() {
-    let dir = TestDir::new();
+both_stores!(an_attestation_goes_from_accepted_to_finalized_with_a_verifiable_proof);
+async fn an_attestation_goes_from_accepted_to_finalized_with_a_verifiable_proof(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let before_status = node.get_ok("/api/consensus/status").await;
@@ -103,9 +102,8 @@ async fn an_attestation_goes_from_accepted_to_finalized_with_a_verifiable_proof(
     assert_eq!(list["next_cursor"], Value::Null);
 }
 
-#[tokio::test]
-async fn every_response_carries_a_trace_id() {
-    let dir = TestDir::new();
+both_stores!(every_response_carries_a_trace_id);
+async fn every_response_carries_a_trace_id(dir: TestDir) {
     let node = Node::start(&dir).await;
     let sent = node
         .http
@@ -162,9 +160,8 @@ async fn every_response_carries_a_trace_id() {
     r.problem(404, "not_found");
 }
 
-#[tokio::test]
-async fn resubmission_is_idempotent_and_a_reused_nonce_is_a_conflict() {
-    let dir = TestDir::new();
+both_stores!(resubmission_is_idempotent_and_a_reused_nonce_is_a_conflict);
+async fn resubmission_is_idempotent_and_a_reused_nonce_is_a_conflict(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let key = Keypair::generate();
@@ -222,9 +219,8 @@ async fn resubmission_is_idempotent_and_a_reused_nonce_is_a_conflict() {
     assert_eq!(count(&list), 2);
 }
 
-#[tokio::test]
-async fn a_batch_is_stored_whole_and_finalized() {
-    let dir = TestDir::new();
+both_stores!(a_batch_is_stored_whole_and_finalized);
+async fn a_batch_is_stored_whole_and_finalized(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let key = Keypair::generate();
@@ -253,9 +249,8 @@ async fn a_batch_is_stored_whole_and_finalized() {
     assert_eq!(stats["attestations_pending"], 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pagination_neither_skips_nor_repeats_under_concurrent_inserts() {
-    let dir = TestDir::new();
+both_stores!(pagination_neither_skips_nor_repeats_under_concurrent_inserts);
+async fn pagination_neither_skips_nor_repeats_under_concurrent_inserts(dir: TestDir) {
     let node = Arc::new(Node::start(&dir).await);
     let anchor = node.anchor().await;
     let key = Keypair::generate();
@@ -352,9 +347,8 @@ async fn pagination_neither_skips_nor_repeats_under_concurrent_inserts() {
     assert_eq!(walked_batch, reversed, "not newest first");
 }
 
-#[tokio::test]
-async fn metrics_openapi_readiness_and_events() {
-    let dir = TestDir::new();
+both_stores!(metrics_openapi_readiness_and_events);
+async fn metrics_openapi_readiness_and_events(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
 

@@ -272,9 +272,8 @@ async fn chunked_upload(node: &Node, route: &str, total: usize) -> (u16, String)
     (status, text)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_gets_only_4xx() {
-    let dir = TestDir::new();
+both_stores!(bad_input_gets_only_4xx);
+async fn bad_input_gets_only_4xx(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let key = Keypair::generate();

@@ -155,9 +155,8 @@ fn rule_cases() -> Vec<Case> {
     ]
 }
 
-#[tokio::test]
-async fn every_validation_code_is_a_400_with_that_code() {
-    let dir = TestDir::new();
+both_stores!(every_validation_code_is_a_400_with_that_code);
+async fn every_validation_code_is_a_400_with_that_code(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let key = Keypair::generate();
@@ -200,9 +199,8 @@ async fn every_validation_code_is_a_400_with_that_code() {
     );
 }
 
-#[tokio::test]
-async fn a_valid_attestation_verifies_without_being_stored() {
-    let dir = TestDir::new();
+both_stores!(a_valid_attestation_verifies_without_being_stored);
+async fn a_valid_attestation_verifies_without_being_stored(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let (att, id) = signed(&anchor, &Keypair::generate());
@@ -236,9 +234,8 @@ async fn a_valid_attestation_verifies_without_being_stored() {
     assert_eq!(v["reasons"][0]["code"], "duplicate_nonce", "{v}");
 }
 
-#[tokio::test]
-async fn schema_errors_name_the_field() {
-    let dir = TestDir::new();
+both_stores!(schema_errors_name_the_field);
+async fn schema_errors_name_the_field(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let (good, _) = signed(&anchor, &Keypair::generate());
@@ -338,9 +335,8 @@ async fn schema_errors_name_the_field() {
     .problem(400, "invalid_json");
 }
 
-#[tokio::test]
-async fn every_4xx_class_is_a_problem() {
-    let dir = TestDir::new();
+both_stores!(every_4xx_class_is_a_problem);
+async fn every_4xx_class_is_a_problem(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let key = Keypair::generate();

@@ -53,9 +53,8 @@ async fn file(node: &Node, path: &str, sign: impl Fn(&str, u64) -> Value) -> Val
     panic!("{path}: could not file within an epoch")
 }
 
-#[tokio::test]
-async fn register_activate_exit_and_the_finality_it_costs() {
-    let dir = TestDir::new();
+both_stores!(register_activate_exit_and_the_finality_it_costs);
+async fn register_activate_exit_and_the_finality_it_costs(dir: TestDir) {
     let node = Node::start_in(&dir, &["--slot-ms", SLOT]).await;
     let key = Keypair::from_seed([42; 32]);
     let id = key.public().validator_id().to_hex();

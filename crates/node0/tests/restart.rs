@@ -33,9 +33,8 @@ fn height(v: &Value) -> u64 {
     v["height"].as_u64().expect("height")
 }
 
-#[tokio::test]
-async fn a_graceful_restart_keeps_everything_and_the_chain_continues() {
-    let dir = TestDir::new();
+both_stores!(a_graceful_restart_keeps_everything_and_the_chain_continues);
+async fn a_graceful_restart_keeps_everything_and_the_chain_continues(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let genesis = node.get_ok("/api/consensus/genesis").await;
@@ -113,9 +112,8 @@ async fn a_graceful_restart_keeps_everything_and_the_chain_continues() {
     assert_eq!(node.submit(&old).await.status, 200);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_under_load_loses_no_acknowledged_attestation() {
-    let dir = TestDir::new();
+both_stores!(kill_9_under_load_loses_no_acknowledged_attestation);
+async fn kill_9_under_load_loses_no_acknowledged_attestation(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let genesis_hash = node.get_ok("/api/consensus/genesis").await["genesis_hash"].clone();
@@ -227,9 +225,8 @@ async fn kill_9_under_load_loses_no_acknowledged_attestation() {
     }
 }
 
-#[tokio::test]
-async fn a_data_directory_refuses_another_genesis() {
-    let dir = TestDir::new();
+both_stores!(a_data_directory_refuses_another_genesis);
+async fn a_data_directory_refuses_another_genesis(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
     let (att, id) = signed(&anchor, &Keypair::generate());

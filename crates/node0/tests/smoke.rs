@@ -19,9 +19,8 @@ async fn smoke(url: &str) -> Output {
         .expect("run node0 smoke")
 }
 
-#[tokio::test]
-async fn smoke_passes_against_a_running_node() {
-    let dir = TestDir::new();
+both_stores!(smoke_passes_against_a_running_node);
+async fn smoke_passes_against_a_running_node(dir: TestDir) {
     let node = Node::start(&dir).await;
     let out = smoke(&node.base).await;
     let stdout = String::from_utf8_lossy(&out.stdout);

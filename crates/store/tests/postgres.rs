@@ -173,9 +173,9 @@ async fn every_acquire_is_timed_and_a_full_pool_is_unavailable_after_the_timeout
     let writers: Vec<_> = (0..2u8)
         .map(|i| {
             let s = s.clone();
-            tokio::spawn(async move {
-                s.insert_attestations(&batch(&key(10 + i), "w", 0, 2)).await
-            })
+            tokio::spawn(
+                async move { s.insert_attestations(&batch(&key(10 + i), "w", 0, 2)).await },
+            )
         })
         .collect();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);

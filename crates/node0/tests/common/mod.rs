@@ -27,17 +27,64 @@ pub const SLOT_MS: &str = "50";
 /// How long a test waits for anything the node does in the background.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A temporary directory holding a node's data directory and the logs of its runs.
+/// Defines `$name::sqlite` and `$name::postgres`: the test function `$name(dir: TestDir)`
+/// run once on the embedded store and once on PostgreSQL (a schema of its own).
+#[macro_export]
+macro_rules! both_stores {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::TestDir::new()).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::TestDir::postgres().await).await
+            }
+        }
+    };
+}
+
+/// A temporary directory holding a node's data directory and the logs of its runs, and
+/// the store its nodes use: the embedded one in the data directory, or a PostgreSQL
+/// schema of its own (dropped with this value).
 pub struct TestDir {
     root: tempfile::TempDir,
     runs: AtomicU64,
+    pub pg: Option<bizra_store::testing::TestSchema>,
 }
 
 impl TestDir {
+    /// Nodes use the embedded store.
     pub fn new() -> TestDir {
         TestDir {
             root: tempfile::tempdir().expect("temp dir"),
             runs: AtomicU64::new(0),
+            pg: None,
+        }
+    }
+
+    /// Nodes use a fresh schema on the test PostgreSQL server.
+    pub async fn postgres() -> TestDir {
+        let schema = bizra_store::testing::TestSchema::create()
+            .await
+            .expect("a schema on the test PostgreSQL server");
+        TestDir {
+            pg: Some(schema),
+            ..TestDir::new()
+        }
+    }
+
+    /// The flags that point `node0 serve` at this directory's store.
+    pub fn store_args(&self) -> Vec<String> {
+        match &self.pg {
+            None => Vec::new(),
+            Some(s) => vec![
+                "--database-url".into(),
+                s.url.clone(),
+                "--database-schema".into(),
+                s.name.clone(),
+            ],
         }
     }
 
@@ -110,7 +157,7 @@ impl Node {
         for _attempt in 0..5 {
             let port = free_port();
             let log = dir.next_log();
-            let child = spawn_serve(&dir.data(), port, extra, &log);
+            let child = spawn_serve(dir, port, extra, &log);
             let mut node = Node {
                 child: Some(child),
                 port,
@@ -321,7 +368,8 @@ impl Drop for Node {
     }
 }
 
-fn spawn_serve(data: &Path, port: u16, extra: &[&str], log: &Path) -> Child {
+/// `node0 serve` on `dir`'s data directory and store, with `extra` flags.
+fn spawn_serve(dir: &TestDir, port: u16, extra: &[&str], log: &Path) -> Child {
     let out = log_file(log);
     let err = out.try_clone().expect("clone log handle");
     // A test may choose its own slot length.
@@ -333,7 +381,8 @@ fn spawn_serve(data: &Path, port: u16, extra: &[&str], log: &Path) -> Child {
     node0_command()
         .arg("serve")
         .arg("--data-dir")
-        .arg(data)
+        .arg(dir.data())
+        .args(dir.store_args())
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .args(slot)
@@ -357,7 +406,7 @@ fn log_file(path: &Path) -> File {
 /// Runs `node0 serve` expecting it to exit on its own; returns its status and output.
 pub async fn serve_expecting_exit(dir: &TestDir, extra: &[&str]) -> (ExitStatus, String) {
     let log = dir.next_log();
-    let mut child = spawn_serve(&dir.data(), free_port(), extra, &log);
+    let mut child = spawn_serve(dir, free_port(), extra, &log);
     let deadline = Instant::now() + PATIENCE;
     loop {
         if let Some(status) = child.try_wait().expect("wait") {

@@ -13,7 +13,9 @@ use crate::codec::{clamp_limit, to_hash, to_i64, to_u64};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
 use crate::rows::AttestationRow;
-use crate::types::{AttestationRecord, AttesterImpact, ImpactSummary, InsertOutcome, NewAttestation};
+use crate::types::{
+    AttestationRecord, AttesterImpact, ImpactSummary, InsertOutcome, NewAttestation,
+};
 
 pub(super) const COUNT_ALL: &str = "attestations";
 pub(super) const COUNT_PENDING: &str = "pending_attestations";
@@ -159,17 +161,17 @@ pub(super) async fn insert(
                 Some(record) => InsertOutcome::AlreadyStored {
                     record: Box::new(record),
                 },
-                None => match nonce_owner(store, &mut tx, &item.attester_pubkey, &item.nonce)
-                    .await?
-                {
-                    Some(existing_digest) => InsertOutcome::DuplicateNonce { existing_digest },
-                    None => {
-                        return Err(StoreError::Conflict(format!(
+                None => {
+                    match nonce_owner(store, &mut tx, &item.attester_pubkey, &item.nonce).await? {
+                        Some(existing_digest) => InsertOutcome::DuplicateNonce { existing_digest },
+                        None => {
+                            return Err(StoreError::Conflict(format!(
                             "attestation {} was refused by a constraint this store does not know",
                             item.digest
                         )))
+                        }
                     }
-                },
+                }
             },
         };
         out.push(outcome);

@@ -11,7 +11,9 @@ use crate::codec::{clamp_limit, to_hash, to_i64, to_u64};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
 use crate::rows::AttestationRow;
-use crate::types::{AttestationRecord, AttesterImpact, ImpactSummary, InsertOutcome, NewAttestation};
+use crate::types::{
+    AttestationRecord, AttesterImpact, ImpactSummary, InsertOutcome, NewAttestation,
+};
 
 pub(super) const COUNT_ALL: &str = "attestations";
 pub(super) const COUNT_PENDING: &str = "pending_attestations";
