@@ -493,7 +493,10 @@ mod tests {
                 ..base.clone()
             },
         ] {
-            assert!(matches!(bad.resolve(), Err(ConfigError::Invalid(_))), "{bad:?}");
+            assert!(
+                matches!(bad.resolve(), Err(ConfigError::Invalid(_))),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -91,7 +91,9 @@ impl AppState {
                 .unwrap_or_else(|| format!("node0:{}:", anchor.chain_id));
             // The URL was checked with the configuration; this cannot fail in practice.
             RedisLink::start(url, prefix, config.redis_timeout, metrics.clone())
-                .map_err(|e| tracing::error!(error = %e, "redis URL refused; running without Redis"))
+                .map_err(
+                    |e| tracing::error!(error = %e, "redis URL refused; running without Redis"),
+                )
                 .ok()
         });
         let mut cache = ResponseCache::new(

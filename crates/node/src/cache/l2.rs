@@ -200,7 +200,9 @@ async fn writer(link: Arc<RedisLink>, mut rx: mpsc::Receiver<Write>, metrics: Ar
         // A pipeline of writes is given a few times the read timeout: nobody waits for it.
         let within = link.timeout() * 4;
         if let Err(e) = link
-            .run(within, |mut c| async move { pipe.query_async::<()>(&mut c).await })
+            .run(within, |mut c| async move {
+                pipe.query_async::<()>(&mut c).await
+            })
             .await
         {
             for _ in 0..n {

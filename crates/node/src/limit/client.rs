@@ -19,17 +19,22 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     if !is_trusted(peer, trusted) {
         return peer;
     }
-    let hops: Vec<&str> = headers
+    // A header value that is not text cannot be split into hops: it ends the walk at
+    // once, like an unreadable hop.
+    let hops: Vec<Option<&str>> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .flat_map(|v| match v.to_str() {
+            Ok(text) => text.split(',').map(str::trim).map(Some).collect::<Vec<_>>(),
+            Err(_) => vec![None],
+        })
+        .filter(|s| s != &Some(""))
         .collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
-        let Some(ip) = parse_hop(hop) else { break };
+        let Some(ip) = hop.and_then(parse_hop) else {
+            break;
+        };
         client = ip;
         if !is_trusted(ip, trusted) {
             break;
@@ -125,6 +130,12 @@ mod tests {
         assert_eq!(client_ip(ip("10.0.0.5"), &h, &trusted), ip("10.9.9.9"));
         let h = xff(&["203.0.113.9, not-an-ip, 10.1.1.1"]);
         assert_eq!(client_ip(ip("10.0.0.5"), &h, &trusted), ip("10.1.1.1"));
+        let mut h = xff(&["203.0.113.9"]);
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"10.1.1.1 \xff").unwrap(),
+        );
+        assert_eq!(client_ip(ip("10.0.0.5"), &h, &trusted), ip("10.0.0.5"));
         // No header: the proxy itself.
         assert_eq!(
             client_ip(ip("10.0.0.5"), &HeaderMap::new(), &trusted),

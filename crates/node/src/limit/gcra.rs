@@ -147,7 +147,10 @@ mod tests {
         let mut tat = None;
         let now = 1_000_000_000;
         let (first, _) = g.decide(tat, now);
-        assert_eq!((first.remaining, first.reset), (4, Duration::from_millis(100)));
+        assert_eq!(
+            (first.remaining, first.reset),
+            (4, Duration::from_millis(100))
+        );
         assert_eq!(run(&g, &mut tat, now, 10), 5);
         let (d, none) = g.decide(tat, now);
         assert!(!d.allowed && none.is_none());

@@ -98,7 +98,11 @@ impl Limiter {
             }
         };
         let limiter = Arc::new(Limiter {
-            classes: [class(config.read), class(config.submit), class(config.admin)],
+            classes: [
+                class(config.read),
+                class(config.submit),
+                class(config.admin),
+            ],
             redis,
             trusted,
             sha: redis::Script::new(gcra::SCRIPT).get_hash().to_owned(),
@@ -244,7 +248,11 @@ mod tests {
                 Some(Class::Submit)
             );
         }
-        for admin in ["/api/validator/register", "/api/validator/slash", "/api/consensus/qc"] {
+        for admin in [
+            "/api/validator/register",
+            "/api/validator/slash",
+            "/api/consensus/qc",
+        ] {
             assert_eq!(classify(&post, admin), Some(Class::Admin));
         }
     }
