@@ -399,6 +399,28 @@ mod tests {
     }
 
     #[test]
+    fn view_ids_name_what_the_view_shows() {
+        use crate::chain::TipView;
+        let tip = |n: u8, finalized| TipView {
+            hash: Hash32::digest(&[n]),
+            height: 7,
+            timestamp_ms: 1000,
+            finalized,
+        };
+        let tips = vec![tip(1, false), tip(2, false)];
+        let id = head_view_id(7, 5, 10, &tips);
+        assert_eq!(id, head_view_id(7, 5, 10, &tips.clone()), "replicas agree");
+        assert_ne!(id, head_view_id(7, 5, 10, &tips[..1]));
+        assert_ne!(id, head_view_id(7, 6, 10, &tips), "finality moved");
+        assert_ne!(id, head_view_id(7, 5, 11, &tips), "a vote arrived");
+        assert_ne!(id, head_view_id(7, 5, 10, &[tip(1, true), tip(2, false)]));
+        // Only views that hold nothing node-local go to L2.
+        assert!(CacheKey::View("tipset", id).shared());
+        assert!(!CacheKey::View("stats", id).shared());
+        assert!(CacheKey::Block(Hash32::digest(b"b")).shared());
+    }
+
+    #[test]
     fn views_are_dropped_when_a_block_lands() {
         let c = cache();
         c.put_json(CacheKey::View("tipset", 1), &1).unwrap();

@@ -126,4 +126,35 @@ mod tests {
         assert!(c.check(&b).allowed);
         assert_eq!(c.sweep(), 2, "both keys are still recent");
     }
+
+    #[test]
+    fn memory_stays_bounded() {
+        // Keys whose allowance is whole again are swept.
+        let fast = LocalClass::new(Gcra::new(Quota {
+            per_second: 1e6,
+            burst: 1,
+        }));
+        for i in 0..100u8 {
+            fast.check(&IpAddr::from([10, 0, 0, i]));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(fast.sweep(), 0);
+
+        // Past MAX_KEYS recent clients the class starts afresh.
+        let slow = LocalClass::new(Gcra::new(Quota {
+            per_second: 1.0,
+            burst: 1,
+        }));
+        let first = IpAddr::from([192, 0, 2, 1]);
+        assert!(slow.check(&first).allowed);
+        assert!(!slow.check(&first).allowed);
+        for i in 0..MAX_KEYS as u32 {
+            slow.check(&IpAddr::from((0x0a00_0000 + i).to_be_bytes()));
+        }
+        assert_eq!(slow.sweep(), 0);
+        assert!(
+            slow.check(&first).allowed,
+            "a fresh allowance after the reset"
+        );
+    }
 }
