@@ -75,6 +75,8 @@ impl PrivateRedis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            // For DEBUG SLEEP: a Redis that stalls.
+            .args(["--enable-debug-command", "local"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -510,6 +512,62 @@ async fn redis_killed_mid_load_costs_no_request() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test]
+async fn a_stalled_redis_costs_at_most_its_timeout() {
+    let redis = PrivateRedis::start();
+    let dir = TestDir::new();
+    let node = Node::start_in(
+        &dir,
+        &[
+            "--redis-url",
+            &redis.url(),
+            "--redis-timeout-ms",
+            "50",
+            "--rate-limit",
+            "on",
+        ],
+    )
+    .await;
+    let ids = submit_finalized(&node, 2).await;
+    let ready = node.get_ok("/ready").await;
+    assert_eq!(ready["checks"]["redis"]["status"], "ok", "{ready}");
+    // Redis answers nothing for 2 s (the connection stays open: a stall, not an outage).
+    let port = redis.port;
+    let stall = std::thread::spawn(move || redis_cmd(port, &["DEBUG", "SLEEP", "2"]));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        // An unknown id misses L1 and so asks L2 before the store (then 404); status asks
+        // only the limiter. Both go to the stalled Redis.
+        let (path, expect) = if i % 2 == 0 {
+            (format!("/api/validator/attestation/{}", nonce()), 404)
+        } else {
+            ("/api/consensus/status".to_string(), 200)
+        };
+        let t = Instant::now();
+        let r = node.get(&path).await;
+        slowest = slowest.max(t.elapsed());
+        assert_eq!(r.status, expect, "{path}: {}", r.text);
+    }
+    // Cached answers are still served.
+    for id in &ids {
+        node.get_ok(&format!("/api/validator/attestation/{id}"))
+            .await;
+    }
+    assert!(
+        slowest < Duration::from_millis(500),
+        "a request waited {slowest:?} on a stalled Redis"
+    );
+    let m = metrics(&node).await;
+    assert!(
+        metric(&m, "redis_failures_total", "reason=\"timeout\"") > 0.0,
+        "{m}"
+    );
+    assert!(metric(&m, "rate_limit_fallbacks_total", "") > 0.0, "{m}");
+    assert!(metric(&m, "cache_l2_fallbacks_total", "") > 0.0, "{m}");
+    assert_eq!(stall.join().unwrap().unwrap(), "+OK");
 }
 
 #[tokio::test]
