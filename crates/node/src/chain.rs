@@ -76,8 +76,12 @@ pub struct TipView {
 /// What readers see of the chain: replaced whole after every change, never mutated.
 #[derive(Debug, Clone, Serialize)]
 pub struct Head {
-    /// Bumped on every publish; cached views of the head are keyed by it.
+    /// Bumped on every publish by this process.
     pub version: u64,
+    /// A digest of what the head views show; cached views are keyed by it, the same on
+    /// every replica at the same head (`cache::head_view_id`).
+    #[serde(skip)]
+    pub view_id: u128,
     pub height: u64,
     pub finalized_height: u64,
     pub tips: Vec<TipView>,
@@ -384,10 +388,13 @@ impl Chain {
             .filter(|(_, r)| r.timestamp_ms >= minute_ago)
             .map(|(_, r)| r.att_count)
             .sum();
+        let height = self.dag.max_height();
+        let finalized_height = self.finality.finalized_height();
         Head {
             version: 0,
-            height: self.dag.max_height(),
-            finalized_height: self.finality.finalized_height(),
+            view_id: crate::cache::head_view_id(height, finalized_height, tips_weight, &tips),
+            height,
+            finalized_height,
             tips,
             tips_weight,
             blocks: self.dag.len() as u64,

@@ -72,6 +72,44 @@ pub struct ConfigArgs {
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "NODE0_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Key prefix of everything this node keeps in Redis (default `node0:{chain_id}:`).
+    #[arg(long, env = "NODE0_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
+    /// Longest wait for one Redis command, in milliseconds; past it the node answers
+    /// without Redis (L1 cache only, local rate limiter).
+    #[arg(long, env = "NODE0_REDIS_TIMEOUT_MS")]
+    pub redis_timeout_ms: Option<u64>,
+    /// Rate limiting per client address: `on` or `off`.
+    #[arg(long, env = "NODE0_RATE_LIMIT")]
+    pub rate_limit: Option<Switch>,
+    /// Sustained requests per second per client on read routes.
+    #[arg(long, env = "NODE0_RATE_READ_PER_S")]
+    pub rate_read_per_s: Option<f64>,
+    /// Requests a client may send at once on read routes.
+    #[arg(long, env = "NODE0_RATE_READ_BURST")]
+    pub rate_read_burst: Option<u32>,
+    /// Sustained requests per second per client on submit routes.
+    #[arg(long, env = "NODE0_RATE_SUBMIT_PER_S")]
+    pub rate_submit_per_s: Option<f64>,
+    /// Requests a client may send at once on submit routes.
+    #[arg(long, env = "NODE0_RATE_SUBMIT_BURST")]
+    pub rate_submit_burst: Option<u32>,
+    /// Sustained requests per second per client on admin routes (validator registry).
+    #[arg(long, env = "NODE0_RATE_ADMIN_PER_S")]
+    pub rate_admin_per_s: Option<f64>,
+    /// Requests a client may send at once on admin routes.
+    #[arg(long, env = "NODE0_RATE_ADMIN_BURST")]
+    pub rate_admin_burst: Option<u32>,
+    /// Comma-separated IPs or CIDRs of reverse proxies whose `X-Forwarded-For` is believed.
+    #[arg(long, env = "NODE0_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -102,6 +140,51 @@ pub struct FileConfig {
     pub max_concurrent_requests: Option<usize>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
+    pub redis_prefix: Option<String>,
+    pub redis_timeout_ms: Option<u64>,
+    pub rate_limit: Option<Switch>,
+    pub rate_read_per_s: Option<f64>,
+    pub rate_read_burst: Option<u32>,
+    pub rate_submit_per_s: Option<f64>,
+    pub rate_submit_burst: Option<u32>,
+    pub rate_admin_per_s: Option<f64>,
+    pub rate_admin_burst: Option<u32>,
+    pub trusted_proxies: Option<Vec<String>>,
+}
+
+/// Default quotas per client address (SPEC §5.5), sized for a public node: an explorer
+/// page or a wallet makes a handful of reads at once, an attester submits rarely (a batch
+/// route takes up to 1000 attestations in one request), and the registry routes are
+/// written a few times per epoch.
+pub const DEFAULT_READ_QUOTA: Quota = Quota {
+    per_second: 100.0,
+    burst: 200,
+};
+pub const DEFAULT_SUBMIT_QUOTA: Quota = Quota {
+    per_second: 20.0,
+    burst: 40,
+};
+pub const DEFAULT_ADMIN_QUOTA: Quota = Quota {
+    per_second: 1.0,
+    burst: 5,
+};
+/// Default wait for one Redis command: a loopback or same-rack round trip is well under
+/// a millisecond, so anything this slow is an outage to route around.
+pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 50;
+
+/// A GCRA quota: a sustained rate and the number of requests allowed at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Quota {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// Rate limiting in force; `None` in [`Config::rate_limit`] when switched off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateLimitConfig {
+    pub read: Quota,
+    pub submit: Quota,
+    pub admin: Quota,
 }
 
 /// The settings in force.
@@ -120,6 +203,12 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     pub log: String,
     pub log_format: LogFormat,
+    /// `None`: the default, `node0:{chain_id}:`, chosen when the chain id is known.
+    pub redis_prefix: Option<String>,
+    pub redis_timeout: Duration,
+    /// `None` when rate limiting is off.
+    pub rate_limit: Option<RateLimitConfig>,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -214,6 +303,77 @@ impl ConfigArgs {
                 Some(pg)
             }
         };
+        let quota = |class: &str, rate: Option<f64>, burst: Option<u32>, default: Quota| {
+            let q = Quota {
+                per_second: rate.unwrap_or(default.per_second),
+                burst: burst.unwrap_or(default.burst),
+            };
+            if !(q.per_second.is_finite() && q.per_second > 0.0 && q.per_second <= 1e6) {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_{class}_per_s {} must be above 0 and at most 1000000",
+                    q.per_second
+                )));
+            }
+            if !(1..=1_000_000).contains(&q.burst) {
+                return Err(ConfigError::Invalid(format!(
+                    "rate_{class}_burst {} must be between 1 and 1000000",
+                    q.burst
+                )));
+            }
+            Ok(q)
+        };
+        let rate_limit = match self.rate_limit.or(file.rate_limit).unwrap_or(Switch::On) {
+            Switch::Off => None,
+            Switch::On => Some(RateLimitConfig {
+                read: quota(
+                    "read",
+                    self.rate_read_per_s.or(file.rate_read_per_s),
+                    self.rate_read_burst.or(file.rate_read_burst),
+                    DEFAULT_READ_QUOTA,
+                )?,
+                submit: quota(
+                    "submit",
+                    self.rate_submit_per_s.or(file.rate_submit_per_s),
+                    self.rate_submit_burst.or(file.rate_submit_burst),
+                    DEFAULT_SUBMIT_QUOTA,
+                )?,
+                admin: quota(
+                    "admin",
+                    self.rate_admin_per_s.or(file.rate_admin_per_s),
+                    self.rate_admin_burst.or(file.rate_admin_burst),
+                    DEFAULT_ADMIN_QUOTA,
+                )?,
+            }),
+        };
+        let trusted_proxies = self
+            .trusted_proxies
+            .clone()
+            .or(file.trusted_proxies)
+            .unwrap_or_default()
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(parse_net)
+            .collect::<Result<Vec<_>, _>>()?;
+        let redis_timeout_ms = self
+            .redis_timeout_ms
+            .or(file.redis_timeout_ms)
+            .unwrap_or(DEFAULT_REDIS_TIMEOUT_MS);
+        if !(1..=10_000).contains(&redis_timeout_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "redis_timeout_ms {redis_timeout_ms} must be between 1 and 10000"
+            )));
+        }
+        let redis_url = self
+            .redis_url
+            .clone()
+            .or(file.redis_url)
+            .filter(|u| !u.trim().is_empty());
+        if let Some(url) = &redis_url {
+            // Checked here so that a typo stops the node at start, not at first use.
+            redis::Client::open(url.as_str())
+                .map_err(|e| ConfigError::Invalid(format!("redis_url: {e}")))?;
+        }
         Ok(Config {
             listen,
             data_dir: self
@@ -222,7 +382,7 @@ impl ConfigArgs {
                 .or(file.data_dir)
                 .unwrap_or(data_dir_hint),
             database,
-            redis_url: self.redis_url.clone().or(file.redis_url),
+            redis_url,
             peers,
             genesis: self.genesis.clone().or(file.genesis),
             slot: Duration::from_millis(slot_ms),
@@ -242,8 +402,23 @@ impl ConfigArgs {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Pretty),
+            redis_prefix: self.redis_prefix.clone().or(file.redis_prefix),
+            redis_timeout: Duration::from_millis(redis_timeout_ms),
+            rate_limit,
+            trusted_proxies,
         })
     }
+}
+
+/// An address (`10.0.0.1`, `::1`) or a network (`10.0.0.0/8`).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, ConfigError> {
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            ConfigError::Invalid(format!(
+                "trusted_proxies: {s:?} is neither an IP address nor a CIDR network"
+            ))
+        })
 }
 
 fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
@@ -329,5 +504,69 @@ mod tests {
             ..args
         };
         assert!(matches!(args.resolve(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn rate_limits_redis_and_proxies() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = ConfigArgs {
+            data_dir: Some(dir.path().into()),
+            ..Default::default()
+        };
+        let c = base.resolve().unwrap();
+        let rl = c.rate_limit.expect("on by default");
+        assert_eq!(rl.read, DEFAULT_READ_QUOTA);
+        assert_eq!(rl.admin, DEFAULT_ADMIN_QUOTA);
+        assert_eq!(c.redis_timeout, Duration::from_millis(50));
+        assert!(c.trusted_proxies.is_empty() && c.redis_prefix.is_none());
+
+        std::fs::write(
+            dir.path().join(CONFIG_FILE_NAME),
+            "rate_limit = \"on\"\nrate_read_per_s = 5.0\nrate_read_burst = 7\n\
+             trusted_proxies = [\"10.0.0.0/8\", \"::1\"]\nredis_prefix = \"x:\"\n",
+        )
+        .unwrap();
+        let c = ConfigArgs {
+            rate_read_burst: Some(9),
+            ..base.clone()
+        }
+        .resolve()
+        .unwrap();
+        let rl = c.rate_limit.unwrap();
+        assert_eq!(rl.read.per_second, 5.0);
+        assert_eq!(rl.read.burst, 9, "the flag beats the file");
+        assert_eq!(rl.submit, DEFAULT_SUBMIT_QUOTA);
+        assert_eq!(c.trusted_proxies.len(), 2);
+        assert_eq!(c.trusted_proxies[1].to_string(), "::1/128");
+        assert_eq!(c.redis_prefix.as_deref(), Some("x:"));
+
+        let off = ConfigArgs {
+            rate_limit: Some(Switch::Off),
+            ..base.clone()
+        };
+        assert!(off.resolve().unwrap().rate_limit.is_none());
+        for bad in [
+            ConfigArgs {
+                rate_submit_per_s: Some(0.0),
+                ..base.clone()
+            },
+            ConfigArgs {
+                rate_admin_burst: Some(0),
+                ..base.clone()
+            },
+            ConfigArgs {
+                trusted_proxies: Some(vec!["proxy.example".into()]),
+                ..base.clone()
+            },
+            ConfigArgs {
+                redis_timeout_ms: Some(0),
+                ..base.clone()
+            },
+        ] {
+            assert!(
+                matches!(bad.resolve(), Err(ConfigError::Invalid(_))),
+                "{bad:?}"
+            );
+        }
     }
 }

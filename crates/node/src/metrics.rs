@@ -39,6 +39,16 @@ pub struct StageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabels {
+    pub class: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
     pub state: String,
 }
@@ -92,6 +102,12 @@ pub struct Metrics {
     pub cache_bytes: Gauge,
     pub overloaded: Family<StageLabels, Counter>,
     pub events_dropped: Counter,
+    pub redis_failures: Family<ReasonLabels, Counter>,
+    pub cache_l2_fallbacks: Family<ReasonLabels, Counter>,
+    pub cache_l2_writes_dropped: Counter,
+    pub rate_limited: Family<ClassLabels, Counter>,
+    pub rate_limit_fallbacks: Family<ReasonLabels, Counter>,
+    pub rate_limit_keys: Gauge,
 }
 
 impl Default for Metrics {
@@ -255,6 +271,42 @@ impl Metrics {
             "Events a slow subscriber missed (its buffer overflowed)",
             events_dropped.clone(),
         );
+        let redis_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "redis_failures",
+            "Redis commands that failed or timed out (each starts a short back-off)",
+            redis_failures.clone(),
+        );
+        let cache_l2_fallbacks = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "cache_l2_fallbacks",
+            "L2 cache reads and writes skipped because Redis was down, slow or failing",
+            cache_l2_fallbacks.clone(),
+        );
+        let cache_l2_writes_dropped = Counter::default();
+        registry.register(
+            "cache_l2_writes_dropped",
+            "L2 cache writes dropped because the bounded write queue was full",
+            cache_l2_writes_dropped.clone(),
+        );
+        let rate_limited = Family::<ClassLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused with 429, by route class",
+            rate_limited.clone(),
+        );
+        let rate_limit_fallbacks = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "rate_limit_fallbacks",
+            "Rate-limit decisions made by the local limiter because Redis was down, slow or failing",
+            rate_limit_fallbacks.clone(),
+        );
+        let rate_limit_keys = Gauge::default();
+        registry.register(
+            "rate_limit_keys",
+            "Client keys held by the local rate limiter",
+            rate_limit_keys.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -283,7 +335,41 @@ impl Metrics {
             cache_bytes,
             overloaded,
             events_dropped,
+            redis_failures,
+            cache_l2_fallbacks,
+            cache_l2_writes_dropped,
+            rate_limited,
+            rate_limit_fallbacks,
+            rate_limit_keys,
         }
+    }
+
+    fn reason(family: &Family<ReasonLabels, Counter>, reason: &str) {
+        family
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn redis_failure(&self, reason: &str) {
+        Self::reason(&self.redis_failures, reason);
+    }
+
+    pub fn cache_l2_fallback(&self, reason: &str) {
+        Self::reason(&self.cache_l2_fallbacks, reason);
+    }
+
+    pub fn rate_limit_fallback(&self, reason: &str) {
+        Self::reason(&self.rate_limit_fallbacks, reason);
+    }
+
+    pub fn limited(&self, class: &str) {
+        self.rate_limited
+            .get_or_create(&ClassLabels {
+                class: class.to_owned(),
+            })
+            .inc();
     }
 
     pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {

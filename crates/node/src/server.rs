@@ -64,11 +64,6 @@ pub struct Node {
 impl Node {
     /// Prepares the data directory, opens the store and rebuilds the chain state.
     pub async fn open(config: Config) -> Result<Node, NodeError> {
-        if config.redis_url.is_some() {
-            return Err(NodeError::Unsupported(
-                "NODE0_REDIS_URL is not supported by this build yet; unset it".into(),
-            ));
-        }
         if !config.peers.is_empty() {
             return Err(NodeError::Unsupported(
                 "NODE0_PEERS: the validator network is not supported by this build yet; this node runs a single-validator network".into(),
@@ -135,6 +130,8 @@ impl Node {
         let app = crate::api::router(state.clone());
         let for_server = state.clone();
         let listener = crate::listener::CountingListener::new(listener, state.metrics.clone());
+        // The peer address reaches the rate limiter as `ConnectInfo`.
+        let app = app.into_make_service_with_connect_info::<crate::listener::PeerAddr>();
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;

@@ -21,7 +21,9 @@ use crate::events::Events;
 use crate::ingest::verifier::{Verifier, VerifierConfig};
 use crate::ingest::writer::{Writer, WriterConfig};
 use crate::leadership::Leadership;
+use crate::limit::Limiter;
 use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -36,6 +38,10 @@ pub struct Inner {
     pub writer: Writer,
     /// Serialized, compressed responses.
     pub cache: ResponseCache,
+    /// The shared Redis, when configured (L2 cache, shared quotas).
+    pub redis: Option<Arc<RedisLink>>,
+    /// `None` when rate limiting is off.
+    pub limiter: Option<Arc<Limiter>>,
     pub events: Events,
     /// The node's validator key.
     pub key: Keypair,
@@ -87,17 +93,43 @@ impl AppState {
         let verifier = Verifier::start(VerifierConfig::default(), metrics.clone());
         let writer = Writer::start(store.clone(), WriterConfig::default(), metrics.clone());
         let store_for_lease = store.clone();
+        let redis = config.redis_url.as_deref().and_then(|url| {
+            let prefix = config
+                .redis_prefix
+                .clone()
+                .unwrap_or_else(|| format!("node0:{}:", anchor.chain_id));
+            // The URL was checked with the configuration; this cannot fail in practice.
+            RedisLink::start(url, prefix, config.redis_timeout, metrics.clone())
+                .map_err(
+                    |e| tracing::error!(error = %e, "redis URL refused; running without Redis"),
+                )
+                .ok()
+        });
+        let mut cache = ResponseCache::new(
+            crate::cache::codec::Codec::default(),
+            crate::cache::DEFAULT_BUDGET_BYTES,
+            cache_metrics,
+        );
+        if let Some(link) = &redis {
+            cache = cache.with_l2(crate::cache::l2::L2::new(link.clone(), metrics.clone()));
+        }
+        let limiter = config.rate_limit.as_ref().map(|rl| {
+            Limiter::start(
+                rl,
+                config.trusted_proxies.clone(),
+                redis.clone(),
+                metrics.clone(),
+            )
+        });
         AppState(Arc::new(Inner {
             config,
             store,
             metrics,
             verifier,
             writer,
-            cache: ResponseCache::new(
-                crate::cache::codec::Codec::default(),
-                crate::cache::DEFAULT_BUDGET_BYTES,
-                cache_metrics,
-            ),
+            cache,
+            redis,
+            limiter,
             events: Events::new(),
             key,
             node_id,

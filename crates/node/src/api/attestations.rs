@@ -337,7 +337,7 @@ pub async fn get_one(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let key = CacheKey::Attestation(id);
-    if let Some(hit) = state.cache.get(&key) {
+    if let Some(hit) = state.cache.lookup(&key).await {
         return Ok(hit.respond(&headers));
     }
     let rec = state

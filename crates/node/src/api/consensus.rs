@@ -79,8 +79,8 @@ pub struct Stats {
 #[utoipa::path(get, path = "/api/consensus/stats", tag = "consensus", responses((status = 200, body = Stats)))]
 pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
     let head = state.head.load_full();
-    let key = CacheKey::View("stats", head.version);
-    if let Some(hit) = state.cache.get(&key) {
+    let key = CacheKey::View("stats", head.view_id);
+    if let Some(hit) = state.cache.lookup(&key).await {
         return Ok(hit.respond(&headers));
     }
     let accepted = state.store.count_attestations().await?;
@@ -178,8 +178,8 @@ pub async fn tipset(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let head = state.head.load();
-    let key = CacheKey::View("tipset", head.version);
-    if let Some(hit) = state.cache.get(&key) {
+    let key = CacheKey::View("tipset", head.view_id);
+    if let Some(hit) = state.cache.lookup(&key).await {
         return Ok(hit.respond(&headers));
     }
     let tipset = Tipset {
@@ -274,7 +274,7 @@ pub async fn block(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let key = CacheKey::Block(hash);
-    if let Some(hit) = state.cache.get(&key) {
+    if let Some(hit) = state.cache.lookup(&key).await {
         return Ok(hit.respond(&headers));
     }
     let sb = load_block(&state, &hash).await?;

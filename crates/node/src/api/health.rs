@@ -35,6 +35,9 @@ pub struct Check {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Round trip of the probe, when it answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -46,12 +49,14 @@ pub struct Ready {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReadyChecks {
     pub store: Check,
-    pub cache_l2: Check,
+    /// The L2 cache and shared rate limiter: `ok`, `down` or `disabled`.
+    pub redis: Check,
     pub peers: Check,
 }
 
-/// Readiness: 200 when the store answers, else 503. The L2 cache and peers are reported
-/// as `not_configured` until configured.
+/// Readiness: 200 when the store answers, else 503. Redis is reported but does not
+/// decide: without it the node serves from L1 and limits locally. Peers are reported as
+/// `not_configured` until the validator network is built.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
@@ -60,28 +65,48 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             Ok(Ok(())) => Check {
                 status: "ok",
                 detail: Some(state.store.backend().into()),
+                latency_ms: None,
             },
             Ok(Err(e)) => Check {
                 status: "down",
                 detail: Some(e.to_string()),
+                latency_ms: None,
             },
             Err(_) => Check {
                 status: "down",
                 detail: Some("no answer within 2 s".into()),
+                latency_ms: None,
             },
         };
+    let redis = match &state.redis {
+        None => Check {
+            status: "disabled",
+            detail: None,
+            latency_ms: None,
+        },
+        Some(link) => match link.ping().await {
+            Ok(rtt) => Check {
+                status: "ok",
+                detail: None,
+                latency_ms: Some(rtt.as_secs_f64() * 1000.0),
+            },
+            Err(e) => Check {
+                status: "down",
+                detail: Some(format!("{e}; serving from L1 with local rate limits")),
+                latency_ms: None,
+            },
+        },
+    };
     let ok = store.status == "ok";
     let body = Ready {
         ready: ok,
         checks: ReadyChecks {
             store,
-            cache_l2: Check {
-                status: "not_configured",
-                detail: None,
-            },
+            redis,
             peers: Check {
                 status: "not_configured",
                 detail: Some("single-validator network".into()),
+                latency_ms: None,
             },
         },
     };

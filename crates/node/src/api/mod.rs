@@ -79,6 +79,12 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/live-updates", get(events::ws))
         .route_layer(axum::middleware::from_fn(trace::carry_route))
         .fallback(fallback)
+        // Inside the concurrency limit, so that deciding (a Redis round trip at most)
+        // is bounded work too; outside routing, so that unknown routes count.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limit::layer,
+        ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             state.config.request_timeout,

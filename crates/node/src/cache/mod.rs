@@ -7,10 +7,17 @@
 //!   block lands so that readers see the new head at once.
 //!
 //! Bodies of 1 KiB or more are stored compressed ([`codec`]) and sent as stored to
-//! clients that accept the codec. A shared L2 (Redis) would sit behind [`ResponseCache`]
-//! with the same keys and stored bytes.
+//! clients that accept the codec.
+//!
+//! With Redis configured, a shared L2 ([`l2`]) sits behind L1 with the same keys and
+//! stored bytes: lookups go L1 → L2 → the caller's store read; an L2 hit is promoted to
+//! L1, and a new entry is written to both. Views are keyed by a digest of the head they
+//! show (tips, their weight, finality), not by a per-process counter, so replicas that
+//! have applied the same blocks share them and a landed block moves every replica to a
+//! new key: nothing needs deleting across replicas, old keys expire.
 
 pub mod codec;
+pub mod l2;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,8 +41,21 @@ pub const VIEW_TTL: Duration = Duration::from_secs(60);
 pub enum CacheKey {
     Attestation(Hash32),
     Block(Hash32),
-    /// A view of the head with this `Head::version`.
-    View(&'static str, u64),
+    /// A view of the head whose `Head::view_id` is this.
+    View(&'static str, u128),
+}
+
+/// Views that go to L2. Stats stays in L1: it carries this node's own counters
+/// (`blocks_produced`), which another replica must not serve as its own.
+const SHARED_VIEWS: &[&str] = &["tipset"];
+
+impl CacheKey {
+    fn shared(&self) -> bool {
+        match self {
+            CacheKey::View(name, _) => SHARED_VIEWS.contains(name),
+            _ => true,
+        }
+    }
 }
 
 /// One response as it is stored: the body (compressed or not) and its headers.
@@ -120,6 +140,7 @@ pub struct ResponseCache {
     trees: moka::sync::Cache<Hash32, Arc<bizra_ledger::merkle::Tree>>,
     views: moka::sync::Cache<CacheKey, Arc<CachedResponse>>,
     codec: Codec,
+    l2: Option<l2::L2>,
     metrics: Arc<Metrics>,
     raw_bytes: AtomicU64,
     stored_bytes: AtomicU64,
@@ -138,16 +159,48 @@ impl ResponseCache {
                 .time_to_live(VIEW_TTL)
                 .build(),
             codec,
+            l2: None,
             metrics,
             raw_bytes: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
         }
     }
 
+    /// Adds the shared L2 tier behind L1.
+    pub fn with_l2(mut self, l2: l2::L2) -> ResponseCache {
+        self.l2 = Some(l2);
+        self
+    }
+
+    pub fn l2(&self) -> Option<&l2::L2> {
+        self.l2.as_ref()
+    }
+
     pub fn codec(&self) -> Codec {
         self.codec
     }
 
+    /// L1, then L2 (at most the Redis timeout; an outage is a miss). An L2 hit is kept
+    /// in L1.
+    pub async fn lookup(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
+        if let Some(hit) = self.get(key) {
+            return Some(hit);
+        }
+        let l2 = self.l2.as_ref().filter(|_| key.shared())?;
+        let entry = Arc::new(l2.get(key).await?);
+        self.insert_l1(key.clone(), entry.clone());
+        Some(entry)
+    }
+
+    fn insert_l1(&self, key: CacheKey, entry: Arc<CachedResponse>) {
+        if entry.immutable {
+            self.immutable.insert(key, entry);
+        } else {
+            self.views.insert(key, entry);
+        }
+    }
+
+    /// L1 only.
     pub fn get(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
         let hit = match key {
             CacheKey::View(..) => self.views.get(key),
@@ -193,11 +246,11 @@ impl ResponseCache {
             etag,
             immutable,
         });
-        if immutable {
-            self.immutable.insert(key, entry.clone());
-        } else {
-            self.views.insert(key, entry.clone());
+        if let Some(l2) = self.l2.as_ref().filter(|_| key.shared()) {
+            let ttl = if immutable { l2::L2_TTL } else { VIEW_TTL };
+            l2.put(&key, &entry, ttl);
         }
+        self.insert_l1(key, entry.clone());
         Ok(entry)
     }
 
@@ -260,6 +313,29 @@ impl ResponseCache {
     }
 }
 
+/// The id of a head for view keys: a digest of what the views show of it, the same on
+/// every replica that has applied the same blocks and votes.
+pub fn head_view_id(
+    height: u64,
+    finalized_height: u64,
+    tips_weight: u64,
+    tips: &[crate::chain::TipView],
+) -> u128 {
+    let mut h = blake3::Hasher::new();
+    h.update(&height.to_le_bytes());
+    h.update(&finalized_height.to_le_bytes());
+    h.update(&tips_weight.to_le_bytes());
+    for t in tips {
+        h.update(t.hash.as_bytes());
+        h.update(&t.height.to_le_bytes());
+        h.update(&[u8::from(t.finalized)]);
+    }
+    let d = h.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&d.as_bytes()[..16]);
+    u128::from_le_bytes(first)
+}
+
 /// A strong entity tag: BLAKE3 of the identity body, 128 bits.
 fn entity_tag(raw: &[u8]) -> HeaderValue {
     let h = blake3::hash(raw);
@@ -320,6 +396,28 @@ mod tests {
         assert_eq!(entry.respond(&h).status(), StatusCode::NOT_MODIFIED);
         h.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"other\""));
         assert_eq!(entry.respond(&h).status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn view_ids_name_what_the_view_shows() {
+        use crate::chain::TipView;
+        let tip = |n: u8, finalized| TipView {
+            hash: Hash32::digest(&[n]),
+            height: 7,
+            timestamp_ms: 1000,
+            finalized,
+        };
+        let tips = vec![tip(1, false), tip(2, false)];
+        let id = head_view_id(7, 5, 10, &tips);
+        assert_eq!(id, head_view_id(7, 5, 10, &tips.clone()), "replicas agree");
+        assert_ne!(id, head_view_id(7, 5, 10, &tips[..1]));
+        assert_ne!(id, head_view_id(7, 6, 10, &tips), "finality moved");
+        assert_ne!(id, head_view_id(7, 5, 11, &tips), "a vote arrived");
+        assert_ne!(id, head_view_id(7, 5, 10, &[tip(1, true), tip(2, false)]));
+        // Only views that hold nothing node-local go to L2.
+        assert!(CacheKey::View("tipset", id).shared());
+        assert!(!CacheKey::View("stats", id).shared());
+        assert!(CacheKey::Block(Hash32::digest(b"b")).shared());
     }
 
     #[test]

@@ -378,6 +378,13 @@ fn spawn_serve(dir: &TestDir, port: u16, extra: &[&str], log: &Path) -> Child {
     } else {
         &["--slot-ms", SLOT_MS]
     };
+    // Tests drive the node from one address far faster than a public client's quota;
+    // the tests of the limiter switch it on themselves.
+    let limit: &[&str] = if extra.contains(&"--rate-limit") {
+        &[]
+    } else {
+        &["--rate-limit", "off"]
+    };
     node0_command()
         .arg("serve")
         .arg("--data-dir")
@@ -386,6 +393,7 @@ fn spawn_serve(dir: &TestDir, port: u16, extra: &[&str], log: &Path) -> Child {
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .args(slot)
+        .args(limit)
         .args(["--log", "info"])
         .args(extra)
         .stdin(Stdio::null())

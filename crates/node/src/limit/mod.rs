@@ -1,0 +1,259 @@
+//! Rate limiting (SPEC §5.5): GCRA quotas per client address and route class.
+//!
+//! Without Redis the in-process limiter ([`local`]) decides. With Redis, one Lua script
+//! ([`gcra::SCRIPT`]) decides for all replicas in one round trip, against one TAT key
+//! per client and class; when Redis errs or is slower than its timeout, the local
+//! limiter decides instead (counted in `rate_limit_fallbacks_total`). Refusals are 429
+//! problem+json with `Retry-After` and the `RateLimit-*` headers of the IETF draft,
+//! which allowed answers carry too. `/health`, `/ready` and `/metrics` are exempt.
+
+pub mod client;
+pub mod gcra;
+pub mod local;
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
+
+use crate::api::problem::Problem;
+use crate::config::RateLimitConfig;
+use crate::listener::PeerAddr;
+use crate::metrics::Metrics;
+use crate::redis_link::RedisLink;
+use crate::state::AppState;
+use gcra::{Decision, Gcra};
+use local::LocalClass;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    Read,
+    Submit,
+    Admin,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Read => "read",
+            Class::Submit => "submit",
+            Class::Admin => "admin",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The class of a request, or `None` for the exempt operational routes.
+pub fn classify(method: &Method, path: &str) -> Option<Class> {
+    match path {
+        "/health" | "/ready" | "/metrics" => return None,
+        _ => {}
+    }
+    if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
+        return Some(Class::Read);
+    }
+    if path.starts_with("/api/validator/attestation/") {
+        // submit, batch and verify: the signature-checking write path.
+        Some(Class::Submit)
+    } else {
+        // The registry writes (register, exit, slash), peer calls, and anything else
+        // that changes state.
+        Some(Class::Admin)
+    }
+}
+
+struct ClassLimiter {
+    gcra: Gcra,
+    local: LocalClass,
+}
+
+pub struct Limiter {
+    classes: [ClassLimiter; 3],
+    redis: Option<Arc<RedisLink>>,
+    trusted: Vec<IpNet>,
+    sha: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Limiter {
+    /// The limiter, and a task that keeps the local limiter's memory bounded.
+    pub fn start(
+        config: &RateLimitConfig,
+        trusted: Vec<IpNet>,
+        redis: Option<Arc<RedisLink>>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Limiter> {
+        let class = |q| {
+            let gcra = Gcra::new(q);
+            ClassLimiter {
+                gcra,
+                local: LocalClass::new(gcra),
+            }
+        };
+        let limiter = Arc::new(Limiter {
+            classes: [
+                class(config.read),
+                class(config.submit),
+                class(config.admin),
+            ],
+            redis,
+            trusted,
+            sha: redis::Script::new(gcra::SCRIPT).get_hash().to_owned(),
+            metrics,
+        });
+        let weak = Arc::downgrade(&limiter);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(local::SWEEP_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(l) = weak.upgrade() else { return };
+                let keys: usize = l.classes.iter().map(|c| c.local.sweep()).sum();
+                l.metrics.rate_limit_keys.set(keys as i64);
+            }
+        });
+        limiter
+    }
+
+    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+        client::bucket(client::client_ip(peer, headers, &self.trusted))
+    }
+
+    /// Decides one request of `class` from `client` (already a bucket).
+    pub async fn decide(&self, class: Class, client: IpAddr) -> Decision {
+        let c = &self.classes[class.index()];
+        let local = c.local.check(&client);
+        let Some(link) = &self.redis else {
+            return local;
+        };
+        let key = link.key(&format!("rl:{}:{client}", class.as_str()));
+        let (interval, burst) = (c.gcra.interval_us, c.gcra.burst);
+        let sha = self.sha.clone();
+        let reply = link
+            .call(|mut conn| async move {
+                let evalsha = redis::cmd("EVALSHA")
+                    .arg(&sha)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(interval)
+                    .arg(burst)
+                    .query_async::<Vec<i64>>(&mut conn)
+                    .await;
+                match evalsha {
+                    // Redis restarted or flushed its scripts: EVAL sends the body once
+                    // and caches it again for the EVALSHAs after it.
+                    Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                        redis::cmd("EVAL")
+                            .arg(gcra::SCRIPT)
+                            .arg(1)
+                            .arg(&key)
+                            .arg(interval)
+                            .arg(burst)
+                            .query_async::<Vec<i64>>(&mut conn)
+                            .await
+                    }
+                    other => other,
+                }
+            })
+            .await;
+        match reply.map(|r| Decision::from_script(&c.gcra, &r)) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                self.metrics.rate_limit_fallback("error");
+                local
+            }
+            Err(e) => {
+                self.metrics.rate_limit_fallback(e.reason());
+                local
+            }
+        }
+    }
+}
+
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+fn set_headers(h: &mut HeaderMap, d: &Decision) {
+    h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(d.limit));
+    h.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(d.remaining));
+    h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(d.reset_s()));
+}
+
+/// The middleware: classify, find the client, decide; 429 or pass with the headers.
+pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(limiter) = state.limiter.as_ref() else {
+        return next.run(req).await;
+    };
+    let Some(class) = classify(req.method(), req.uri().path()) else {
+        return next.run(req).await;
+    };
+    // Requests that did not come through the TCP listener (in-process tests) have no
+    // peer address; they share one key.
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<PeerAddr>>()
+        .map(|c| c.0 .0.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    let client = limiter.client(peer, req.headers());
+    let d = limiter.decide(class, client).await;
+    if !d.allowed {
+        state.metrics.limited(class.as_str());
+        let retry = d.retry_after_s();
+        let mut p = Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "too many {} requests from this client; retry in {retry} s",
+                class.as_str()
+            ),
+        );
+        p.retry_after_s = Some(u32::try_from(retry).unwrap_or(u32::MAX));
+        let mut resp = p.into_response();
+        set_headers(resp.headers_mut(), &d);
+        return resp;
+    }
+    let mut resp = next.run(req).await;
+    set_headers(resp.headers_mut(), &d);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes() {
+        let get = Method::GET;
+        let post = Method::POST;
+        for exempt in ["/health", "/ready", "/metrics"] {
+            assert_eq!(classify(&get, exempt), None);
+        }
+        assert_eq!(classify(&get, "/healthz"), Some(Class::Read));
+        assert_eq!(
+            classify(&get, "/api/validator/attestation/00ff"),
+            Some(Class::Read)
+        );
+        assert_eq!(classify(&get, "/api/consensus/tipset"), Some(Class::Read));
+        for submit in ["submit", "batch", "verify"] {
+            assert_eq!(
+                classify(&post, &format!("/api/validator/attestation/{submit}")),
+                Some(Class::Submit)
+            );
+        }
+        for admin in [
+            "/api/validator/register",
+            "/api/validator/slash",
+            "/api/consensus/qc",
+        ] {
+            assert_eq!(classify(&post, admin), Some(Class::Admin));
+        }
+    }
+}
