@@ -175,10 +175,15 @@ async fn the_producer_dies_mid_load_and_the_other_replica_takes_over() {
             b["header"]["height"]
         );
         for p in b["header"]["parents"].as_array().expect("parents") {
-            assert!(hashes.contains(p.as_str().expect("parent")), "unknown parent");
+            assert!(
+                hashes.contains(p.as_str().expect("parent")),
+                "unknown parent"
+            );
         }
         for att in b["attestation_ids"].as_array().expect("attestation_ids") {
-            *by_id.entry(att.as_str().expect("id").to_string()).or_default() += 1;
+            *by_id
+                .entry(att.as_str().expect("id").to_string())
+                .or_default() += 1;
         }
     }
     for id in &acked {

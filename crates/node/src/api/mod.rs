@@ -85,8 +85,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             crate::limit::layer,
         ))
+        // 503, not 408: the client sent its request in time; the server (a slow or
+        // unreachable database, say) did not answer in time, and a retry may succeed.
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
             state.config.request_timeout,
         ))
         .layer(

@@ -130,7 +130,9 @@ fn as_problem(resp: Response) -> Response {
             ("method_not_allowed", "method not allowed on this route")
         }
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large"),
-        StatusCode::REQUEST_TIMEOUT => ("timeout", "the request took too long"),
+        // Problems and the load-shed answer are JSON already: a bare 503 is the
+        // per-request timeout.
+        StatusCode::SERVICE_UNAVAILABLE => ("timeout", "the request did not complete in time"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send application/json"),
         s if s.is_server_error() => ("internal", "the server failed to answer"),
         _ => ("bad_request", "the request is not valid"),
@@ -140,6 +142,7 @@ fn as_problem(resp: Response) -> Response {
         .headers()
         .get(header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+        .and_then(|v| v.parse().ok())
+        .or((status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
     p.to_response()
 }
