@@ -66,6 +66,10 @@ pub struct ConfigArgs {
     /// Requests handled at once; past it, 503 at once.
     #[arg(long, env = "NODE0_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
+    /// Memory budget of the L1 response cache for finalized attestations and blocks, in
+    /// stored (compressed) bytes.
+    #[arg(long, env = "NODE0_CACHE_L1_BYTES")]
+    pub cache_l1_bytes: Option<u64>,
     /// Log filter (`info`, `node0=debug,warn`, ...).
     #[arg(long, env = "NODE0_LOG")]
     pub log: Option<String>,
@@ -138,6 +142,7 @@ pub struct FileConfig {
     pub max_block_attestations: Option<usize>,
     pub request_timeout_ms: Option<u64>,
     pub max_concurrent_requests: Option<usize>,
+    pub cache_l1_bytes: Option<u64>,
     pub log: Option<String>,
     pub log_format: Option<LogFormat>,
     pub redis_prefix: Option<String>,
@@ -201,6 +206,7 @@ pub struct Config {
     pub max_block_attestations: usize,
     pub request_timeout: Duration,
     pub max_concurrent_requests: usize,
+    pub cache_l1_bytes: u64,
     pub log: String,
     pub log_format: LogFormat,
     /// `None`: the default, `node0:{chain_id}:`, chosen when the chain id is known.
@@ -388,6 +394,10 @@ impl ConfigArgs {
             slot: Duration::from_millis(slot_ms),
             max_block_attestations,
             request_timeout: Duration::from_millis(request_timeout_ms.max(1)),
+            cache_l1_bytes: self
+                .cache_l1_bytes
+                .or(file.cache_l1_bytes)
+                .unwrap_or(crate::cache::DEFAULT_BUDGET_BYTES),
             max_concurrent_requests: self
                 .max_concurrent_requests
                 .or(file.max_concurrent_requests)

@@ -107,7 +107,7 @@ impl AppState {
         });
         let mut cache = ResponseCache::new(
             crate::cache::codec::Codec::default(),
-            crate::cache::DEFAULT_BUDGET_BYTES,
+            config.cache_l1_bytes,
             cache_metrics,
         );
         if let Some(link) = &redis {
