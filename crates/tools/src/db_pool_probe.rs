@@ -57,9 +57,10 @@ use crate::attest::random_nonce;
 pub const SCHEMA_PREFIX: &str = "node0_probe_";
 /// Attestations stored in the probe's own schema before the run, for reads to find.
 const SEED: usize = 256;
-/// Pre-signed attestations for a timed run that writes; when they run out, writes go on
-/// with the same ones again (reported as `already_stored`).
-const PRESIGN_TIMED: usize = 20_000;
+/// Pre-signed attestations per second of a timed run that writes (more than a small box
+/// writes); when they run out, writes go on with the same ones again (reported as
+/// `already_stored`).
+const PRESIGN_PER_S: usize = 8_000;
 const PRESIGN_CAP: usize = 1_000_000;
 /// Largest value the histograms hold: one hour, in microseconds.
 const HIST_MAX_US: u64 = 3_600_000_000;
@@ -849,7 +850,10 @@ async fn probe(
                 .unwrap_or(PRESIGN_CAP)
                 .min(PRESIGN_CAP)
         } else {
-            PRESIGN_TIMED
+            usize::try_from(args.duration_s)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(PRESIGN_PER_S)
+                .min(PRESIGN_CAP)
         };
         let signed = tokio::task::spawn_blocking(move || presign(SEED + to_sign))
             .await
