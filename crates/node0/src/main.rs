@@ -63,6 +63,10 @@ enum Command {
         #[arg(long, default_value_t = 200)]
         requests: u32,
     },
+    /// Saturate the PostgreSQL store's connection pool with concurrent store operations;
+    /// print acquire-wait and latency percentiles, connections in use and errors as JSON.
+    /// Exits 1 when it cannot connect at all.
+    DbPoolProbe(bizra_tools::db_pool_probe::ProbeArgs),
     /// Print the version and the protocol this build speaks.
     Version,
 }
@@ -194,6 +198,10 @@ async fn main() -> anyhow::Result<()> {
             if !report.ok {
                 bail!("connections were not reused");
             }
+        }
+        Command::DbPoolProbe(args) => {
+            let report = bizra_tools::db_pool_probe::run(&args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Command::Version => println!(
             "node0 {} (attestations {}, default chain {})",

@@ -1,9 +1,10 @@
 //! Client-side tools of BIZRA Node0, each a `node0` subcommand: building and submitting
-//! attestations, the smoke test, the load generator (`bench`), and (later) the probes.
+//! attestations, the smoke test, the load generator (`bench`), and the probes (`keepalive`, `db_pool_probe`).
 
 pub mod attest;
 pub mod bench;
 pub mod client;
+pub mod db_pool_probe;
 pub mod keepalive;
 pub mod smoke;
 pub mod verify_compression;

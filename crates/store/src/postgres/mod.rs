@@ -232,6 +232,24 @@ impl PostgresStore {
         Ok(conn?)
     }
 
+    /// Diagnostics (`node0 db-pool-probe --hold-ms`): takes a connection from this store's
+    /// pool, exactly as every store operation does (timed for [`PgConfig::on_acquire`]),
+    /// and keeps it busy inside a read-only transaction for `hold` (`pg_sleep`, bounded
+    /// by the statement timeout), so a probe can saturate the pool on purpose. Writes
+    /// nothing and takes no lock.
+    pub async fn hold_connection(&self, hold: Duration) -> Result<(), StoreError> {
+        let mut conn = self.acquire().await?;
+        let mut tx = conn.begin().await?;
+        // Simple query protocol: a utility statement, never prepared.
+        sqlx::Executor::execute(&mut *tx, "SET TRANSACTION READ ONLY").await?;
+        self.query("SELECT pg_sleep($1)")
+            .bind(hold.as_secs_f64())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// A statement, prepared and cached per connection unless in PgBouncer mode.
     pub(crate) fn query<'q>(
         &self,
