@@ -187,6 +187,11 @@ impl PostgresStore {
             .min_connections(1)
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(Some(config.idle_timeout))
+            // No ping before each use: it doubled the round trips of every operation.
+            // sqlx already pings a connection when it is returned, and drops it if that
+            // fails; a connection broken in between fails its one statement as
+            // `Unavailable` (a 503), and is dropped then.
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let schema: String = sqlx::query_scalar("SELECT current_schema()")
