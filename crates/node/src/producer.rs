@@ -181,7 +181,15 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
         return Err(ProduceError::NotLeader);
     }
     let created = now_ms();
-    state.store.insert_block(&block, created).await?;
+    state
+        .store
+        .insert_block_fenced(
+            &block,
+            created,
+            crate::leadership::LEASE_NAME,
+            state.leadership.holder(),
+        )
+        .await?;
     chain
         .dag
         .insert(&block)

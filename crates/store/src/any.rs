@@ -152,6 +152,16 @@ impl Store for AnyStore {
         dispatch!(self, s => s.insert_block(block, created_at_ms).await)
     }
 
+    async fn insert_block_fenced(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        lease: &str,
+        holder: &str,
+    ) -> Result<BlockInsert, StoreError> {
+        dispatch!(self, s => s.insert_block_fenced(block, created_at_ms, lease, holder).await)
+    }
+
     async fn mark_finalized(
         &self,
         hashes: &[Hash32],

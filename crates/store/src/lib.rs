@@ -130,6 +130,17 @@ pub trait Store: Send + Sync + 'static {
         created_at_ms: u64,
     ) -> impl Future<Output = Result<BlockInsert, StoreError>> + Send;
 
+    /// [`Store::insert_block`], but only while `holder` holds the lease `lease`, checked
+    /// in the same transaction (a fence: a producer whose lease lapsed cannot store a
+    /// block, however long it was paused). `Conflict` when it does not hold it.
+    fn insert_block_fenced(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        lease: &str,
+        holder: &str,
+    ) -> impl Future<Output = Result<BlockInsert, StoreError>> + Send;
+
     /// Marks `hashes` final (the caller passes the head and its newly final ancestors) and
     /// stores `qc` on its own block, in one transaction. Returns how many were not final
     /// before. `NotFound` for an unknown hash.

@@ -89,10 +89,13 @@ async fn misplaced(
     )))
 }
 
+/// `fence`: (lease name, holder) that must still hold the lease, checked inside the
+/// transaction that stores the block.
 pub(super) async fn insert(
     store: &PostgresStore,
     block: &Block,
     created_at_ms: u64,
+    fence: Option<(&str, &str)>,
 ) -> Result<BlockInsert, StoreError> {
     block
         .check_integrity()
@@ -107,6 +110,25 @@ pub(super) async fn insert(
 
     let mut conn = store.acquire().await?;
     let mut tx = conn.begin().await?;
+    if let Some((name, holder)) = fence {
+        // FOR SHARE: another replica cannot take the lease over until this transaction
+        // ends, so a block is only ever stored by the lease's holder.
+        let held: Option<i32> = store
+            .query_scalar(
+                "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 \
+                 AND expires_at > clock_timestamp() FOR SHARE",
+            )
+            .bind(name)
+            .bind(holder)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if held.is_none() {
+            return Err(StoreError::Conflict(format!(
+                "lease {name} is not held by {holder}: block {} not stored",
+                block.hash
+            )));
+        }
+    }
     // ON CONFLICT rather than a read first: two replicas storing the same block at once
     // must not both see it missing.
     let inserted = store

@@ -364,7 +364,17 @@ impl Store for PostgresStore {
         block: &Block,
         created_at_ms: u64,
     ) -> Result<BlockInsert, StoreError> {
-        blocks::insert(self, block, created_at_ms).await
+        blocks::insert(self, block, created_at_ms, None).await
+    }
+
+    async fn insert_block_fenced(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        lease: &str,
+        holder: &str,
+    ) -> Result<BlockInsert, StoreError> {
+        blocks::insert(self, block, created_at_ms, Some((lease, holder))).await
     }
 
     async fn mark_finalized(

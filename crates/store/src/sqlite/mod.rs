@@ -220,6 +220,17 @@ impl Store for SqliteStore {
         blocks::insert(&self.writer, block, created_at_ms).await
     }
 
+    /// One process holds every lease of the embedded store (see `acquire_lease`).
+    async fn insert_block_fenced(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        _lease: &str,
+        _holder: &str,
+    ) -> Result<BlockInsert, StoreError> {
+        blocks::insert(&self.writer, block, created_at_ms).await
+    }
+
     async fn mark_finalized(
         &self,
         hashes: &[Hash32],

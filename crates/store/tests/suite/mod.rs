@@ -53,6 +53,7 @@ macro_rules! store_suite {
             impact_summary_by_block_time,
             ping_and_pool_stats,
             a_lease_is_held_by_one_holder_at_a_time,
+            a_fenced_block_is_stored_only_by_the_lease_holder,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -827,5 +828,33 @@ pub async fn a_lease_is_held_by_one_holder_at_a_time<H: Harness>(h: &H) {
         // Not renewed: it lapses after its ttl.
         tokio::time::sleep(ttl + std::time::Duration::from_millis(100)).await;
         assert!(s.acquire_lease("producer", "a", ttl).await.unwrap());
+    }
+}
+
+pub async fn a_fenced_block_is_stored_only_by_the_lease_holder<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let items = batch(&key(1), "alice", 0, 4);
+    insert_all(&s, &items).await;
+    let b1 = propose(1, vec![genesis.hash], digests(&items[..2]), 100);
+    let ttl = std::time::Duration::from_secs(5);
+    assert!(s.acquire_lease("producer", "a", ttl).await.unwrap());
+    assert_eq!(
+        s.insert_block_fenced(&b1, 100, "producer", "a")
+            .await
+            .unwrap(),
+        BlockInsert::Inserted
+    );
+    if h.shared() {
+        let b2 = propose(2, vec![b1.hash], digests(&items[2..]), 200);
+        let err = s
+            .insert_block_fenced(&b2, 200, "producer", "b")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        // Nothing of the refused block was written.
+        assert!(s.get_block(&b2.hash).await.unwrap().is_none());
+        assert_eq!(s.count_pending_attestations().await.unwrap(), 2);
     }
 }
