@@ -47,6 +47,14 @@ pub(crate) fn unpack_hashes(bytes: &[u8], what: &str) -> Result<Vec<Hash32>, Sto
     chunks.map(|c| to_hash(c, what)).collect()
 }
 
+/// Wall-clock milliseconds, for bookkeeping columns such as `applied_at_ms`.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
 /// Page sizes below 1 make no page; above [`crate::MAX_PAGE_LIMIT`] they are clamped.
 pub(crate) fn clamp_limit(limit: u32) -> u32 {
     limit.clamp(1, crate::MAX_PAGE_LIMIT)

@@ -9,6 +9,34 @@ use crate::codec::{to_hash, to_pubkey, to_signature, to_u64, unpack_hashes};
 use crate::error::StoreError;
 use crate::types::{AttestationRecord, AttestationStatus, BlockRef, RegistryEntry, StoredBlock};
 
+/// `SELECT` of a full attestation record (joined with its block) followed by `$tail`,
+/// the backend's own `WHERE`/`ORDER BY` with its placeholders. Columns match
+/// [`AttestationRow`].
+macro_rules! select_record {
+    ($tail:literal) => {
+        concat!(
+            "SELECT a.seq, a.digest, a.attester_pubkey, a.nonce, a.attester_id, a.body, \
+             a.impact_score, a.received_at_ms, a.block_hash, a.block_index, \
+             b.height AS block_height, b.finalized AS block_finalized \
+             FROM attestations a LEFT JOIN blocks b ON b.hash = a.block_hash ",
+            $tail
+        )
+    };
+}
+pub(crate) use select_record;
+
+/// `SELECT` of a full block row followed by `$tail`. Columns match [`BlockRow`].
+macro_rules! select_block {
+    ($tail:literal) => {
+        concat!(
+            "SELECT hash, header, signature, attestation_ids, finalized, finalized_at_ms, qc, \
+             created_at_ms FROM blocks ",
+            $tail
+        )
+    };
+}
+pub(crate) use select_block;
+
 /// The columns of an attestation joined with its block.
 pub(crate) struct AttestationRow<'r> {
     pub seq: i64,

@@ -12,26 +12,13 @@ use super::{LockPurpose, PostgresStore};
 use crate::codec::{clamp_limit, to_hash, to_i64, to_u64};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
-use crate::rows::AttestationRow;
+use crate::rows::{select_record, AttestationRow};
 use crate::types::{
     AttestationRecord, AttesterImpact, ImpactSummary, InsertOutcome, NewAttestation,
 };
 
 pub(super) const COUNT_ALL: &str = "attestations";
 pub(super) const COUNT_PENDING: &str = "pending_attestations";
-
-/// `SELECT` of a full record (attestation joined with its block) followed by `$tail`.
-macro_rules! select_record {
-    ($tail:literal) => {
-        concat!(
-            "SELECT a.seq, a.digest, a.attester_pubkey, a.nonce, a.attester_id, a.body, \
-             a.impact_score, a.received_at_ms, a.block_hash, a.block_index, \
-             b.height AS block_height, b.finalized AS block_finalized \
-             FROM attestations a LEFT JOIN blocks b ON b.hash = a.block_hash ",
-            $tail
-        )
-    };
-}
 
 fn record(row: &PgRow) -> Result<AttestationRecord, StoreError> {
     AttestationRow {

@@ -9,19 +9,8 @@ use sqlx::{Connection, PgConnection, Row};
 use super::PostgresStore;
 use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
-use crate::rows::BlockRow;
+use crate::rows::{select_block, BlockRow};
 use crate::types::{BlockInsert, StoredBlock};
-
-/// `SELECT` of a full block row followed by `$tail`.
-macro_rules! select_block {
-    ($tail:literal) => {
-        concat!(
-            "SELECT hash, header, signature, attestation_ids, finalized, finalized_at_ms, qc, \
-             created_at_ms FROM blocks ",
-            $tail
-        )
-    };
-}
 
 fn stored_block(row: &PgRow) -> Result<StoredBlock, StoreError> {
     BlockRow {

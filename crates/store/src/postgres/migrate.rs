@@ -3,11 +3,10 @@
 //! transaction). Replicas may start together, so the whole run holds an advisory lock: the
 //! second one waits, then finds nothing left to do.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sqlx::{Connection, Executor};
 
 use super::{LockPurpose, PostgresStore};
+use crate::codec::now_ms;
 use crate::error::StoreError;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -64,13 +63,6 @@ pub(super) async fn current(
         .fetch_one(conn)
         .await?;
     Ok(v.unwrap_or(0))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

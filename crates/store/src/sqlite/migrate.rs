@@ -2,10 +2,9 @@
 //! its own transaction together with its `schema_version` row, so a crash mid-migration
 //! leaves the previous version intact.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use sqlx::{Executor, SqlitePool};
 
+use crate::codec::now_ms;
 use crate::error::StoreError;
 
 /// (version, name, SQL), in order. Append only: a released migration never changes.
@@ -59,13 +58,6 @@ pub(super) async fn current(pool: &SqlitePool) -> Result<i64, StoreError> {
         .fetch_one(pool)
         .await?;
     Ok(v.unwrap_or(0))
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
