@@ -13,6 +13,7 @@ pub mod leadership;
 pub mod limit;
 pub mod listener;
 pub mod metrics;
+pub mod peers;
 pub mod producer;
 pub mod redis_link;
 pub mod server;
