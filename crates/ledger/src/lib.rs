@@ -11,6 +11,7 @@ pub mod genesis;
 pub mod hash;
 pub mod merkle;
 pub mod params;
+pub mod proposal;
 pub mod registry;
 pub mod vote;
 pub mod weight;
