@@ -53,6 +53,23 @@ pub struct StateLabels {
     pub state: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerOutcomeLabels {
+    pub peer: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerTransitionLabels {
+    pub peer: String,
+    pub to: String,
+}
+
 /// Latency buckets from 50 µs to 10 s: a cached read answers in tens of microseconds,
 /// a durable write in milliseconds.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -71,6 +88,7 @@ fn size_histogram() -> Histogram {
 }
 
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+type PeerLatencyFamily = Family<PeerLabels, Histogram, fn() -> Histogram>;
 
 pub struct Metrics {
     registry: Registry,
@@ -108,6 +126,14 @@ pub struct Metrics {
     pub rate_limited: Family<ClassLabels, Counter>,
     pub rate_limit_fallbacks: Family<ReasonLabels, Counter>,
     pub rate_limit_keys: Gauge,
+    pub peer_request_duration: PeerLatencyFamily,
+    pub peer_calls: Family<PeerOutcomeLabels, Counter>,
+    pub circuit_breaker_state: Family<PeerLabels, Gauge>,
+    pub circuit_breaker_transitions: Family<PeerTransitionLabels, Counter>,
+    /// Proposal fan-outs and QC announcements under way.
+    pub peer_tasks: Gauge,
+    pub votes_received: Counter,
+    pub blocks_accepted: Counter,
 }
 
 impl Default for Metrics {
@@ -307,6 +333,49 @@ impl Metrics {
             "Client keys held by the local rate limiter",
             rate_limit_keys.clone(),
         );
+        let peer_request_duration: PeerLatencyFamily =
+            Family::new_with_constructor(latency_histogram);
+        registry.register(
+            "peer_request_duration_seconds",
+            "Duration of calls to peer validators (all attempts), by peer",
+            peer_request_duration.clone(),
+        );
+        let peer_calls = Family::<PeerOutcomeLabels, Counter>::default();
+        registry.register(
+            "peer_calls",
+            "Calls to peer validators by outcome (ok, refused, timeout, connect, error, breaker_open)",
+            peer_calls.clone(),
+        );
+        let circuit_breaker_state = Family::<PeerLabels, Gauge>::default();
+        registry.register(
+            "circuit_breaker_state",
+            "Circuit breaker per peer: 0 closed, 1 open, 2 half-open",
+            circuit_breaker_state.clone(),
+        );
+        let circuit_breaker_transitions = Family::<PeerTransitionLabels, Counter>::default();
+        registry.register(
+            "circuit_breaker_transitions",
+            "Circuit breaker state changes per peer",
+            circuit_breaker_transitions.clone(),
+        );
+        let peer_tasks = Gauge::default();
+        registry.register(
+            "peer_tasks",
+            "Proposal fan-outs, QC announcements and catch-ups under way",
+            peer_tasks.clone(),
+        );
+        let votes_received = Counter::default();
+        registry.register(
+            "votes_received",
+            "Valid votes received from peer validators",
+            votes_received.clone(),
+        );
+        let blocks_accepted = Counter::default();
+        registry.register(
+            "blocks_accepted",
+            "Blocks from the proposer this node checked and stored",
+            blocks_accepted.clone(),
+        );
         Metrics {
             registry,
             http_requests,
@@ -341,6 +410,13 @@ impl Metrics {
             rate_limited,
             rate_limit_fallbacks,
             rate_limit_keys,
+            peer_request_duration,
+            peer_calls,
+            circuit_breaker_state,
+            circuit_breaker_transitions,
+            peer_tasks,
+            votes_received,
+            blocks_accepted,
         }
     }
 

@@ -1,0 +1,378 @@
+//! The peers this node calls: one pooled HTTP client for all of them, a circuit breaker
+//! and call statistics per peer, every call timed and counted in `/metrics`.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bizra_ledger::Hash32;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::breaker::{Breaker, BreakerConfig, BreakerState, Transition};
+use super::retry::{peer_client, RetryPolicy};
+use crate::clock::now_ms;
+use crate::metrics::{Metrics, PeerLabels, PeerOutcomeLabels, PeerTransitionLabels};
+
+/// Largest response body read from a peer: a block proposal of 4,096 attestations is
+/// about 6 MiB; anything far larger is garbage and must not exhaust memory.
+pub const MAX_PEER_BODY: usize = 32 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("circuit breaker open; next probe in {0:?}")]
+    BreakerOpen(Duration),
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    #[error("timed out")]
+    Timeout,
+    /// The peer answered with a problem (4xx): it is up and said no.
+    #[error("refused with {status} {code}: {detail}")]
+    Refused {
+        status: u16,
+        code: String,
+        detail: String,
+    },
+    /// A 5xx, a body that does not parse, a body too large: the peer is unwell.
+    #[error("bad answer: {0}")]
+    BadAnswer(String),
+}
+
+impl PeerError {
+    fn outcome(&self) -> &'static str {
+        match self {
+            PeerError::BreakerOpen(_) => "breaker_open",
+            PeerError::Connect(_) => "connect",
+            PeerError::Timeout => "timeout",
+            PeerError::Refused { .. } => "refused",
+            PeerError::BadAnswer(_) => "bad_answer",
+        }
+    }
+
+    /// Whether the call counts as a failure of the peer (a refusal does not: the peer
+    /// is up and checked what it was sent).
+    fn is_peer_failure(&self) -> bool {
+        !matches!(self, PeerError::Refused { .. })
+    }
+}
+
+/// What the last call to a peer showed.
+#[derive(Debug, Clone, Default)]
+struct LastCall {
+    ok_at_ms: Option<u64>,
+    latency_ms: Option<f64>,
+    error: Option<String>,
+    error_at_ms: Option<u64>,
+}
+
+pub struct Peer {
+    /// Base URL without a trailing slash.
+    pub url: String,
+    /// The validator this node is, when the genesis or registry names it.
+    pub validator_id: Option<Hash32>,
+    breaker: Breaker,
+    last: Mutex<LastCall>,
+}
+
+/// One peer as `/api/p2p/peers` shows it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct PeerView {
+    pub url: String,
+    pub validator_id: Option<String>,
+    /// Whether the last call got an answer.
+    pub reachable: Option<bool>,
+    pub latency_ms: Option<f64>,
+    pub last_ok_at_ms: Option<u64>,
+    pub last_error: Option<String>,
+    pub last_error_at_ms: Option<u64>,
+    /// `closed`, `open` or `half_open`.
+    pub circuit_breaker: String,
+    /// Calls and failures in the breaker's rolling window.
+    pub window_calls: u32,
+    pub window_failures: u32,
+}
+
+pub struct PeerSet {
+    client: reqwest::Client,
+    retry: RetryPolicy,
+    peers: Vec<Arc<Peer>>,
+    metrics: Arc<Metrics>,
+}
+
+impl PeerSet {
+    /// `peers`: base URLs, with the validator id when known. Duplicate URLs are merged.
+    pub fn new(
+        peers: Vec<(String, Option<Hash32>)>,
+        call_timeout: Duration,
+        breaker: BreakerConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<PeerSet, reqwest::Error> {
+        let mut list: Vec<Arc<Peer>> = Vec::new();
+        for (url, id) in peers {
+            let url = url.trim_end_matches('/').to_string();
+            if let Some(existing) = list.iter_mut().find(|p| p.url == url) {
+                if existing.validator_id.is_none() && id.is_some() {
+                    *existing = Arc::new(Peer::new(url, id, breaker.clone()));
+                }
+                continue;
+            }
+            list.push(Arc::new(Peer::new(url, id, breaker.clone())));
+        }
+        for p in &list {
+            metrics
+                .circuit_breaker_state
+                .get_or_create(&PeerLabels {
+                    peer: p.url.clone(),
+                })
+                .set(BreakerState::Closed.gauge());
+        }
+        Ok(PeerSet {
+            client: peer_client(call_timeout)?,
+            retry: RetryPolicy::default(),
+            peers: list,
+            metrics,
+        })
+    }
+
+    pub fn peers(&self) -> &[Arc<Peer>] {
+        &self.peers
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.peers.is_empty()
+    }
+
+    pub fn by_validator(&self, id: &Hash32) -> Option<&Arc<Peer>> {
+        self.peers
+            .iter()
+            .find(|p| p.validator_id.as_ref() == Some(id))
+    }
+
+    pub fn views(&self) -> Vec<PeerView> {
+        let now = Instant::now();
+        self.peers.iter().map(|p| p.view(now)).collect()
+    }
+
+    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        peer: &Peer,
+        path: &str,
+        body: &B,
+    ) -> Result<T, PeerError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| PeerError::BadAnswer(format!("cannot encode the request: {e}")))?;
+        let url = format!("{}{path}", peer.url);
+        self.call(peer, || {
+            self.client
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone())
+        })
+        .await
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        peer: &Peer,
+        path: &str,
+    ) -> Result<T, PeerError> {
+        let url = format!("{}{path}", peer.url);
+        self.call(peer, || self.client.get(&url)).await
+    }
+
+    /// One call through the peer's breaker, with the retry policy, timed and counted.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        peer: &Peer,
+        request: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<T, PeerError> {
+        let (permit, transition) = peer.breaker.try_acquire(Instant::now());
+        self.note_transition(peer, transition);
+        let permit = match permit {
+            Ok(p) => p,
+            Err(rejected) => {
+                let e = PeerError::BreakerOpen(rejected.retry_after);
+                self.count(peer, &e);
+                return Err(e);
+            }
+        };
+        let started = Instant::now();
+        let (answer, _attempts) = self
+            .retry
+            .run(|| async {
+                let response = request().send().await?;
+                let status = response.status();
+                let body = read_limited(response).await?;
+                Ok((status, body))
+            })
+            .await;
+        let elapsed = started.elapsed();
+        self.metrics
+            .peer_request_duration
+            .get_or_create(&PeerLabels {
+                peer: peer.url.clone(),
+            })
+            .observe(elapsed.as_secs_f64());
+        let result = match answer {
+            Err(e) => Err(classify(&e)),
+            Ok((status, body)) => decode(status, &body),
+        };
+        let failed = result
+            .as_ref()
+            .err()
+            .is_some_and(PeerError::is_peer_failure);
+        let transition = peer.breaker.record(permit, !failed, Instant::now());
+        self.note_transition(peer, transition);
+        peer.note(&result, elapsed);
+        match &result {
+            Ok(_) => self.count_ok(peer),
+            Err(e) => self.count(peer, e),
+        }
+        result
+    }
+
+    fn count_ok(&self, peer: &Peer) {
+        self.metrics
+            .peer_calls
+            .get_or_create(&PeerOutcomeLabels {
+                peer: peer.url.clone(),
+                outcome: "ok".into(),
+            })
+            .inc();
+    }
+
+    fn count(&self, peer: &Peer, e: &PeerError) {
+        self.metrics
+            .peer_calls
+            .get_or_create(&PeerOutcomeLabels {
+                peer: peer.url.clone(),
+                outcome: e.outcome().into(),
+            })
+            .inc();
+    }
+
+    fn note_transition(&self, peer: &Peer, t: Option<Transition>) {
+        let Some(t) = t else { return };
+        tracing::info!(peer = %peer.url, from = t.from.as_str(), to = t.to.as_str(), "circuit breaker");
+        self.metrics
+            .circuit_breaker_state
+            .get_or_create(&PeerLabels {
+                peer: peer.url.clone(),
+            })
+            .set(t.to.gauge());
+        self.metrics
+            .circuit_breaker_transitions
+            .get_or_create(&PeerTransitionLabels {
+                peer: peer.url.clone(),
+                to: t.to.as_str().into(),
+            })
+            .inc();
+    }
+}
+
+impl Peer {
+    fn new(url: String, validator_id: Option<Hash32>, breaker: BreakerConfig) -> Peer {
+        Peer {
+            url,
+            validator_id,
+            breaker: Breaker::new(breaker),
+            last: Mutex::new(LastCall::default()),
+        }
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state(Instant::now())
+    }
+
+    fn note<T>(&self, result: &Result<T, PeerError>, elapsed: Duration) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = now_ms();
+        match result {
+            Ok(_) | Err(PeerError::Refused { .. }) => {
+                last.ok_at_ms = Some(now);
+                last.latency_ms = Some(elapsed.as_secs_f64() * 1000.0);
+                if result.is_ok() {
+                    last.error = None;
+                }
+            }
+            Err(e) => {
+                last.error = Some(e.to_string());
+                last.error_at_ms = Some(now);
+            }
+        }
+    }
+
+    fn view(&self, now: Instant) -> PeerView {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let (window_calls, window_failures) = self.breaker.window_counts(now);
+        let reachable = match (last.ok_at_ms, last.error_at_ms) {
+            (None, None) => None,
+            (Some(ok), Some(err)) => Some(ok >= err),
+            (ok, _) => Some(ok.is_some()),
+        };
+        PeerView {
+            url: self.url.clone(),
+            validator_id: self.validator_id.map(|h| h.to_hex()),
+            reachable,
+            latency_ms: last.latency_ms,
+            last_ok_at_ms: last.ok_at_ms,
+            last_error: last.error,
+            last_error_at_ms: last.error_at_ms,
+            circuit_breaker: self.breaker.state(now).as_str().into(),
+            window_calls,
+            window_failures,
+        }
+    }
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_PEER_BODY {
+            // Keep what fits: `decode` reports the body as too large.
+            body.extend_from_slice(&chunk[..MAX_PEER_BODY.saturating_sub(body.len())]);
+            body.push(0);
+            break;
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn classify(e: &reqwest::Error) -> PeerError {
+    if e.is_timeout() {
+        PeerError::Timeout
+    } else if e.is_connect() {
+        PeerError::Connect(e.to_string())
+    } else {
+        PeerError::BadAnswer(e.to_string())
+    }
+}
+
+fn decode<T: DeserializeOwned>(status: reqwest::StatusCode, body: &[u8]) -> Result<T, PeerError> {
+    if body.len() > MAX_PEER_BODY {
+        return Err(PeerError::BadAnswer(format!(
+            "body larger than {MAX_PEER_BODY} bytes"
+        )));
+    }
+    if status.is_success() {
+        return serde_json::from_slice(body)
+            .map_err(|e| PeerError::BadAnswer(format!("body does not parse: {e}")));
+    }
+    if status.is_client_error() {
+        #[derive(serde::Deserialize)]
+        struct ProblemBody {
+            code: Option<String>,
+            detail: Option<String>,
+        }
+        let p: Option<ProblemBody> = serde_json::from_slice(body).ok();
+        return Err(PeerError::Refused {
+            status: status.as_u16(),
+            code: p
+                .as_ref()
+                .and_then(|p| p.code.clone())
+                .unwrap_or_else(|| "unknown".into()),
+            detail: p.and_then(|p| p.detail).unwrap_or_default(),
+        });
+    }
+    Err(PeerError::BadAnswer(format!("status {status}")))
+}
