@@ -365,9 +365,14 @@ impl Chain {
                 })
             })
             .collect();
+        // A final tip counts its certificate's weight: the same on every node that
+        // holds the certificate, whatever late votes each node saw.
         let tips_weight = tips
             .iter()
-            .map(|t| self.finality.weight(&t.hash, &active))
+            .map(|t| match self.finality.certificate(&t.hash) {
+                Some(qc) => qc.weight,
+                None => self.finality.weight(&t.hash, &active),
+            })
             .fold(0u64, u64::saturating_add);
         let times: Vec<u64> = self.recent.iter().map(|(_, r)| r.timestamp_ms).collect();
         let avg_block_time_ms = (times.len() >= 2).then(|| {

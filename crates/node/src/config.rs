@@ -51,6 +51,13 @@ pub struct ConfigArgs {
     /// Comma-separated base URLs of peer nodes.
     #[arg(long, env = "NODE0_PEERS", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
+    /// Per-call timeout of requests to peer validators, in milliseconds.
+    #[arg(long, env = "NODE0_PEER_TIMEOUT_MS")]
+    pub peer_timeout_ms: Option<u64>,
+    /// How long a peer's circuit breaker stays open before it probes again, in
+    /// milliseconds.
+    #[arg(long, env = "NODE0_PEER_BREAKER_OPEN_MS")]
+    pub peer_breaker_open_ms: Option<u64>,
     /// Genesis file to start a new data directory with.
     #[arg(long, env = "NODE0_GENESIS")]
     pub genesis: Option<PathBuf>,
@@ -137,6 +144,8 @@ pub struct FileConfig {
     pub db_pgbouncer: Option<bool>,
     pub redis_url: Option<String>,
     pub peers: Option<Vec<String>>,
+    pub peer_timeout_ms: Option<u64>,
+    pub peer_breaker_open_ms: Option<u64>,
     pub genesis: Option<PathBuf>,
     pub slot_ms: Option<u64>,
     pub max_block_attestations: Option<usize>,
@@ -201,6 +210,10 @@ pub struct Config {
     pub database: Option<bizra_store::PgConfig>,
     pub redis_url: Option<String>,
     pub peers: Vec<String>,
+    /// Per-call timeout of peer requests (each of up to 3 attempts).
+    pub peer_call_timeout: Duration,
+    /// How long a peer's breaker stays open (SPEC §5.3: 30 s).
+    pub peer_breaker_open: Duration,
     pub genesis: Option<PathBuf>,
     pub slot: Duration,
     pub max_block_attestations: usize,
@@ -390,6 +403,18 @@ impl ConfigArgs {
             database,
             redis_url,
             peers,
+            peer_call_timeout: Duration::from_millis(
+                self.peer_timeout_ms
+                    .or(file.peer_timeout_ms)
+                    .unwrap_or(4_000)
+                    .max(1),
+            ),
+            peer_breaker_open: Duration::from_millis(
+                self.peer_breaker_open_ms
+                    .or(file.peer_breaker_open_ms)
+                    .unwrap_or(30_000)
+                    .max(1),
+            ),
             genesis: self.genesis.clone().or(file.genesis),
             slot: Duration::from_millis(slot_ms),
             max_block_attestations,

@@ -19,6 +19,7 @@ pub mod redis_link;
 pub mod server;
 pub mod state;
 pub mod submit;
+pub mod validator;
 
 pub use config::{Config, ConfigArgs};
 pub use server::{Node, NodeError};

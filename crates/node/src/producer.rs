@@ -4,10 +4,10 @@
 //! reach the threshold.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bizra_ledger::block::Block;
-use bizra_ledger::finality::VoteOutcome;
 use bizra_ledger::vote::Vote;
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
@@ -16,6 +16,8 @@ use tokio::sync::watch;
 
 use crate::clock::now_ms;
 use crate::state::AppState;
+use crate::validator::fanout::{load_proposal, resolicit, solicit};
+use crate::validator::finality::{count_vote, publish_finalized, FinalityStepError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
@@ -113,6 +115,8 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
                 }
             }
         }
+        // Validators that were away or catching up are asked again, once a slot.
+        resolicit(&state).await;
     }
     tracing::info!("block producer stopped");
 }
@@ -210,32 +214,23 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
     );
 
     let vote = Vote::sign(block.hash, &state.key);
-    state.store.insert_vote(&vote).await?;
-    let active = chain.active_set();
-    let chain = &mut *chain;
-    match chain.finality.add_vote(&chain.dag, &vote, &active) {
-        Ok(VoteOutcome::Finalized {
-            certificate,
-            newly_final,
-        }) => {
-            let at = now_ms();
-            state
-                .store
-                .mark_finalized(&newly_final, Some(&certificate), at)
-                .await?;
-            chain.note_final(&block.hash, at);
-            state
-                .metrics
-                .blocks_finalized
-                .inc_by(newly_final.len() as u64);
-            for h in &newly_final {
-                publish_finalized(state, chain, h);
-            }
+    let finalized = match count_vote(state, &mut chain, &vote).await {
+        Ok(qc) => qc.is_some(),
+        Err(FinalityStepError::Store(e)) => return Err(e.into()),
+        Err(e) => {
+            tracing::warn!(error = %e, "own vote not counted");
+            false
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "own vote not counted"),
+    };
+    state.publish_head(&chain);
+    drop(chain);
+    if !finalized && !state.network.peers.is_empty() {
+        // The attestations were just read for this block; the peers get them from here.
+        match load_proposal(state, block).await {
+            Ok(p) => solicit(state, Arc::new(p)),
+            Err(e) => tracing::warn!(error = %e, "cannot build the proposal for the peers"),
+        }
     }
-    state.publish_head(chain);
     Ok(Some(count))
 }
 
@@ -277,11 +272,4 @@ async fn apply_registry_entries(
         }
     }
     Ok(())
-}
-
-fn publish_finalized(state: &AppState, chain: &crate::chain::Chain, hash: &Hash32) {
-    let height = chain.dag.header(hash).map(|h| h.height);
-    state
-        .events
-        .publish("block_finalized", json!({"hash": hash, "height": height}));
 }

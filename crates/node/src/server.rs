@@ -64,11 +64,6 @@ pub struct Node {
 impl Node {
     /// Prepares the data directory, opens the store and rebuilds the chain state.
     pub async fn open(config: Config) -> Result<Node, NodeError> {
-        if !config.peers.is_empty() {
-            return Err(NodeError::Unsupported(
-                "NODE0_PEERS: the validator network is not supported by this build yet; this node runs a single-validator network".into(),
-            ));
-        }
         let prepared = datadir::prepare(&config)?;
         let metrics = Arc::new(Metrics::new());
         let store = open_store(&config, &metrics).await?;
@@ -93,7 +88,19 @@ impl Node {
             addr: config.listen,
             source,
         })?;
-        let state = AppState::new(config, store, prepared.key, chain, metrics);
+        let network = crate::validator::Network::new(
+            &chain.genesis,
+            &prepared.key.public().validator_id(),
+            &config.peers,
+            config.peer_call_timeout,
+            crate::peers::breaker::BreakerConfig {
+                open_for: config.peer_breaker_open,
+                ..Default::default()
+            },
+            metrics.clone(),
+        )
+        .map_err(|e| NodeError::Unsupported(format!("peer client: {e}")))?;
+        let state = AppState::new(config, store, prepared.key, chain, metrics, network);
         Ok(Node { state, listener })
     }
 
@@ -117,6 +124,7 @@ impl Node {
             state.clone(),
             state.shutdown.subscribe(),
         ));
+        let catch_up = tokio::spawn(crate::validator::catchup::run(state.clone()));
         let head = state.head.load();
         tracing::info!(
             addr = %state.config.listen,
@@ -144,6 +152,18 @@ impl Node {
         if let Err(e) = producer.await {
             tracing::warn!(error = %e, "producer task ended abnormally");
         }
+        if let Err(e) = catch_up.await {
+            tracing::warn!(error = %e, "catch-up task ended abnormally");
+        }
+        // Fan-outs and announcements end on the shutdown signal; wait for them so none
+        // touches the store after it is closed.
+        state.network.tasks.close();
+        if tokio::time::timeout(PEER_TASKS_GRACE, state.network.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("peer tasks still running at shutdown");
+        }
         if let Err(e) = leadership.await {
             tracing::warn!(error = %e, "lease task ended abnormally");
         }
@@ -154,6 +174,9 @@ impl Node {
         served.map_err(NodeError::Serve)
     }
 }
+
+/// How long shutdown waits for peer tasks (they stop at the shutdown signal).
+const PEER_TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Pending connections the kernel queues before `accept`. The default of 128 overflowed
 /// under bursts of new connections, and each dropped SYN cost its client a 1 s retry.

@@ -51,6 +51,8 @@ pub struct Inner {
     pub anchor: NetworkAnchor,
     /// Whether this node proposes blocks (it is the first validator of the genesis).
     pub is_proposer: bool,
+    /// Peers, the proposer's identity, and the peer tasks under way.
+    pub network: crate::validator::Network,
     /// Whether this replica produces blocks (holds the store's producer lease).
     pub leadership: Arc<Leadership>,
     /// Written by the block producer only; readers use `head`.
@@ -79,6 +81,7 @@ impl AppState {
         key: Keypair,
         chain: Chain,
         metrics: Arc<Metrics>,
+        network: crate::validator::Network,
     ) -> AppState {
         let genesis = chain.genesis.clone();
         let genesis_block = chain.genesis_block.clone();
@@ -137,6 +140,7 @@ impl AppState {
             genesis_block,
             anchor,
             is_proposer,
+            network,
             leadership: Leadership::new(&store_for_lease, &node_id.to_hex()),
             chain: Mutex::new(chain),
             head: ArcSwap::from_pointee(head),

@@ -55,8 +55,9 @@ pub struct ReadyChecks {
 }
 
 /// Readiness: 200 when the store answers, else 503. Redis is reported but does not
-/// decide: without it the node serves from L1 and limits locally. Peers are reported as
-/// `not_configured` until the validator network is built.
+/// decide: without it the node serves from L1 and limits locally. Peers are reported
+/// (`ok`, `degraded` when a breaker is not closed, `not_configured`) but do not decide
+/// either: a node serves reads and submissions while peers are away.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, body = Ready), (status = 503, body = Ready)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
@@ -103,11 +104,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         checks: ReadyChecks {
             store,
             redis,
-            peers: Check {
-                status: "not_configured",
-                detail: Some("single-validator network".into()),
-                latency_ms: None,
-            },
+            peers: peers_check(&state),
         },
     };
     let status = if ok {
@@ -116,6 +113,33 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+fn peers_check(state: &AppState) -> Check {
+    let peers = state.network.peers.peers();
+    if peers.is_empty() {
+        return Check {
+            status: "not_configured",
+            detail: Some("single-validator network".into()),
+            latency_ms: None,
+        };
+    }
+    let closed = peers
+        .iter()
+        .filter(|p| p.breaker_state() == crate::peers::breaker::BreakerState::Closed)
+        .count();
+    Check {
+        status: if closed == peers.len() {
+            "ok"
+        } else {
+            "degraded"
+        },
+        detail: Some(format!(
+            "{closed} of {} peers with a closed circuit breaker",
+            peers.len()
+        )),
+        latency_ms: None,
+    }
 }
 
 /// Prometheus text exposition.

@@ -10,6 +10,7 @@ pub mod health;
 pub mod openapi;
 pub mod p2p;
 pub mod problem;
+pub mod proposals;
 pub mod trace;
 pub mod validators;
 
@@ -23,6 +24,8 @@ use crate::state::AppState;
 pub const SINGLE_BODY_LIMIT: usize = 64 * 1024;
 /// Body limit of the batch route.
 pub const BATCH_BODY_LIMIT: usize = 1024 * 1024;
+/// Body limit of `submit-block`: a block of 4,096 attestations is about 6 MiB.
+pub const PROPOSAL_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
 pub fn router(state: AppState) -> Router {
     let single = DefaultBodyLimit::max(SINGLE_BODY_LIMIT);
@@ -41,6 +44,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/consensus/blocks", get(consensus::blocks))
         .route("/api/consensus/finality/{hash}", get(consensus::finality))
         .route("/api/consensus/health", get(consensus::health))
+        .route(
+            "/api/consensus/block/{hash}/proposal",
+            get(proposals::proposal),
+        )
+        .route(
+            "/api/consensus/submit-block",
+            post(proposals::submit_block).layer(DefaultBodyLimit::max(PROPOSAL_BODY_LIMIT)),
+        )
+        .route("/api/consensus/qc", post(proposals::qc).layer(single))
         .route(
             "/api/validator/attestation/submit",
             post(attestations::submit).layer(single),

@@ -3,7 +3,7 @@
 use axum::response::{IntoResponse, Response};
 use utoipa::OpenApi;
 
-use super::{attestations, consensus, events, health, p2p, validators};
+use super::{attestations, consensus, events, health, p2p, proposals, validators};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,6 +12,7 @@ use super::{attestations, consensus, events, health, p2p, validators};
         health::health, health::ready, health::metrics,
         consensus::status, consensus::stats, consensus::genesis, consensus::tipset,
         consensus::block, consensus::blocks, consensus::finality, consensus::health,
+        proposals::submit_block, proposals::qc, proposals::proposal,
         attestations::submit, attestations::batch, attestations::verify,
         attestations::get_one, attestations::list,
         validators::list, validators::stats, validators::one, validators::epoch_summary,

@@ -1,10 +1,11 @@
-//! Peer status. A single-validator network has no peers; the validator network (peer
-//! client, breakers) plugs in here.
+//! Peer status: every peer this node calls, with reachability, latency and its circuit
+//! breaker (SPEC §4, §5.3).
 
 use axum::extract::State;
 use axum::Json;
 use serde::Serialize;
 
+use crate::peers::set::PeerView;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -13,19 +14,9 @@ pub struct Peers {
     pub count: usize,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct PeerView {
-    pub url: String,
-}
-
 #[utoipa::path(get, path = "/api/p2p/peers", tag = "p2p", responses((status = 200, body = Peers)))]
 pub async fn peers(State(state): State<AppState>) -> Json<Peers> {
-    let items: Vec<PeerView> = state
-        .config
-        .peers
-        .iter()
-        .map(|u| PeerView { url: u.clone() })
-        .collect();
+    let items = state.network.peers.views();
     Json(Peers {
         count: items.len(),
         items,

@@ -50,10 +50,14 @@ impl Class {
     }
 }
 
-/// The class of a request, or `None` for the exempt operational routes.
+/// The class of a request, or `None` for the exempt routes: the operational ones, and
+/// the validator network's (a proposal's proposer signature is checked before any other
+/// work, a certificate is at most one signature per active validator, and a proposer
+/// making a block every slot must never be throttled by its own validators).
 pub fn classify(method: &Method, path: &str) -> Option<Class> {
     match path {
         "/health" | "/ready" | "/metrics" => return None,
+        "/api/consensus/submit-block" | "/api/consensus/qc" => return None,
         _ => {}
     }
     if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
@@ -248,12 +252,11 @@ mod tests {
                 Some(Class::Submit)
             );
         }
-        for admin in [
-            "/api/validator/register",
-            "/api/validator/slash",
-            "/api/consensus/qc",
-        ] {
+        for admin in ["/api/validator/register", "/api/validator/slash"] {
             assert_eq!(classify(&post, admin), Some(Class::Admin));
+        }
+        for peer in ["/api/consensus/submit-block", "/api/consensus/qc"] {
+            assert_eq!(classify(&post, peer), None);
         }
     }
 }

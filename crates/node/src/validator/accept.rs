@@ -1,0 +1,184 @@
+//! A validator's side of a proposal: check everything, store the block and its
+//! attestations, and vote. Catch-up stores blocks through the same checks.
+
+use bizra_ledger::block::Block;
+use bizra_ledger::dag::DagError;
+use bizra_ledger::proposal::{Proposal, ProposalError};
+use bizra_ledger::registry::{Evidence, RegistryEntry};
+use bizra_ledger::vote::Vote;
+use bizra_ledger::Hash32;
+use bizra_store::{InsertOutcome, NewAttestation, Store, StoreError};
+use serde_json::json;
+
+use super::finality::{count_vote, FinalityStepError};
+use crate::clock::now_ms;
+use crate::state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error(transparent)]
+    Invalid(#[from] ProposalError),
+    #[error("parent blocks not known here: {}", list(.0))]
+    UnknownParents(Vec<Hash32>),
+    #[error("the proposer already signed block {existing} at height {height}; the two blocks are kept as slashing evidence")]
+    Equivocation { existing: Hash32, height: u64 },
+    #[error("block does not fit the DAG: {0}")]
+    Dag(#[from] DagError),
+    #[error("attestation {0} reuses a nonce of another attestation stored here")]
+    NonceConflict(Hash32),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the check was cancelled (shutting down)")]
+    Stopped,
+}
+
+fn list(hashes: &[Hash32]) -> String {
+    hashes
+        .iter()
+        .map(|h| h.to_hex())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether the block was new here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stored {
+    New,
+    Known,
+}
+
+/// Checks `proposal` and stores it. The signature checks run on the blocking pool
+/// before the chain lock is taken, so a large block does not stall finality.
+pub async fn accept(state: &AppState, proposal: Proposal) -> Result<Stored, AcceptError> {
+    let hash = proposal.block.hash;
+    if state.chain.lock().await.dag.contains(&hash) {
+        return Ok(Stored::Known);
+    }
+    let proposer = state.network.proposer;
+    let anchor = state.anchor.clone();
+    let (proposal, checked) = tokio::task::spawn_blocking(move || {
+        let checked = proposal.check(&proposer, &anchor);
+        (proposal, checked)
+    })
+    .await
+    .map_err(|_| AcceptError::Stopped)?;
+    let checked = checked?;
+    state
+        .metrics
+        .signature_batch_size
+        .observe(checked.len() as f64);
+
+    let mut chain = state.chain.lock().await;
+    if chain.dag.contains(&hash) {
+        return Ok(Stored::Known);
+    }
+    let block = &proposal.block;
+    let missing: Vec<Hash32> = block
+        .header
+        .parents
+        .iter()
+        .filter(|p| !chain.dag.contains(p))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        return Err(AcceptError::UnknownParents(missing));
+    }
+    if let Some(existing) = same_height(state, block).await? {
+        report_equivocation(state, &existing, block).await;
+        return Err(AcceptError::Equivocation {
+            existing: existing.hash,
+            height: block.header.height,
+        });
+    }
+    chain.dag.check(block)?;
+
+    let received = now_ms();
+    let mut rows = Vec::with_capacity(checked.len());
+    for (att, c) in proposal.attestations.iter().zip(&checked) {
+        rows.push(NewAttestation::new(att, c.digest, received)?);
+    }
+    if !rows.is_empty() {
+        for outcome in state.store.insert_attestations(&rows).await? {
+            if let InsertOutcome::DuplicateNonce { existing_digest } = outcome {
+                return Err(AcceptError::NonceConflict(existing_digest));
+            }
+        }
+    }
+    state.store.insert_block(block, received).await?;
+    // The registry moves to the block's epoch, as on the proposer when it made it.
+    let epoch = chain.epoch_at(block.header.timestamp_ms);
+    chain.advance_registry(epoch);
+    chain.dag.insert(block)?;
+    chain.note_block(block);
+    state.metrics.blocks_accepted.inc();
+    state.events.publish(
+        "block_proposed",
+        json!({"hash": hash, "height": block.header.height, "att_count": block.header.att_count, "timestamp_ms": block.header.timestamp_ms}),
+    );
+    state.publish_head(&chain);
+    Ok(Stored::New)
+}
+
+/// Signs, stores and counts this node's vote for a stored block; `None` when this node
+/// is not in the active set (it keeps the block but has no vote to give).
+pub async fn vote(state: &AppState, hash: &Hash32) -> Result<Option<Vote>, FinalityStepError> {
+    let mut chain = state.chain.lock().await;
+    if chain
+        .active_set()
+        .iter()
+        .all(|(id, _)| *id != state.node_id)
+    {
+        return Ok(None);
+    }
+    let vote = Vote::sign(*hash, &state.key);
+    count_vote(state, &mut chain, &vote).await?;
+    state.publish_head(&chain);
+    Ok(Some(vote))
+}
+
+/// A block this node stored at the same height from the same proposer, other than
+/// `block`.
+async fn same_height(state: &AppState, block: &Block) -> Result<Option<Block>, StoreError> {
+    let stored = state
+        .store
+        .blocks_from_height(block.header.height, 16)
+        .await?;
+    Ok(stored.into_iter().map(|sb| sb.block).find(|b| {
+        b.header.height == block.header.height
+            && b.header.proposer == block.header.proposer
+            && b.hash != block.hash
+    }))
+}
+
+/// Files the two signed headers as a slashing entry, once per (proposer, height). The
+/// entry waits in this node's store like any submitted one.
+async fn report_equivocation(state: &AppState, first: &Block, second: &Block) {
+    if !state
+        .network
+        .first_report(first.header.proposer, first.header.height)
+    {
+        return;
+    }
+    tracing::warn!(proposer = %first.header.proposer, height = first.header.height, first = %first.hash, second = %second.hash, "proposer equivocated");
+    // Only the headers and signatures are evidence; the ids would only make it larger.
+    let strip = |b: &Block| Block {
+        attestation_ids: vec![],
+        ..b.clone()
+    };
+    let entry = RegistryEntry::Slash {
+        evidence: Box::new(Evidence::double_proposal(strip(first), strip(second))),
+    };
+    let epoch = state.head.load().registry.epoch();
+    match serde_json::to_value(&entry) {
+        Ok(body) => {
+            if let Err(e) = state
+                .store
+                .insert_registry_entry("slash", &body, epoch)
+                .await
+            {
+                tracing::error!(error = %e, "could not file the equivocation evidence");
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "could not encode the equivocation evidence"),
+    }
+}

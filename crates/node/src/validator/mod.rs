@@ -1,0 +1,121 @@
+//! The validator network (SPEC §3.4, §5.3): the proposer asks every peer validator for
+//! its vote on each block ([`fanout`]), validators check a proposal before they store it
+//! and vote ([`accept`]), QCs finalize blocks everywhere ([`finality`]), and a node that
+//! was away pulls what it missed from the proposer ([`catchup`]).
+
+pub mod accept;
+pub mod catchup;
+pub mod fanout;
+pub mod finality;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bizra_ledger::crypto::PublicKey;
+use bizra_ledger::genesis::Genesis;
+use bizra_ledger::proposal::Proposal;
+use bizra_ledger::Hash32;
+use tokio::sync::Notify;
+use tokio_util::task::TaskTracker;
+
+use crate::peers::breaker::BreakerConfig;
+use crate::peers::set::PeerSet;
+
+/// How long the proposer waits for the votes on one block before it leaves the block
+/// to the next round (every slot, the newest block that is not final is asked again).
+pub const FANOUT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Largest number of fan-outs and announcements running at once; past it a round is
+/// skipped and the next slot asks again.
+pub const MAX_PEER_TASKS: usize = 64;
+
+/// This node's view of the validator network.
+pub struct Network {
+    pub peers: PeerSet,
+    /// The key that signs every block: the genesis file's first validator.
+    pub proposer: PublicKey,
+    pub proposer_id: Hash32,
+    /// Blocks whose votes are being asked for now (one fan-out per block at a time).
+    in_flight: Mutex<HashSet<Hash32>>,
+    /// The proposal last built, reused while the same block is asked again.
+    last_proposal: Mutex<Option<Arc<Proposal>>>,
+    /// Equivocations already filed as slashing entries, by (proposer, height).
+    reported: Mutex<HashSet<(Hash32, u64)>>,
+    /// Every spawned peer task, so that shutdown can wait for them.
+    pub tasks: TaskTracker,
+    /// Wakes the catch-up loop (a proposal named parents this node lacks).
+    pub catch_up: Notify,
+}
+
+impl Network {
+    /// Peers: every genesis validator but this node, at its network address, and the
+    /// configured peer URLs.
+    pub fn new(
+        genesis: &Genesis,
+        node_id: &Hash32,
+        configured: &[String],
+        call_timeout: Duration,
+        breaker: BreakerConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Network, reqwest::Error> {
+        let mut peers: Vec<(String, Option<Hash32>)> = genesis
+            .validators
+            .iter()
+            .filter(|v| v.validator_id() != *node_id)
+            .map(|v| (v.network_address.clone(), Some(v.validator_id())))
+            .collect();
+        peers.extend(configured.iter().map(|u| (u.clone(), None)));
+        let proposer = genesis
+            .validators
+            .first()
+            .map(|v| v.pubkey_ed25519)
+            .unwrap_or(PublicKey([0; 32]));
+        Ok(Network {
+            peers: PeerSet::new(peers, call_timeout, breaker, metrics)?,
+            proposer,
+            proposer_id: proposer.validator_id(),
+            in_flight: Mutex::new(HashSet::new()),
+            last_proposal: Mutex::new(None),
+            reported: Mutex::new(HashSet::new()),
+            tasks: TaskTracker::new(),
+            catch_up: Notify::new(),
+        })
+    }
+
+    /// Marks `hash` as being asked for; false when a fan-out for it already runs or too
+    /// many do.
+    fn begin(&self, hash: Hash32) -> bool {
+        let mut set = lock(&self.in_flight);
+        set.len() < MAX_PEER_TASKS && set.insert(hash)
+    }
+
+    fn end(&self, hash: &Hash32) {
+        lock(&self.in_flight).remove(hash);
+    }
+
+    pub fn is_in_flight(&self, hash: &Hash32) -> bool {
+        lock(&self.in_flight).contains(hash)
+    }
+
+    fn cached_proposal(&self, hash: &Hash32) -> Option<Arc<Proposal>> {
+        lock(&self.last_proposal)
+            .as_ref()
+            .filter(|p| p.block.hash == *hash)
+            .cloned()
+    }
+
+    fn cache_proposal(&self, p: Arc<Proposal>) {
+        *lock(&self.last_proposal) = Some(p);
+    }
+
+    /// True the first time an equivocation at (proposer, height) is seen.
+    fn first_report(&self, proposer: Hash32, height: u64) -> bool {
+        lock(&self.reported).insert((proposer, height))
+    }
+}
+
+/// These mutexes guard plain sets; a panic elsewhere cannot leave them inconsistent.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
