@@ -67,6 +67,10 @@ enum Command {
     /// print acquire-wait and latency percentiles, connections in use and errors as JSON.
     /// Exits 1 when it cannot connect at all.
     DbPoolProbe(bizra_tools::db_pool_probe::ProbeArgs),
+    /// A local network of N validators: one data directory per node under DIR (node-0
+    /// proposes), then, unless --no-run, all N nodes started, one line per node printed,
+    /// until Ctrl-C.
+    Testnet(bizra_tools::testnet::TestnetArgs),
     /// Print the version and the protocol this build speaks.
     Version,
 }
@@ -203,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
             let report = bizra_tools::db_pool_probe::run(&args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
+        Command::Testnet(args) => testnet(args).await?,
         Command::Version => println!(
             "node0 {} (attestations {}, default chain {})",
             env!("CARGO_PKG_VERSION"),
@@ -210,6 +215,46 @@ async fn main() -> anyhow::Result<()> {
             bizra_ledger::params::DEFAULT_CHAIN_ID
         ),
     }
+    Ok(())
+}
+
+async fn testnet(args: bizra_tools::testnet::TestnetArgs) -> anyhow::Result<()> {
+    use bizra_tools::testnet;
+    let nodes = testnet::prepare(&args)?;
+    if args.no_run {
+        for n in &nodes {
+            println!(
+                "node-{}  {}  validator {}  NODE0_DATA_DIR={}",
+                n.index,
+                n.url,
+                n.validator_id,
+                n.dir.display()
+            );
+        }
+        return Ok(());
+    }
+    let exe = std::env::current_exe().context("cannot find the node0 executable")?;
+    let mut children = testnet::start(&exe, &nodes)?;
+    for n in &nodes {
+        let role = if n.index == 0 {
+            "proposer"
+        } else {
+            "validator"
+        };
+        println!(
+            "node-{}  {}  {role} {}  log {}",
+            n.index,
+            n.url,
+            n.validator_id,
+            n.dir.join("node0.log").display()
+        );
+    }
+    println!("{} nodes running; Ctrl-C stops them", nodes.len());
+    bizra_node::server::shutdown_signal().await;
+    tokio::task::spawn_blocking(move || {
+        testnet::stop(&mut children, Duration::from_secs(10));
+    })
+    .await?;
     Ok(())
 }
 

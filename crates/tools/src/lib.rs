@@ -1,5 +1,6 @@
 //! Client-side tools of BIZRA Node0, each a `node0` subcommand: building and submitting
-//! attestations, the smoke test, the load generator (`bench`), and the probes (`keepalive`, `db_pool_probe`).
+//! attestations, the smoke test, the load generator (`bench`), the probes (`keepalive`, `db_pool_probe`) and the local
+//! validator network (`testnet`).
 
 pub mod attest;
 pub mod bench;
@@ -7,4 +8,5 @@ pub mod client;
 pub mod db_pool_probe;
 pub mod keepalive;
 pub mod smoke;
+pub mod testnet;
 pub mod verify_compression;
