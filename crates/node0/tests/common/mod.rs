@@ -177,6 +177,30 @@ impl Node {
         panic!("no free port after 5 attempts")
     }
 
+    /// Starts `cmd`, a `node0 serve` the caller set up to listen on `port` and to log to
+    /// `log`, and waits until `/health` answers.
+    pub async fn start_command(mut cmd: Command, port: u16, log: PathBuf) -> Node {
+        let out = log_file(&log);
+        let err = out.try_clone().expect("clone log handle");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn node0 serve");
+        let mut node = Node {
+            child: Some(child),
+            port,
+            base: format!("http://127.0.0.1:{port}"),
+            http: client(Duration::from_secs(10)),
+            log,
+        };
+        if node.wait_healthy().await.is_err() {
+            panic!("node did not become healthy:\n{}", node.log_text());
+        }
+        node
+    }
+
     /// Ok when `/health` answers 200; Err(true) when the process exited first,
     /// Err(false) on timeout.
     async fn wait_healthy(&mut self) -> Result<(), bool> {
