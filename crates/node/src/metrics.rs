@@ -343,7 +343,7 @@ impl Metrics {
         let peer_calls = Family::<PeerOutcomeLabels, Counter>::default();
         registry.register(
             "peer_calls",
-            "Calls to peer validators by outcome (ok, refused, timeout, connect, error, breaker_open)",
+            "Calls to peer validators by outcome (ok, refused, timeout, connect, bad_answer, breaker_open)",
             peer_calls.clone(),
         );
         let circuit_breaker_state = Family::<PeerLabels, Gauge>::default();

@@ -376,3 +376,158 @@ fn decode<T: DeserializeOwned>(status: reqwest::StatusCode, body: &[u8]) -> Resu
     }
     Err(PeerError::BadAnswer(format!("status {status}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use futures::stream::{self, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A peer that flaps, every second: 300 ms healthy (`200 {}`), 600 ms sick (`503`),
+    /// 100 ms hanging up on every connection. It fails more often than not, so the
+    /// breaker opens, probes and closes again and again.
+    fn flapping_server(
+        listener: tokio::net::TcpListener,
+        stop: Arc<AtomicBool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let started = Instant::now();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Ok((mut sock, _))) =
+                    tokio::time::timeout(Duration::from_millis(50), listener.accept()).await
+                else {
+                    continue;
+                };
+                let phase = started.elapsed().as_millis() % 1000;
+                tokio::spawn(async move {
+                    if phase >= 900 {
+                        return; // dropped: the connection closes unanswered
+                    }
+                    let mut buf = [0u8; 4096];
+                    let mut head = Vec::new();
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let answer: &[u8] = if phase < 300 {
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}"
+                    } else {
+                        b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                    };
+                    let _ = sock.write_all(answer).await;
+                });
+            }
+        })
+    }
+
+    fn resident_bytes() -> u64 {
+        std::fs::read_to_string("/proc/self/statm")
+            .ok()
+            .and_then(|s| {
+                s.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
+            .map_or(0, |pages| pages * 4096)
+    }
+
+    async fn calls(set: &PeerSet, peer: &Peer, n: usize) {
+        stream::iter(0..n)
+            .for_each_concurrent(32, |i| async move {
+                // Some calls are dropped mid-flight, as a fan-out drops calls once it
+                // has its quorum: their breaker permits must be released all the same.
+                let call = set.get_json::<serde_json::Value>(peer, "/soak");
+                let refused = if i % 7 == 0 {
+                    tokio::time::timeout(Duration::from_micros(300), call)
+                        .await
+                        .ok()
+                } else {
+                    Some(call.await)
+                };
+                // A caller refused by an open breaker does not spin; a fan-out would
+                // wait for the next block.
+                if let Some(Err(PeerError::BreakerOpen(_))) = refused {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            })
+            .await;
+    }
+
+    /// The seed's timer-leak fix, proven: 200,000 calls against a peer that keeps going
+    /// up and down leave the task count and the resident memory where they were after
+    /// the warm-up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn soak_against_a_flapping_peer_leaks_no_tasks_or_memory() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let server = flapping_server(listener, stop.clone());
+        let metrics = Arc::new(Metrics::new());
+        let set = PeerSet::new(
+            vec![(format!("http://127.0.0.1:{port}"), None)],
+            Duration::from_millis(200),
+            BreakerConfig {
+                open_for: Duration::from_millis(20),
+                ..Default::default()
+            },
+            metrics.clone(),
+        )
+        .unwrap();
+        let peer = set.peers()[0].clone();
+        calls(&set, &peer, 20_000).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let tasks_before = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        let rss_before = resident_bytes();
+        calls(&set, &peer, 180_000).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let tasks_after = tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks();
+        let rss_after = resident_bytes();
+        stop.store(true, Ordering::Relaxed);
+        let _ = server.await;
+
+        assert!(
+            tasks_after <= tasks_before + 4,
+            "tasks grew from {tasks_before} to {tasks_after}"
+        );
+        assert!(
+            rss_after <= rss_before + (16 << 20),
+            "resident memory grew from {rss_before} to {rss_after} bytes"
+        );
+        let text = metrics.render();
+        let count = |outcome: &str| {
+            text.lines()
+                .find(|l| {
+                    l.starts_with("peer_calls_total")
+                        && l.contains(&format!("outcome=\"{outcome}\""))
+                })
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        eprintln!(
+            "soak: ok {} bad_answer {} breaker_open {}; tasks {tasks_before} -> {tasks_after}; resident {rss_before} -> {rss_after} bytes",
+            count("ok"),
+            count("bad_answer"),
+            count("breaker_open")
+        );
+        // The peer was really called, really failed, and the breaker really cut calls.
+        assert!(
+            count("ok") > 0.0 && count("bad_answer") > 0.0 && count("breaker_open") > 0.0,
+            "{text}"
+        );
+        assert!(
+            text.contains("to=\"open\"") && text.contains("to=\"closed\""),
+            "{text}"
+        );
+        let (window_calls, _) = peer.breaker.window_counts(Instant::now());
+        assert!(window_calls > 0);
+    }
+}
