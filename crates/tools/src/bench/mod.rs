@@ -12,6 +12,7 @@ pub mod closed_loop;
 pub mod conn;
 pub mod durable;
 pub mod engine;
+pub mod finality;
 pub mod gates;
 pub mod open_loop;
 pub mod prepare;
@@ -23,7 +24,7 @@ pub mod scenario;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderName, HeaderValue, Uri};
 use time::format_description::well_known::Rfc3339;
@@ -155,6 +156,11 @@ pub struct BenchArgs {
     /// After the run, read back every acknowledged attestation.
     #[arg(long)]
     pub verify_durable: bool,
+    /// After the run, wait until every acknowledged attestation is finalized and report
+    /// submit-to-finalized latency (from each submit's intended send time to its block's
+    /// finalized_at_ms; the node's clock and this machine's must agree, as on one box).
+    #[arg(long)]
+    pub finality: bool,
     /// No progress line.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -237,9 +243,14 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
             "--against runs the health scenario (a GET of one path) only".into(),
         ));
     }
-    if args.verify_durable && args.against.is_some() {
+    if (args.verify_durable || args.finality) && args.against.is_some() {
         return Err(BenchError::Args(
-            "--verify-durable needs a node, not --against".into(),
+            "--verify-durable and --finality need a node, not --against".into(),
+        ));
+    }
+    if args.finality && args.scenario != Scenario::AttestationSubmit {
+        return Err(BenchError::Args(
+            "--finality measures the attestation-submit scenario".into(),
         ));
     }
     // Read the gates first: a typo should not cost a whole run.
@@ -331,12 +342,25 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
         started_at,
     };
     let mut report = Report::new(info, &outcome.tally, outcome.elapsed.as_secs_f64());
+    if args.finality {
+        let sent: Vec<(String, Instant)> = outcome
+            .tally
+            .acked
+            .iter()
+            .filter_map(|(i, at)| work.submit_ids.get(*i as usize).map(|id| (id.clone(), *at)))
+            .collect();
+        eprintln!(
+            "bench: waiting for {} acknowledged attestations to be finalized",
+            sent.len()
+        );
+        report.finality = Some(finality::measure(&client, sent).await?);
+    }
     if args.verify_durable {
         let ids: Vec<String> = outcome
             .tally
             .acked
             .iter()
-            .filter_map(|i| work.submit_ids.get(*i as usize).cloned())
+            .filter_map(|(i, _)| work.submit_ids.get(*i as usize).cloned())
             .collect();
         eprintln!(
             "bench: reading back {} acknowledged attestations",

@@ -98,8 +98,9 @@ pub struct Tally {
     pub ok: u64,
     pub errors: u64,
     pub failures: Failures,
-    /// Indices into the pre-signed set of submits answered 201.
-    pub acked: Vec<u32>,
+    /// Indices into the pre-signed set of submits answered 201, with when each was (meant
+    /// to be) sent.
+    pub acked: Vec<(u32, Instant)>,
     /// Connections opened during the run (beyond those opened before the start).
     pub connects: u64,
     /// A worker ran out of pre-signed attestations before the duration ended.
@@ -194,7 +195,9 @@ impl Recorder {
         if tag.kind.is_success(status) {
             self.tally.ok += 1;
             if let (Kind::AttestationSubmit, Some(i)) = (tag.kind, tag.submit) {
-                self.tally.acked.push(i);
+                self.tally
+                    .acked
+                    .push((i, now.checked_sub(latency).unwrap_or(now)));
             }
         } else {
             self.tally.errors += 1;
@@ -297,7 +300,9 @@ mod tests {
         assert_eq!(t.statuses.get(&200), Some(&1));
         assert_eq!(t.statuses.get(&503), Some(&1));
         assert_eq!(t.failures.timeout, 1);
-        assert_eq!(t.acked, vec![7]);
+        assert_eq!(t.acked.len(), 1);
+        assert_eq!(t.acked[0].0, 7);
+        assert_eq!(now - t.acked[0].1, Duration::from_millis(2));
         assert_eq!(t.latency.len(), 4);
         // Published to the live view on finish.
         assert_eq!(live.completed.load(Ordering::Relaxed), 4);

@@ -8,6 +8,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::durable::Durable;
+use super::finality::Finality;
 use super::gates::{GateResult, Measured};
 use super::record::{Failures, Tally};
 use super::BenchError;
@@ -87,6 +88,8 @@ pub struct Report {
     /// The pre-signed attestations ran out before the duration ended.
     pub presigned_exhausted: bool,
     pub durable: Option<Durable>,
+    /// Submit-to-finalized latency (`--finality`).
+    pub finality: Option<Finality>,
     pub gates: Vec<GateResult>,
     pub gates_passed: bool,
 }
@@ -148,6 +151,7 @@ impl Report {
             connections_opened: tally.connects,
             presigned_exhausted: tally.exhausted,
             durable: None,
+            finality: None,
             gates: Vec::new(),
             gates_passed: true,
         }
@@ -268,6 +272,13 @@ impl Report {
             let _ = writeln!(
                 s,
                 "note        the pre-signed attestations ran out early (raise --presign)"
+            );
+        }
+        if let Some(f) = &self.finality {
+            let _ = writeln!(
+                s,
+                "finality    {} of {} acknowledged attestations finalized; submit to final p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
+                f.finalized, f.acknowledged, f.p50_ms, f.p95_ms, f.p99_ms, f.max_ms
             );
         }
         if let Some(d) = &self.durable {
