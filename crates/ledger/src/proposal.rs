@@ -1,6 +1,7 @@
 //! A block proposal as the proposer sends it to the other validators (SPEC §3.4, §4
-//! `submit-block`): the signed block and the attestations it places, in block order.
-//! Everything here is checkable without the DAG; parents and height are the DAG's.
+//! `submit-block`): the signed block, the attestations it places in block order, and the
+//! registry entries it includes. Everything here is checkable without the DAG; parents
+//! and height are the DAG's, and entries are judged by the registry when applied.
 
 use std::collections::HashSet;
 
@@ -12,12 +13,18 @@ use crate::block::{Block, BlockError};
 use crate::crypto::{verify_batch, PublicKey};
 use crate::hash::Hash32;
 use crate::params::NetworkAnchor;
+use crate::registry::RegistryEntry;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Proposal {
     pub block: Block,
     pub attestations: Vec<Attestation>,
+    /// Registry entries (register, exit, slash) the block includes, in the order they
+    /// apply. The header does not commit to them (its fields are fixed by SPEC §3.1);
+    /// each entry carries its own signature or evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<RegistryEntry>,
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -138,6 +145,7 @@ mod tests {
             Proposal {
                 block,
                 attestations: atts,
+                entries: vec![],
             },
             proposer,
             NetworkAnchor::default(),

@@ -844,3 +844,104 @@ fn testnet_refuses_a_directory_of_another_size() {
     assert!(!other.status.success());
     assert!(String::from_utf8_lossy(&other.stderr).contains("not a testnet directory"));
 }
+
+/// A registration filed with the proposer travels in its block to every validator: all
+/// four derive the same registry, the newcomer pending and then active at the epoch
+/// boundary. Filed with a validator instead, it is refused with the proposer's address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_entries_reach_every_validator() {
+    use bizra_ledger::registry::Registration;
+    let net = Net::start(4, false, vec![]).await;
+    let proposer = net.node(0);
+    let newcomer = Keypair::generate();
+    let id = newcomer.public().validator_id().to_hex();
+    let chain = proposer.get_ok("/api/consensus/genesis").await["chain_id"]
+        .as_str()
+        .expect("chain_id")
+        .to_string();
+    let signed_now = |epoch: u64| {
+        serde_json::to_value(
+            Registration::sign(&chain, epoch, &newcomer, "http://127.0.0.1:9", 1000).expect("sign"),
+        )
+        .expect("json")
+    };
+    let epoch = proposer.get_ok("/api/validator/stats").await["epoch"]
+        .as_u64()
+        .expect("epoch");
+    let r = net
+        .node(1)
+        .post_json("/api/validator/register", &signed_now(epoch))
+        .await;
+    let p = r.problem(409, "not_proposer");
+    assert!(
+        p["detail"].as_str().expect("detail").contains(&net.url(0)),
+        "{p}"
+    );
+    let mut filed = false;
+    for _ in 0..5 {
+        let epoch = proposer.get_ok("/api/validator/stats").await["epoch"]
+            .as_u64()
+            .expect("epoch");
+        let r = proposer
+            .post_json("/api/validator/register", &signed_now(epoch))
+            .await;
+        if r.status == 202 {
+            filed = true;
+            break;
+        }
+        assert_eq!(r.json()["code"], "wrong_epoch", "{}", r.text);
+    }
+    assert!(filed, "could not file within an epoch");
+    // Validators apply epoch boundaries as blocks arrive (so that each block's entries
+    // meet the registry the proposer had): attestations keep blocks coming meanwhile.
+    let anchor = proposer.anchor().await;
+    let attester = Keypair::generate();
+    for status in ["pending", "active"] {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut all = true;
+            for node in net.running() {
+                let r = node.get(&format!("/api/validator/{id}")).await;
+                all &= r.status == 200 && r.json()["status"] == status;
+            }
+            if all {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "newcomer not {status} on every node"
+            );
+            let (att, _) = signed(&anchor, &attester);
+            proposer.submit_new(&att).await;
+            tokio::time::sleep(Duration::from_millis(NET_SLOT_MS)).await;
+        }
+    }
+    // Compared at one block seen by all: the proposer's registry may also have crossed
+    // an epoch boundary since its last block, which the others apply with the next one.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (att, _) = signed(&anchor, &attester);
+        let id = proposer.submit_new(&att).await;
+        for node in net.running() {
+            final_at(node, &id).await;
+        }
+        let expected = proposer.get_ok("/api/validator/list?limit=100").await;
+        let stats = proposer.get_ok("/api/validator/stats").await;
+        let mut same = true;
+        for node in net.running() {
+            same &= node.get_ok("/api/validator/list?limit=100").await == expected;
+            same &= node.get_ok("/api/validator/stats").await == stats;
+        }
+        if same {
+            assert_eq!(stats["active_count"], 5, "{stats}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "registries differ: {expected}");
+    }
+    // Four of five equal weights still finalize.
+    for id in submit_many(proposer, 2).await {
+        for node in net.running() {
+            final_at(node, &id).await;
+        }
+    }
+}

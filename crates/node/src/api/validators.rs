@@ -213,6 +213,21 @@ async fn file_entry(
     kind: &str,
     entry: RegistryEntry,
 ) -> Result<Response, Problem> {
+    if !state.is_proposer {
+        // Only the proposer makes blocks: an entry filed here would wait forever.
+        let at = state
+            .genesis
+            .validators
+            .first()
+            .map_or("", |v| v.network_address.as_str());
+        return Err(Problem::new(
+            StatusCode::CONFLICT,
+            "not_proposer",
+            format!(
+                "this node does not make blocks; file registry entries with the proposer at {at}"
+            ),
+        ));
+    }
     let head = state.head.load_full();
     let mut trial = (*head.registry).clone();
     let epoch = trial.epoch();

@@ -105,11 +105,20 @@ pub async fn accept(state: &AppState, proposal: Proposal) -> Result<Stored, Acce
         }
     }
     state.store.insert_block(block, received).await?;
-    // The registry moves to the block's epoch, as on the proposer when it made it.
+    // The registry moves to the block's epoch, as on the proposer when it made it, and
+    // takes the block's entries there: every node derives the same registry.
     let epoch = chain.epoch_at(block.header.timestamp_ms);
     chain.advance_registry(epoch);
+    let entries = store_entries(state, &hash, &proposal.entries, epoch).await?;
     chain.dag.insert(block)?;
     chain.note_block(block);
+    for (seq, result) in chain.apply_entries(&entries) {
+        let event = match result {
+            Ok(applied) => json!({"entry_seq": seq, "block_hash": hash, "applied": applied}),
+            Err(e) => json!({"entry_seq": seq, "block_hash": hash, "rejected": e.to_string()}),
+        };
+        state.events.publish("validator_update", event);
+    }
     state.metrics.blocks_accepted.inc();
     state.events.publish(
         "block_proposed",
@@ -117,6 +126,38 @@ pub async fn accept(state: &AppState, proposal: Proposal) -> Result<Stored, Acce
     );
     state.publish_head(&chain);
     Ok(Stored::New)
+}
+
+/// Files the block's registry entries in this node's store as included in `block`, so a
+/// restart replays them at the block as the proposer does. Returns them with their seqs.
+async fn store_entries(
+    state: &AppState,
+    block: &Hash32,
+    entries: &[RegistryEntry],
+    epoch: u64,
+) -> Result<Vec<(u64, RegistryEntry)>, StoreError> {
+    let mut stored = Vec::with_capacity(entries.len());
+    for e in entries {
+        let body = serde_json::to_value(e).map_err(|err| StoreError::Invalid(err.to_string()))?;
+        let kind = match e {
+            RegistryEntry::Register(_) => "register",
+            RegistryEntry::Exit(_) => "exit",
+            RegistryEntry::Slash { .. } => "slash",
+        };
+        let seq = state
+            .store
+            .insert_registry_entry(kind, &body, epoch)
+            .await?;
+        stored.push((seq, e.clone()));
+    }
+    if !stored.is_empty() {
+        let seqs: Vec<u64> = stored.iter().map(|(s, _)| *s).collect();
+        state
+            .store
+            .mark_registry_entries_included(block, &seqs)
+            .await?;
+    }
+    Ok(stored)
 }
 
 /// Signs, stores and counts this node's vote for a stored block; `None` when this node

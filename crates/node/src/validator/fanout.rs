@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bizra_ledger::attestation::Attestation;
 use bizra_ledger::block::Block;
 use bizra_ledger::proposal::Proposal;
+use bizra_ledger::registry::RegistryEntry;
 use bizra_ledger::vote::{QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
@@ -38,9 +39,12 @@ pub enum LoadError {
     UnknownBlock(Hash32),
     #[error("stored attestation {0} is missing or unreadable")]
     Attestation(Hash32),
+    #[error("stored registry entry {0} is unreadable")]
+    Entry(u64),
 }
 
-/// The proposal for a stored block: the block and its attestations, read from the store.
+/// The proposal for a stored block: the block, its attestations and registry entries,
+/// read from the store.
 pub async fn load_proposal(state: &AppState, block: Block) -> Result<Proposal, LoadError> {
     let mut attestations = Vec::with_capacity(block.attestation_ids.len());
     for id in &block.attestation_ids {
@@ -53,9 +57,19 @@ pub async fn load_proposal(state: &AppState, block: Block) -> Result<Proposal, L
             serde_json::from_slice(&record.body).map_err(|_| LoadError::Attestation(*id))?;
         attestations.push(att);
     }
+    let mut entries: Vec<(u64, RegistryEntry)> = Vec::new();
+    for e in state.store.registry_entries().await? {
+        if e.block_hash != Some(block.hash) {
+            continue;
+        }
+        let entry = serde_json::from_value(e.body).map_err(|_| LoadError::Entry(e.seq))?;
+        entries.push((e.seq, entry));
+    }
+    entries.sort_by_key(|(seq, _)| *seq);
     Ok(Proposal {
         block,
         attestations,
+        entries: entries.into_iter().map(|(_, e)| e).collect(),
     })
 }
 
