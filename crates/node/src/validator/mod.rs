@@ -26,8 +26,9 @@ use crate::peers::set::PeerSet;
 /// to the next round (every slot, the newest block that is not final is asked again).
 pub const FANOUT_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Largest number of fan-outs and announcements running at once; past it a round is
-/// skipped and the next slot asks again.
+/// Largest number of fan-outs running at once; past it a block's round is skipped and
+/// the next slot asks again. (Announcements are one per finalized block, each bounded by
+/// the deadline.)
 pub const MAX_PEER_TASKS: usize = 64;
 
 /// This node's view of the validator network.
