@@ -452,7 +452,7 @@ async fn two_validators_down_halt_finality_until_they_return() {
 /// Proposals, certificates and votes that do not check are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_proposals_and_certificates_are_refused() {
-    let net = Net::start(4, false, vec![]).await;
+    let mut net = Net::start(4, false, vec![]).await;
     let proposer = net.node(0);
     let validator = net.node(1);
     let id = submit_many(proposer, 1).await.remove(0);
@@ -516,17 +516,16 @@ async fn forged_proposals_and_certificates_are_refused() {
     r.problem(400, "invalid_proposal");
 
     // A second block at a height where the proposer already signed one: equivocation.
-    let parent = if height == 1 { genesis } else { block_hash };
-    let other = Block::propose(chain_id, height, vec![parent], vec![], now, &key0).expect("block");
-    if height == 1 {
-        let r = validator
-            .post_json(
-                "/api/consensus/submit-block",
-                &json!({"block": other, "attestations": []}),
-            )
-            .await;
-        r.problem(409, "equivocation");
-    }
+    // (The first attestation of a fresh network is in block 1.)
+    assert_eq!(height, 1, "{view}");
+    let other = Block::propose(chain_id, height, vec![genesis], vec![], now, &key0).expect("block");
+    let r = validator
+        .post_json(
+            "/api/consensus/submit-block",
+            &json!({"block": other, "attestations": []}),
+        )
+        .await;
+    r.problem(409, "equivocation");
 
     // A proposal whose parents this node never saw.
     let orphan = Block::propose(
@@ -600,6 +599,30 @@ async fn forged_proposals_and_certificates_are_refused() {
         .get_ok(&format!("/api/consensus/finality/{}", unfinal.hash))
         .await;
     assert_eq!(status["finalized"], false, "{status}");
+
+    // The equivocation's evidence waits in the validator's store as a slash entry.
+    net.kill(1);
+    let store = bizra_store::SqliteStore::open(net.dir(1).join("ledger.sqlite"))
+        .await
+        .expect("open the validator's store");
+    let pending = bizra_store::Store::pending_registry_entries(&store)
+        .await
+        .expect("pending entries");
+    let slash = pending
+        .iter()
+        .find(|e| e.kind == "slash")
+        .unwrap_or_else(|| panic!("no slash entry among {pending:?}"));
+    assert_eq!(
+        slash.body["evidence"]["kind"], "double_proposal",
+        "{:?}",
+        slash.body
+    );
+    assert_eq!(
+        slash.body["evidence"]["second"]["hash"],
+        json!(other.hash),
+        "{:?}",
+        slash.body
+    );
 }
 
 /// A peer that answers with a forged vote, with garbage, or too slowly: no hang, each
