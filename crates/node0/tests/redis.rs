@@ -208,8 +208,8 @@ async fn a_restarted_node_with_a_cold_l1_is_served_from_l2() {
     assert_eq!(metric(&m, "cache_hits_total", "tier=\"l2\""), 1.0);
     assert_eq!(metric(&m, "cache_l2_fallbacks_total", ""), 0.0, "{m}");
     let ready = node.get_ok("/ready").await;
-    assert_eq!(ready["checks"]["redis"]["status"], "ok", "{ready}");
-    assert!(ready["checks"]["redis"]["latency_ms"].as_f64().is_some());
+    assert_eq!(ready["checks"]["cache_l2"]["status"], "ok", "{ready}");
+    assert!(ready["checks"]["cache_l2"]["latency_ms"].as_f64().is_some());
 }
 
 // ---- rate limiting ----------------------------------------------------------------------
@@ -332,7 +332,7 @@ async fn local_limiter_keys_clients_by_trusted_forwarded_for() {
     let m = metrics(&node).await;
     assert_eq!(metric(&m, "rate_limited_total", "class=\"read\""), 1.0);
     let ready = node.get_ok("/ready").await;
-    assert_eq!(ready["checks"]["redis"]["status"], "disabled");
+    assert_eq!(ready["checks"]["cache_l2"]["status"], "disabled");
 }
 
 #[tokio::test]
@@ -407,7 +407,7 @@ async fn redis_killed_mid_load_costs_no_request() {
     );
     let ids = Arc::new(submit_finalized(&node, 4).await);
     let ready = node.get_ok("/ready").await;
-    assert_eq!(ready["checks"]["redis"]["status"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["cache_l2"]["status"], "ok", "{ready}");
     let anchor = node.anchor().await;
 
     let stop_at = Instant::now() + Duration::from_secs(3);
@@ -468,7 +468,7 @@ async fn redis_killed_mid_load_costs_no_request() {
         ready.status, 200,
         "Redis down does not make the node unready"
     );
-    assert_eq!(ready.json()["checks"]["redis"]["status"], "down");
+    assert_eq!(ready.json()["checks"]["cache_l2"]["status"], "down");
 
     // Quotas still hold, now decided by the local limiter: the admin burst is 3.
     let before = metric(&m, "rate_limit_fallbacks_total", "");
@@ -493,7 +493,7 @@ async fn redis_killed_mid_load_costs_no_request() {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let ready = node.get_ok("/ready").await;
-        if ready["checks"]["redis"]["status"] == "ok" {
+        if ready["checks"]["cache_l2"]["status"] == "ok" {
             break;
         }
         assert!(Instant::now() < deadline, "never reconnected: {ready}");
@@ -532,7 +532,7 @@ async fn a_stalled_redis_costs_at_most_its_timeout() {
     .await;
     let ids = submit_finalized(&node, 2).await;
     let ready = node.get_ok("/ready").await;
-    assert_eq!(ready["checks"]["redis"]["status"], "ok", "{ready}");
+    assert_eq!(ready["checks"]["cache_l2"]["status"], "ok", "{ready}");
     // Redis answers nothing for 2 s (the connection stays open: a stall, not an outage).
     let port = redis.port;
     let stall = std::thread::spawn(move || redis_cmd(port, &["DEBUG", "SLEEP", "2"]));
@@ -595,7 +595,7 @@ async fn a_node_pointed_at_a_dead_redis_serves_normally() {
     let ready = node.get("/ready").await;
     assert_eq!(ready.status, 200);
     let checks = &ready.json()["checks"];
-    assert_eq!(checks["redis"]["status"], "down", "{checks}");
+    assert_eq!(checks["cache_l2"]["status"], "down", "{checks}");
     assert_eq!(checks["store"]["status"], "ok");
     let m = metrics(&node).await;
     assert!(

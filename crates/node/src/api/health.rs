@@ -49,8 +49,9 @@ pub struct Ready {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReadyChecks {
     pub store: Check,
-    /// The L2 cache and shared rate limiter: `ok`, `down` or `disabled`.
-    pub redis: Check,
+    /// The L2 cache (Redis, which also holds the shared rate-limit state): `ok`, `down`
+    /// or `disabled`.
+    pub cache_l2: Check,
     pub peers: Check,
 }
 
@@ -79,7 +80,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
                 latency_ms: None,
             },
         };
-    let redis = match &state.redis {
+    let cache_l2 = match &state.redis {
         None => Check {
             status: "disabled",
             detail: None,
@@ -103,7 +104,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         ready: ok,
         checks: ReadyChecks {
             store,
-            redis,
+            cache_l2,
             peers: peers_check(&state),
         },
     };
