@@ -435,6 +435,25 @@ async fn metrics_openapi_readiness_and_events(dir: TestDir) {
     ] {
         assert!(doc["paths"][path].is_object(), "openapi lacks {path}");
     }
+    // 429 documented exactly where the limiter applies.
+    let responses = |path: &str, method: &str| doc["paths"][path][method]["responses"].clone();
+    for (path, method) in [
+        ("/api/validator/attestation/submit", "post"),
+        ("/api/validator/attestation/{id}", "get"),
+        ("/api/validator/register", "post"),
+    ] {
+        let r = responses(path, method);
+        assert!(r["429"].is_object(), "{method} {path} lacks 429: {r}");
+        assert!(r["429"]["headers"]["Retry-After"].is_object(), "{r}");
+    }
+    for (path, method) in [
+        ("/health", "get"),
+        ("/metrics", "get"),
+        ("/api/consensus/submit-block", "post"),
+    ] {
+        let r = responses(path, method);
+        assert!(r.is_object() && r["429"].is_null(), "{method} {path}: {r}");
+    }
 
     let ready = node.get("/ready").await;
     assert_eq!(ready.status, 200, "{}", ready.text);

@@ -1,7 +1,10 @@
 //! The OpenAPI 3.1 document, generated from the handlers' annotations.
 
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
-use utoipa::OpenApi;
+use utoipa::openapi::header::Header;
+use utoipa::openapi::{ObjectBuilder, OpenApi as Document, ResponseBuilder, Type};
+use utoipa::{Modify, OpenApi};
 
 use super::{attestations, consensus, events, health, p2p, proposals, validators};
 
@@ -22,9 +25,43 @@ use super::{attestations, consensus, events, health, p2p, proposals, validators}
     tags(
         (name = "attestations"), (name = "consensus"), (name = "validators"),
         (name = "operations"), (name = "p2p"), (name = "events"),
-    )
+    ),
+    modifiers(&RateLimited),
 )]
 pub struct ApiDoc;
+
+/// Adds the `429` answer to every operation the rate limiter covers, as
+/// `limit::classify` decides, so the document cannot drift from the middleware.
+struct RateLimited;
+
+impl Modify for RateLimited {
+    fn modify(&self, doc: &mut Document) {
+        let integer = || ObjectBuilder::new().schema_type(Type::Integer).build();
+        let answer = ResponseBuilder::new()
+            .description("rate limited (problem+json, code `rate_limited`)")
+            .header("Retry-After", Header::new(integer()))
+            .header("RateLimit-Limit", Header::new(integer()))
+            .header("RateLimit-Remaining", Header::new(integer()))
+            .header("RateLimit-Reset", Header::new(integer()))
+            .build();
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let ops = [
+                (Method::GET, &mut item.get),
+                (Method::POST, &mut item.post),
+                (Method::PUT, &mut item.put),
+                (Method::DELETE, &mut item.delete),
+            ];
+            for (method, op) in ops {
+                let Some(op) = op else { continue };
+                if crate::limit::classify(&method, path).is_some() {
+                    op.responses
+                        .responses
+                        .insert("429".into(), answer.clone().into());
+                }
+            }
+        }
+    }
+}
 
 pub async fn openapi_json() -> Response {
     match ApiDoc::openapi().to_json() {
