@@ -452,7 +452,7 @@ async fn two_validators_down_halt_finality_until_they_return() {
 /// Proposals, certificates and votes that do not check are refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_proposals_and_certificates_are_refused() {
-    let mut net = Net::start(4, false, vec![]).await;
+    let net = Net::start(4, false, vec![]).await;
     let proposer = net.node(0);
     let validator = net.node(1);
     let id = submit_many(proposer, 1).await.remove(0);
@@ -601,27 +601,23 @@ async fn forged_proposals_and_certificates_are_refused() {
     assert_eq!(status["finalized"], false, "{status}");
 
     // The equivocation's evidence waits in the validator's store as a slash entry.
-    net.kill(1);
-    let store = bizra_store::SqliteStore::open(net.dir(1).join("ledger.sqlite"))
-        .await
-        .expect("open the validator's store");
-    let pending = bizra_store::Store::pending_registry_entries(&store)
-        .await
-        .expect("pending entries");
-    let slash = pending
+    let pending = validator
+        .get_ok("/api/validator/entries?status=pending")
+        .await;
+    let items = pending["items"].as_array().expect("items");
+    let slash = items
         .iter()
-        .find(|e| e.kind == "slash")
-        .unwrap_or_else(|| panic!("no slash entry among {pending:?}"));
+        .find(|e| e["kind"] == "slash")
+        .unwrap_or_else(|| panic!("no slash entry among {pending}"));
+    assert_eq!(slash["status"], "pending");
     assert_eq!(
-        slash.body["evidence"]["kind"], "double_proposal",
-        "{:?}",
-        slash.body
+        slash["entry"]["evidence"]["kind"], "double_proposal",
+        "{slash}"
     );
     assert_eq!(
-        slash.body["evidence"]["second"]["hash"],
+        slash["entry"]["evidence"]["second"]["hash"],
         json!(other.hash),
-        "{:?}",
-        slash.body
+        "{slash}"
     );
 }
 
@@ -961,6 +957,28 @@ async fn registry_entries_reach_every_validator() {
         }
         assert!(Instant::now() < deadline, "registries differ: {expected}");
     }
+    // The registration is an included entry on every node, in the same block.
+    let at_proposer = proposer
+        .get_ok("/api/validator/entries?status=included")
+        .await;
+    let block = at_proposer["items"][0]["block_hash"].clone();
+    assert!(block.is_string(), "{at_proposer}");
+    for node in net.running() {
+        let e = node.get_ok("/api/validator/entries?status=included").await;
+        assert_eq!(e["items"][0]["kind"], "register", "{e}");
+        assert_eq!(e["items"][0]["block_hash"], block, "{e}");
+        assert_eq!(e["items"][0]["entry"], at_proposer["items"][0]["entry"]);
+        let none = node.get_ok("/api/validator/entries?status=pending").await;
+        assert_eq!(none["items"], json!([]), "{none}");
+    }
+    proposer
+        .get("/api/validator/entries?status=bogus")
+        .await
+        .problem(400, "invalid_query");
+    proposer
+        .get("/api/validator/entries?cursor=nope")
+        .await
+        .problem(400, "invalid_cursor");
     // Four of five equal weights still finalize.
     for id in submit_many(proposer, 2).await {
         for node in net.running() {

@@ -80,6 +80,7 @@ pub fn router(state: AppState) -> Router {
             post(validators::slash).layer(single),
         )
         .route("/api/validator/list", get(validators::list))
+        .route("/api/validator/entries", get(validators::entries))
         .route("/api/validator/stats", get(validators::stats))
         .route(
             "/api/validator/epoch/{n}/summary",

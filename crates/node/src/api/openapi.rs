@@ -18,7 +18,7 @@ use super::{attestations, consensus, events, health, p2p, proposals, validators}
         proposals::submit_block, proposals::qc, proposals::proposal,
         attestations::submit, attestations::batch, attestations::verify,
         attestations::get_one, attestations::list,
-        validators::list, validators::stats, validators::one, validators::epoch_summary,
+        validators::list, validators::entries, validators::stats, validators::one, validators::epoch_summary,
         validators::register, validators::exit, validators::slash,
         p2p::peers, events::sse, events::ws,
     ),

@@ -51,6 +51,100 @@ pub struct ValidatorPage {
     pub next_cursor: Option<String>,
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct EntriesQuery {
+    /// `pending` (filed, in no block yet) or `included`; both when absent.
+    pub status: Option<String>,
+    /// 1–500, default 100.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EntryView {
+    /// This node's filing order.
+    pub seq: u64,
+    /// `register`, `exit` or `slash`.
+    pub kind: String,
+    /// The registry epoch it was filed (or, from a block, applied) in.
+    pub epoch: u64,
+    /// `pending` or `included`.
+    pub status: &'static str,
+    pub block_hash: Option<String>,
+    #[schema(value_type = Object)]
+    pub entry: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EntryPage {
+    pub items: Vec<EntryView>,
+    pub next_cursor: Option<String>,
+}
+
+/// Registry entries this node holds, newest first: those filed here and waiting for a
+/// block, and those included in blocks (on a validator, also the equivocation evidence
+/// it filed itself).
+#[utoipa::path(get, path = "/api/validator/entries", tag = "validators", params(EntriesQuery),
+    responses((status = 200, body = EntryPage), (status = 400)))]
+pub async fn entries(
+    State(state): State<AppState>,
+    Q(q): Q<EntriesQuery>,
+) -> Result<Json<EntryPage>, Problem> {
+    let included = match q.status.as_deref() {
+        None | Some("") => None,
+        Some("pending") => Some(false),
+        Some("included") => Some(true),
+        Some(s) => {
+            return Err(
+                Problem::bad_request("invalid_query", format!("unknown status {s:?}"))
+                    .with_field("status"),
+            )
+        }
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(
+            Problem::bad_request("invalid_query", "limit must be 1 to 500").with_field("limit"),
+        );
+    }
+    let before: Option<u64> = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(c.parse().map_err(|_| {
+            Problem::bad_request("invalid_cursor", "cursor is not one this node issued")
+                .with_field("cursor")
+        })?),
+    };
+    let mut all = state.store.registry_entries().await?;
+    all.sort_by_key(|e| std::cmp::Reverse(e.seq));
+    let mut items: Vec<EntryView> = all
+        .into_iter()
+        .filter(|e| before.is_none_or(|b| e.seq < b))
+        .filter(|e| included.is_none_or(|inc| e.block_hash.is_some() == inc))
+        .take(limit as usize + 1)
+        .map(|e| EntryView {
+            seq: e.seq,
+            kind: e.kind,
+            epoch: e.epoch,
+            status: if e.block_hash.is_some() {
+                "included"
+            } else {
+                "pending"
+            },
+            block_hash: e.block_hash.map(|h| h.to_hex()),
+            entry: e.body,
+        })
+        .collect();
+    let next_cursor = if items.len() > limit as usize {
+        items.truncate(limit as usize);
+        items.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Json(EntryPage { items, next_cursor }))
+}
+
 /// Validators in id order.
 #[utoipa::path(get, path = "/api/validator/list", tag = "validators", params(ListQuery),
     responses((status = 200, body = ValidatorPage), (status = 400)))]
