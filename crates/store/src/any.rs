@@ -75,9 +75,27 @@ macro_rules! dispatch {
     };
 }
 
+/// Runs a write to its end on a task of its own, with owned arguments. A caller that stops
+/// waiting (a request whose client went away, a timeout) drops only the handle: the
+/// transaction still commits or rolls back. Abandoned half-way, it would leave the
+/// connection inside a transaction, and sqlx refuses that connection's next `BEGIN`
+/// ("non-zero transaction depth"); the embedded store has only one writer connection.
+macro_rules! detached {
+    ($self:ident, $s:ident => $call:expr) => {{
+        let store = $self.clone();
+        tokio::spawn(async move {
+            let this = &store;
+            dispatch!(this, $s => $call)
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store write task ended: {e}")))?
+    }};
+}
+
 impl Store for AnyStore {
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        dispatch!(self, s => s.set_meta(key, value).await)
+        let (key, value) = (key.to_string(), value.to_string());
+        detached!(self, s => s.set_meta(&key, &value).await)
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -89,14 +107,16 @@ impl Store for AnyStore {
         chain_id: &str,
         genesis_hash: &Hash32,
     ) -> Result<IdentityCheck, StoreError> {
-        dispatch!(self, s => s.bind_identity(chain_id, genesis_hash).await)
+        let (chain_id, genesis_hash) = (chain_id.to_string(), *genesis_hash);
+        detached!(self, s => s.bind_identity(&chain_id, &genesis_hash).await)
     }
 
     async fn insert_attestations(
         &self,
         items: &[NewAttestation],
     ) -> Result<Vec<InsertOutcome>, StoreError> {
-        dispatch!(self, s => s.insert_attestations(items).await)
+        let items = items.to_vec();
+        detached!(self, s => s.insert_attestations(&items).await)
     }
 
     async fn nonce_owner(
@@ -149,7 +169,8 @@ impl Store for AnyStore {
         block: &Block,
         created_at_ms: u64,
     ) -> Result<BlockInsert, StoreError> {
-        dispatch!(self, s => s.insert_block(block, created_at_ms).await)
+        let block = block.clone();
+        detached!(self, s => s.insert_block(&block, created_at_ms).await)
     }
 
     async fn insert_block_fenced(
@@ -159,7 +180,8 @@ impl Store for AnyStore {
         lease: &str,
         holder: &str,
     ) -> Result<BlockInsert, StoreError> {
-        dispatch!(self, s => s.insert_block_fenced(block, created_at_ms, lease, holder).await)
+        let (block, lease, holder) = (block.clone(), lease.to_string(), holder.to_string());
+        detached!(self, s => s.insert_block_fenced(&block, created_at_ms, &lease, &holder).await)
     }
 
     async fn mark_finalized(
@@ -168,7 +190,8 @@ impl Store for AnyStore {
         qc: Option<&QuorumCertificate>,
         at_ms: u64,
     ) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.mark_finalized(hashes, qc, at_ms).await)
+        let (hashes, qc) = (hashes.to_vec(), qc.cloned());
+        detached!(self, s => s.mark_finalized(&hashes, qc.as_ref(), at_ms).await)
     }
 
     async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {
@@ -192,7 +215,8 @@ impl Store for AnyStore {
     }
 
     async fn insert_vote(&self, vote: &Vote) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.insert_vote(vote).await)
+        let vote = vote.clone();
+        detached!(self, s => s.insert_vote(&vote).await)
     }
 
     async fn votes_for(&self, block_hash: &Hash32) -> Result<Vec<Vote>, StoreError> {
@@ -205,7 +229,8 @@ impl Store for AnyStore {
         body: &serde_json::Value,
         epoch: u64,
     ) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.insert_registry_entry(kind, body, epoch).await)
+        let (kind, body) = (kind.to_string(), body.clone());
+        detached!(self, s => s.insert_registry_entry(&kind, &body, epoch).await)
     }
 
     async fn pending_registry_entries(&self) -> Result<Vec<RegistryEntry>, StoreError> {
@@ -217,7 +242,8 @@ impl Store for AnyStore {
         block_hash: &Hash32,
         seqs: &[u64],
     ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.mark_registry_entries_included(block_hash, seqs).await)
+        let (block_hash, seqs) = (*block_hash, seqs.to_vec());
+        detached!(self, s => s.mark_registry_entries_included(&block_hash, &seqs).await)
     }
 
     async fn registry_entries(&self) -> Result<Vec<RegistryEntry>, StoreError> {
@@ -230,11 +256,13 @@ impl Store for AnyStore {
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.acquire_lease(name, holder, ttl).await)
+        let (name, holder) = (name.to_string(), holder.to_string());
+        detached!(self, s => s.acquire_lease(&name, &holder, ttl).await)
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
-        dispatch!(self, s => s.release_lease(name, holder).await)
+        let (name, holder) = (name.to_string(), holder.to_string());
+        detached!(self, s => s.release_lease(&name, &holder).await)
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -54,6 +54,7 @@ macro_rules! store_suite {
             ping_and_pool_stats,
             a_lease_is_held_by_one_holder_at_a_time,
             a_fenced_block_is_stored_only_by_the_lease_holder,
+            writes_abandoned_by_their_caller_finish_and_leave_the_store_usable,
         );
     };
     (@tests $make:expr; $($name:ident),+ $(,)?) => {
@@ -856,5 +857,44 @@ pub async fn a_fenced_block_is_stored_only_by_the_lease_holder<H: Harness>(h: &H
         // Nothing of the refused block was written.
         assert!(s.get_block(&b2.hash).await.unwrap().is_none());
         assert_eq!(s.count_pending_attestations().await.unwrap(), 2);
+    }
+}
+
+/// A caller that stops waiting for a write (its HTTP client went away, a deadline passed)
+/// must not leave a transaction half-done on the connection: every abandoned write still
+/// commits, and the writes after it work. (On the embedded store an abandoned
+/// transaction used to poison the single writer: "begin at non-zero transaction depth".)
+pub async fn writes_abandoned_by_their_caller_finish_and_leave_the_store_usable<H: Harness>(h: &H) {
+    let store = h.open().await;
+    let (kp, other) = (key(61), key(62));
+    let mut abandoned = Vec::new();
+    // Give-up times swept across the life of a write, from before its BEGIN reaches the
+    // database to after its COMMIT, so that some land inside each step.
+    for round in 0..400u64 {
+        let rows = batch(&kp, "abandoned", round * 4, 4);
+        abandoned.extend(rows.iter().map(|r| r.digest));
+        let give_up = std::time::Duration::from_micros(1 + (round * 7) % 400);
+        let _ = tokio::time::timeout(give_up, store.insert_attestations(&rows)).await;
+        let after = batch(&other, "after", round, 1);
+        let outcome = store
+            .insert_attestations(&after)
+            .await
+            .unwrap_or_else(|e| panic!("a write after one abandoned at round {round}: {e}"));
+        assert!(
+            matches!(outcome[0], InsertOutcome::Inserted { .. }),
+            "{outcome:?}"
+        );
+    }
+    // The abandoned writes ran to their end all the same.
+    for digest in abandoned {
+        let mut found = None;
+        for _ in 0..200 {
+            found = store.get_attestation(&digest).await.expect("read");
+            if found.is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(found.is_some(), "abandoned write of {digest} was lost");
     }
 }
