@@ -2,6 +2,8 @@
 //! certificate in, finality marked; a stored block handed out as a proposal for a
 //! validator that is catching up.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -13,6 +15,7 @@ use super::extract::{parse_json, HashPath, JsonBytes};
 use super::problem::Problem;
 use crate::state::AppState;
 use crate::validator::accept::{accept, vote, AcceptError, Stored};
+use crate::validator::catchup::fill_gap;
 use crate::validator::fanout::{proposal_for, LoadError, SubmitBlockReply};
 use crate::validator::finality::{apply_certificate, FinalityStepError};
 
@@ -24,14 +27,21 @@ pub async fn submit_block(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<SubmitBlockReply>, Problem> {
-    let proposal: Proposal = parse_json(&body)?;
+    let proposal: Arc<Proposal> = Arc::new(parse_json(&body)?);
     let hash = proposal.block.hash;
-    let stored = accept(&state, proposal).await.map_err(|e| {
-        if matches!(e, AcceptError::UnknownParents(_)) {
-            state.network.catch_up.notify_one();
-        }
-        accept_problem(e)
-    })?;
+    let stored = match accept(&state, proposal.clone()).await {
+        // Fetch what is missing from the proposer, then check the proposal again.
+        Err(AcceptError::UnknownParents(_)) => match fill_gap(&state).await {
+            Ok(_) => accept(&state, proposal).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not fill the gap before a proposal");
+                state.network.catch_up.notify_one();
+                accept(&state, proposal).await
+            }
+        },
+        other => other,
+    }
+    .map_err(accept_problem)?;
     let vote = vote(&state, &hash).await.map_err(finality_problem)?;
     Ok(Json(SubmitBlockReply {
         block_hash: hash,

@@ -1,6 +1,8 @@
 //! A validator's side of a proposal: check everything, store the block and its
 //! attestations, and vote. Catch-up stores blocks through the same checks.
 
+use std::sync::Arc;
+
 use bizra_ledger::block::Block;
 use bizra_ledger::dag::DagError;
 use bizra_ledger::proposal::{Proposal, ProposalError};
@@ -49,20 +51,17 @@ pub enum Stored {
 
 /// Checks `proposal` and stores it. The signature checks run on the blocking pool
 /// before the chain lock is taken, so a large block does not stall finality.
-pub async fn accept(state: &AppState, proposal: Proposal) -> Result<Stored, AcceptError> {
+pub async fn accept(state: &AppState, proposal: Arc<Proposal>) -> Result<Stored, AcceptError> {
     let hash = proposal.block.hash;
     if state.chain.lock().await.dag.contains(&hash) {
         return Ok(Stored::Known);
     }
     let proposer = state.network.proposer;
     let anchor = state.anchor.clone();
-    let (proposal, checked) = tokio::task::spawn_blocking(move || {
-        let checked = proposal.check(&proposer, &anchor);
-        (proposal, checked)
-    })
-    .await
-    .map_err(|_| AcceptError::Stopped)?;
-    let checked = checked?;
+    let to_check = proposal.clone();
+    let checked = tokio::task::spawn_blocking(move || to_check.check(&proposer, &anchor))
+        .await
+        .map_err(|_| AcceptError::Stopped)??;
     state
         .metrics
         .signature_batch_size

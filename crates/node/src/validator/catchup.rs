@@ -92,6 +92,26 @@ pub async fn run(state: AppState) {
     }
 }
 
+/// Most a proposal waits while its validator fetches the blocks it lacks.
+pub const GAP_FILL_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Catches up with the proposer now, within [`GAP_FILL_DEADLINE`]: called when a proposal
+/// names parents this node lacks (its call for an earlier block was dropped once the
+/// proposer had its quorum, or the node was away), so that it can still vote for it.
+pub async fn fill_gap(state: &AppState) -> Result<usize, CatchUpError> {
+    let Some(proposer) = state
+        .network
+        .peers
+        .by_validator(&state.network.proposer_id)
+        .cloned()
+    else {
+        return Ok(0);
+    };
+    tokio::time::timeout(GAP_FILL_DEADLINE, catch_up(state, &proposer))
+        .await
+        .unwrap_or(Err(CatchUpError::Peer(PeerError::Timeout)))
+}
+
 /// Pulls every block above this node's finalized height that it lacks, then the
 /// certificates of blocks final at the proposer. Returns how many blocks it stored.
 pub async fn catch_up(state: &AppState, proposer: &Peer) -> Result<usize, CatchUpError> {
@@ -118,7 +138,7 @@ pub async fn catch_up(state: &AppState, proposer: &Peer) -> Result<usize, CatchU
                         &format!("/api/consensus/block/{}/proposal", b.hash),
                     )
                     .await?;
-                accept(state, p)
+                accept(state, std::sync::Arc::new(p))
                     .await
                     .map_err(|source| CatchUpError::Block {
                         hash: b.hash,
