@@ -120,6 +120,9 @@ pub struct Chain {
     genesis_ms: u64,
     slot_ms: u64,
     recent: VecDeque<(Hash32, RecentBlock)>,
+    /// Finality decided in memory whose store write failed (the store was down): written
+    /// again before the next change, so memory and store never disagree for long.
+    pub unsaved_final: Vec<(QuorumCertificate, Vec<Hash32>)>,
 }
 
 impl Chain {
@@ -151,6 +154,7 @@ impl Chain {
             genesis_ms,
             slot_ms,
             recent: VecDeque::new(),
+            unsaved_final: Vec::new(),
         };
         let stored = store.all_blocks().await?;
         let entries = included_entries(store).await?;

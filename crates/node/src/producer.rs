@@ -130,6 +130,8 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
     // Holding the chain lock across the store calls keeps blocks in order; readers never
     // take this lock.
     let mut chain = state.chain.lock().await;
+    // Finality an earlier store outage left in memory only is written first.
+    crate::validator::finality::save_unsaved(state, &mut chain).await?;
     if state.leadership.shared() {
         // Blocks a previous leader stored before this replica took over come first.
         let followed = chain.follow(&state.store).await?;

@@ -76,6 +76,12 @@ pub async fn run(state: AppState) {
     };
     let mut shutdown = state.shutdown.subscribe();
     loop {
+        {
+            let mut chain = state.chain.lock().await;
+            if let Err(e) = super::finality::save_unsaved(&state, &mut chain).await {
+                tracing::warn!(error = %e, "finality not yet written to the store; retrying");
+            }
+        }
         match catch_up(&state, &proposer).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(blocks = n, "caught up with the proposer"),

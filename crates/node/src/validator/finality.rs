@@ -1,7 +1,7 @@
 //! Counting votes and applying certificates, the same way on the proposer and on every
 //! validator: the store first, then the in-memory chain, then events and a new head.
 
-use bizra_ledger::finality::{FinalityError, VoteOutcome};
+use bizra_ledger::finality::{ActiveSet, FinalityError, VoteOutcome};
 use bizra_ledger::vote::{QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
@@ -21,8 +21,9 @@ pub enum FinalityStepError {
     Store(#[from] StoreError),
 }
 
-/// Checks and counts one vote (this node's own or a peer's), storing it so that a restart
-/// recounts it. Returns the certificate when the vote finalized its block.
+/// Checks and counts one vote (this node's own or a peer's), storing it first so that a
+/// restart recounts it: when the store is down, memory is left as it was. Returns the
+/// certificate when the vote finalized its block.
 pub async fn count_vote(
     state: &AppState,
     chain: &mut Chain,
@@ -33,11 +34,19 @@ pub async fn count_vote(
     }
     let active = chain.active_set();
     // Checked before it is stored: the store keeps only votes that verify.
+    let (key, _) = active
+        .member(&vote.validator_id)
+        .ok_or(FinalityStepError::Invalid(FinalityError::NotActive(
+            vote.validator_id,
+        )))?;
+    vote.verify(&key)
+        .map_err(|e| FinalityStepError::Invalid(e.into()))?;
+    save_unsaved(state, chain).await?;
+    state.store.insert_vote(vote).await?;
     let outcome = chain
         .finality
         .add_vote(&chain.dag, vote, &active)
         .map_err(FinalityStepError::Invalid)?;
-    state.store.insert_vote(vote).await?;
     match outcome {
         VoteOutcome::Finalized {
             certificate,
@@ -48,6 +57,18 @@ pub async fn count_vote(
         }
         _ => Ok(None),
     }
+}
+
+/// Writes finality that an earlier store failure left in memory only.
+pub async fn save_unsaved(state: &AppState, chain: &mut Chain) -> Result<(), StoreError> {
+    while let Some((qc, hashes)) = chain.unsaved_final.first() {
+        state
+            .store
+            .mark_finalized(hashes, Some(qc), now_ms())
+            .await?;
+        chain.unsaved_final.remove(0);
+    }
+    Ok(())
 }
 
 /// Applies a certificate (from the proposer's announcement or read from it during
@@ -91,10 +112,17 @@ pub async fn record_final(
     newly_final: &[Hash32],
 ) -> Result<(), StoreError> {
     let at = now_ms();
-    state
+    if let Err(e) = state
         .store
         .mark_finalized(newly_final, Some(certificate), at)
-        .await?;
+        .await
+    {
+        // Memory already holds this finality; the store gets it at the next change.
+        chain
+            .unsaved_final
+            .push((certificate.clone(), newly_final.to_vec()));
+        return Err(e);
+    }
     chain.note_final(&certificate.block_hash, at);
     state
         .metrics
