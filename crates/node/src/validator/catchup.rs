@@ -65,12 +65,7 @@ pub async fn run(state: AppState) {
     if state.is_proposer {
         return;
     }
-    let Some(proposer) = state
-        .network
-        .peers
-        .by_validator(&state.network.proposer_id)
-        .cloned()
-    else {
+    let Some(proposer) = state.network.proposer_peer() else {
         tracing::info!("no address for the proposer: catch-up is off");
         return;
     };
@@ -105,12 +100,7 @@ pub const GAP_FILL_DEADLINE: Duration = Duration::from_secs(2);
 /// names parents this node lacks (its call for an earlier block was dropped once the
 /// proposer had its quorum, or the node was away), so that it can still vote for it.
 pub async fn fill_gap(state: &AppState) -> Result<usize, CatchUpError> {
-    let Some(proposer) = state
-        .network
-        .peers
-        .by_validator(&state.network.proposer_id)
-        .cloned()
-    else {
+    let Some(proposer) = state.network.proposer_peer() else {
         return Ok(0);
     };
     tokio::time::timeout(GAP_FILL_DEADLINE, catch_up(state, &proposer))

@@ -95,6 +95,11 @@ impl Network {
         lock(&self.in_flight).remove(hash);
     }
 
+    /// The proposer among the peers, when the genesis gives its address.
+    pub fn proposer_peer(&self) -> Option<Arc<crate::peers::set::Peer>> {
+        self.peers.by_validator(&self.proposer_id).cloned()
+    }
+
     pub fn is_in_flight(&self, hash: &Hash32) -> bool {
         lock(&self.in_flight).contains(hash)
     }
