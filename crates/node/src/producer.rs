@@ -204,6 +204,12 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
         .map_err(|e| ProduceError::Build(e.to_string()))?;
     chain.note_block(&block);
     state.metrics.blocks_produced.inc();
+    // The proposal carries the entries as the registry applies them (unparsable ones
+    // are skipped by both).
+    let proposal_entries: Vec<bizra_ledger::registry::RegistryEntry> = entries
+        .iter()
+        .filter_map(|e| serde_json::from_value(e.body.clone()).ok())
+        .collect();
     if !entries.is_empty() {
         apply_registry_entries(state, &mut chain, &block.hash, entries).await?;
     }
@@ -230,7 +236,7 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
     drop(chain);
     if !finalized && !state.network.peers.is_empty() {
         // The attestations were just read for this block; the peers get them from here.
-        match load_proposal(state, block).await {
+        match load_proposal(state, block, proposal_entries).await {
             Ok(p) => solicit(state, Arc::new(p)),
             Err(e) => tracing::warn!(error = %e, "cannot build the proposal for the peers"),
         }

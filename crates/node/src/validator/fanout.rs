@@ -43,9 +43,13 @@ pub enum LoadError {
     Entry(u64),
 }
 
-/// The proposal for a stored block: the block, its attestations and registry entries,
-/// read from the store.
-pub async fn load_proposal(state: &AppState, block: Block) -> Result<Proposal, LoadError> {
+/// The proposal for a stored block: the block, its attestations read from the store,
+/// and `entries`, the registry entries it includes, in order.
+pub async fn load_proposal(
+    state: &AppState,
+    block: Block,
+    entries: Vec<RegistryEntry>,
+) -> Result<Proposal, LoadError> {
     let mut attestations = Vec::with_capacity(block.attestation_ids.len());
     for id in &block.attestation_ids {
         let record = state
@@ -57,20 +61,28 @@ pub async fn load_proposal(state: &AppState, block: Block) -> Result<Proposal, L
             serde_json::from_slice(&record.body).map_err(|_| LoadError::Attestation(*id))?;
         attestations.push(att);
     }
-    let mut entries: Vec<(u64, RegistryEntry)> = Vec::new();
-    for e in state.store.registry_entries().await? {
-        if e.block_hash != Some(block.hash) {
-            continue;
-        }
-        let entry = serde_json::from_value(e.body).map_err(|_| LoadError::Entry(e.seq))?;
-        entries.push((e.seq, entry));
-    }
-    entries.sort_by_key(|(seq, _)| *seq);
     Ok(Proposal {
         block,
         attestations,
-        entries: entries.into_iter().map(|(_, e)| e).collect(),
+        entries,
     })
+}
+
+/// The registry entries a stored block includes, in filing order. Reads every entry:
+/// only for blocks asked for again (resolicit, catch-up), not for each new block.
+async fn included_entries(
+    state: &AppState,
+    block: &Hash32,
+) -> Result<Vec<RegistryEntry>, LoadError> {
+    let mut entries: Vec<(u64, RegistryEntry)> = Vec::new();
+    for e in state.store.registry_entries().await? {
+        if e.block_hash.as_ref() == Some(block) {
+            let entry = serde_json::from_value(e.body).map_err(|_| LoadError::Entry(e.seq))?;
+            entries.push((e.seq, entry));
+        }
+    }
+    entries.sort_by_key(|(seq, _)| *seq);
+    Ok(entries.into_iter().map(|(_, e)| e).collect())
 }
 
 /// The proposal for `hash`, from the last one built when it is that block.
@@ -83,7 +95,8 @@ pub async fn proposal_for(state: &AppState, hash: &Hash32) -> Result<Arc<Proposa
         .get_block(hash)
         .await?
         .ok_or(LoadError::UnknownBlock(*hash))?;
-    let p = Arc::new(load_proposal(state, sb.block).await?);
+    let entries = included_entries(state, hash).await?;
+    let p = Arc::new(load_proposal(state, sb.block, entries).await?);
     state.network.cache_proposal(p.clone());
     Ok(p)
 }
