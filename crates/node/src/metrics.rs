@@ -106,6 +106,8 @@ pub struct Metrics {
     pub signature_batch_size: Histogram,
     pub group_commit_rows: Histogram,
     pub store_write_seconds: Histogram,
+    /// How long storing a new block (its row and its attestations' placement) took.
+    pub block_write_seconds: Histogram,
     pub db_pool_connections: Family<StateLabels, Gauge>,
     /// 1 while this replica holds the block producer lease.
     pub producer_leader: Gauge,
@@ -224,6 +226,12 @@ impl Metrics {
             "store_write_seconds",
             "Duration of one attestation write transaction",
             store_write_seconds.clone(),
+        );
+        let block_write_seconds = latency_histogram();
+        registry.register(
+            "block_write_seconds",
+            "Duration of storing one new block with its attestations' placement",
+            block_write_seconds.clone(),
         );
         let db_pool_connections = Family::<StateLabels, Gauge>::default();
         registry.register(
@@ -392,6 +400,7 @@ impl Metrics {
             signature_batch_size,
             group_commit_rows,
             store_write_seconds,
+            block_write_seconds,
             db_pool_connections,
             db_pool_acquire_seconds,
             producer_leader,

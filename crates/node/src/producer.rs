@@ -189,6 +189,7 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
         return Err(ProduceError::NotLeader);
     }
     let created = now_ms();
+    let started = std::time::Instant::now();
     state
         .store
         .insert_block_fenced(
@@ -198,6 +199,10 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
             state.leadership.holder(),
         )
         .await?;
+    state
+        .metrics
+        .block_write_seconds
+        .observe(started.elapsed().as_secs_f64());
     chain
         .dag
         .insert(&block)
