@@ -104,6 +104,7 @@ pub struct Metrics {
     pub chain_height: Gauge,
     pub finalized_height: Gauge,
     pub signature_batch_size: Histogram,
+    pub nonce_lookup_batch_size: Histogram,
     pub group_commit_rows: Histogram,
     pub store_write_seconds: Histogram,
     /// How long storing a new block (its row and its attestations' placement) took.
@@ -214,6 +215,12 @@ impl Metrics {
             "signature_batch_size",
             "Signatures checked per batch verification",
             signature_batch_size.clone(),
+        );
+        let nonce_lookup_batch_size = size_histogram();
+        registry.register(
+            "nonce_lookup_batch_size",
+            "(key, nonce) pairs looked up per store call by the verify route",
+            nonce_lookup_batch_size.clone(),
         );
         let group_commit_rows = size_histogram();
         registry.register(
@@ -398,6 +405,7 @@ impl Metrics {
             chain_height,
             finalized_height,
             signature_batch_size,
+            nonce_lookup_batch_size,
             group_commit_rows,
             store_write_seconds,
             block_write_seconds,

@@ -18,6 +18,7 @@ use crate::cache::ResponseCache;
 use crate::chain::{Chain, Head};
 use crate::config::Config;
 use crate::events::Events;
+use crate::ingest::nonces::{NonceLookup, NonceLookupConfig};
 use crate::ingest::verifier::{Verifier, VerifierConfig};
 use crate::ingest::writer::{Writer, WriterConfig};
 use crate::leadership::Leadership;
@@ -36,6 +37,8 @@ pub struct Inner {
     pub verifier: Verifier,
     /// Group-commits attestation rows.
     pub writer: Writer,
+    /// `/verify`'s rule-13 lookups, gathered.
+    pub nonces: NonceLookup,
     /// Serialized, compressed responses.
     pub cache: ResponseCache,
     /// The shared Redis, when configured (L2 cache, shared quotas).
@@ -95,6 +98,8 @@ impl AppState {
         let cache_metrics = metrics.clone();
         let verifier = Verifier::start(VerifierConfig::default(), metrics.clone());
         let writer = Writer::start(store.clone(), WriterConfig::default(), metrics.clone());
+        let nonces =
+            NonceLookup::start(store.clone(), NonceLookupConfig::default(), metrics.clone());
         let store_for_lease = store.clone();
         let redis = config.redis_url.as_deref().and_then(|url| {
             let prefix = config
@@ -130,6 +135,7 @@ impl AppState {
             metrics,
             verifier,
             writer,
+            nonces,
             cache,
             redis,
             limiter,

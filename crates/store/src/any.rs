@@ -127,6 +127,13 @@ impl Store for AnyStore {
         dispatch!(self, s => s.nonce_owner(pubkey, nonce).await)
     }
 
+    async fn nonce_owners(
+        &self,
+        pairs: &[(PublicKey, String)],
+    ) -> Result<Vec<Option<Hash32>>, StoreError> {
+        dispatch!(self, s => s.nonce_owners(pairs).await)
+    }
+
     async fn get_attestation(
         &self,
         digest: &Hash32,

@@ -85,6 +85,13 @@ pub trait Store: Send + Sync + 'static {
         nonce: &str,
     ) -> impl Future<Output = Result<Option<Hash32>, StoreError>> + Send;
 
+    /// [`Store::nonce_owner`] for many (key, nonce) pairs in one round trip; one answer
+    /// per pair, in order.
+    fn nonce_owners(
+        &self,
+        pairs: &[(PublicKey, String)],
+    ) -> impl Future<Output = Result<Vec<Option<Hash32>>, StoreError>> + Send;
+
     fn get_attestation(
         &self,
         digest: &Hash32,

@@ -255,7 +255,11 @@ pub async fn verify(
     let att = Attestation::from_json(&body).map_err(|e| refusal_problem(Refusal::Schema(e)))?;
     let computed = compute(&att);
     let owner = match bizra_ledger::crypto::PublicKey::parse(&att.attester.pubkey_ed25519) {
-        Ok(pk) => state.store.nonce_owner(&pk, &att.nonce).await?,
+        Ok(pk) => state
+            .nonces
+            .owner(pk, att.nonce.clone())
+            .await
+            .map_err(crate::submit::SubmitError::from)??,
         Err(_) => None,
     };
     // Rule 12 through the shared batcher, like submissions.

@@ -154,6 +154,9 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .set_queue("signature", state.verifier.queued());
     state.metrics.set_queue("write", state.writer.queued());
+    state
+        .metrics
+        .set_queue("nonce_lookup", state.nonces.queued());
     state.cache.export();
     (
         [(

@@ -1,8 +1,10 @@
 //! The write path's two batching stages (SPEC §5.2): signatures of concurrent submissions
 //! are verified together ([`verifier`]), and accepted rows are written together, one
-//! transaction per group ([`writer`]). Both sit behind bounded queues; a full queue is
-//! answered with 503 at once rather than queuing without end.
+//! transaction per group ([`writer`]); `/verify`'s nonce lookups are gathered the same way
+//! ([`nonces`]). All sit behind bounded queues; a full queue is answered with 503 at once
+//! rather than queuing without end.
 
+pub mod nonces;
 pub mod verifier;
 pub mod writer;
 

@@ -9,7 +9,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::{LockPurpose, PostgresStore};
-use crate::codec::{clamp_limit, to_hash, to_i64, to_u64};
+use crate::codec::{clamp_limit, to_hash, to_i64, to_pubkey, to_u64};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
 use crate::rows::{select_record, AttestationRow};
@@ -68,6 +68,40 @@ pub(super) async fn nonce_owner(
     digest
         .map(|d| to_hash(&d, "attestation digest"))
         .transpose()
+}
+
+/// One statement for any number of pairs, on the `(attester_pubkey, nonce)` unique index.
+pub(super) async fn nonce_owners(
+    store: &PostgresStore,
+    conn: &mut PgConnection,
+    pairs: &[(PublicKey, String)],
+) -> Result<Vec<Option<Hash32>>, StoreError> {
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys: Vec<&[u8]> = pairs.iter().map(|(k, _)| k.0.as_slice()).collect();
+    let nonces: Vec<&str> = pairs.iter().map(|(_, n)| n.as_str()).collect();
+    let rows = store
+        .query(
+            "SELECT a.attester_pubkey, a.nonce, a.digest \
+             FROM UNNEST($1::bytea[], $2::text[]) AS v(k, n) \
+             JOIN attestations a ON a.attester_pubkey = v.k AND a.nonce = v.n",
+        )
+        .bind(keys)
+        .bind(nonces)
+        .fetch_all(conn)
+        .await?;
+    let mut found: HashMap<(PublicKey, String), Hash32> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let key = to_pubkey(
+            row.try_get::<&[u8], _>("attester_pubkey")?,
+            "attester pubkey",
+        )?;
+        let nonce: String = row.try_get("nonce")?;
+        let digest = to_hash(row.try_get::<&[u8], _>("digest")?, "attestation digest")?;
+        found.insert((key, nonce), digest);
+    }
+    Ok(pairs.iter().map(|p| found.get(p).copied()).collect())
 }
 
 /// One transaction and one multi-row statement for the whole batch. Rows that did not go

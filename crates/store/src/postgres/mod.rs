@@ -321,6 +321,14 @@ impl Store for PostgresStore {
         attestations::nonce_owner(self, &mut c, pubkey, nonce).await
     }
 
+    async fn nonce_owners(
+        &self,
+        pairs: &[(PublicKey, String)],
+    ) -> Result<Vec<Option<Hash32>>, StoreError> {
+        let mut c = self.acquire().await?;
+        attestations::nonce_owners(self, &mut c, pairs).await
+    }
+
     async fn get_attestation(
         &self,
         digest: &Hash32,

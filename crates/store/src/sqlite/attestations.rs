@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
-use crate::codec::{clamp_limit, to_hash, to_i64, to_u64};
+use crate::codec::{clamp_limit, to_hash, to_i64, to_pubkey, to_u64};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
 use crate::rows::{select_record, AttestationRow};
@@ -67,6 +67,55 @@ pub(super) async fn nonce_owner(
     digest
         .map(|d| to_hash(&d, "attestation digest"))
         .transpose()
+}
+
+/// `SELECT` of the owners of `n` (key, nonce) pairs, built once per chunk size.
+fn owners_sql(n: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        CHUNKS
+            .into_iter()
+            .map(|n| {
+                let rows = vec!["(?, ?)"; n].join(", ");
+                let sql = format!(
+                    "WITH v(k, n) AS (VALUES {rows}) \
+                     SELECT a.attester_pubkey, a.nonce, a.digest FROM v \
+                     JOIN attestations a ON a.attester_pubkey = v.k AND a.nonce = v.n"
+                );
+                (n, sql)
+            })
+            .collect()
+    });
+    all.iter()
+        .find(|(size, _)| *size == n)
+        .map_or("", |(_, sql)| sql.as_str())
+}
+
+/// One multi-row `SELECT` per chunk, on the `(attester_pubkey, nonce)` unique index.
+pub(super) async fn nonce_owners(
+    conn: &mut SqliteConnection,
+    pairs: &[(PublicKey, String)],
+) -> Result<Vec<Option<Hash32>>, StoreError> {
+    let mut found: HashMap<(PublicKey, String), Hash32> = HashMap::new();
+    let mut at = 0;
+    while at < pairs.len() {
+        let n = chunk_len(pairs.len() - at);
+        let mut q = sqlx::query(owners_sql(n));
+        for (key, nonce) in &pairs[at..at + n] {
+            q = q.bind(key.0.as_slice()).bind(nonce.as_str());
+        }
+        for row in q.fetch_all(&mut *conn).await? {
+            let key = to_pubkey(
+                row.try_get::<&[u8], _>("attester_pubkey")?,
+                "attester pubkey",
+            )?;
+            let nonce: String = row.try_get("nonce")?;
+            let digest = to_hash(row.try_get::<&[u8], _>("digest")?, "attestation digest")?;
+            found.insert((key, nonce), digest);
+        }
+        at += n;
+    }
+    Ok(pairs.iter().map(|p| found.get(p).copied()).collect())
 }
 
 /// Statement sizes a batch is split into, largest first. A fixed set keeps the prepared

@@ -174,6 +174,14 @@ impl Store for SqliteStore {
         attestations::nonce_owner(&mut conn, pubkey, nonce).await
     }
 
+    async fn nonce_owners(
+        &self,
+        pairs: &[(PublicKey, String)],
+    ) -> Result<Vec<Option<Hash32>>, StoreError> {
+        let mut conn = self.readers.acquire().await?;
+        attestations::nonce_owners(&mut conn, pairs).await
+    }
+
     async fn get_attestation(
         &self,
         digest: &Hash32,

@@ -38,6 +38,7 @@ macro_rules! store_suite {
         store_suite!(@tests $make;
             idempotent_insert,
             duplicate_nonce_across_batches,
+            nonce_owners_answers_each_pair_in_order,
             duplicates_within_one_batch,
             empty_batch_and_unrepresentable_input,
             pagination_never_skips_or_repeats_under_concurrent_inserts,
@@ -226,6 +227,33 @@ pub async fn duplicate_nonce_across_batches<H: Harness>(h: &H) {
     let other_key = signed(&key(2), "bob", 7, 0);
     insert_all(&s, &[new_att(&other_key, 3)]).await;
     assert_eq!(s.count_attestations().await.unwrap(), 2);
+}
+
+pub async fn nonce_owners_answers_each_pair_in_order<H: Harness>(h: &H) {
+    let s = h.open().await;
+    assert_eq!(s.nonce_owners(&[]).await.unwrap(), vec![]);
+    let kp = key(1);
+    let stored: Vec<_> = (0..300u64).map(|i| signed(&kp, "alice", i, 0)).collect();
+    let rows: Vec<_> = stored.iter().map(|a| new_att(a, 1)).collect();
+    insert_all(&s, &rows).await;
+    // 300 stored pairs and 300 free ones interleaved (more than one statement's worth),
+    // a stored pair asked twice, and a stored nonce under another key.
+    let mut pairs = Vec::new();
+    let mut expected = Vec::new();
+    for (i, a) in stored.iter().enumerate() {
+        pairs.push((kp.public(), a.0.nonce.clone()));
+        expected.push(Some(a.1));
+        pairs.push((kp.public(), format!("free-{i}")));
+        expected.push(None);
+    }
+    pairs.push((kp.public(), stored[7].0.nonce.clone()));
+    expected.push(Some(stored[7].1));
+    pairs.push((key(2).public(), stored[7].0.nonce.clone()));
+    expected.push(None);
+    assert_eq!(s.nonce_owners(&pairs).await.unwrap(), expected);
+    for (pair, want) in pairs.iter().zip(&expected).step_by(97) {
+        assert_eq!(&s.nonce_owner(&pair.0, &pair.1).await.unwrap(), want);
+    }
 }
 
 pub async fn duplicates_within_one_batch<H: Harness>(h: &H) {
