@@ -149,11 +149,7 @@ pub struct Computed {
 }
 
 pub fn compute(att: &Attestation) -> Computed {
-    Computed {
-        digest: att.digest().ok(),
-        impact_score: impact_score(&att.measurement.dimensions, &att.measurement.weights),
-        delta: benchmark_delta(att),
-    }
+    Derived::of(att).computed(att)
 }
 
 fn benchmark_delta(att: &Attestation) -> Option<f64> {
@@ -202,21 +198,94 @@ pub fn validate_reasons(
     validate_reasons_given(att, network, now, nonce_owner, None)
 }
 
+/// The costly parts of rules 12 and 13, derived once: the digest (canonicalizing the
+/// whole attestation) and the parsed key (decompressing a curve point) and signature.
+/// The `verify` endpoint needs each of them three times: for its computed values, for
+/// the batched signature check and for its list of reasons.
+#[derive(Debug, Clone)]
+pub struct Derived {
+    pubkey: Result<PublicKey, Rejection>,
+    /// The signature's format and the digest it is checked against.
+    signature: Result<(SignatureBytes, Hash32), Rejection>,
+}
+
+impl Derived {
+    pub fn of(att: &Attestation) -> Derived {
+        Derived {
+            pubkey: check_pubkey(att),
+            signature: check_signature_format(att),
+        }
+    }
+
+    /// Rule 12's input when the key and signature parse, for a caller that verifies
+    /// signatures in batches and passes the verdict to [`Derived::reasons`].
+    pub fn signature_item(&self) -> Option<BatchItem> {
+        match (&self.pubkey, &self.signature) {
+            (Ok(key), Ok((sig, digest))) => Some(BatchItem {
+                key: *key,
+                sig: *sig,
+                msg: Attestation::signing_message(digest),
+            }),
+            _ => None,
+        }
+    }
+
+    /// What this node computes from `att` (the one this was derived from) whatever its
+    /// rules say.
+    pub fn computed(&self, att: &Attestation) -> Computed {
+        let digest = match &self.signature {
+            Ok((_, digest)) => Some(*digest),
+            // The digest does not depend on the signature's format.
+            Err(_) => att.digest().ok(),
+        };
+        Computed {
+            digest,
+            impact_score: impact_score(&att.measurement.dimensions, &att.measurement.weights),
+            delta: benchmark_delta(att),
+        }
+    }
+
+    /// [`validate_reasons`] for `att` (the one this was derived from), with rule 12's
+    /// verdict already known (`Some`), or checked here (`None`).
+    pub fn reasons(
+        &self,
+        att: &Attestation,
+        network: &NetworkAnchor,
+        now: OffsetDateTime,
+        nonce_owner: Option<Hash32>,
+        signature_ok: Option<bool>,
+    ) -> Vec<Rejection> {
+        reasons(self, att, network, now, nonce_owner, signature_ok)
+    }
+}
+
 /// Rule 12's input when the key and signature parse, for a caller that verifies
 /// signatures in batches and passes the verdict to [`validate_reasons_given`].
 pub fn signature_item(att: &Attestation) -> Option<BatchItem> {
-    let pubkey = check_pubkey(att).ok()?;
-    let (sig, digest) = check_signature_format(att).ok()?;
-    Some(BatchItem {
-        key: pubkey,
-        sig,
-        msg: Attestation::signing_message(&digest),
-    })
+    Derived::of(att).signature_item()
 }
 
 /// [`validate_reasons`] with rule 12's verdict already known (`Some`), or checked here
 /// (`None`).
 pub fn validate_reasons_given(
+    att: &Attestation,
+    network: &NetworkAnchor,
+    now: OffsetDateTime,
+    nonce_owner: Option<Hash32>,
+    signature_ok: Option<bool>,
+) -> Vec<Rejection> {
+    reasons(
+        &Derived::of(att),
+        att,
+        network,
+        now,
+        nonce_owner,
+        signature_ok,
+    )
+}
+
+fn reasons(
+    derived: &Derived,
     att: &Attestation,
     network: &NetworkAnchor,
     now: OffsetDateTime,
@@ -239,9 +308,7 @@ pub fn validate_reasons_given(
     note(check_impact(att).map(|_| ()));
     note(check_benchmark_delta(att).map(|_| ()));
     note(check_alg(att));
-    let pubkey = check_pubkey(att);
-    let sig = check_signature_format(att);
-    match (&pubkey, &sig) {
+    match (&derived.pubkey, &derived.signature) {
         (Ok(pk), Ok((sig, digest))) => {
             let ok = signature_ok.unwrap_or_else(|| {
                 crypto::verify(pk, sig, &Attestation::signing_message(digest)).is_ok()
@@ -251,9 +318,9 @@ pub fn validate_reasons_given(
             }
             note(check_nonce(nonce_owner, digest));
         }
-        _ => {
-            note(pubkey.map(|_| ()));
-            note(sig.map(|_| ()));
+        (pubkey, sig) => {
+            note(pubkey.clone().map(|_| ()));
+            note(sig.clone().map(|_| ()));
         }
     }
     out
@@ -596,6 +663,48 @@ mod tests {
                 .code,
             RuleCode::DuplicateNonce
         );
+    }
+
+    #[test]
+    fn derived_once_gives_what_each_rule_computes_alone() {
+        let net = NetworkAnchor::default();
+        let (good, _) = signed_sample(6);
+        let mut bad_sig = good.clone();
+        bad_sig.signature.sig_base16 = "zz".into();
+        let mut bad_key = good.clone();
+        bad_key.attester.pubkey_ed25519 = "ed25519:00".into();
+        for att in [&good, &bad_sig, &bad_key] {
+            let d = Derived::of(att);
+            // The digest does not depend on the signature, whatever its format.
+            assert_eq!(d.computed(att).digest, Some(att.digest().unwrap()));
+            assert_eq!(
+                d.computed(att).impact_score,
+                impact_score(&att.measurement.dimensions, &att.measurement.weights)
+            );
+            assert_eq!(d.signature_item().is_some(), std::ptr::eq(att, &good));
+            assert_eq!(
+                d.reasons(att, &net, now(), None, None),
+                validate_reasons(att, &net, now(), None)
+            );
+        }
+        let codes = |att: &Attestation| -> Vec<RuleCode> {
+            Derived::of(att)
+                .reasons(att, &net, now(), None, None)
+                .into_iter()
+                .map(|r| r.code)
+                .collect()
+        };
+        assert_eq!(codes(&good), vec![]);
+        assert_eq!(codes(&bad_sig), vec![RuleCode::BadSignature]);
+        assert_eq!(codes(&bad_key), vec![RuleCode::InvalidPubkey]);
+        // A verdict passed in is used instead of checking the signature here.
+        let d = Derived::of(&good);
+        let refused: Vec<_> = d
+            .reasons(&good, &net, now(), None, Some(false))
+            .into_iter()
+            .map(|r| r.code)
+            .collect();
+        assert_eq!(refused, vec![RuleCode::BadSignature]);
     }
 
     #[test]

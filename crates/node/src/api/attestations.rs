@@ -4,7 +4,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bizra_ledger::attestation::rules::{compute, signature_item, validate_reasons_given};
+use bizra_ledger::attestation::rules::Derived;
 use bizra_ledger::attestation::Attestation;
 use bizra_ledger::merkle::InclusionProof;
 use bizra_ledger::Hash32;
@@ -253,27 +253,33 @@ pub async fn verify(
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<VerifyResponse>, Problem> {
     let att = Attestation::from_json(&body).map_err(|e| refusal_problem(Refusal::Schema(e)))?;
-    let computed = compute(&att);
-    let owner = match bizra_ledger::crypto::PublicKey::parse(&att.attester.pubkey_ed25519) {
-        Ok(pk) => state
-            .nonces
-            .owner(pk, att.nonce.clone())
-            .await
-            .map_err(crate::submit::SubmitError::from)??,
-        Err(_) => None,
-    };
-    // Rule 12 through the shared batcher, like submissions.
-    let signature_ok = match signature_item(&att) {
-        Some(item) => Some(
-            state
-                .verifier
-                .verify(item)
+    // The digest and the parsed key, each costly, are derived once for the three uses
+    // below.
+    let derived = Derived::of(&att);
+    let computed = derived.computed(&att);
+    // Rule 13's lookup and rule 12's check (through the shared batcher, like
+    // submissions) run at the same time.
+    let owner = async {
+        match bizra_ledger::crypto::PublicKey::parse(&att.attester.pubkey_ed25519) {
+            Ok(pk) => state
+                .nonces
+                .owner(pk, att.nonce.clone())
                 .await
-                .map_err(crate::submit::SubmitError::from)?,
-        ),
-        None => None,
+                .map_err(crate::submit::SubmitError::from)?
+                .map_err(crate::submit::SubmitError::from),
+            Err(_) => Ok(None),
+        }
     };
-    let reasons = validate_reasons_given(&att, &state.anchor, now_utc(), owner, signature_ok);
+    let signature_ok = async {
+        match derived.signature_item() {
+            Some(item) => state.verifier.verify(item).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (owner, signature_ok) = tokio::join!(owner, signature_ok);
+    let owner = owner?;
+    let signature_ok = signature_ok.map_err(crate::submit::SubmitError::from)?;
+    let reasons = derived.reasons(&att, &state.anchor, now_utc(), owner, signature_ok);
     Ok(Json(VerifyResponse {
         valid: reasons.is_empty(),
         reasons: reasons
