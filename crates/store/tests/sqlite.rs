@@ -71,6 +71,100 @@ async fn file_is_wal_and_at_the_current_schema() {
     );
 }
 
+/// A crash between the transactions of a large block's placement leaves a block with
+/// `placed = 0` and some of its attestations placed. It was never acknowledged, so the
+/// next open removes it and its attestations are pending again; storing it again works.
+#[tokio::test]
+async fn a_half_placed_block_is_undone_at_open() {
+    let h = SqliteHarness::new();
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    let items = batch(&key(1), "alice", 0, 20);
+    store.insert_attestations(&items).await.unwrap();
+    let genesis = suite::genesis_block();
+    store.insert_block(&genesis, 1).await.unwrap();
+    let ids: Vec<Hash32> = items.iter().map(|i| i.digest).collect();
+    let block = suite::propose(1, vec![genesis.hash], ids[..12].to_vec(), 10);
+    store.insert_block(&block, 10).await.unwrap();
+    store.close().await;
+
+    // What the crash leaves: the row unfinished, the second half of the placement and
+    // its share of the counter not written.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", h.path().display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE blocks SET placed = 0 WHERE hash = ?1")
+        .bind(block.hash.as_bytes().as_slice())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for d in &ids[6..12] {
+        sqlx::query(
+            "UPDATE attestations SET block_hash = NULL, block_index = NULL WHERE digest = ?1",
+        )
+        .bind(d.as_bytes().as_slice())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    sqlx::query("UPDATE counters SET value = value + 6 WHERE name = 'pending_attestations'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    assert!(store.get_block(&block.hash).await.unwrap().is_none());
+    assert_eq!(store.count_pending_attestations().await.unwrap(), 20);
+    assert_eq!(store.pending_attestations(100).await.unwrap(), ids);
+    assert_eq!(
+        store.insert_block(&block, 11).await.unwrap(),
+        bizra_store::BlockInsert::Inserted
+    );
+    assert_eq!(store.count_pending_attestations().await.unwrap(), 8);
+}
+
+/// A file written by schema version 1 opens, migrates, and keeps its blocks as placed.
+#[tokio::test]
+async fn a_version_1_file_is_migrated() {
+    let h = SqliteHarness::new();
+    std::fs::create_dir_all(h.path().parent().unwrap()).unwrap();
+    let mut conn =
+        sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", h.path().display()))
+            .await
+            .unwrap();
+    sqlx::query(
+        "CREATE TABLE schema_version (version INTEGER PRIMARY KEY NOT NULL, \
+         name TEXT NOT NULL, applied_at_ms INTEGER NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::raw_sql(include_str!("../migrations/sqlite/0001_init.sql"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO schema_version VALUES (1, 'init', 0)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let genesis = suite::genesis_block();
+    sqlx::query(
+        "INSERT INTO blocks (hash, height, timestamp_ms, header, attestation_ids, created_at_ms) \
+         VALUES (?1, 0, 0, ?2, x'', 0)",
+    )
+    .bind(genesis.hash.as_bytes().as_slice())
+    .bind(serde_json::to_string(&genesis.header).unwrap())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 2);
+    let kept = store.get_block(&genesis.hash).await.unwrap().expect("kept");
+    assert_eq!(kept.block.header, genesis.header);
+}
+
 #[tokio::test]
 async fn a_newer_schema_is_refused() {
     let h = SqliteHarness::new();

@@ -107,6 +107,140 @@ async fn misplaced(
     )))
 }
 
+/// Attestations placed per write transaction. A block's placement rewrites each of its
+/// attestation rows; done in one transaction, a 4,096-attestation block held the single
+/// writer for tens of milliseconds and every submission waited behind it. In transactions
+/// of this size, group commits run between them.
+pub(super) const PLACE_PER_TRANSACTION: usize = 512;
+
+/// Places `ids` (starting at block index `first`) in `block`; an error when any of them
+/// is not an unplaced attestation.
+async fn place(
+    tx: &mut SqliteConnection,
+    block: &Block,
+    first: usize,
+    ids: &[Hash32],
+) -> Result<(), StoreError> {
+    let mut at = 0;
+    while at < ids.len() {
+        let n = super::attestations::chunk_len(ids.len() - at);
+        let chunk = &ids[at..at + n];
+        let mut q = sqlx::query(place_sql(n));
+        for (offset, digest) in chunk.iter().enumerate() {
+            let index = i64::try_from(first + at + offset)
+                .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
+            q = q.bind(digest.as_bytes().as_slice()).bind(index);
+        }
+        let placed = q
+            .bind(block.hash.as_bytes().as_slice())
+            .execute(&mut *tx)
+            .await?;
+        if placed.rows_affected() != n as u64 {
+            return Err(misplaced(tx, block, chunk).await?);
+        }
+        at += n;
+    }
+    let n = i64::try_from(ids.len())
+        .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
+    if n > 0 {
+        sqlx::query("UPDATE counters SET value = value - ?1 WHERE name = 'pending_attestations'")
+            .bind(n)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Checks, without writing, that every id is a known attestation in no block, once.
+async fn check_placeable(tx: &mut SqliteConnection, block: &Block) -> Result<(), StoreError> {
+    let ids = &block.attestation_ids;
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    if let Some(twice) = ids.iter().find(|d| !seen.insert(**d)) {
+        return Err(StoreError::Conflict(format!(
+            "attestation {twice} appears twice in block {}",
+            block.hash
+        )));
+    }
+    let mut at = 0;
+    while at < ids.len() {
+        let n = super::attestations::chunk_len(ids.len() - at);
+        let chunk = &ids[at..at + n];
+        let mut q = sqlx::query_scalar::<_, i64>(unplaced_count_sql(n));
+        for digest in chunk {
+            q = q.bind(digest.as_bytes().as_slice());
+        }
+        if q.fetch_one(&mut *tx).await? != n as i64 {
+            return Err(misplaced(tx, block, chunk).await?);
+        }
+        at += n;
+    }
+    Ok(())
+}
+
+/// `SELECT count(*)` of the unplaced attestations among `n` digests, built once per size.
+fn unplaced_count_sql(n: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        super::attestations::CHUNKS
+            .into_iter()
+            .map(|n| {
+                let marks = vec!["?"; n].join(", ");
+                let sql = format!(
+                    "SELECT count(*) FROM attestations WHERE digest IN ({marks}) \
+                     AND block_hash IS NULL"
+                );
+                (n, sql)
+            })
+            .collect()
+    });
+    all.iter()
+        .find(|(size, _)| *size == n)
+        .map_or("", |(_, sql)| sql.as_str())
+}
+
+/// Removes a block whose placement did not finish, and returns its attestations to the
+/// pending queue. Nothing can refer to it: it was never acknowledged to its caller.
+async fn undo_unplaced(tx: &mut SqliteConnection, hash: &Hash32) -> Result<(), StoreError> {
+    let hash = hash.as_bytes().as_slice();
+    sqlx::query(
+        "UPDATE counters SET value = value + \
+         (SELECT count(*) FROM attestations WHERE block_hash = ?1) \
+         WHERE name = 'pending_attestations'",
+    )
+    .bind(hash)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE attestations SET block_hash = NULL, block_index = NULL WHERE block_hash = ?1",
+    )
+    .bind(hash)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("DELETE FROM blocks WHERE hash = ?1 AND placed = 0")
+        .bind(hash)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// At open: removes every block a crash left half placed.
+pub(super) async fn undo_unfinished(writer: &SqlitePool) -> Result<usize, StoreError> {
+    let mut tx = super::begin_write(writer).await?;
+    let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM blocks WHERE placed = 0")
+        .fetch_all(&mut *tx)
+        .await?;
+    for h in &hashes {
+        undo_unplaced(&mut tx, &to_hash(h, "block hash")?).await?;
+    }
+    tx.commit().await?;
+    Ok(hashes.len())
+}
+
+/// Stores `block` and places its attestations: the row, the checks and the first
+/// [`PLACE_PER_TRANSACTION`] placements in one transaction, the rest in transactions of
+/// that size, and `placed = 1` with the last. Returns once all are placed; a failure
+/// after the first transaction removes the block again, so the caller sees all or
+/// nothing (a crash in between is undone at the next open).
 pub(super) async fn insert(
     writer: &SqlitePool,
     block: &Block,
@@ -121,65 +255,85 @@ pub(super) async fn insert(
     let height = to_i64(block.header.height, "block height")?;
     let timestamp = to_i64(block.header.timestamp_ms, "block timestamp_ms")?;
     let created = to_i64(created_at_ms, "created_at_ms")?;
-    let count = i64::try_from(block.attestation_ids.len())
-        .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
+    let ids = &block.attestation_ids;
+    let first = ids.len().min(PLACE_PER_TRANSACTION);
 
     let mut tx = super::begin_write(writer).await?;
-    if let Some(existing) = by_hash(&mut tx, &block.hash).await? {
-        // Dropping `tx` rolls back the (empty) transaction.
-        return if existing.block == *block {
-            Ok(BlockInsert::AlreadyStored)
-        } else {
-            Err(StoreError::Conflict(format!(
-                "block {} is stored with different content",
-                block.hash
-            )))
-        };
+    let placed: Option<i64> = sqlx::query_scalar("SELECT placed FROM blocks WHERE hash = ?1")
+        .bind(block.hash.as_bytes().as_slice())
+        .fetch_optional(&mut *tx)
+        .await?;
+    match placed {
+        Some(0) => undo_unplaced(&mut tx, &block.hash).await?,
+        Some(_) => {
+            let existing = by_hash(&mut tx, &block.hash).await?;
+            // Dropping `tx` rolls back the (empty) transaction.
+            return if existing.is_some_and(|e| e.block == *block) {
+                Ok(BlockInsert::AlreadyStored)
+            } else {
+                Err(StoreError::Conflict(format!(
+                    "block {} is stored with different content",
+                    block.hash
+                )))
+            };
+        }
+        None => {}
     }
+    // Returning an error drops `tx`: nothing of the block is written.
+    check_placeable(&mut tx, block).await?;
     sqlx::query(
         "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
-         created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         created_at_ms, placed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )
     .bind(block.hash.as_bytes().as_slice())
     .bind(height)
     .bind(timestamp)
     .bind(&header)
     .bind(block.signature.as_ref().map(|s| s.0.to_vec()))
-    .bind(pack_hashes(&block.attestation_ids))
+    .bind(pack_hashes(ids))
     .bind(created)
+    .bind(i64::from(first == ids.len()))
     .execute(&mut *tx)
     .await?;
+    place(&mut tx, block, 0, &ids[..first]).await?;
+    tx.commit().await?;
 
-    // Placed in multi-row statements: one round trip to sqlx's SQLite worker per chunk
-    // instead of per attestation, which kept the writer busy for tens of ms per block.
-    let mut at = 0;
-    while at < block.attestation_ids.len() {
-        let n = super::attestations::chunk_len(block.attestation_ids.len() - at);
-        let chunk = &block.attestation_ids[at..at + n];
-        let mut q = sqlx::query(place_sql(n));
-        for (offset, digest) in chunk.iter().enumerate() {
-            let index = i64::try_from(at + offset)
-                .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
-            q = q.bind(digest.as_bytes().as_slice()).bind(index);
+    let mut at = first;
+    while at < ids.len() {
+        let end = (at + PLACE_PER_TRANSACTION).min(ids.len());
+        if let Err(e) = place_more(writer, block, at, &ids[at..end], end == ids.len()).await {
+            // Only a write around this node's own chain lock, or a store failure, gets
+            // here; either way the block must not stay half placed.
+            if let Ok(mut undo) = super::begin_write(writer).await {
+                if undo_unplaced(&mut undo, &block.hash).await.is_ok() {
+                    let _ = undo.commit().await;
+                }
+            }
+            return Err(e);
         }
-        let placed = q
-            .bind(block.hash.as_bytes().as_slice())
-            .execute(&mut *tx)
-            .await?;
-        if placed.rows_affected() != n as u64 {
-            // Returning drops `tx`: the block row and earlier placements roll back.
-            return Err(misplaced(&mut tx, block, chunk).await?);
-        }
-        at += n;
+        at = end;
     }
-    if count > 0 {
-        sqlx::query("UPDATE counters SET value = value - ?1 WHERE name = 'pending_attestations'")
-            .bind(count)
+    Ok(BlockInsert::Inserted)
+}
+
+/// One later transaction of [`insert`].
+async fn place_more(
+    writer: &SqlitePool,
+    block: &Block,
+    first: usize,
+    ids: &[Hash32],
+    last: bool,
+) -> Result<(), StoreError> {
+    let mut tx = super::begin_write(writer).await?;
+    place(&mut tx, block, first, ids).await?;
+    if last {
+        sqlx::query("UPDATE blocks SET placed = 1 WHERE hash = ?1")
+            .bind(block.hash.as_bytes().as_slice())
             .execute(&mut *tx)
             .await?;
     }
     tx.commit().await?;
-    Ok(BlockInsert::Inserted)
+    Ok(())
 }
 
 pub(super) async fn mark_finalized(

@@ -103,6 +103,9 @@ impl SqliteStore {
             )
             .await?;
         migrate::run(&writer).await?;
+        // A block a crash left half placed was never acknowledged: its attestations go
+        // back to the pending queue before anyone reads them.
+        blocks::undo_unfinished(&writer).await?;
 
         // Opened after the writer so that the file, its WAL and schema exist; read-only
         // so that nothing can write around the single writer.

@@ -45,6 +45,7 @@ macro_rules! store_suite {
             attester_filter_pages_only_that_attester,
             insert_block_includes_attestations_and_proofs_rebuild,
             insert_block_is_all_or_nothing,
+            a_large_block_is_placed_whole,
             finalization,
             blocks_from_height_orders_by_height_then_hash,
             votes_are_idempotent,
@@ -466,6 +467,46 @@ pub async fn insert_block_includes_attestations_and_proofs_rebuild<H: Harness>(h
     assert_eq!(s.count_attestations().await.unwrap(), 10);
     let untouched = s.get_attestation(&items[9].digest).await.unwrap().unwrap();
     assert_eq!(untouched.status, AttestationStatus::Accepted);
+}
+
+/// More attestations than the embedded store places in one transaction: every one is
+/// placed at its index, and a block that fails late (its last attestation is unknown)
+/// leaves nothing behind.
+pub async fn a_large_block_is_placed_whole<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let items = batch(&key(1), "alice", 0, 1_300);
+    insert_all(&s, &items).await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let ids = digests(&items);
+
+    let mut late_unknown = ids[..1_200].to_vec();
+    late_unknown.push(Hash32::digest(b"unknown"));
+    let bad = propose(1, vec![genesis.hash], late_unknown, 10);
+    let err = s.insert_block(&bad, 10).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert!(s.get_block(&bad.hash).await.unwrap().is_none());
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 1_300);
+
+    let b1 = propose(1, vec![genesis.hash], ids[..1_250].to_vec(), 11);
+    assert_eq!(
+        s.insert_block(&b1, 11).await.unwrap(),
+        BlockInsert::Inserted
+    );
+    for (i, d) in ids[..1_250].iter().enumerate().step_by(37) {
+        let r = s.get_attestation(d).await.unwrap().unwrap();
+        assert_eq!(r.status, AttestationStatus::Included, "attestation {i}");
+        let at = r.block.expect("block ref");
+        assert_eq!((at.hash, at.index), (b1.hash, i as u64));
+    }
+    let last = s.get_attestation(&ids[1_249]).await.unwrap().unwrap();
+    assert_eq!(last.block.map(|b| b.index), Some(1_249));
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 50);
+    assert_eq!(s.pending_attestations(100).await.unwrap(), ids[1_250..]);
+    assert_eq!(
+        s.insert_block(&b1, 12).await.unwrap(),
+        BlockInsert::AlreadyStored
+    );
 }
 
 pub async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
