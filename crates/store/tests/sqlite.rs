@@ -123,6 +123,48 @@ async fn a_half_placed_block_is_undone_at_open() {
     assert_eq!(store.count_pending_attestations().await.unwrap(), 8);
 }
 
+/// Two inserts of one block that takes several transactions, at the same time (a
+/// validator's handler whose caller went away, and its catch-up): one stores it, the other
+/// finds it stored; neither mistakes the other's half-placed block for a failed one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inserts_of_one_large_block_agree() {
+    let h = SqliteHarness::new();
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    let items = batch(&key(1), "alice", 0, 1_500);
+    store.insert_attestations(&items).await.unwrap();
+    let genesis = suite::genesis_block();
+    store.insert_block(&genesis, 1).await.unwrap();
+    let ids: Vec<Hash32> = items.iter().map(|i| i.digest).collect();
+    let block = suite::propose(1, vec![genesis.hash], ids, 10);
+    let (a, b) = tokio::join!(
+        tokio::spawn({
+            let (s, b) = (store.clone(), block.clone());
+            async move { s.insert_block(&b, 10).await }
+        }),
+        tokio::spawn({
+            let (s, b) = (store.clone(), block.clone());
+            async move { s.insert_block(&b, 11).await }
+        }),
+    );
+    let mut outcomes = vec![a.unwrap().unwrap(), b.unwrap().unwrap()];
+    outcomes.sort_by_key(|o| format!("{o:?}"));
+    use bizra_store::BlockInsert;
+    assert_eq!(
+        outcomes,
+        vec![BlockInsert::AlreadyStored, BlockInsert::Inserted]
+    );
+    assert_eq!(store.count_pending_attestations().await.unwrap(), 0);
+    let last = store
+        .get_attestation(&block.attestation_ids[1_499])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        last.block.map(|b| (b.hash, b.index)),
+        Some((block.hash, 1_499))
+    );
+}
+
 /// A file written by schema version 1 opens, migrates, and keeps its blocks as placed.
 #[tokio::test]
 async fn a_version_1_file_is_migrated() {

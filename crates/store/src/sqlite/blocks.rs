@@ -240,7 +240,8 @@ pub(super) async fn undo_unfinished(writer: &SqlitePool) -> Result<usize, StoreE
 /// [`PLACE_PER_TRANSACTION`] placements in one transaction, the rest in transactions of
 /// that size, and `placed = 1` with the last. Returns once all are placed; a failure
 /// after the first transaction removes the block again, so the caller sees all or
-/// nothing (a crash in between is undone at the next open).
+/// nothing (a crash in between is undone at the next open). The caller runs one insert
+/// at a time, so a block found with `placed = 0` is what a failed insert left.
 pub(super) async fn insert(
     writer: &SqlitePool,
     block: &Block,

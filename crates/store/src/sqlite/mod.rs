@@ -19,6 +19,7 @@ mod registry;
 mod votes;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bizra_ledger::block::Block;
@@ -63,6 +64,11 @@ pub struct SqliteStore {
     writer: SqlitePool,
     readers: SqlitePool,
     path: PathBuf,
+    /// Held for the whole of a block insert, which spans several transactions: a second
+    /// insert of the same block waits for the first instead of taking its half-placed
+    /// block for the leftover of a failed one. (The single writer serializes the
+    /// transactions anyway, so this costs no concurrency.)
+    block_inserts: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -121,6 +127,7 @@ impl SqliteStore {
             writer,
             readers,
             path,
+            block_inserts: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -228,6 +235,7 @@ impl Store for SqliteStore {
         block: &Block,
         created_at_ms: u64,
     ) -> Result<BlockInsert, StoreError> {
+        let _one_at_a_time = self.block_inserts.lock().await;
         blocks::insert(&self.writer, block, created_at_ms).await
     }
 
@@ -239,6 +247,7 @@ impl Store for SqliteStore {
         _lease: &str,
         _holder: &str,
     ) -> Result<BlockInsert, StoreError> {
+        let _one_at_a_time = self.block_inserts.lock().await;
         blocks::insert(&self.writer, block, created_at_ms).await
     }
 
