@@ -13,8 +13,8 @@ use bizra_tools::client::Client;
 use clap::{Parser, Subcommand};
 
 /// mimalloc instead of the system allocator: the request path allocates many small,
-/// short-lived buffers across threads, where glibc's malloc and free showed up as a
-/// tenth of the node's CPU (BENCHMARKS.md, "Allocator and log writer").
+/// short-lived buffers across threads, and glibc's malloc and free stood out in the
+/// node's profiles (BENCHMARKS.md, "CPU per request, build by build").
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -120,8 +120,8 @@ const LOG_BUFFER_BYTES: usize = 64 * 1024;
 ///
 /// The writer thread buffers what it takes off the queue and flushes once the queue is
 /// empty: under load many lines leave in one `write` instead of one each (the per-line
-/// syscall was about a tenth of the node's CPU on `/health`); when idle, each line still
-/// leaves at once.
+/// syscall stood out in profiles of cheap routes); when idle, each line still leaves at
+/// once.
 fn init_logging(filter: &str, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)

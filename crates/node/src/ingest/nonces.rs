@@ -2,7 +2,7 @@
 //! pairs, and one task looks up everything queued in one store call.
 //!
 //! A lookup of its own per request cost a store round trip each (on SQLite, two thread
-//! hand-offs to sqlx's worker), which was a third of `/verify`'s CPU. Gathering adds no
+//! hand-offs to sqlx's worker), much of `/verify`'s CPU (BENCHMARKS.md). Gathering adds no
 //! wait: a batch takes only what is already queued, so a lone request is looked up at once,
 //! and under load the requests that arrive while earlier batches run form the next one.
 

@@ -108,9 +108,9 @@ async fn misplaced(
 }
 
 /// Attestations placed per write transaction. A block's placement rewrites each of its
-/// attestation rows; done in one transaction, a 4,096-attestation block held the single
-/// writer for tens of milliseconds and every submission waited behind it. In transactions
-/// of this size, group commits run between them.
+/// attestation rows; done in one transaction, a full block held the single writer long
+/// enough to stall every submission behind it (BENCHMARKS.md). In transactions of this
+/// size, group commits run between them.
 pub(super) const PLACE_PER_TRANSACTION: usize = 512;
 
 /// Places `ids` (starting at block index `first`) in `block`; an error when any of them
