@@ -148,10 +148,6 @@ pub struct Computed {
     pub delta: Option<f64>,
 }
 
-pub fn compute(att: &Attestation) -> Computed {
-    Derived::of(att).computed(att)
-}
-
 fn benchmark_delta(att: &Attestation) -> Option<f64> {
     let b = att.benchmarks.as_ref()?;
     let pre = b.pre.as_ref()?.get("performance")?;
@@ -195,7 +191,7 @@ pub fn validate_reasons(
     now: OffsetDateTime,
     nonce_owner: Option<Hash32>,
 ) -> Vec<Rejection> {
-    validate_reasons_given(att, network, now, nonce_owner, None)
+    Derived::of(att).reasons(att, network, now, nonce_owner, None)
 }
 
 /// The costly parts of rules 12 and 13, derived once: the digest (canonicalizing the
@@ -255,75 +251,39 @@ impl Derived {
         nonce_owner: Option<Hash32>,
         signature_ok: Option<bool>,
     ) -> Vec<Rejection> {
-        reasons(self, att, network, now, nonce_owner, signature_ok)
-    }
-}
-
-/// Rule 12's input when the key and signature parse, for a caller that verifies
-/// signatures in batches and passes the verdict to [`validate_reasons_given`].
-pub fn signature_item(att: &Attestation) -> Option<BatchItem> {
-    Derived::of(att).signature_item()
-}
-
-/// [`validate_reasons`] with rule 12's verdict already known (`Some`), or checked here
-/// (`None`).
-pub fn validate_reasons_given(
-    att: &Attestation,
-    network: &NetworkAnchor,
-    now: OffsetDateTime,
-    nonce_owner: Option<Hash32>,
-    signature_ok: Option<bool>,
-) -> Vec<Rejection> {
-    reasons(
-        &Derived::of(att),
-        att,
-        network,
-        now,
-        nonce_owner,
-        signature_ok,
-    )
-}
-
-fn reasons(
-    derived: &Derived,
-    att: &Attestation,
-    network: &NetworkAnchor,
-    now: OffsetDateTime,
-    nonce_owner: Option<Hash32>,
-    signature_ok: Option<bool>,
-) -> Vec<Rejection> {
-    let mut out = Vec::new();
-    let mut note = |r: Result<(), Rejection>| {
-        if let Err(e) = r {
-            out.push(e);
-        }
-    };
-    note(check_version(att));
-    note(check_anchor(att, network));
-    note(check_evidence_hash(att));
-    note(check_nonce_format(att));
-    note(check_time_window(&att.time_window, now));
-    note(check_dimensions(att));
-    note(check_weights(att));
-    note(check_impact(att).map(|_| ()));
-    note(check_benchmark_delta(att).map(|_| ()));
-    note(check_alg(att));
-    match (&derived.pubkey, &derived.signature) {
-        (Ok(pk), Ok((sig, digest))) => {
-            let ok = signature_ok.unwrap_or_else(|| {
-                crypto::verify(pk, sig, &Attestation::signing_message(digest)).is_ok()
-            });
-            if !ok {
-                note(reject(RuleCode::BadSignature, "signature does not verify"));
+        let mut out = Vec::new();
+        let mut note = |r: Result<(), Rejection>| {
+            if let Err(e) = r {
+                out.push(e);
             }
-            note(check_nonce(nonce_owner, digest));
+        };
+        note(check_version(att));
+        note(check_anchor(att, network));
+        note(check_evidence_hash(att));
+        note(check_nonce_format(att));
+        note(check_time_window(&att.time_window, now));
+        note(check_dimensions(att));
+        note(check_weights(att));
+        note(check_impact(att).map(|_| ()));
+        note(check_benchmark_delta(att).map(|_| ()));
+        note(check_alg(att));
+        match (&self.pubkey, &self.signature) {
+            (Ok(pk), Ok((sig, digest))) => {
+                let ok = signature_ok.unwrap_or_else(|| {
+                    crypto::verify(pk, sig, &Attestation::signing_message(digest)).is_ok()
+                });
+                if !ok {
+                    note(reject(RuleCode::BadSignature, "signature does not verify"));
+                }
+                note(check_nonce(nonce_owner, digest));
+            }
+            (pubkey, sig) => {
+                note(pubkey.clone().map(|_| ()));
+                note(sig.clone().map(|_| ()));
+            }
         }
-        (pubkey, sig) => {
-            note(pubkey.clone().map(|_| ()));
-            note(sig.clone().map(|_| ()));
-        }
+        out
     }
-    out
 }
 
 fn check_version(att: &Attestation) -> Result<(), Rejection> {
