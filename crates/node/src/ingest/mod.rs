@@ -18,6 +18,22 @@ pub enum Overloaded {
     Stopped(&'static str),
 }
 
+/// Queues `job` for a stage with a channel for its answer and waits for it. A full queue
+/// is refused at once; a stage that stopped (or dropped the job) is `Stopped`.
+pub(crate) async fn ask<J, R>(
+    queue: &tokio::sync::mpsc::Sender<(J, tokio::sync::oneshot::Sender<R>)>,
+    job: J,
+    stage: &'static str,
+) -> Result<R, Overloaded> {
+    use tokio::sync::mpsc::error::TrySendError;
+    let (done, answer) = tokio::sync::oneshot::channel();
+    queue.try_send((job, done)).map_err(|e| match e {
+        TrySendError::Full(_) => Overloaded::Full(stage),
+        TrySendError::Closed(_) => Overloaded::Stopped(stage),
+    })?;
+    answer.await.map_err(|_| Overloaded::Stopped(stage))
+}
+
 impl Overloaded {
     pub fn stage(&self) -> &'static str {
         match self {

@@ -6,7 +6,6 @@
 //! wait: a batch takes only what is already queued, so a lone request is looked up at once,
 //! and under load the requests that arrive while earlier batches run form the next one.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use bizra_ledger::crypto::PublicKey;
@@ -60,14 +59,7 @@ impl NonceLookup {
         key: PublicKey,
         nonce: String,
     ) -> Result<Result<Option<Hash32>, StoreError>, Overloaded> {
-        let (done, wait) = oneshot::channel();
-        self.tx
-            .try_send(((key, nonce), done))
-            .map_err(|e| match e {
-                mpsc::error::TrySendError::Full(_) => Overloaded::Full("nonce lookup"),
-                mpsc::error::TrySendError::Closed(_) => Overloaded::Stopped("nonce lookup"),
-            })?;
-        wait.await.map_err(|_| Overloaded::Stopped("nonce lookup"))
+        super::ask(&self.tx, (key, nonce), "nonce lookup").await
     }
 
     /// Requests waiting to be gathered.
@@ -120,28 +112,20 @@ async fn gather(
     }
 }
 
-/// One store call for distinct pairs; answers in the order of `pairs`.
+/// One store call; answers in the order of `pairs` (a pair asked twice is answered twice).
 async fn lookup(
     store: &AnyStore,
     pairs: &[(PublicKey, String)],
 ) -> Result<Vec<Option<Hash32>>, StoreError> {
-    let mut distinct: Vec<(PublicKey, String)> = Vec::with_capacity(pairs.len());
-    let mut index: HashMap<&(PublicKey, String), usize> = HashMap::with_capacity(pairs.len());
-    for p in pairs {
-        if !index.contains_key(p) {
-            index.insert(p, distinct.len());
-            distinct.push(p.clone());
-        }
-    }
-    let owners = store.nonce_owners(&distinct).await?;
-    if owners.len() != distinct.len() {
+    let owners = store.nonce_owners(pairs).await?;
+    if owners.len() != pairs.len() {
         return Err(StoreError::Corrupt(format!(
             "nonce lookup answered {} of {} pairs",
             owners.len(),
-            distinct.len()
+            pairs.len()
         )));
     }
-    Ok(pairs.iter().map(|p| owners[index[p]]).collect())
+    Ok(owners)
 }
 
 #[cfg(test)]

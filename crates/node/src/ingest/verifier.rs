@@ -52,12 +52,7 @@ impl Verifier {
 
     /// Verifies one signature as part of whatever batch is forming.
     pub async fn verify(&self, item: BatchItem) -> Result<bool, Overloaded> {
-        let (done, wait) = oneshot::channel();
-        self.tx.try_send((item, done)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Overloaded::Full("signature"),
-            mpsc::error::TrySendError::Closed(_) => Overloaded::Stopped("signature"),
-        })?;
-        wait.await.map_err(|_| Overloaded::Stopped("signature"))
+        super::ask(&self.tx, item, "signature").await
     }
 
     /// Items waiting to be gathered.

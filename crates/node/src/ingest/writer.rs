@@ -51,12 +51,7 @@ impl Writer {
         &self,
         rows: Vec<NewAttestation>,
     ) -> Result<Result<Vec<InsertOutcome>, StoreError>, Overloaded> {
-        let (done, wait) = oneshot::channel();
-        self.tx.try_send((rows, done)).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Overloaded::Full("write"),
-            mpsc::error::TrySendError::Closed(_) => Overloaded::Stopped("write"),
-        })?;
-        wait.await.map_err(|_| Overloaded::Stopped("write"))
+        super::ask(&self.tx, rows, "write").await
     }
 
     /// Requests waiting for the writer.
