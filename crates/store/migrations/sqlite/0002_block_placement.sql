@@ -5,3 +5,7 @@
 -- version were placed in one transaction.
 ALTER TABLE blocks ADD COLUMN placed INTEGER NOT NULL DEFAULT 1 CHECK (placed IN (0, 1));
 
+
+-- Lets the check at open find unfinished blocks without reading every block row (each
+-- carries its attestation ids); the index is empty but for a moment per large block.
+CREATE INDEX blocks_unplaced ON blocks (hash) WHERE placed = 0;
