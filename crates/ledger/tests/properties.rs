@@ -139,7 +139,9 @@ proptest! {
     }
 
     /// Flip any one bit of a signed attestation's canonical JSON: it no longer parses,
-    /// breaks a rule, or its signature fails. Never valid.
+    /// breaks a rule, or its signature fails, unless it is still the same attestation. (A
+    /// 17th significant digit can change without changing the number it parses to: the
+    /// text differs, the attestation and its canonical bytes do not.)
     #[test]
     fn a_single_bit_flip_never_validates(
         (att, _) in signed_attestation(),
@@ -151,7 +153,8 @@ proptest! {
         bytes[i] ^= 1 << bit;
         if let Ok(changed) = Attestation::from_json(&bytes) {
             prop_assert!(
-                validate(&changed, &NetworkAnchor::default(), now(), |_, _| None).is_err(),
+                validate(&changed, &NetworkAnchor::default(), now(), |_, _| None).is_err()
+                    || changed.to_canonical_json().unwrap() == att.to_canonical_json().unwrap(),
                 "byte {} bit {} still validates: {}", i, bit, String::from_utf8_lossy(&bytes)
             );
         }
