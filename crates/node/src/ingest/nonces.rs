@@ -6,6 +6,7 @@
 //! wait: a batch takes only what is already queued, so a lone request is looked up at once,
 //! and under load the requests that arrive while earlier batches run form the next one.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bizra_ledger::crypto::PublicKey;
@@ -112,20 +113,29 @@ async fn gather(
     }
 }
 
-/// One store call; answers in the order of `pairs` (a pair asked twice is answered twice).
+/// One store call for distinct pairs; answers in the order of `pairs`. The same pair
+/// queued many times (one attestation verified over and over) costs one row.
 async fn lookup(
     store: &AnyStore,
     pairs: &[(PublicKey, String)],
 ) -> Result<Vec<Option<Hash32>>, StoreError> {
-    let owners = store.nonce_owners(pairs).await?;
-    if owners.len() != pairs.len() {
+    let mut distinct: Vec<(PublicKey, String)> = Vec::with_capacity(pairs.len());
+    let mut index: HashMap<&(PublicKey, String), usize> = HashMap::with_capacity(pairs.len());
+    for p in pairs {
+        if !index.contains_key(p) {
+            index.insert(p, distinct.len());
+            distinct.push(p.clone());
+        }
+    }
+    let owners = store.nonce_owners(&distinct).await?;
+    if owners.len() != distinct.len() {
         return Err(StoreError::Corrupt(format!(
             "nonce lookup answered {} of {} pairs",
             owners.len(),
-            pairs.len()
+            distinct.len()
         )));
     }
-    Ok(owners)
+    Ok(pairs.iter().map(|p| owners[index[p]]).collect())
 }
 
 #[cfg(test)]
