@@ -7,6 +7,12 @@ use serde::Serialize;
 #[error("cannot canonicalize: {0}")]
 pub struct CanonicalError(String);
 
+impl CanonicalError {
+    pub(crate) fn new(reason: impl Into<String>) -> Self {
+        CanonicalError(reason.into())
+    }
+}
+
 /// The RFC 8785 bytes of `value`: sorted keys (UTF-16 order), no whitespace, ECMAScript
 /// number formatting.
 pub fn to_canonical_bytes<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {

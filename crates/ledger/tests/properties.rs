@@ -1,11 +1,16 @@
 //! Property tests of the formats: canonical bytes do not depend on how the JSON was
-//! written, signatures round-trip, and no single-bit change to a signed attestation or a
-//! signature survives validation.
+//! written, the attestation's own canonical writer agrees with the generic one, signatures
+//! round-trip, and no single-bit change to a signed attestation or a signature survives
+//! validation.
 
 use std::collections::BTreeMap;
 
 use bizra_ledger::attestation::builder::Draft;
-use bizra_ledger::attestation::{validate, Attestation};
+use bizra_ledger::attestation::types::{
+    Anchor, Attester, Benchmarks, Evidence, Measurement, Resources, SignatureField,
+};
+use bizra_ledger::attestation::{validate, Attestation, NumberMap};
+use bizra_ledger::canonical::to_canonical_bytes;
 use bizra_ledger::crypto::{verify, Keypair, SignatureBytes};
 use bizra_ledger::params::NetworkAnchor;
 use bizra_ledger::Hash32;
@@ -158,5 +163,104 @@ proptest! {
                 "byte {} bit {} still validates: {}", i, bit, String::from_utf8_lossy(&bytes)
             );
         }
+    }
+}
+
+/// Any string: ASCII, controls, quotes and backslashes, and characters whose UTF-8 and
+/// UTF-16 orders differ.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9_]{0,16}",
+        "[\u{0}-\u{1f}\"\\\\/a\u{7f}\u{2028}\u{e9}]{0,12}",
+        any::<String>(),
+    ]
+}
+
+fn number_map() -> impl Strategy<Value = NumberMap> {
+    let key = prop_oneof![
+        text(),
+        Just("\u{fb01}".to_string()),
+        Just("\u{1f600}".to_string()),
+    ];
+    prop::collection::btree_map(key, finite(), 0..6)
+}
+
+/// Finite doubles of every kind: integers, tiny and huge exponents, negative zero.
+fn finite() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        any::<f64>().prop_filter("finite", |v| v.is_finite()),
+        (-1e6f64..1e6).prop_map(f64::trunc),
+        Just(-0.0),
+        Just(1e21),
+        Just(1e-7),
+        Just(5e-324),
+    ]
+}
+
+/// At most 2^53, as parsing guarantees.
+fn safe_integer() -> impl Strategy<Value = u64> {
+    prop_oneof![0u64..1000, 0u64..=(1 << 53)]
+}
+
+prop_compose! {
+    /// Any attestation the type can hold, valid or not, with every optional part drawn.
+    fn any_attestation()(
+        strings in prop::collection::vec(text(), 12),
+        maps in prop::collection::vec(number_map(), 4),
+        numbers in prop::collection::vec(finite(), 2),
+        integers in prop::collection::vec(safe_integer(), 4),
+        small in prop::collection::vec(any::<u32>(), 3),
+        present in prop::collection::vec(any::<bool>(), 14),
+    ) -> Attestation {
+        let opt = |i: usize| present[i];
+        Attestation {
+            version: strings[0].clone(),
+            anchor: Anchor {
+                chain_id: strings[1].clone(),
+                genesis_merkle_root: strings[2].clone(),
+                block_ref: opt(0).then(|| strings[3].clone()),
+            },
+            attester: Attester { id: strings[4].clone(), pubkey_ed25519: strings[5].clone() },
+            resources: opt(1).then(|| Resources {
+                cpu_cores: opt(2).then_some(small[0]),
+                ram_gb: opt(3).then_some(small[1]),
+                gpu_vram_gb: opt(4).then_some(small[2]),
+                wallclock_sec: opt(5).then_some(integers[0]),
+            }),
+            evidence: Evidence {
+                pack_sha256: strings[6].clone(),
+                pack_bytes: opt(6).then_some(integers[1]),
+                files_processed: opt(7).then_some(integers[2]),
+                redactions_count: opt(8).then_some(integers[3]),
+                methodology_ref: opt(9).then(|| strings[7].clone()),
+            },
+            measurement: Measurement {
+                dimensions: maps[0].clone(),
+                weights: maps[1].clone(),
+                impact_score: numbers[0],
+            },
+            benchmarks: opt(10).then(|| Benchmarks {
+                pre: opt(11).then(|| maps[2].clone()),
+                post: opt(12).then(|| maps[3].clone()),
+                delta: opt(13).then_some(numbers[1]),
+            }),
+            time_window: [strings[8].clone(), strings[9].clone()],
+            nonce: strings[10].clone(),
+            signature: SignatureField { alg: strings[11].clone(), sig_base16: strings[0].clone() },
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The attestation's own canonical writer and the generic RFC 8785 canonicalizer agree,
+    /// with the signature and with it blanked.
+    #[test]
+    fn attestation_writer_equals_the_generic_canonicalizer(att in any_attestation()) {
+        prop_assert_eq!(att.to_canonical_json().unwrap(), to_canonical_bytes(&att).unwrap());
+        let mut blank = att.clone();
+        blank.signature.sig_base16.clear();
+        prop_assert_eq!(att.canonical_bytes().unwrap(), to_canonical_bytes(&blank).unwrap());
     }
 }

@@ -2,6 +2,7 @@
 //! the validation rules.
 
 pub mod builder;
+mod canonical;
 pub mod rules;
 pub mod schema;
 pub mod types;

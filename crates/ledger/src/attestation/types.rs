@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::schema::{non_null, safe_u64, strict_map};
-use crate::canonical::{to_canonical_bytes, CanonicalError};
+use crate::canonical::CanonicalError;
 use crate::crypto::{tagged_message, POI_TAG};
 use crate::hash::Hash32;
 
@@ -160,49 +160,10 @@ pub struct SignatureField {
     pub sig_base16: String,
 }
 
-/// The attestation with `signature.sig_base16` blanked, borrowed field by field so that
-/// computing a digest copies nothing. Must name exactly the fields of [`Attestation`];
-/// a test compares the two.
-#[derive(Serialize)]
-struct SigningView<'a> {
-    version: &'a str,
-    anchor: &'a Anchor,
-    attester: &'a Attester,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resources: &'a Option<Resources>,
-    evidence: &'a Evidence,
-    measurement: &'a Measurement,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    benchmarks: &'a Option<Benchmarks>,
-    time_window: &'a [String; 2],
-    nonce: &'a str,
-    signature: SignatureView<'a>,
-}
-
-#[derive(Serialize)]
-struct SignatureView<'a> {
-    alg: &'a str,
-    sig_base16: &'static str,
-}
-
 impl Attestation {
     /// The RFC 8785 bytes of the attestation with `sig_base16` set to `""` (SPEC §2.2).
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, CanonicalError> {
-        to_canonical_bytes(&SigningView {
-            version: &self.version,
-            anchor: &self.anchor,
-            attester: &self.attester,
-            resources: &self.resources,
-            evidence: &self.evidence,
-            measurement: &self.measurement,
-            benchmarks: &self.benchmarks,
-            time_window: &self.time_window,
-            nonce: &self.nonce,
-            signature: SignatureView {
-                alg: &self.signature.alg,
-                sig_base16: "",
-            },
-        })
+        super::canonical::write(self, super::canonical::Signature::Blank)
     }
 
     /// BLAKE3-256 of the canonical bytes: the attestation's id.
@@ -218,17 +179,17 @@ impl Attestation {
     /// The canonical bytes of the whole attestation, signature included: the form in
     /// which it is stored and served.
     pub fn to_canonical_json(&self) -> Result<Vec<u8>, CanonicalError> {
-        to_canonical_bytes(self)
+        super::canonical::write(self, super::canonical::Signature::Included)
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::attestation::sample::signed_sample;
+    use crate::canonical::to_canonical_bytes;
 
     #[test]
-    fn signing_view_matches_attestation_with_blank_signature() {
+    fn canonical_bytes_are_the_attestation_with_a_blank_signature() {
         let (att, _) = signed_sample(1);
         let mut blank = att.clone();
         blank.signature.sig_base16.clear();
