@@ -5,6 +5,8 @@
 //! used. The same rules hold for a single check and for a batch, so a signature's
 //! verdict never depends on which path checked it.
 
+mod known_points;
+
 use std::fmt;
 use std::str::FromStr;
 
@@ -64,13 +66,20 @@ impl PublicKey {
     /// that is not of small order. ZIP-215 verification accepts small-order keys, and for
     /// those R = identity, S = 0 verifies for every message: such a key proves nothing,
     /// so it may not attest, propose or vote. Signature checks themselves stay ZIP-215.
+    ///
+    /// Keys that pass are remembered (see [`known_points`]): attesters sign many
+    /// attestations with one key, and decompressing it was a tenth of a `/verify`.
     pub fn check_point(&self) -> Result<(), CryptoError> {
+        if known_points::contains(&self.0) {
+            return Ok(());
+        }
         let point = curve25519_dalek::edwards::CompressedEdwardsY(self.0)
             .decompress()
             .ok_or(CryptoError::PubkeyNotOnCurve)?;
         if point.is_small_order() {
             return Err(CryptoError::PubkeySmallOrder);
         }
+        known_points::insert(&self.0);
         Ok(())
     }
 
@@ -305,6 +314,23 @@ mod tests {
             Err(CryptoError::PubkeySmallOrder)
         );
         assert!(Keypair::from_seed([3; 32]).public().check_point().is_ok());
+    }
+
+    #[test]
+    fn only_keys_that_pass_are_remembered() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        for _ in 0..2 {
+            assert_eq!(
+                PublicKey(identity).check_point(),
+                Err(CryptoError::PubkeySmallOrder)
+            );
+        }
+        assert!(!known_points::contains(&identity));
+        let good = Keypair::from_seed([9; 32]).public();
+        assert!(good.check_point().is_ok());
+        assert!(known_points::contains(&good.0));
+        assert!(good.check_point().is_ok());
     }
 
     #[test]
