@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::chunks::{chunk_len, rows, PerChunk};
 use crate::codec::{clamp_limit, to_hash, to_i64, to_pubkey, to_u64};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
@@ -69,27 +70,15 @@ pub(super) async fn nonce_owner(
         .transpose()
 }
 
-/// `SELECT` of the owners of `n` (key, nonce) pairs, built once per chunk size.
-fn owners_sql(n: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        CHUNKS
-            .into_iter()
-            .map(|n| {
-                let rows = vec!["(?, ?)"; n].join(", ");
-                let sql = format!(
-                    "WITH v(k, n) AS (VALUES {rows}) \
-                     SELECT a.attester_pubkey, a.nonce, a.digest FROM v \
-                     JOIN attestations a ON a.attester_pubkey = v.k AND a.nonce = v.n"
-                );
-                (n, sql)
-            })
-            .collect()
-    });
-    all.iter()
-        .find(|(size, _)| *size == n)
-        .map_or("", |(_, sql)| sql.as_str())
-}
+/// `SELECT` of the owners of `n` (key, nonce) pairs.
+static OWNERS: PerChunk = PerChunk::new(|n| {
+    format!(
+        "WITH v(k, n) AS (VALUES {}) \
+         SELECT a.attester_pubkey, a.nonce, a.digest FROM v \
+         JOIN attestations a ON a.attester_pubkey = v.k AND a.nonce = v.n",
+        rows("(?, ?)", n)
+    )
+});
 
 /// One multi-row `SELECT` per chunk, on the `(attester_pubkey, nonce)` unique index.
 pub(super) async fn nonce_owners(
@@ -100,7 +89,7 @@ pub(super) async fn nonce_owners(
     let mut at = 0;
     while at < pairs.len() {
         let n = chunk_len(pairs.len() - at);
-        let mut q = sqlx::query(owners_sql(n));
+        let mut q = sqlx::query(OWNERS.sql(n));
         for (key, nonce) in &pairs[at..at + n] {
             q = q.bind(key.0.as_slice()).bind(nonce.as_str());
         }
@@ -118,36 +107,15 @@ pub(super) async fn nonce_owners(
     Ok(pairs.iter().map(|p| found.get(p).copied()).collect())
 }
 
-/// Statement sizes a batch is split into, largest first. A fixed set keeps the prepared
-/// statement cache small (one statement per size).
-pub(super) const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
-
-pub(super) fn chunk_len(remaining: usize) -> usize {
-    CHUNKS.into_iter().find(|c| *c <= remaining).unwrap_or(1)
-}
-
-/// `INSERT … VALUES (…), … ON CONFLICT DO NOTHING RETURNING seq, digest` for `n` rows,
-/// built once per size.
-fn insert_sql(n: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        CHUNKS
-            .into_iter()
-            .map(|n| {
-                let rows = vec!["(?, ?, ?, ?, ?, ?, ?)"; n].join(", ");
-                let sql = format!(
-                    "INSERT INTO attestations \
-                     (digest, attester_pubkey, nonce, attester_id, body, impact_score, received_at_ms) \
-                     VALUES {rows} ON CONFLICT DO NOTHING RETURNING seq, digest"
-                );
-                (n, sql)
-            })
-            .collect()
-    });
-    all.iter()
-        .find(|(size, _)| *size == n)
-        .map_or("", |(_, sql)| sql.as_str())
-}
+/// `INSERT … VALUES (…), … ON CONFLICT DO NOTHING RETURNING seq, digest` for `n` rows.
+static INSERT: PerChunk = PerChunk::new(|n| {
+    format!(
+        "INSERT INTO attestations \
+         (digest, attester_pubkey, nonce, attester_id, body, impact_score, received_at_ms) \
+         VALUES {} ON CONFLICT DO NOTHING RETURNING seq, digest",
+        rows("(?, ?, ?, ?, ?, ?, ?)", n)
+    )
+});
 
 /// One transaction for the whole batch. Rows go in with multi-row statements; an item
 /// that did not go in met a uniqueness constraint, and is then looked up: its own digest
@@ -174,14 +142,12 @@ pub(super) async fn insert(
     }
 
     let mut tx = super::begin_write(writer).await?;
-    // Multi-row statements: each statement is one round trip to sqlx's SQLite worker
-    // thread, and per-row statements made those hand-offs the cost of a batch.
     let mut seqs: HashMap<Hash32, i64> = HashMap::with_capacity(items.len());
     let mut at = 0;
     while at < items.len() {
         let n = chunk_len(items.len() - at);
         let chunk = &items[at..at + n];
-        let mut q = sqlx::query(insert_sql(n));
+        let mut q = sqlx::query(INSERT.sql(n));
         for (item, received_at_ms) in chunk.iter().zip(&received[at..at + n]) {
             q = q
                 .bind(item.digest.as_bytes().as_slice())

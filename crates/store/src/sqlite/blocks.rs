@@ -6,6 +6,7 @@ use bizra_ledger::Hash32;
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
+use super::chunks::{chunk_len, rows, PerChunk};
 use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
 use crate::rows::{select_block, BlockRow};
@@ -47,28 +48,16 @@ async fn exists(conn: &mut SqliteConnection, hash: &Hash32) -> Result<bool, Stor
 }
 
 /// `UPDATE` placing `n` attestations (digest, index pairs, then the block hash) that are
-/// in no block yet; built once per chunk size.
-fn place_sql(n: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        super::attestations::CHUNKS
-            .into_iter()
-            .map(|n| {
-                let rows = vec!["(?, ?)"; n].join(", ");
-                let sql = format!(
-                    "WITH v(digest, idx) AS (VALUES {rows}) \
-                     UPDATE attestations SET block_hash = ?, \
-                     block_index = (SELECT idx FROM v WHERE v.digest = attestations.digest) \
-                     WHERE digest IN (SELECT digest FROM v) AND block_hash IS NULL"
-                );
-                (n, sql)
-            })
-            .collect()
-    });
-    all.iter()
-        .find(|(size, _)| *size == n)
-        .map_or("", |(_, sql)| sql.as_str())
-}
+/// in no block yet.
+static PLACE: PerChunk = PerChunk::new(|n| {
+    format!(
+        "WITH v(digest, idx) AS (VALUES {}) \
+         UPDATE attestations SET block_hash = ?, \
+         block_index = (SELECT idx FROM v WHERE v.digest = attestations.digest) \
+         WHERE digest IN (SELECT digest FROM v) AND block_hash IS NULL",
+        rows("(?, ?)", n)
+    )
+});
 
 /// Why a chunk of a block's attestations could not all be placed: the first one that is
 /// unknown, already in another block, or twice in this one.
@@ -123,9 +112,9 @@ async fn place(
 ) -> Result<(), StoreError> {
     let mut at = 0;
     while at < ids.len() {
-        let n = super::attestations::chunk_len(ids.len() - at);
+        let n = chunk_len(ids.len() - at);
         let chunk = &ids[at..at + n];
-        let mut q = sqlx::query(place_sql(n));
+        let mut q = sqlx::query(PLACE.sql(n));
         for (offset, digest) in chunk.iter().enumerate() {
             let index = i64::try_from(first + at + offset)
                 .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
@@ -163,9 +152,9 @@ async fn check_placeable(tx: &mut SqliteConnection, block: &Block) -> Result<(),
     }
     let mut at = 0;
     while at < ids.len() {
-        let n = super::attestations::chunk_len(ids.len() - at);
+        let n = chunk_len(ids.len() - at);
         let chunk = &ids[at..at + n];
-        let mut q = sqlx::query_scalar::<_, i64>(unplaced_count_sql(n));
+        let mut q = sqlx::query_scalar::<_, i64>(UNPLACED_COUNT.sql(n));
         for digest in chunk {
             q = q.bind(digest.as_bytes().as_slice());
         }
@@ -177,26 +166,13 @@ async fn check_placeable(tx: &mut SqliteConnection, block: &Block) -> Result<(),
     Ok(())
 }
 
-/// `SELECT count(*)` of the unplaced attestations among `n` digests, built once per size.
-fn unplaced_count_sql(n: usize) -> &'static str {
-    static SQL: std::sync::OnceLock<Vec<(usize, String)>> = std::sync::OnceLock::new();
-    let all = SQL.get_or_init(|| {
-        super::attestations::CHUNKS
-            .into_iter()
-            .map(|n| {
-                let marks = vec!["?"; n].join(", ");
-                let sql = format!(
-                    "SELECT count(*) FROM attestations WHERE digest IN ({marks}) \
-                     AND block_hash IS NULL"
-                );
-                (n, sql)
-            })
-            .collect()
-    });
-    all.iter()
-        .find(|(size, _)| *size == n)
-        .map_or("", |(_, sql)| sql.as_str())
-}
+/// `SELECT count(*)` of the unplaced attestations among `n` digests.
+static UNPLACED_COUNT: PerChunk = PerChunk::new(|n| {
+    format!(
+        "SELECT count(*) FROM attestations WHERE digest IN ({}) AND block_hash IS NULL",
+        rows("?", n)
+    )
+});
 
 /// Removes a block whose placement did not finish, and returns its attestations to the
 /// pending queue. Nothing can refer to it: it was never acknowledged to its caller.

@@ -13,6 +13,7 @@
 
 mod attestations;
 mod blocks;
+mod chunks;
 mod meta;
 mod migrate;
 mod registry;
