@@ -106,7 +106,11 @@ impl SqliteStore {
                 base.clone()
                     .create_if_missing(true)
                     .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full),
+                    .synchronous(SqliteSynchronous::Full)
+                    // Multi-row inserts keep a statement journal (to undo one statement
+                    // on a constraint error); beyond 64 KiB SQLite spills it to a temp
+                    // file, which the writer then wrote for every chunk.
+                    .pragma("temp_store", "memory"),
             )
             .await?;
         migrate::run(&writer).await?;
