@@ -12,6 +12,7 @@ pub mod ingest;
 pub mod leadership;
 pub mod limit;
 pub mod listener;
+pub mod log_sink;
 pub mod metrics;
 pub mod peers;
 pub mod producer;

@@ -123,6 +123,10 @@ pub struct Metrics {
     pub cache_bytes: Gauge,
     pub overloaded: Family<StageLabels, Counter>,
     pub events_dropped: Counter,
+    /// Log bytes waiting for the log writer thread, and lines dropped because the log
+    /// output was stuck with its buffer full (`log_sink`); refreshed on each scrape.
+    pub log_buffer_bytes: Gauge,
+    pub log_lines_dropped: Counter,
     pub redis_failures: Family<ReasonLabels, Counter>,
     pub cache_l2_fallbacks: Family<ReasonLabels, Counter>,
     pub cache_l2_writes_dropped: Counter,
@@ -263,6 +267,18 @@ impl Metrics {
             "event_subscribers",
             "Open SSE and WebSocket event streams",
             event_subscribers.clone(),
+        );
+        let log_buffer_bytes = Gauge::default();
+        registry.register(
+            "log_buffer_bytes",
+            "Log bytes waiting for the log writer thread (bounded; see log_lines_dropped)",
+            log_buffer_bytes.clone(),
+        );
+        let log_lines_dropped = Counter::default();
+        registry.register(
+            "log_lines_dropped",
+            "Log lines dropped because the log output was stuck and its buffer full",
+            log_lines_dropped.clone(),
         );
         let ingest_queue_depth = Family::<StageLabels, Gauge>::default();
         registry.register(
@@ -421,6 +437,8 @@ impl Metrics {
             cache_bytes,
             overloaded,
             events_dropped,
+            log_buffer_bytes,
+            log_lines_dropped,
             redis_failures,
             cache_l2_fallbacks,
             cache_l2_writes_dropped,
@@ -526,6 +544,15 @@ impl Metrics {
                 state: state.to_owned(),
             })
             .set(n);
+    }
+
+    /// Copies the log sink's figures (process-wide) into their metrics.
+    pub fn refresh_log_sink(&self) {
+        let (buffered, dropped) = crate::log_sink::stats();
+        self.log_buffer_bytes.set(buffered as i64);
+        // The sink's count only grows; the counter catches up with it.
+        self.log_lines_dropped
+            .inc_by(dropped.saturating_sub(self.log_lines_dropped.get()));
     }
 
     /// The text exposition.

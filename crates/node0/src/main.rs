@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use bizra_ledger::crypto::Keypair;
 use bizra_node::config::LogFormat;
+use bizra_node::log_sink::{LogSink, LogSinkGuard};
 use bizra_node::{ConfigArgs, Node};
 use bizra_tools::attest::{network_of, parse_pair, AttestSpec};
 use bizra_tools::client::Client;
@@ -112,25 +113,15 @@ struct AttestArgs {
     dry_run: bool,
 }
 
-/// Bytes of log lines gathered before a write, when they arrive faster than one write each.
-const LOG_BUFFER_BYTES: usize = 64 * 1024;
-
-/// Logs go to stdout through a background writer, so a request never waits on the
-/// terminal or pipe; colours only on a terminal. The guard flushes at exit.
-///
-/// The writer thread buffers what it takes off the queue and flushes once the queue is
-/// empty: under load many lines leave in one `write` instead of one each (the per-line
-/// syscall stood out in profiles of cheap routes); when idle, each line still leaves at
-/// once.
-fn init_logging(filter: &str, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+/// Logs go to stdout through a background writer (`bizra_node::log_sink`), so a request
+/// never waits on the terminal or pipe; colours only on a terminal. The guard writes what
+/// is left at exit.
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<LogSinkGuard> {
     use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::stdout().is_terminal();
-    let (writer, guard) = tracing_appender::non_blocking(std::io::BufWriter::with_capacity(
-        LOG_BUFFER_BYTES,
-        std::io::stdout(),
-    ));
+    let (writer, guard) = LogSink::spawn(std::io::stdout())?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
@@ -139,7 +130,7 @@ fn init_logging(filter: &str, format: LogFormat) -> tracing_appender::non_blocki
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
     }
-    guard
+    Ok(guard)
 }
 
 #[tokio::main]
@@ -148,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = args.resolve()?;
-            let _log_guard = init_logging(&config.log, config.log_format);
+            let _log_guard = init_logging(&config.log, config.log_format)?;
             let node = Node::open(config).await?;
             node.run(bizra_node::server::shutdown_signal()).await?;
         }

@@ -158,6 +158,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .metrics
         .set_queue("nonce_lookup", state.nonces.queued());
     state.cache.export();
+    state.metrics.refresh_log_sink();
     (
         [(
             header::CONTENT_TYPE,
