@@ -2,11 +2,11 @@
 //!
 //! A request must never wait on stdout, so lines are written by a background thread. A
 //! queue with one message per line (tracing-appender's) woke that thread for nearly every
-//! line under load: on `/health` its wake-ups and the sender's futex calls were about a
-//! tenth of the node's CPU. Here a line is appended to a shared buffer under a mutex, and
-//! the thread is woken only when the buffer goes from empty to non-empty or passes
-//! [`WAKE_AT`]; it then waits up to [`GATHER`] for more before writing everything in one
-//! `write`. An idle line therefore reaches the output within [`GATHER`].
+//! line under load: on `/health` its wake-ups and the senders' futex calls were a visible
+//! share of the node's CPU (BENCHMARKS.md). Here a line is appended to a shared buffer
+//! under a mutex, and the thread is woken only when the buffer goes from empty to
+//! non-empty or passes [`WAKE_AT`]; it then waits up to [`GATHER`] for more before writing
+//! everything in one `write`. An idle line therefore reaches the output within [`GATHER`].
 //!
 //! Bounded: past [`CAPACITY`] bytes waiting (the output is stuck), lines are dropped and
 //! counted; both numbers are in `/metrics` (`log_buffer_bytes`, `log_lines_dropped_total`).

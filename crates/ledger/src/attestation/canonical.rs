@@ -2,10 +2,11 @@
 //!
 //! The generic canonicalizer (`crate::canonical`) serializes through serde, buffers every
 //! key and value, re-parses each key to sort it by UTF-16 code units and formats every
-//! integer through a float: most of the cost of a `/verify`. The attestation's shape is
-//! fixed, so its keys can be written in their canonical order directly; only the
-//! user-named keys of the number maps need sorting. A property test (`tests/properties.rs`)
-//! checks that the output equals the generic canonicalizer's for arbitrary attestations.
+//! integer through a float: a large share of every submission's and `/verify`'s CPU
+//! (BENCHMARKS.md). The attestation's shape is fixed, so its keys can be written in their
+//! canonical order directly; only the user-named keys of the number maps need sorting. A
+//! property test (`tests/properties.rs`) checks that the output equals the generic
+//! canonicalizer's for arbitrary attestations.
 
 use std::cmp::Ordering;
 
