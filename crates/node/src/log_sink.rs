@@ -129,6 +129,8 @@ fn write_out<W: Write>(shared: &Shared, mut out: W) {
         // Nowhere to report a failing log output; the lines are lost either way.
         let _ = out.write_all(&spare).and_then(|()| out.flush());
         spare.clear();
+        // After a burst (up to CAPACITY) the two buffers would keep their size for good.
+        spare.shrink_to(4 * WAKE_AT);
     }
 }
 

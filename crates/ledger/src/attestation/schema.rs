@@ -56,6 +56,13 @@ impl fmt::Display for SchemaErrorKind {
 impl Attestation {
     /// Parses a JSON body strictly (see the module docs).
     pub fn from_json(bytes: &[u8]) -> Result<Attestation, SchemaError> {
+        // Tracking the field path costs on every token; a body that parses does not need
+        // it, so it is tracked only to explain a failure, by parsing again.
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        if let Ok(att) = Attestation::deserialize(&mut de).and_then(|att| de.end().map(|()| att)) {
+            att.check_limits()?;
+            return Ok(att);
+        }
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let att: Attestation =
             serde_path_to_error::deserialize(&mut de).map_err(|e| from_path_error(&e, bytes))?;
