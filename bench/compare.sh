@@ -9,18 +9,9 @@
 set -u
 node=$1 out=$2 port=${3:-18111}
 gen="$(dirname "$0")/../target/release/node0"
-data=$(mktemp -d)
 mkdir -p "$out"
-# Rate limiting off (by environment, which builds from before the limiter ignore): the
-# load comes from one address, far above a public client's quota.
-NODE0_RATE_LIMIT=off "$node" serve --data-dir "$data" --listen "127.0.0.1:$port" --slot-ms 250 \
-    >/dev/null 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 1 50); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-    sleep 0.1
-done
+. "$(dirname "$0")/start_node.sh"
+start_node "$node" "$port" /dev/null
 run() {
     name=$1; shift
     "$gen" bench --url "http://127.0.0.1:$port" "$@" -d 10s --gates strict -q \

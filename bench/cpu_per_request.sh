@@ -11,15 +11,8 @@
 set -eu
 node=$1 scenario=$2 port=${3:-18111}
 gen="$(dirname "$0")/../target/release/node0"
-data=$(mktemp -d)
-NODE0_RATE_LIMIT=off "$node" serve --data-dir "$data" --listen "127.0.0.1:$port" --slot-ms 250 \
-    >"$data/node.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
-for _ in $(seq 1 50); do
-    curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
-    sleep 0.1
-done
+. "$(dirname "$0")/start_node.sh"
+start_node "$node" "$port" data
 ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
 before=$(ticks)
 "$gen" bench --url "http://127.0.0.1:$port" --scenario "$scenario" --mode closed -c 64 -d 5s \
