@@ -148,9 +148,9 @@ impl Drop for LogSinkGuard {
 
 /// One formatted event: `tracing_subscriber::fmt` writes each event with one
 /// `write_all`, so a line is appended whole.
-pub struct LineWriter<'a>(&'a LogSink);
+pub struct SinkWriter<'a>(&'a LogSink);
 
-impl Write for LineWriter<'_> {
+impl Write for SinkWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.0.append(buf);
         Ok(buf.len())
@@ -162,10 +162,10 @@ impl Write for LineWriter<'_> {
 }
 
 impl<'a> MakeWriter<'a> for LogSink {
-    type Writer = LineWriter<'a>;
+    type Writer = SinkWriter<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        LineWriter(self)
+        SinkWriter(self)
     }
 }
 
