@@ -1,5 +1,6 @@
 //! Refusals over HTTP: every validation code of SPEC §2.3, schema errors with their field
-//! path, and every 4xx class of SPEC §4, each as RFC 9457 problem+json.
+//! path, every 4xx class of SPEC §4, and the 503s of the concurrency limit and the
+//! request timeout, each as RFC 9457 problem+json.
 
 mod common;
 
@@ -526,4 +527,73 @@ async fn every_4xx_class_is_a_problem(dir: TestDir) {
     node.get("/api/validator/epoch/minus-one/summary")
         .await
         .problem(400, "invalid_path");
+}
+
+/// A batch of `n` fresh attestations: long enough in flight (`n` signatures to check,
+/// rows to commit) for other requests to arrive meanwhile.
+async fn big_batch(node: &Node, n: usize) -> Value {
+    let anchor = node.anchor().await;
+    let key = Keypair::from_seed([7; 32]);
+    batch_body((0..n).map(|_| signed(&anchor, &key).0).collect())
+}
+
+/// Past `--max-concurrent-requests`, a request is answered at once with a 503 problem
+/// (`overloaded`, `Retry-After`), counted in `/metrics`; the requests within the limit
+/// are served.
+#[tokio::test]
+async fn past_the_concurrency_limit_a_request_gets_an_overloaded_problem() {
+    let dir = TestDir::new();
+    let node = Node::start_in(&dir, &["--max-concurrent-requests", "1"]).await;
+    let body = big_batch(&node, 400).await;
+    let batch = node.post_json("/api/validator/attestation/batch", &body);
+    let probes = async {
+        let mut replies = Vec::new();
+        for _ in 0..200 {
+            replies.push(node.get("/api/consensus/status").await);
+        }
+        replies
+    };
+    let (batch, probes) = tokio::join!(batch, probes);
+    // Either the batch or a probe can be the one turned away, whichever came second.
+    let mut refused = 0;
+    for r in probes.iter().chain([&batch]) {
+        if r.status == 503 {
+            r.problem(503, "overloaded");
+            assert_eq!(r.header("retry-after"), Some("1"));
+            refused += 1;
+        } else {
+            assert!(
+                r.status == 200 || r.status == 207,
+                "{}: {}",
+                r.status,
+                r.text
+            );
+        }
+    }
+    assert!(
+        refused > 0,
+        "no request was refused past a limit of 1; batch {}",
+        batch.status
+    );
+    let metrics = node.get("/metrics").await.text;
+    assert!(
+        metrics.contains(r#"overloaded_total{stage="http"}"#),
+        "no http overload counted"
+    );
+}
+
+/// A request that takes longer than `--request-timeout-ms` is answered with a 503
+/// problem (`timeout`), not left waiting.
+#[tokio::test]
+async fn past_the_request_timeout_the_answer_is_a_timeout_problem() {
+    let dir = TestDir::new();
+    let node = Node::start_in(&dir, &["--request-timeout-ms", "1"]).await;
+    let body = big_batch(&node, 400).await;
+    let r = node
+        .post_json("/api/validator/attestation/batch", &body)
+        .await;
+    r.problem(503, "timeout");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    // Quick routes still answer within the same limit.
+    assert_eq!(node.get("/health").await.status, 200);
 }

@@ -110,7 +110,11 @@ pub fn router(state: AppState) -> Router {
                     move |_: tower::BoxError| overloaded(metrics.clone()),
                 ))
                 .load_shed()
-                .concurrency_limit(state.config.max_concurrent_requests),
+                // Global: `Router::layer` applies a layer to each route, and the plain
+                // concurrency limit would make one semaphore per route.
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    state.config.max_concurrent_requests,
+                )),
         )
         .layer(compression())
         .layer(axum::middleware::from_fn_with_state(
