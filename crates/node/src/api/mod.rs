@@ -92,36 +92,41 @@ pub fn router(state: AppState) -> Router {
         .route("/ws/live-updates", get(events::ws))
         .route_layer(axum::middleware::from_fn(trace::carry_route))
         .fallback(fallback)
-        // Inside the concurrency limit, so that deciding (a Redis round trip at most)
-        // is bounded work too; outside routing, so that unknown routes count.
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::limit::layer,
-        ))
-        // 503, not 408: the client sent its request in time; the server (a slow or
-        // unreachable database, say) did not answer in time, and a retry may succeed.
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            state.config.request_timeout,
-        ))
+        // One `layer` call for the whole stack: each `Router::layer` boxes every route
+        // again, so separate calls cost a boxed clone, a boxed future and a move of the
+        // request and response per layer and request (BENCHMARKS.md). Outermost first.
         .layer(
             tower::ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(drain::layer))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    trace::layer,
+                ))
+                .layer(compression())
                 .layer(axum::error_handling::HandleErrorLayer::new(
                     move |_: tower::BoxError| overloaded(metrics.clone()),
                 ))
                 .load_shed()
-                // Global: `Router::layer` applies a layer to each route, and the plain
+                // Global: `Router::layer` applies the stack to each route, and the plain
                 // concurrency limit would make one semaphore per route.
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
                     state.config.max_concurrent_requests,
+                ))
+                // 503, not 408: the client sent its request in time; the server (a slow
+                // or unreachable database, say) did not answer in time, and a retry may
+                // succeed.
+                .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                    state.config.request_timeout,
+                ))
+                // Inside the concurrency limit, so that deciding (a Redis round trip at
+                // most) is bounded work too; outside routing, so that unknown routes
+                // count.
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    crate::limit::layer,
                 )),
         )
-        .layer(compression())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            trace::layer,
-        ))
-        .layer(axum::middleware::from_fn(drain::layer))
         .with_state(state)
 }
 
