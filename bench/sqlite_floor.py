@@ -51,8 +51,15 @@ def main():
     rows_total = int(sys.argv[2]) if len(sys.argv) > 2 else 60_000
     if variant not in ("current", "update-from", "placement-table"):
         sys.exit(f"unknown variant {variant}")
-    tmp = tempfile.mkdtemp()
-    db = sqlite3.connect(os.path.join(tmp, "floor.sqlite"), isolation_level=None)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = sqlite3.connect(os.path.join(tmp, "floor.sqlite"), isolation_level=None)
+        try:
+            measure(db, variant, rows_total)
+        finally:
+            db.close()
+
+
+def measure(db, variant, rows_total):
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA temp_store=memory")
@@ -127,10 +134,6 @@ def main():
     print(f"{variant}: {done} rows; per row: insert {per(insert_s):.1f} us, "
           f"placement {per(place_s):.1f} us, all {per(total):.1f} us wall, "
           f"{per(time.process_time()):.1f} us CPU")
-    db.close()
-    for name in os.listdir(tmp):
-        os.remove(os.path.join(tmp, name))
-    os.rmdir(tmp)
 
 
 if __name__ == "__main__":
