@@ -8,7 +8,7 @@
 #   bench/threads.sh NODE_BINARY SCENARIO [CONCURRENCY] [PORT]
 #
 # It also samples what the busiest thread (most CPU time so far; with THREAD=PREFIX, the
-# busiest whose name starts with PREFIX, e.g. THREAD=sqlx) is doing, about every
+# busiest whose name starts with PREFIX, e.g. THREAD=sqlite-writer) is doing, about every
 # millisecond: running, or blocked in which system call (x86_64 numbers; `futex` is a
 # wait for another thread, `fsync`/`pwrite64`/`pread64` the disk).
 #

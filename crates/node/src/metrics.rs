@@ -110,6 +110,7 @@ pub struct Metrics {
     /// How long storing a new block (its row and its attestations' placement) took.
     pub block_write_seconds: Histogram,
     pub db_pool_connections: Family<StateLabels, Gauge>,
+    pub db_write_queue_depth: Gauge,
     /// 1 while this replica holds the block producer lease.
     pub producer_leader: Gauge,
     /// How long callers waited for a store connection (PostgreSQL pool).
@@ -249,6 +250,12 @@ impl Metrics {
             "db_pool_connections",
             "Store connections by state (idle, in_use, max)",
             db_pool_connections.clone(),
+        );
+        let db_write_queue_depth = Gauge::default();
+        registry.register(
+            "db_write_queue_depth",
+            "Write transactions waiting for the embedded store's writer thread (at most 256; 0 on PostgreSQL)",
+            db_write_queue_depth.clone(),
         );
         let producer_leader = Gauge::default();
         registry.register(
@@ -426,6 +433,7 @@ impl Metrics {
             store_write_seconds,
             block_write_seconds,
             db_pool_connections,
+            db_write_queue_depth,
             db_pool_acquire_seconds,
             producer_leader,
             event_subscribers,

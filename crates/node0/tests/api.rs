@@ -395,6 +395,7 @@ async fn metrics_openapi_readiness_and_events(dir: TestDir) {
         "blocks_produced_total",
         "blocks_finalized_total",
         "finality_lag_blocks",
+        "db_write_queue_depth",
     ] {
         assert!(
             metrics.text.lines().any(|l| l.starts_with(family)),

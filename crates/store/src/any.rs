@@ -77,9 +77,9 @@ macro_rules! dispatch {
 
 /// Runs a write to its end on a task of its own, with owned arguments. A caller that stops
 /// waiting (a request whose client went away, a timeout) drops only the handle: the
-/// transaction still commits or rolls back. Abandoned half-way, it would leave the
-/// connection inside a transaction, and sqlx refuses that connection's next `BEGIN`
-/// ("non-zero transaction depth"); the embedded store has only one writer connection.
+/// transaction still commits or rolls back. A PostgreSQL transaction abandoned half-way
+/// would hold its connection and locks until sqlx cleans it up; the embedded store's
+/// writer thread runs what it was sent to its end by itself.
 macro_rules! detached {
     ($self:ident, $s:ident => $call:expr) => {{
         let store = $self.clone();

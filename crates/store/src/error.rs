@@ -75,9 +75,70 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ffi::ErrorCode;
+        match &e {
+            rusqlite::Error::SqliteFailure(failure, message) => {
+                let message = message.clone().unwrap_or_else(|| failure.to_string());
+                match failure.code {
+                    ErrorCode::ConstraintViolation
+                        if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_NOTNULL =>
+                    {
+                        StoreError::Invalid(message)
+                    }
+                    ErrorCode::ConstraintViolation => StoreError::Conflict(message),
+                    ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => {
+                        StoreError::Corrupt(message)
+                    }
+                    // Busy, locked, I/O, disk full, cannot open: not usable right now.
+                    _ => StoreError::Unavailable(message),
+                }
+            }
+            rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound("row".into()),
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..)
+            | rusqlite::Error::InvalidColumnIndex(_)
+            | rusqlite::Error::InvalidColumnName(_)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::Utf8Error(_) => StoreError::Corrupt(e.to_string()),
+            _ => StoreError::Unavailable(e.to_string()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sqlite_failures_map_by_their_code() {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        db.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .unwrap();
+        db.execute("INSERT INTO t VALUES (1, 'a')", []).unwrap();
+        let twice = db.execute("INSERT INTO t VALUES (1, 'b')", []).unwrap_err();
+        assert!(matches!(StoreError::from(twice), StoreError::Conflict(_)));
+        let null = db
+            .execute("INSERT INTO t VALUES (2, NULL)", [])
+            .unwrap_err();
+        assert!(matches!(StoreError::from(null), StoreError::Invalid(_)));
+        let wrong_type = db
+            .query_row("SELECT v FROM t", [], |r| r.get::<_, i64>(0))
+            .unwrap_err();
+        assert!(matches!(
+            StoreError::from(wrong_type),
+            StoreError::Corrupt(_)
+        ));
+        let missing = db
+            .query_row("SELECT v FROM t WHERE k = 9", [], |r| r.get::<_, String>(0))
+            .unwrap_err();
+        assert!(matches!(StoreError::from(missing), StoreError::NotFound(_)));
+        let no_table = db
+            .execute("INSERT INTO nowhere VALUES (1)", [])
+            .unwrap_err();
+        assert!(StoreError::from(no_table).is_unavailable());
+    }
 
     #[test]
     fn pool_and_io_failures_are_unavailable() {

@@ -190,4 +190,7 @@ pub struct PoolStats {
     pub in_use: u32,
     /// The most connections the pools may open.
     pub max_size: u32,
+    /// Write transactions waiting for the embedded store's writer thread (bounded). Always
+    /// 0 on PostgreSQL, whose writes wait for a pool connection instead.
+    pub queued_writes: u32,
 }

@@ -152,6 +152,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.set_pool("max", pool.max_size as i64);
     state
         .metrics
+        .db_write_queue_depth
+        .set(i64::from(pool.queued_writes));
+    state
+        .metrics
         .set_queue("signature", state.verifier.queued());
     state.metrics.set_queue("write", state.writer.queued());
     state

@@ -502,6 +502,7 @@ impl Store for PostgresStore {
             idle,
             in_use: size - idle,
             max_size: self.pool.options().get_max_connections(),
+            queued_writes: 0,
         }
     }
 

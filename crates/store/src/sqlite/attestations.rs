@@ -1,13 +1,17 @@
-//! Attestations: group-commit insert, lookups, newest-first pages, the pending queue.
+//! Attestations: group-commit insert (on the writer thread), lookups, newest-first pages,
+//! the pending queue (on the reader pool).
 
 use bizra_ledger::crypto::PublicKey;
 use bizra_ledger::Hash32;
 use std::collections::HashMap;
 
+use rusqlite::{params, Connection, ToSql, Transaction};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::chunks::{chunk_len, rows, PerChunk};
+use super::columns::{blob, opt_blob};
+use super::write_thread::begin;
 use crate::codec::{clamp_limit, to_hash, to_i64, to_pubkey, to_u64};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
@@ -117,12 +121,13 @@ static INSERT: PerChunk = PerChunk::new(|n| {
     )
 });
 
-/// One transaction for the whole batch. Rows go in with multi-row statements; an item
-/// that did not go in met a uniqueness constraint, and is then looked up: its own digest
-/// (idempotent), or its key and nonce (a replay). Rows inserted earlier in the same
-/// transaction count, which is what judges duplicates inside a batch.
-pub(super) async fn insert(
-    writer: &SqlitePool,
+/// One transaction for the whole batch, run on the writer thread. Rows go in with
+/// multi-row statements; an item that did not go in met a uniqueness constraint, and is
+/// then looked up: its own digest (idempotent), or its key and nonce (a replay). Rows
+/// inserted earlier in the same transaction count, which is what judges duplicates inside
+/// a batch.
+pub(super) fn insert(
+    conn: &mut Connection,
     items: &[NewAttestation],
 ) -> Result<Vec<InsertOutcome>, StoreError> {
     if items.is_empty() {
@@ -141,26 +146,28 @@ pub(super) async fn insert(
         received.push(to_i64(item.received_at_ms, "received_at_ms")?);
     }
 
-    let mut tx = super::begin_write(writer).await?;
+    let tx = begin(conn)?;
     let mut seqs: HashMap<Hash32, i64> = HashMap::with_capacity(items.len());
     let mut at = 0;
     while at < items.len() {
         let n = chunk_len(items.len() - at);
-        let chunk = &items[at..at + n];
-        let mut q = sqlx::query(INSERT.sql(n));
-        for (item, received_at_ms) in chunk.iter().zip(&received[at..at + n]) {
-            q = q
-                .bind(item.digest.as_bytes().as_slice())
-                .bind(item.attester_pubkey.0.as_slice())
-                .bind(&item.nonce)
-                .bind(&item.attester_id)
-                .bind(&item.body)
-                .bind(item.impact_score)
-                .bind(*received_at_ms);
+        let mut stmt = tx.prepare_cached(INSERT.sql(n))?;
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(n * 7);
+        for (item, received_at_ms) in items[at..at + n].iter().zip(&received[at..at + n]) {
+            values.extend_from_slice(&[
+                item.digest.as_bytes(),
+                &item.attester_pubkey.0,
+                &item.nonce,
+                &item.attester_id,
+                &item.body,
+                &item.impact_score,
+                received_at_ms,
+            ]);
         }
-        for row in q.fetch_all(&mut *tx).await? {
-            let digest = to_hash(row.try_get::<&[u8], _>("digest")?, "attestation digest")?;
-            seqs.insert(digest, row.try_get("seq")?);
+        let mut rows = stmt.query(values.as_slice())?;
+        while let Some(row) = rows.next()? {
+            let digest = to_hash(blob(row, "digest")?, "attestation digest")?;
+            seqs.insert(digest, row.get("seq")?);
         }
         at += n;
     }
@@ -177,11 +184,11 @@ pub(super) async fn insert(
                 }
             }
             // A conflict: the same digest (idempotent) or the same key and nonce.
-            None => match by_digest(&mut tx, &item.digest).await? {
+            None => match by_digest_in(&tx, &item.digest)? {
                 Some(record) => InsertOutcome::AlreadyStored {
                     record: Box::new(record),
                 },
-                None => match nonce_owner(&mut tx, &item.attester_pubkey, &item.nonce).await? {
+                None => match nonce_owner_in(&tx, &item.attester_pubkey, &item.nonce)? {
                     Some(existing_digest) => InsertOutcome::DuplicateNonce { existing_digest },
                     None => {
                         return Err(StoreError::Conflict(format!(
@@ -195,15 +202,57 @@ pub(super) async fn insert(
         out.push(outcome);
     }
     if inserted > 0 {
-        sqlx::query("UPDATE counters SET value = value + ?1 WHERE name IN (?2, ?3)")
-            .bind(inserted)
-            .bind(COUNT_ALL)
-            .bind(COUNT_PENDING)
-            .execute(&mut *tx)
-            .await?;
+        tx.prepare_cached("UPDATE counters SET value = value + ?1 WHERE name IN (?2, ?3)")?
+            .execute(params![inserted, COUNT_ALL, COUNT_PENDING])?;
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(out)
+}
+
+/// [`by_digest`] inside the writer's transaction.
+fn by_digest_in(
+    tx: &Transaction<'_>,
+    digest: &Hash32,
+) -> Result<Option<AttestationRecord>, StoreError> {
+    let mut stmt = tx.prepare_cached(select_record!("WHERE a.digest = ?1"))?;
+    let mut rows = stmt.query([digest.as_bytes()])?;
+    match rows.next()? {
+        Some(row) => AttestationRow {
+            seq: row.get("seq")?,
+            digest: blob(row, "digest")?,
+            attester_pubkey: blob(row, "attester_pubkey")?,
+            attester_id: row.get("attester_id")?,
+            nonce: row.get("nonce")?,
+            body: row.get("body")?,
+            impact_score: row.get("impact_score")?,
+            received_at_ms: row.get("received_at_ms")?,
+            block_hash: opt_blob(row, "block_hash")?,
+            block_index: row.get("block_index")?,
+            block_height: row.get("block_height")?,
+            block_finalized: row
+                .get::<_, Option<i64>>("block_finalized")?
+                .map(|f| f != 0),
+        }
+        .into_record()
+        .map(Some),
+        None => Ok(None),
+    }
+}
+
+/// [`nonce_owner`] inside the writer's transaction.
+fn nonce_owner_in(
+    tx: &Transaction<'_>,
+    pubkey: &PublicKey,
+    nonce: &str,
+) -> Result<Option<Hash32>, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT digest FROM attestations WHERE attester_pubkey = ?1 AND nonce = ?2",
+    )?;
+    let mut rows = stmt.query(params![pubkey.0.as_slice(), nonce])?;
+    match rows.next()? {
+        Some(row) => to_hash(blob(row, "digest")?, "attestation digest").map(Some),
+        None => Ok(None),
+    }
 }
 
 pub(super) async fn list(

@@ -1,12 +1,18 @@
-//! Blocks, their attestations' placement, and finality.
+//! Blocks, their attestations' placement, and finality: writes on the writer thread,
+//! reads on the reader pool.
 
 use bizra_ledger::block::Block;
 use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
+use std::sync::Arc;
+
+use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::chunks::{chunk_len, rows, PerChunk};
+use super::columns::{blob, opt_blob, opt_text, text};
+use super::write_thread::{begin, WriteThread};
 use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
 use crate::rows::{select_block, BlockRow};
@@ -39,12 +45,31 @@ pub(super) async fn by_hash(
         .transpose()
 }
 
-async fn exists(conn: &mut SqliteConnection, hash: &Hash32) -> Result<bool, StoreError> {
-    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blocks WHERE hash = ?1")
-        .bind(hash.as_bytes().as_slice())
-        .fetch_optional(conn)
-        .await?;
-    Ok(found.is_some())
+fn exists(tx: &Transaction<'_>, hash: &Hash32) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached("SELECT 1 FROM blocks WHERE hash = ?1")?
+        .exists([hash.as_bytes()])?)
+}
+
+/// [`by_hash`] inside the writer's transaction.
+fn by_hash_in(tx: &Transaction<'_>, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {
+    let mut stmt = tx.prepare_cached(select_block!("WHERE hash = ?1"))?;
+    let mut rows = stmt.query([hash.as_bytes()])?;
+    match rows.next()? {
+        Some(row) => BlockRow {
+            hash: blob(row, "hash")?,
+            header: text(row, "header")?,
+            signature: opt_blob(row, "signature")?,
+            attestation_ids: blob(row, "attestation_ids")?,
+            finalized: row.get::<_, i64>("finalized")? != 0,
+            finalized_at_ms: row.get("finalized_at_ms")?,
+            qc: opt_text(row, "qc")?,
+            created_at_ms: row.get("created_at_ms")?,
+        }
+        .into_stored()
+        .map(Some),
+        None => Ok(None),
+    }
 }
 
 /// `UPDATE` placing `n` attestations (digest, index pairs, then the block hash) that are
@@ -61,12 +86,14 @@ static PLACE: PerChunk = PerChunk::new(|n| {
 
 /// Why a chunk of a block's attestations could not all be placed: the first one that is
 /// unknown, already in another block, or twice in this one.
-async fn misplaced(
-    tx: &mut sqlx::SqliteConnection,
+fn misplaced(
+    tx: &Transaction<'_>,
     block: &Block,
     chunk: &[Hash32],
 ) -> Result<StoreError, StoreError> {
     let mut seen = std::collections::HashSet::new();
+    let mut owner_of =
+        tx.prepare_cached("SELECT block_hash FROM attestations WHERE digest = ?1")?;
     for digest in chunk {
         if !seen.insert(*digest) {
             return Ok(StoreError::Conflict(format!(
@@ -74,11 +101,9 @@ async fn misplaced(
                 block.hash
             )));
         }
-        let owner: Option<Option<Vec<u8>>> =
-            sqlx::query_scalar("SELECT block_hash FROM attestations WHERE digest = ?1")
-                .bind(digest.as_bytes().as_slice())
-                .fetch_optional(&mut *tx)
-                .await?;
+        let owner: Option<Option<Vec<u8>>> = owner_of
+            .query_row([digest.as_bytes()], |r| r.get(0))
+            .optional()?;
         match owner {
             None => return Ok(StoreError::NotFound(format!("attestation {digest}"))),
             Some(Some(other)) if other.as_slice() != block.hash.as_bytes().as_slice() => {
@@ -104,8 +129,8 @@ pub(super) const PLACE_PER_TRANSACTION: usize = 512;
 
 /// Places `ids` (starting at block index `first`) in `block`; an error when any of them
 /// is not an unplaced attestation.
-async fn place(
-    tx: &mut SqliteConnection,
+fn place(
+    tx: &Transaction<'_>,
     block: &Block,
     first: usize,
     ids: &[Hash32],
@@ -114,34 +139,38 @@ async fn place(
     while at < ids.len() {
         let n = chunk_len(ids.len() - at);
         let chunk = &ids[at..at + n];
-        let mut q = sqlx::query(PLACE.sql(n));
-        for (offset, digest) in chunk.iter().enumerate() {
-            let index = i64::try_from(first + at + offset)
-                .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
-            q = q.bind(digest.as_bytes().as_slice()).bind(index);
+        let indexes = (first + at..first + at + n)
+            .map(|i| {
+                i64::try_from(i).map_err(|_| StoreError::Invalid("too many attestations".into()))
+            })
+            .collect::<Result<Vec<i64>, _>>()?;
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(2 * n + 1);
+        for (digest, index) in chunk.iter().zip(&indexes) {
+            values.push(digest.as_bytes());
+            values.push(index);
         }
-        let placed = q
-            .bind(block.hash.as_bytes().as_slice())
-            .execute(&mut *tx)
-            .await?;
-        if placed.rows_affected() != n as u64 {
-            return Err(misplaced(tx, block, chunk).await?);
+        values.push(block.hash.as_bytes());
+        let placed = tx
+            .prepare_cached(PLACE.sql(n))?
+            .execute(values.as_slice())?;
+        if placed != n {
+            return Err(misplaced(tx, block, chunk)?);
         }
         at += n;
     }
     let n = i64::try_from(ids.len())
         .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
     if n > 0 {
-        sqlx::query("UPDATE counters SET value = value - ?1 WHERE name = 'pending_attestations'")
-            .bind(n)
-            .execute(&mut *tx)
-            .await?;
+        tx.prepare_cached(
+            "UPDATE counters SET value = value - ?1 WHERE name = 'pending_attestations'",
+        )?
+        .execute([n])?;
     }
     Ok(())
 }
 
 /// Checks, without writing, that every id is a known attestation in no block, once.
-async fn check_placeable(tx: &mut SqliteConnection, block: &Block) -> Result<(), StoreError> {
+fn check_placeable(tx: &Transaction<'_>, block: &Block) -> Result<(), StoreError> {
     let ids = &block.attestation_ids;
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
     if let Some(twice) = ids.iter().find(|d| !seen.insert(**d)) {
@@ -154,12 +183,12 @@ async fn check_placeable(tx: &mut SqliteConnection, block: &Block) -> Result<(),
     while at < ids.len() {
         let n = chunk_len(ids.len() - at);
         let chunk = &ids[at..at + n];
-        let mut q = sqlx::query_scalar::<_, i64>(UNPLACED_COUNT.sql(n));
-        for digest in chunk {
-            q = q.bind(digest.as_bytes().as_slice());
-        }
-        if q.fetch_one(&mut *tx).await? != n as i64 {
-            return Err(misplaced(tx, block, chunk).await?);
+        let unplaced: i64 = tx.prepare_cached(UNPLACED_COUNT.sql(n))?.query_row(
+            rusqlite::params_from_iter(chunk.iter().map(|d| d.as_bytes())),
+            |r| r.get(0),
+        )?;
+        if unplaced != n as i64 {
+            return Err(misplaced(tx, block, chunk)?);
         }
         at += n;
     }
@@ -176,50 +205,53 @@ static UNPLACED_COUNT: PerChunk = PerChunk::new(|n| {
 
 /// Removes a block whose placement did not finish, and returns its attestations to the
 /// pending queue. Nothing can refer to it: it was never acknowledged to its caller.
-async fn undo_unplaced(tx: &mut SqliteConnection, hash: &Hash32) -> Result<(), StoreError> {
-    let hash = hash.as_bytes().as_slice();
-    sqlx::query(
+fn undo_unplaced(tx: &Transaction<'_>, hash: &Hash32) -> Result<(), StoreError> {
+    let hash = hash.as_bytes();
+    tx.execute(
         "UPDATE counters SET value = value + \
          (SELECT count(*) FROM attestations WHERE block_hash = ?1) \
          WHERE name = 'pending_attestations'",
-    )
-    .bind(hash)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query(
+        [hash],
+    )?;
+    tx.execute(
         "UPDATE attestations SET block_hash = NULL, block_index = NULL WHERE block_hash = ?1",
-    )
-    .bind(hash)
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("DELETE FROM blocks WHERE hash = ?1 AND placed = 0")
-        .bind(hash)
-        .execute(&mut *tx)
-        .await?;
+        [hash],
+    )?;
+    tx.execute("DELETE FROM blocks WHERE hash = ?1 AND placed = 0", [hash])?;
     Ok(())
 }
 
 /// At open: removes every block a crash left half placed.
-pub(super) async fn undo_unfinished(writer: &SqlitePool) -> Result<usize, StoreError> {
-    let mut tx = super::begin_write(writer).await?;
-    let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT hash FROM blocks WHERE placed = 0")
-        .fetch_all(&mut *tx)
-        .await?;
+pub(super) fn undo_unfinished(conn: &mut Connection) -> Result<usize, StoreError> {
+    let tx = begin(conn)?;
+    let hashes = tx
+        .prepare("SELECT hash FROM blocks WHERE placed = 0")?
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+        .collect::<Result<Vec<_>, _>>()?;
     for h in &hashes {
-        undo_unplaced(&mut tx, &to_hash(h, "block hash")?).await?;
+        undo_unplaced(&tx, &to_hash(h, "block hash")?)?;
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(hashes.len())
+}
+
+/// Removes `hash` if its placement did not finish (after a failed later transaction).
+fn undo(conn: &mut Connection, hash: &Hash32) -> Result<(), StoreError> {
+    let tx = begin(conn)?;
+    undo_unplaced(&tx, hash)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Stores `block` and places its attestations: the row, the checks and the first
 /// [`PLACE_PER_TRANSACTION`] placements in one transaction, the rest in transactions of
-/// that size, and `placed = 1` with the last. Returns once all are placed; a failure
-/// after the first transaction removes the block again, so the caller sees all or
+/// that size, and `placed = 1` with the last. Each transaction is its own task on the
+/// writer thread, so group commits run between them. Returns once all are placed; a
+/// failure after the first transaction removes the block again, so the caller sees all or
 /// nothing (a crash in between is undone at the next open). The caller runs one insert
 /// at a time, so a block found with `placed = 0` is what a failed insert left.
 pub(super) async fn insert(
-    writer: &SqlitePool,
+    writer: &WriteThread,
     block: &Block,
     created_at_ms: u64,
 ) -> Result<BlockInsert, StoreError> {
@@ -227,26 +259,71 @@ pub(super) async fn insert(
     block
         .check_integrity()
         .map_err(|e| StoreError::Invalid(format!("block {}: {e}", block.hash)))?;
-    let header = serde_json::to_string(&block.header)
-        .map_err(|e| StoreError::Invalid(format!("block {} header: {e}", block.hash)))?;
-    let height = to_i64(block.header.height, "block height")?;
-    let timestamp = to_i64(block.header.timestamp_ms, "block timestamp_ms")?;
-    let created = to_i64(created_at_ms, "created_at_ms")?;
-    let ids = &block.attestation_ids;
-    let first = ids.len().min(PLACE_PER_TRANSACTION);
+    let row = NewBlockRow {
+        header: serde_json::to_string(&block.header)
+            .map_err(|e| StoreError::Invalid(format!("block {} header: {e}", block.hash)))?,
+        height: to_i64(block.header.height, "block height")?,
+        timestamp: to_i64(block.header.timestamp_ms, "block timestamp_ms")?,
+        created: to_i64(created_at_ms, "created_at_ms")?,
+    };
+    let block = Arc::new(block.clone());
+    let total = block.attestation_ids.len();
+    let first = total.min(PLACE_PER_TRANSACTION);
 
-    let mut tx = super::begin_write(writer).await?;
-    let placed: Option<i64> = sqlx::query_scalar("SELECT placed FROM blocks WHERE hash = ?1")
-        .bind(block.hash.as_bytes().as_slice())
-        .fetch_optional(&mut *tx)
-        .await?;
+    let b = block.clone();
+    if let Some(done) = writer
+        .run(move |conn| insert_first(conn, &b, &row, first))
+        .await?
+    {
+        return Ok(done);
+    }
+    let mut at = first;
+    while at < total {
+        let end = (at + PLACE_PER_TRANSACTION).min(total);
+        let b = block.clone();
+        let placed = writer.run(move |conn| place_more(conn, &b, at, end)).await;
+        if let Err(e) = placed {
+            // Only a write around this node's own chain lock, or a store failure, gets
+            // here; either way the block must not stay half placed.
+            let hash = block.hash;
+            let _ = writer.run(move |conn| undo(conn, &hash)).await;
+            return Err(e);
+        }
+        at = end;
+    }
+    Ok(BlockInsert::Inserted)
+}
+
+/// A block's column values, checked before its first transaction.
+struct NewBlockRow {
+    header: String,
+    height: i64,
+    timestamp: i64,
+    created: i64,
+}
+
+/// The first transaction of [`insert`]: `Some` when it settles the insert (an identical
+/// block is already stored), `None` when the block is stored and its first `first`
+/// attestations placed.
+fn insert_first(
+    conn: &mut Connection,
+    block: &Block,
+    row: &NewBlockRow,
+    first: usize,
+) -> Result<Option<BlockInsert>, StoreError> {
+    let ids = &block.attestation_ids;
+    let tx = begin(conn)?;
+    let placed: Option<i64> = tx
+        .prepare_cached("SELECT placed FROM blocks WHERE hash = ?1")?
+        .query_row([block.hash.as_bytes()], |r| r.get(0))
+        .optional()?;
     match placed {
-        Some(0) => undo_unplaced(&mut tx, &block.hash).await?,
+        Some(0) => undo_unplaced(&tx, &block.hash)?,
         Some(_) => {
-            let existing = by_hash(&mut tx, &block.hash).await?;
+            let existing = by_hash_in(&tx, &block.hash)?;
             // Dropping `tx` rolls back the (empty) transaction.
             return if existing.is_some_and(|e| e.block == *block) {
-                Ok(BlockInsert::AlreadyStored)
+                Ok(Some(BlockInsert::AlreadyStored))
             } else {
                 Err(StoreError::Conflict(format!(
                     "block {} is stored with different content",
@@ -257,106 +334,87 @@ pub(super) async fn insert(
         None => {}
     }
     // Returning an error drops `tx`: nothing of the block is written.
-    check_placeable(&mut tx, block).await?;
-    sqlx::query(
+    check_placeable(&tx, block)?;
+    tx.execute(
         "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
          created_at_ms, placed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )
-    .bind(block.hash.as_bytes().as_slice())
-    .bind(height)
-    .bind(timestamp)
-    .bind(&header)
-    .bind(block.signature.as_ref().map(|s| s.0.to_vec()))
-    .bind(pack_hashes(ids))
-    .bind(created)
-    .bind(i64::from(first == ids.len()))
-    .execute(&mut *tx)
-    .await?;
-    place(&mut tx, block, 0, &ids[..first]).await?;
-    tx.commit().await?;
-
-    let mut at = first;
-    while at < ids.len() {
-        let end = (at + PLACE_PER_TRANSACTION).min(ids.len());
-        if let Err(e) = place_more(writer, block, at, &ids[at..end], end == ids.len()).await {
-            // Only a write around this node's own chain lock, or a store failure, gets
-            // here; either way the block must not stay half placed.
-            if let Ok(mut undo) = super::begin_write(writer).await {
-                if undo_unplaced(&mut undo, &block.hash).await.is_ok() {
-                    let _ = undo.commit().await;
-                }
-            }
-            return Err(e);
-        }
-        at = end;
-    }
-    Ok(BlockInsert::Inserted)
+        params![
+            block.hash.as_bytes(),
+            row.height,
+            row.timestamp,
+            row.header,
+            block.signature.as_ref().map(|s| s.0.as_slice()),
+            pack_hashes(ids),
+            row.created,
+            i64::from(first == ids.len()),
+        ],
+    )?;
+    place(&tx, block, 0, &ids[..first])?;
+    tx.commit()?;
+    Ok(None)
 }
 
-/// One later transaction of [`insert`].
-async fn place_more(
-    writer: &SqlitePool,
+/// One later transaction of [`insert`]: places `block`'s attestations `from..to`.
+fn place_more(
+    conn: &mut Connection,
     block: &Block,
-    first: usize,
-    ids: &[Hash32],
-    last: bool,
+    from: usize,
+    to: usize,
 ) -> Result<(), StoreError> {
-    let mut tx = super::begin_write(writer).await?;
-    place(&mut tx, block, first, ids).await?;
-    if last {
-        sqlx::query("UPDATE blocks SET placed = 1 WHERE hash = ?1")
-            .bind(block.hash.as_bytes().as_slice())
-            .execute(&mut *tx)
-            .await?;
+    let tx = begin(conn)?;
+    place(&tx, block, from, &block.attestation_ids[from..to])?;
+    if to == block.attestation_ids.len() {
+        tx.execute(
+            "UPDATE blocks SET placed = 1 WHERE hash = ?1",
+            [block.hash.as_bytes()],
+        )?;
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(())
 }
 
-pub(super) async fn mark_finalized(
-    writer: &SqlitePool,
+/// Marks `hashes` final (and stores `qc` on its head block), on the writer thread.
+pub(super) fn mark_finalized(
+    conn: &mut Connection,
     hashes: &[Hash32],
-    qc: Option<&QuorumCertificate>,
+    qc: Option<&(Hash32, String)>,
     at_ms: u64,
 ) -> Result<u64, StoreError> {
     let at = to_i64(at_ms, "finalized_at_ms")?;
-    let qc_json = qc
-        .map(|q| {
-            serde_json::to_string(q)
-                .map(|json| (q.block_hash, json))
-                .map_err(|e| StoreError::Invalid(format!("qc: {e}")))
-        })
-        .transpose()?;
-    let mut tx = super::begin_write(writer).await?;
+    let tx = begin(conn)?;
     let mut newly = 0u64;
     for hash in hashes {
         // `finalized = 0` in the filter: finality never reverts and its time never moves.
-        let r = sqlx::query(
-            "UPDATE blocks SET finalized = 1, finalized_at_ms = ?1 WHERE hash = ?2 AND finalized = 0",
-        )
-        .bind(at)
-        .bind(hash.as_bytes().as_slice())
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 1 {
+        let changed = tx
+            .prepare_cached(
+                "UPDATE blocks SET finalized = 1, finalized_at_ms = ?1 \
+                 WHERE hash = ?2 AND finalized = 0",
+            )?
+            .execute(params![at, hash.as_bytes()])?;
+        if changed == 1 {
             newly += 1;
-        } else if !exists(&mut tx, hash).await? {
+        } else if !exists(&tx, hash)? {
             return Err(StoreError::NotFound(format!("block {hash}")));
         }
     }
-    if let Some((head, json)) = qc_json {
+    if let Some((head, json)) = qc {
         // The first certificate stays: a later one proves nothing new.
-        let r = sqlx::query("UPDATE blocks SET qc = ?1 WHERE hash = ?2 AND qc IS NULL")
-            .bind(&json)
-            .bind(head.as_bytes().as_slice())
-            .execute(&mut *tx)
-            .await?;
-        if r.rows_affected() == 0 && !exists(&mut tx, &head).await? {
+        let changed = tx
+            .prepare_cached("UPDATE blocks SET qc = ?1 WHERE hash = ?2 AND qc IS NULL")?
+            .execute(params![json, head.as_bytes()])?;
+        if changed == 0 && !exists(&tx, head)? {
             return Err(StoreError::NotFound(format!("block {head}")));
         }
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(newly)
+}
+
+/// The certificate as stored: its head block and its JSON.
+pub(super) fn qc_column(qc: &QuorumCertificate) -> Result<(Hash32, String), StoreError> {
+    serde_json::to_string(qc)
+        .map(|json| (qc.block_hash, json))
+        .map_err(|e| StoreError::Invalid(format!("qc: {e}")))
 }
 
 /// Blocks from `from` up, by height then hash; every one when `limit` is `None`.

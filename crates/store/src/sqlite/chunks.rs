@@ -1,10 +1,11 @@
-//! Multi-row statements. Each statement is one round trip to sqlx's SQLite worker thread,
-//! so per-row statements made those hand-offs the cost of a batch; batches go in chunks
-//! of a few fixed sizes instead, and each statement's text is built once per size.
+//! Multi-row statements. On the reader pool each statement is one round trip to sqlx's
+//! SQLite worker thread, and on the writer thread each is one more statement run; so
+//! batches go in chunks of a few fixed sizes rather than a statement per row, and each
+//! statement's text is built once per size.
 
 use std::sync::OnceLock;
 
-/// The chunk sizes, largest first. A fixed set keeps sqlx's prepared-statement cache small
+/// The chunk sizes, largest first. A fixed set keeps the prepared-statement caches small
 /// (one statement per size).
 pub(super) const CHUNKS: [usize; 5] = [256, 64, 16, 4, 1];
 

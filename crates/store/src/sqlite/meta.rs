@@ -1,20 +1,19 @@
-//! Single values: node identity and settings.
+//! Single values: node identity and settings (written on the writer thread).
 
 use bizra_ledger::Hash32;
+use rusqlite::{Connection, OptionalExtension};
 use sqlx::SqlitePool;
 
+use super::write_thread::begin;
 use crate::error::StoreError;
 use crate::types::{IdentityCheck, META_CHAIN_ID, META_GENESIS_HASH};
 
-pub(super) async fn set(writer: &SqlitePool, key: &str, value: &str) -> Result<(), StoreError> {
-    sqlx::query(
+pub(super) fn set(conn: &mut Connection, key: &str, value: &str) -> Result<(), StoreError> {
+    conn.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-    )
-    .bind(key)
-    .bind(value)
-    .execute(writer)
-    .await?;
+        [key, value],
+    )?;
     Ok(())
 }
 
@@ -25,32 +24,24 @@ pub(super) async fn get(pool: &SqlitePool, key: &str) -> Result<Option<String>, 
         .await?)
 }
 
-pub(super) async fn bind_identity(
-    writer: &SqlitePool,
+pub(super) fn bind_identity(
+    conn: &mut Connection,
     chain_id: &str,
     genesis_hash: &Hash32,
 ) -> Result<IdentityCheck, StoreError> {
     let genesis_hex = genesis_hash.to_hex();
-    let mut tx = super::begin_write(writer).await?;
-    let stored_chain: Option<String> = sqlx::query_scalar("SELECT value FROM meta WHERE key = ?1")
-        .bind(META_CHAIN_ID)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let stored_genesis: Option<String> =
-        sqlx::query_scalar("SELECT value FROM meta WHERE key = ?1")
-            .bind(META_GENESIS_HASH)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match (stored_chain, stored_genesis) {
+    let tx = begin(conn)?;
+    let stored = |key: &str| -> Result<Option<String>, StoreError> {
+        Ok(tx
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    };
+    match (stored(META_CHAIN_ID)?, stored(META_GENESIS_HASH)?) {
         (None, None) => {
             for (k, v) in [(META_CHAIN_ID, chain_id), (META_GENESIS_HASH, genesis_hex.as_str())] {
-                sqlx::query("INSERT INTO meta (key, value) VALUES (?1, ?2)")
-                    .bind(k)
-                    .bind(v)
-                    .execute(&mut *tx)
-                    .await?;
+                tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", [k, v])?;
             }
-            tx.commit().await?;
+            tx.commit()?;
             Ok(IdentityCheck::Fresh)
         }
         (Some(c), Some(g)) if c == chain_id && g == genesis_hex => Ok(IdentityCheck::Matches),

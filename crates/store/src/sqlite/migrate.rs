@@ -2,7 +2,10 @@
 //! its own transaction together with its `schema_version` row, so a crash mid-migration
 //! leaves the previous version intact.
 
-use sqlx::{Executor, SqlitePool};
+use rusqlite::{params, Connection};
+use sqlx::SqlitePool;
+
+use super::write_thread::begin;
 
 use crate::codec::now_ms;
 use crate::error::StoreError;
@@ -31,10 +34,14 @@ const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
 )";
 
 /// Brings the file up to [`SCHEMA_VERSION`]; refuses a file written by a newer build,
-/// whose rows this build might misread.
-pub(super) async fn run(writer: &SqlitePool) -> Result<i64, StoreError> {
-    sqlx::query(VERSION_TABLE).execute(writer).await?;
-    let found = current(writer).await?;
+/// whose rows this build might misread. Runs on the writer thread.
+pub(super) fn run(conn: &mut Connection) -> Result<i64, StoreError> {
+    conn.execute_batch(VERSION_TABLE)?;
+    let found: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+        [],
+        |r| r.get(0),
+    )?;
     if found > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "database schema version {found} is newer than this build's {SCHEMA_VERSION}"
@@ -42,19 +49,13 @@ pub(super) async fn run(writer: &SqlitePool) -> Result<i64, StoreError> {
     }
     let mut version = found;
     for &(v, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > found) {
-        let mut tx = super::begin_write(writer).await?;
-        // A plain string runs every statement in it. (Not `sqlx::raw_sql`: its future is
-        // not provably `Send`, which would make `open` unusable from spawned tasks.)
-        tx.execute(sql).await?;
-        sqlx::query(
+        let tx = begin(conn)?;
+        tx.execute_batch(sql)?;
+        tx.execute(
             "INSERT INTO schema_version (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",
-        )
-        .bind(v)
-        .bind(name)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+            params![v, name, now_ms()],
+        )?;
+        tx.commit()?;
         version = v;
     }
     Ok(version)

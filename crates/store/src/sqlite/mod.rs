@@ -1,8 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode (SPEC §5.4).
 //!
-//! - **One writer.** A pool of exactly one read-write connection: every write transaction
-//!   is serialized through it, so SQLite never answers `SQLITE_BUSY` between our own
-//!   writers, and `seq` values are handed out in commit order (the cursor guarantee).
+//! - **One writer.** One thread owns the only read-write connection and runs every write
+//!   transaction whole ([`write_thread`]), so SQLite never answers `SQLITE_BUSY` between
+//!   our own writers, and `seq` values are handed out in commit order (the cursor
+//!   guarantee). Writes use rusqlite on that thread; reads use sqlx's async pool.
 //! - **Readers.** A pool of read-only connections. In WAL mode they read the last
 //!   committed snapshot without waiting for the writer, so reads never queue behind a
 //!   group commit.
@@ -14,10 +15,12 @@
 mod attestations;
 mod blocks;
 mod chunks;
+mod columns;
 mod meta;
 mod migrate;
 mod registry;
 mod votes;
+mod write_thread;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,13 +30,14 @@ use bizra_ledger::block::Block;
 use bizra_ledger::crypto::PublicKey;
 use bizra_ledger::vote::{QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
 use crate::types::*;
 use crate::Store;
+use write_thread::WriteThread;
 
 pub use migrate::SCHEMA_VERSION;
 
@@ -45,7 +49,7 @@ pub struct SqliteConfig {
     /// How long a statement waits on a lock held by another process (a backup, the
     /// `sqlite3` shell) before failing as `Unavailable`.
     pub busy_timeout: Duration,
-    /// How long a caller waits for a free connection before failing as `Unavailable`.
+    /// How long a reader waits for a free connection before failing as `Unavailable`.
     pub acquire_timeout: Duration,
 }
 
@@ -59,10 +63,10 @@ impl Default for SqliteConfig {
     }
 }
 
-/// The embedded store. Cloning is cheap: clones share the pools.
+/// The embedded store. Cloning is cheap: clones share the writer thread and the pool.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    writer: SqlitePool,
+    writer: WriteThread,
     readers: SqlitePool,
     path: PathBuf,
     /// Held for the whole of a block insert, which spans several transactions: a second
@@ -89,34 +93,13 @@ impl SqliteStore {
                 StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
-        let base = SqliteConnectOptions::new()
-            .filename(&path)
-            .busy_timeout(config.busy_timeout)
-            .foreign_keys(true);
-
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(config.acquire_timeout)
-            // The writer is kept open for the life of the store: reopening it would only
-            // add latency to the next commit.
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .connect_with(
-                base.clone()
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
-                    // Multi-row inserts keep a statement journal (to undo one statement
-                    // on a constraint error); beyond 64 KiB SQLite spills it to a temp
-                    // file, which the writer then wrote for every chunk.
-                    .pragma("temp_store", "memory"),
-            )
-            .await?;
-        migrate::run(&writer).await?;
+        let writer = WriteThread::open(&path, config.busy_timeout).await?;
+        writer.run(|conn| migrate::run(conn).map(drop)).await?;
         // A block a crash left half placed was never acknowledged: its attestations go
         // back to the pending queue before anyone reads them.
-        blocks::undo_unfinished(&writer).await?;
+        writer
+            .run(|conn| blocks::undo_unfinished(conn).map(drop))
+            .await?;
 
         // Opened after the writer so that the file, its WAL and schema exist; read-only
         // so that nothing can write around the single writer.
@@ -125,7 +108,13 @@ impl SqliteStore {
             .min_connections(1)
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(Some(Duration::from_secs(300)))
-            .connect_with(base.read_only(true))
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(&path)
+                    .busy_timeout(config.busy_timeout)
+                    .foreign_keys(true)
+                    .read_only(true),
+            )
             .await?;
 
         Ok(SqliteStore {
@@ -147,18 +136,12 @@ impl SqliteStore {
     }
 }
 
-/// A write transaction that holds the write lock from its first statement
-/// (`BEGIN IMMEDIATE`): waiting for the lock is covered by `busy_timeout`, and a transaction
-/// that reads before it writes cannot fail halfway on a lock upgrade.
-pub(super) async fn begin_write(
-    writer: &SqlitePool,
-) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-    Ok(writer.begin_with("BEGIN IMMEDIATE").await?)
-}
-
 impl Store for SqliteStore {
     async fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
-        meta::set(&self.writer, key, value).await
+        let (key, value) = (key.to_string(), value.to_string());
+        self.writer
+            .run(move |conn| meta::set(conn, &key, &value))
+            .await
     }
 
     async fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
@@ -170,14 +153,20 @@ impl Store for SqliteStore {
         chain_id: &str,
         genesis_hash: &Hash32,
     ) -> Result<IdentityCheck, StoreError> {
-        meta::bind_identity(&self.writer, chain_id, genesis_hash).await
+        let (chain_id, genesis_hash) = (chain_id.to_string(), *genesis_hash);
+        self.writer
+            .run(move |conn| meta::bind_identity(conn, &chain_id, &genesis_hash))
+            .await
     }
 
     async fn insert_attestations(
         &self,
         items: &[NewAttestation],
     ) -> Result<Vec<InsertOutcome>, StoreError> {
-        attestations::insert(&self.writer, items).await
+        let items = items.to_vec();
+        self.writer
+            .run(move |conn| attestations::insert(conn, &items))
+            .await
     }
 
     async fn nonce_owner(
@@ -262,7 +251,11 @@ impl Store for SqliteStore {
         qc: Option<&QuorumCertificate>,
         at_ms: u64,
     ) -> Result<u64, StoreError> {
-        blocks::mark_finalized(&self.writer, hashes, qc, at_ms).await
+        let hashes = hashes.to_vec();
+        let qc = qc.map(blocks::qc_column).transpose()?;
+        self.writer
+            .run(move |conn| blocks::mark_finalized(conn, &hashes, qc.as_ref(), at_ms))
+            .await
     }
 
     async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {
@@ -287,7 +280,10 @@ impl Store for SqliteStore {
     }
 
     async fn insert_vote(&self, vote: &Vote) -> Result<bool, StoreError> {
-        votes::insert(&self.writer, vote).await
+        let vote = vote.clone();
+        self.writer
+            .run(move |conn| votes::insert(conn, &vote))
+            .await
     }
 
     async fn votes_for(&self, block_hash: &Hash32) -> Result<Vec<Vote>, StoreError> {
@@ -300,7 +296,10 @@ impl Store for SqliteStore {
         body: &serde_json::Value,
         epoch: u64,
     ) -> Result<u64, StoreError> {
-        registry::insert(&self.writer, kind, body, epoch).await
+        let (kind, body) = (kind.to_string(), registry::body_column(body)?);
+        self.writer
+            .run(move |conn| registry::insert(conn, &kind, &body, epoch))
+            .await
     }
 
     async fn pending_registry_entries(&self) -> Result<Vec<RegistryEntry>, StoreError> {
@@ -312,7 +311,10 @@ impl Store for SqliteStore {
         block_hash: &Hash32,
         seqs: &[u64],
     ) -> Result<(), StoreError> {
-        registry::mark_included(&self.writer, block_hash, seqs).await
+        let (block_hash, seqs) = (*block_hash, seqs.to_vec());
+        self.writer
+            .run(move |conn| registry::mark_included(conn, &block_hash, &seqs))
+            .await
     }
 
     async fn registry_entries(&self) -> Result<Vec<RegistryEntry>, StoreError> {
@@ -339,17 +341,20 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    /// The writer counts as one connection, in use while a transaction runs.
     fn pool_stats(&self) -> PoolStats {
-        let size = self.writer.size() + self.readers.size();
-        let idle = u32::try_from(self.writer.num_idle() + self.readers.num_idle())
+        let writer_idle = u32::from(!self.writer.busy());
+        let size = 1 + self.readers.size();
+        let idle = u32::try_from(self.readers.num_idle())
             .unwrap_or(u32::MAX)
+            .saturating_add(writer_idle)
             .min(size);
         PoolStats {
             size,
             idle,
             in_use: size - idle,
-            max_size: self.writer.options().get_max_connections()
-                + self.readers.options().get_max_connections(),
+            max_size: 1 + self.readers.options().get_max_connections(),
+            queued_writes: self.writer.queued(),
         }
     }
 

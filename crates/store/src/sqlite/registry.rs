@@ -2,6 +2,7 @@
 //! live in the ledger crate, the store only orders entries and records their block.
 
 use bizra_ledger::Hash32;
+use rusqlite::{params, Connection};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 
@@ -9,6 +10,8 @@ use crate::codec::{to_i64, to_u64};
 use crate::error::StoreError;
 use crate::rows::RegistryRow;
 use crate::types::RegistryEntry;
+
+use super::write_thread::begin;
 
 fn entry(row: &SqliteRow) -> Result<RegistryEntry, StoreError> {
     RegistryRow {
@@ -21,22 +24,23 @@ fn entry(row: &SqliteRow) -> Result<RegistryEntry, StoreError> {
     .into_entry()
 }
 
-pub(super) async fn insert(
-    writer: &SqlitePool,
+/// The body as stored: its JSON text.
+pub(super) fn body_column(body: &serde_json::Value) -> Result<String, StoreError> {
+    serde_json::to_string(body)
+        .map_err(|e| StoreError::Invalid(format!("registry entry body: {e}")))
+}
+
+pub(super) fn insert(
+    conn: &mut Connection,
     kind: &str,
-    body: &serde_json::Value,
+    body: &str,
     epoch: u64,
 ) -> Result<u64, StoreError> {
-    let body = serde_json::to_string(body)
-        .map_err(|e| StoreError::Invalid(format!("registry entry body: {e}")))?;
-    let seq: i64 = sqlx::query_scalar(
+    let seq: i64 = conn.query_row(
         "INSERT INTO registry_entries (kind, epoch, body) VALUES (?1, ?2, ?3) RETURNING seq",
-    )
-    .bind(kind)
-    .bind(to_i64(epoch, "epoch")?)
-    .bind(body)
-    .fetch_one(writer)
-    .await?;
+        params![kind, to_i64(epoch, "epoch")?, body],
+        |r| r.get(0),
+    )?;
     to_u64(seq, "registry seq")
 }
 
@@ -54,45 +58,38 @@ pub(super) async fn list(
     rows.iter().map(entry).collect()
 }
 
-pub(super) async fn mark_included(
-    writer: &SqlitePool,
+pub(super) fn mark_included(
+    conn: &mut Connection,
     block_hash: &Hash32,
     seqs: &[u64],
 ) -> Result<(), StoreError> {
-    let hash = block_hash.as_bytes().as_slice();
-    let mut tx = super::begin_write(writer).await?;
-    let block: Option<i64> = sqlx::query_scalar("SELECT 1 FROM blocks WHERE hash = ?1")
-        .bind(hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if block.is_none() {
+    let hash = block_hash.as_bytes();
+    let tx = begin(conn)?;
+    if !tx
+        .prepare("SELECT 1 FROM blocks WHERE hash = ?1")?
+        .exists([hash])?
+    {
         return Err(StoreError::NotFound(format!("block {block_hash}")));
     }
     for &seq in seqs {
         let seq_i = to_i64(seq, "registry seq")?;
         // Matching rows already in this block keep the call idempotent.
-        let r = sqlx::query(
+        let changed = tx.execute(
             "UPDATE registry_entries SET block_hash = ?1 \
              WHERE seq = ?2 AND (block_hash IS NULL OR block_hash = ?1)",
-        )
-        .bind(hash)
-        .bind(seq_i)
-        .execute(&mut *tx)
-        .await?;
-        if r.rows_affected() == 0 {
-            let found: Option<i64> =
-                sqlx::query_scalar("SELECT 1 FROM registry_entries WHERE seq = ?1")
-                    .bind(seq_i)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            return Err(match found {
-                None => StoreError::NotFound(format!("registry entry {seq}")),
-                Some(_) => StoreError::Conflict(format!(
-                    "registry entry {seq} is already in another block"
-                )),
+            params![hash, seq_i],
+        )?;
+        if changed == 0 {
+            let found = tx
+                .prepare("SELECT 1 FROM registry_entries WHERE seq = ?1")?
+                .exists([seq_i])?;
+            return Err(if found {
+                StoreError::Conflict(format!("registry entry {seq} is already in another block"))
+            } else {
+                StoreError::NotFound(format!("registry entry {seq}"))
             });
         }
     }
-    tx.commit().await?;
+    tx.commit()?;
     Ok(())
 }

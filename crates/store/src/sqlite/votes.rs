@@ -2,24 +2,26 @@
 
 use bizra_ledger::vote::Vote;
 use bizra_ledger::Hash32;
+use rusqlite::{params, Connection};
 use sqlx::{Row, SqlitePool};
 
 use crate::codec::{to_hash, to_signature};
 use crate::error::StoreError;
 
-pub(super) async fn insert(writer: &SqlitePool, vote: &Vote) -> Result<bool, StoreError> {
+pub(super) fn insert(conn: &mut Connection, vote: &Vote) -> Result<bool, StoreError> {
     // A validator's vote for a block is kept once; a repeat (a retried peer call) is a
     // no-op rather than an error.
-    let r = sqlx::query(
-        "INSERT INTO votes (block_hash, validator_id, signature) VALUES (?1, ?2, ?3) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(vote.block_hash.as_bytes().as_slice())
-    .bind(vote.validator_id.as_bytes().as_slice())
-    .bind(vote.signature.0.as_slice())
-    .execute(writer)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    let changed = conn
+        .prepare_cached(
+            "INSERT INTO votes (block_hash, validator_id, signature) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![
+            vote.block_hash.as_bytes(),
+            vote.validator_id.as_bytes(),
+            vote.signature.0.as_slice()
+        ])?;
+    Ok(changed == 1)
 }
 
 pub(super) async fn for_block(
