@@ -14,6 +14,7 @@
 
 mod attestations;
 mod blocks;
+mod checkpointer;
 mod chunks;
 mod columns;
 mod meta;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpointer::Checkpointer;
 use crate::error::StoreError;
 
 type Task = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -51,7 +52,7 @@ impl WriteThread {
             .spawn(move || match connect(&path, busy_timeout) {
                 Ok(conn) => {
                     let _ = opened.send(Ok(()));
-                    serve(conn, rx, &thread_busy);
+                    serve(conn, rx, &thread_busy, &path);
                 }
                 Err(e) => {
                     let _ = opened.send(Err(e));
@@ -99,7 +100,15 @@ impl WriteThread {
     }
 }
 
-fn serve(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, busy: &AtomicBool) {
+fn serve(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, busy: &AtomicBool, path: &Path) {
+    // Without it the writer checkpoints itself (below), only slower.
+    let checkpointer = match Checkpointer::start(path) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "no background checkpointer; the writer checkpoints");
+            None
+        }
+    };
     // Ends at `close` or when every handle is dropped (a store that failed to open, or
     // was dropped without `close`).
     let mut closed_by = None;
@@ -119,6 +128,8 @@ fn serve(mut conn: Connection, mut rx: mpsc::Receiver<Msg>, busy: &AtomicBool) {
             }
         }
     }
+    // The checkpointer's connection first, so that the writer's is the last to close.
+    drop(checkpointer);
     drop(conn);
     if let Some(done) = closed_by {
         let _ = done.send(());
@@ -147,6 +158,9 @@ fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError
         // a constraint error); beyond 64 KiB SQLite spilled it to a temp file.
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
     )?;
+    // The checkpointer thread keeps the WAL short; the writer checkpoints itself only
+    // past 8192 pages (32 MiB), if that thread falls behind or did not start.
+    conn.execute_batch("PRAGMA wal_autocheckpoint = 8192")?;
     // Every statement the writer uses, in each chunk size, stays prepared.
     conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
