@@ -158,8 +158,10 @@ fn connect(path: &Path, busy_timeout: Duration) -> Result<Connection, StoreError
         // a constraint error); beyond 64 KiB SQLite spilled it to a temp file.
         "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
     )?;
-    // The checkpointer thread keeps the WAL short; the writer checkpoints itself only
-    // past 8192 pages (32 MiB), if that thread falls behind or did not start.
+    // The checkpointer thread copies the WAL into the file; the writer checkpoints itself
+    // only past 8192 pages (32 MiB). Under sustained writes that is what lets the WAL
+    // restart from its start (see `checkpointer`), and it covers a checkpointer that
+    // fell behind or did not start.
     conn.execute_batch("PRAGMA wal_autocheckpoint = 8192")?;
     // Every statement the writer uses, in each chunk size, stays prepared.
     conn.set_prepared_statement_cache_capacity(128);
