@@ -45,7 +45,8 @@ pub(super) async fn by_hash(
         .transpose()
 }
 
-fn exists(tx: &Transaction<'_>, hash: &Hash32) -> Result<bool, StoreError> {
+/// Whether block `hash` is stored, inside the writer's transaction.
+pub(super) fn exists(tx: &Transaction<'_>, hash: &Hash32) -> Result<bool, StoreError> {
     Ok(tx
         .prepare_cached("SELECT 1 FROM blocks WHERE hash = ?1")?
         .exists([hash.as_bytes()])?)

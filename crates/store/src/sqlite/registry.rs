@@ -65,10 +65,7 @@ pub(super) fn mark_included(
 ) -> Result<(), StoreError> {
     let hash = block_hash.as_bytes();
     let tx = begin(conn)?;
-    if !tx
-        .prepare("SELECT 1 FROM blocks WHERE hash = ?1")?
-        .exists([hash])?
-    {
+    if !super::blocks::exists(&tx, block_hash)? {
         return Err(StoreError::NotFound(format!("block {block_hash}")));
     }
     for &seq in seqs {
