@@ -160,6 +160,34 @@ async fn every_response_carries_a_trace_id(dir: TestDir) {
     r.problem(404, "not_found");
 }
 
+both_stores!(successful_probes_stay_out_of_the_info_log);
+async fn successful_probes_stay_out_of_the_info_log(dir: TestDir) {
+    let node = Node::start(&dir).await;
+    let calls = [
+        ("/health", "it-probe-health"),
+        ("/ready", "it-probe-ready"),
+        ("/metrics", "it-probe-metrics"),
+        ("/api/consensus/status", "it-api-status"),
+    ];
+    for (path, trace) in calls {
+        let r = node
+            .http
+            .get(node.url(path))
+            .header("X-Trace-Id", trace)
+            .send()
+            .await
+            .expect("GET");
+        assert_eq!(r.status(), 200, "{path}");
+    }
+    let (status, log) = node.terminate().await;
+    assert!(status.success(), "{status:?}");
+    // The node logs at info by default: API requests are there, probes are not.
+    assert!(log.contains("it-api-status"), "{log}");
+    for (path, trace) in &calls[..3] {
+        assert!(!log.contains(trace), "{path} logged at info:\n{log}");
+    }
+}
+
 both_stores!(resubmission_is_idempotent_and_a_reused_nonce_is_a_conflict);
 async fn resubmission_is_idempotent_and_a_reused_nonce_is_a_conflict(dir: TestDir) {
     let node = Node::start(&dir).await;

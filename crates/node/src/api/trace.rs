@@ -1,5 +1,6 @@
-//! Per-request middleware: the trace id, one log line, HTTP metrics, and problem+json for
-//! every error the framework itself produces (404 route, 405 method, 413, timeouts).
+//! Per-request middleware: the trace id, one log line (at debug for a successful probe),
+//! HTTP metrics, and problem+json for every error the framework itself produces (404
+//! route, 405 method, 413, timeouts).
 
 use std::time::Instant;
 
@@ -97,16 +98,36 @@ pub async fn layer(State(state): State<AppState>, req: Request<Body>, next: Next
     state
         .metrics
         .observe_http(method.as_str(), &route, status, elapsed);
-    tracing::info!(
-        target: "node0::http",
-        trace_id = %trace_id,
-        method = %method,
-        route = %route,
-        status,
-        duration_ms = elapsed.as_secs_f64() * 1000.0,
-        "request"
-    );
+    // Probes are polled all the time by orchestrators and monitors: their lines would
+    // bury the requests an operator looks for, and formatting them was a tenth of the
+    // node's CPU on `/health` (BENCHMARKS.md). A failed probe is still logged at info.
+    if is_probe(&route) && status < 400 {
+        tracing::debug!(
+            target: "node0::http",
+            trace_id = %trace_id,
+            method = %method,
+            route = %route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    } else {
+        tracing::info!(
+            target: "node0::http",
+            trace_id = %trace_id,
+            method = %method,
+            route = %route,
+            status,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        );
+    }
     resp
+}
+
+/// The operational routes that monitors poll: liveness, readiness, metrics.
+fn is_probe(route: &str) -> bool {
+    matches!(route, "/health" | "/ready" | "/metrics")
 }
 
 /// Error responses that are not problem+json yet (the framework's own) become one.
