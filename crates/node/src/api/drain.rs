@@ -14,8 +14,6 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
 use futures::StreamExt;
 use http_body::{Frame, SizeHint};
 
@@ -24,8 +22,9 @@ pub const DRAIN_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// Longest time spent on it.
 pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
 
-pub async fn layer(req: Request, next: Next) -> Response {
-    next.run(req.map(|b| Body::new(DrainOnDrop(Some(b))))).await
+/// The outermost step of the middleware (`map_request`): the body, wrapped.
+pub fn drain_refused_body(req: Request) -> Request {
+    req.map(|b| Body::new(DrainOnDrop(Some(b))))
 }
 
 /// The request body, drained in a background task if dropped before its end.

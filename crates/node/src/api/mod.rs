@@ -90,18 +90,15 @@ pub fn router(state: AppState) -> Router {
         .route("/api/p2p/peers", get(p2p::peers))
         .route("/api/events", get(events::sse))
         .route("/ws/live-updates", get(events::ws))
-        .route_layer(axum::middleware::from_fn(trace::carry_route))
+        .route_layer(trace::CarryRouteLayer)
         .fallback(fallback)
         // One `layer` call for the whole stack: each `Router::layer` boxes every route
         // again, so separate calls cost a boxed clone, a boxed future and a move of the
         // request and response per layer and request (BENCHMARKS.md). Outermost first.
         .layer(
             tower::ServiceBuilder::new()
-                .layer(axum::middleware::from_fn(drain::layer))
-                .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    trace::layer,
-                ))
+                .map_request(drain::drain_refused_body)
+                .layer(trace::TraceLayer::new(state.metrics.clone()))
                 .layer(compression())
                 .layer(axum::error_handling::HandleErrorLayer::new(
                     move |_: tower::BoxError| overloaded(metrics.clone()),
@@ -122,10 +119,7 @@ pub fn router(state: AppState) -> Router {
                 // Inside the concurrency limit, so that deciding (a Redis round trip at
                 // most) is bounded work too; outside routing, so that unknown routes
                 // count.
-                .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
-                    crate::limit::layer,
-                )),
+                .layer(crate::limit::LimitLayer::new(&state)),
         )
         .with_state(state)
 }

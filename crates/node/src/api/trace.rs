@@ -2,16 +2,23 @@
 //! HTTP metrics, and problem+json for every error the framework itself produces (404
 //! route, 405 method, 413, timeouts).
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 use std::time::Instant;
 
-use axum::body::Body;
-use axum::extract::{MatchedPath, State};
-use axum::http::{header, HeaderValue, Request, StatusCode};
-use axum::middleware::Next;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::MatchedPath;
+use axum::http::{header, HeaderValue, Method, Request, StatusCode};
 use axum::response::Response;
+use pin_project_lite::pin_project;
+use tokio::task::futures::TaskLocalFuture;
+use tower::{Layer, Service};
 
 use super::problem::{Problem, PROBLEM_JSON};
-use crate::state::AppState;
+use crate::metrics::Metrics;
 
 pub const TRACE_HEADER: &str = "x-trace-id";
 
@@ -62,46 +69,191 @@ fn new_trace_id() -> String {
     format!("{prefix:016x}{n:016x}")
 }
 
-/// Inner layer (on matched routes only): hands the route template out to [`layer`],
+/// Inner layer (on matched routes only): hands the route template out to [`Trace`],
 /// which runs before routing and so cannot see it on the request.
-pub async fn carry_route(req: Request<Body>, next: Next) -> Response {
-    let matched = req.extensions().get::<MatchedPath>().cloned();
-    let mut resp = next.run(req).await;
-    if let Some(m) = matched {
-        resp.extensions_mut().insert(m);
+#[derive(Clone, Copy, Default)]
+pub struct CarryRouteLayer;
+
+impl<S> Layer<S> for CarryRouteLayer {
+    type Service = CarryRoute<S>;
+    fn layer(&self, inner: S) -> CarryRoute<S> {
+        CarryRoute { inner }
     }
-    resp
 }
 
-pub async fn layer(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
-    let start = Instant::now();
-    let trace_id = trace_id_from(&req);
-    let method = req.method().clone();
+#[derive(Clone)]
+pub struct CarryRoute<S> {
+    inner: S,
+}
 
-    let mut resp = TRACE_ID
-        .scope(trace_id.clone(), async move {
-            let resp = next.run(req).await;
-            as_problem(resp)
-        })
-        .await;
+impl<S> Service<Request<Body>> for CarryRoute<S>
+where
+    S: Service<Request<Body>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = CarryRouteFuture<S::Future>;
 
-    if let Ok(v) = HeaderValue::from_str(&trace_id) {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let matched = req.extensions().get::<MatchedPath>().cloned();
+        CarryRouteFuture {
+            inner: self.inner.call(req),
+            matched,
+        }
+    }
+}
+
+pin_project! {
+    pub struct CarryRouteFuture<F> {
+        #[pin]
+        inner: F,
+        matched: Option<MatchedPath>,
+    }
+}
+
+impl<F, E> Future for CarryRouteFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut resp = ready!(this.inner.poll(cx))?;
+        if let Some(m) = this.matched.take() {
+            resp.extensions_mut().insert(m);
+        }
+        Poll::Ready(Ok(resp))
+    }
+}
+
+/// The outer layer: the trace id (a task-local while the request runs, and a response
+/// header), problem+json for the framework's own errors, the HTTP metrics and the log
+/// line. A hand-written service rather than `from_fn`: that one clones and boxes the
+/// inner service and boxes its future on every request (BENCHMARKS.md).
+#[derive(Clone)]
+pub struct TraceLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl TraceLayer {
+    pub fn new(metrics: Arc<Metrics>) -> TraceLayer {
+        TraceLayer { metrics }
+    }
+}
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+    fn layer(&self, inner: S) -> Trace<S> {
+        Trace {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Trace<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, B> Service<Request<Body>> for Trace<S>
+where
+    S: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = TraceFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let start = Instant::now();
+        let trace_id = trace_id_from(&req);
+        let method = req.method().clone();
+        // `call` of the services inside only builds their futures; the handlers run
+        // when the future is polled, inside the task-local's scope.
+        let inner = TRACE_ID.scope(trace_id.clone(), self.inner.call(req));
+        TraceFuture {
+            inner,
+            start,
+            trace_id,
+            method,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+pin_project! {
+    pub struct TraceFuture<F> {
+        #[pin]
+        inner: TaskLocalFuture<String, F>,
+        start: Instant,
+        trace_id: String,
+        method: Method,
+        metrics: Arc<Metrics>,
+    }
+}
+
+impl<F, B> Future for TraceFuture<F>
+where
+    F: Future<Output = Result<Response<B>, Infallible>>,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(resp) = ready!(this.inner.poll(cx));
+        let mut resp = resp.map(Body::new);
+        let status = resp.status();
+        if status.is_client_error() || status.is_server_error() {
+            // In the scope again: the problem body carries the trace id.
+            resp = TRACE_ID.sync_scope(this.trace_id.clone(), || as_problem(resp));
+        }
+        Poll::Ready(Ok(finish(
+            resp,
+            *this.start,
+            this.trace_id,
+            this.method,
+            this.metrics,
+        )))
+    }
+}
+
+/// The trace id header, the metrics and the log line of an answered request.
+fn finish(
+    mut resp: Response,
+    start: Instant,
+    trace_id: &str,
+    method: &Method,
+    metrics: &Metrics,
+) -> Response {
+    if let Ok(v) = HeaderValue::from_str(trace_id) {
         resp.headers_mut().insert(TRACE_HEADER, v);
     }
     let route = resp
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
+        .map(|p| p.as_str())
+        .unwrap_or("unmatched");
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
-    state
-        .metrics
-        .observe_http(method.as_str(), &route, status, elapsed);
+    metrics.observe_http(method.as_str(), route, status, elapsed);
     // Probes are polled all the time by orchestrators and monitors: their lines would
     // bury the requests an operator looks for, and formatting them was a tenth of the
     // node's CPU on `/health` (BENCHMARKS.md). A failed probe is still logged at info.
-    if is_probe(&route) && status < 400 {
+    if is_probe(route) && status < 400 {
         tracing::debug!(
             target: "node0::http",
             trace_id = %trace_id,

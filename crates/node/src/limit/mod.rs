@@ -11,14 +11,17 @@ pub mod client;
 pub mod gcra;
 pub mod local;
 
+use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::{BoxFuture, Either};
 use ipnet::IpNet;
+use tower::{Layer, Service};
 
 use crate::api::problem::Problem;
 use crate::config::RateLimitConfig;
@@ -191,42 +194,101 @@ fn set_headers(h: &mut HeaderMap, d: &Decision) {
     h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(d.reset_s()));
 }
 
-/// The middleware: classify, find the client, decide; 429 or pass with the headers.
-pub async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(limiter) = state.limiter.as_ref() else {
-        return next.run(req).await;
-    };
-    let Some(class) = classify(req.method(), req.uri().path()) else {
-        return next.run(req).await;
-    };
-    // Requests that did not come through the TCP listener (in-process tests) have no
-    // peer address; they share one key.
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<PeerAddr>>()
-        .map(|c| c.0 .0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-    let client = limiter.client(peer, req.headers());
-    let d = limiter.decide(class, client).await;
-    if !d.allowed {
-        state.metrics.limited(class.as_str());
-        let retry = d.retry_after_s();
-        let mut p = Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "too many {} requests from this client; retry in {retry} s",
-                class.as_str()
-            ),
-        );
-        p.retry_after_s = Some(u32::try_from(retry).unwrap_or(u32::MAX));
-        let mut resp = p.into_response();
-        set_headers(resp.headers_mut(), &d);
-        return resp;
+/// The middleware as a tower layer (innermost of the stack in `api::router`).
+#[derive(Clone)]
+pub struct LimitLayer {
+    limiter: Option<Arc<Limiter>>,
+    metrics: Arc<Metrics>,
+}
+
+impl LimitLayer {
+    pub fn new(state: &AppState) -> LimitLayer {
+        LimitLayer {
+            limiter: state.limiter.clone(),
+            metrics: state.metrics.clone(),
+        }
     }
-    let mut resp = next.run(req).await;
-    set_headers(resp.headers_mut(), &d);
-    resp
+}
+
+impl<S> Layer<S> for LimitLayer {
+    type Service = Limit<S>;
+    fn layer(&self, inner: S) -> Limit<S> {
+        Limit {
+            inner,
+            limiter: self.limiter.clone(),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Classify, find the client, decide; 429 or pass with the headers. An exempt request,
+/// or any request with limiting off, goes straight to the inner service: no task, no
+/// allocation.
+#[derive(Clone)]
+pub struct Limit<S> {
+    inner: S,
+    limiter: Option<Arc<Limiter>>,
+    metrics: Arc<Metrics>,
+}
+
+type Limited = BoxFuture<'static, Result<Response, Infallible>>;
+
+impl<S> Service<Request> for Limit<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, Limited>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let Some(limiter) = self.limiter.clone() else {
+            return Either::Left(self.inner.call(req));
+        };
+        let Some(class) = classify(req.method(), req.uri().path()) else {
+            return Either::Left(self.inner.call(req));
+        };
+        // The service made ready by `poll_ready` answers this request; the clone stays
+        // for the next one.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let metrics = self.metrics.clone();
+        Either::Right(Box::pin(async move {
+            // Requests that did not come through the TCP listener (in-process tests)
+            // have no peer address; they share one key.
+            let peer = req
+                .extensions()
+                .get::<ConnectInfo<PeerAddr>>()
+                .map(|c| c.0 .0.ip())
+                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+            let client = limiter.client(peer, req.headers());
+            let d = limiter.decide(class, client).await;
+            if !d.allowed {
+                metrics.limited(class.as_str());
+                let retry = d.retry_after_s();
+                let mut p = Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "too many {} requests from this client; retry in {retry} s",
+                        class.as_str()
+                    ),
+                );
+                p.retry_after_s = Some(u32::try_from(retry).unwrap_or(u32::MAX));
+                let mut resp = p.into_response();
+                set_headers(resp.headers_mut(), &d);
+                return Ok(resp);
+            }
+            let mut resp = inner.call(req).await?;
+            set_headers(resp.headers_mut(), &d);
+            Ok(resp)
+        }))
+    }
 }
 
 #[cfg(test)]
