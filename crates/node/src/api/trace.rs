@@ -251,8 +251,8 @@ fn finish(
     let elapsed = start.elapsed();
     metrics.observe_http(method.as_str(), route, status, elapsed);
     // Probes are polled all the time by orchestrators and monitors: their lines would
-    // bury the requests an operator looks for, and formatting them was a tenth of the
-    // node's CPU on `/health` (BENCHMARKS.md). A failed probe is still logged at info.
+    // bury the requests an operator looks for, and formatting them was a large share of
+    // the node's CPU on `/health` (BENCHMARKS.md). A failed probe is still logged at info.
     if is_probe(route) && status < 400 {
         tracing::debug!(
             target: "node0::http",

@@ -3,10 +3,10 @@
 //! what a client at a given load sees (that is the open model's job).
 //!
 //! The connection loops of a worker are local tasks of its single-threaded runtime,
-//! sharing the worker's maker and recorder without locks (tasks of their own: ~10 % more
-//! requests per CPU second here than polling them all from one `FuturesUnordered`).
-//! Requests carry no timer of their own (a timer per request costs ~5 % of the
-//! generator's CPU here): a request still unanswered `timeout` after the end of the run is
+//! sharing the worker's maker and recorder without locks (tasks of their own did more
+//! requests per CPU second than polling them all from one `FuturesUnordered`). Requests
+//! carry no timer of their own (a timer per request was a visible share of the
+//! generator's CPU): a request still unanswered `timeout` after the end of the run is
 //! recorded as a timeout then.
 
 use std::cell::{Cell, RefCell};
