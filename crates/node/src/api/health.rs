@@ -9,6 +9,12 @@ use serde::Serialize;
 
 use crate::state::AppState;
 
+/// The operational routes that monitors poll (liveness, readiness, metrics): never rate
+/// limited, and logged at debug when they succeed.
+pub fn is_probe(path: &str) -> bool {
+    matches!(path, "/health" | "/ready" | "/metrics")
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Health {
     pub status: &'static str,

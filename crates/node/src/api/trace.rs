@@ -253,33 +253,25 @@ fn finish(
     // Probes are polled all the time by orchestrators and monitors: their lines would
     // bury the requests an operator looks for, and formatting them was a large share of
     // the node's CPU on `/health` (BENCHMARKS.md). A failed probe is still logged at info.
-    if is_probe(route) && status < 400 {
-        tracing::debug!(
-            target: "node0::http",
-            trace_id = %trace_id,
-            method = %method,
-            route = %route,
-            status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
+    macro_rules! request_line {
+        ($level:ident) => {
+            tracing::$level!(
+                target: "node0::http",
+                trace_id = %trace_id,
+                method = %method,
+                route = %route,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            )
+        };
+    }
+    if super::health::is_probe(route) && status < 400 {
+        request_line!(debug);
     } else {
-        tracing::info!(
-            target: "node0::http",
-            trace_id = %trace_id,
-            method = %method,
-            route = %route,
-            status,
-            duration_ms = elapsed.as_secs_f64() * 1000.0,
-            "request"
-        );
+        request_line!(info);
     }
     resp
-}
-
-/// The operational routes that monitors poll: liveness, readiness, metrics.
-fn is_probe(route: &str) -> bool {
-    matches!(route, "/health" | "/ready" | "/metrics")
 }
 
 /// Error responses that are not problem+json yet (the framework's own) become one.

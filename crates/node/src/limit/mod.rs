@@ -58,10 +58,10 @@ impl Class {
 /// work, a certificate is at most one signature per active validator, and a proposer
 /// making a block every slot must never be throttled by its own validators).
 pub fn classify(method: &Method, path: &str) -> Option<Class> {
-    match path {
-        "/health" | "/ready" | "/metrics" => return None,
-        "/api/consensus/submit-block" | "/api/consensus/qc" => return None,
-        _ => {}
+    if crate::api::health::is_probe(path)
+        || matches!(path, "/api/consensus/submit-block" | "/api/consensus/qc")
+    {
+        return None;
     }
     if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
         return Some(Class::Read);
