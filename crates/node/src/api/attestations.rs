@@ -347,8 +347,8 @@ pub async fn get_one(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let key = CacheKey::Attestation(id);
-    if let Some(hit) = state.cache.lookup(&key).await {
-        return Ok(hit.respond(&headers));
+    if let Some(hit) = state.cache.serve(&key, &headers).await {
+        return Ok(hit);
     }
     let rec = state
         .store

@@ -80,8 +80,8 @@ pub struct Stats {
 pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
     let head = state.head.load_full();
     let key = CacheKey::View("stats", head.view_id);
-    if let Some(hit) = state.cache.lookup(&key).await {
-        return Ok(hit.respond(&headers));
+    if let Some(hit) = state.cache.serve(&key, &headers).await {
+        return Ok(hit);
     }
     let accepted = state.store.count_attestations().await?;
     let pending = state.store.count_pending_attestations().await?;
@@ -179,8 +179,8 @@ pub async fn tipset(
 ) -> Result<Response, Problem> {
     let head = state.head.load();
     let key = CacheKey::View("tipset", head.view_id);
-    if let Some(hit) = state.cache.lookup(&key).await {
-        return Ok(hit.respond(&headers));
+    if let Some(hit) = state.cache.serve(&key, &headers).await {
+        return Ok(hit);
     }
     let tipset = Tipset {
         tips: head.tips.clone(),
@@ -274,8 +274,8 @@ pub async fn block(
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
     let key = CacheKey::Block(hash);
-    if let Some(hit) = state.cache.lookup(&key).await {
-        return Ok(hit.respond(&headers));
+    if let Some(hit) = state.cache.serve(&key, &headers).await {
+        return Ok(hit);
     }
     let sb = load_block(&state, &hash).await?;
     if !sb.finalized {

@@ -93,6 +93,7 @@ pub fn decode(data: &[u8]) -> Result<CachedResponse, EnvelopeError> {
     Ok(CachedResponse {
         stored: Bytes::copy_from_slice(&data[body_at..]),
         codec,
+        identity: None,
         etag,
         immutable,
     })
@@ -220,6 +221,7 @@ mod tests {
         CachedResponse {
             stored: Bytes::from_static(b"\x28\xb5\x2f\xfd body bytes"),
             codec,
+            identity: None,
             etag: HeaderValue::from_static("\"0123456789abcdef\""),
             immutable,
         }

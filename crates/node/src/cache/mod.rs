@@ -7,7 +7,9 @@
 //!   block lands so that readers see the new head at once.
 //!
 //! Bodies of 1 KiB or more are stored compressed ([`codec`]) and sent as stored to
-//! clients that accept the codec.
+//! clients that accept the codec. The first client that does not accept it costs one
+//! decompression; the entry then keeps its identity body too (weighed against the
+//! budget like the rest), so that such clients are not served a decompression per hit.
 //!
 //! With Redis configured, a shared L2 ([`l2`]) sits behind L1 with the same keys and
 //! stored bytes: lookups go L1 → L2 → the caller's store read; an L2 hit is promoted to
@@ -63,6 +65,9 @@ impl CacheKey {
 pub struct CachedResponse {
     stored: Bytes,
     codec: Option<Codec>,
+    /// The identity body of a compressed entry, once a client that does not accept
+    /// `codec` has asked for it.
+    identity: Option<Bytes>,
     etag: HeaderValue,
     immutable: bool,
 }
@@ -83,9 +88,10 @@ impl CachedResponse {
             h.insert(header::CACHE_CONTROL, cache_control);
             return r;
         }
-        let (body, encoding) = match self.codec {
-            Some(c) if c.accepted_by(request) => (self.stored.clone(), Some(c.token())),
-            Some(c) => match c.decompress(&self.stored) {
+        let (body, encoding) = match (self.codec, &self.identity) {
+            (Some(c), _) if c.accepted_by(request) => (self.stored.clone(), Some(c.token())),
+            (Some(_), Some(raw)) => (raw.clone(), None),
+            (Some(c), None) => match c.decompress(&self.stored) {
                 Ok(raw) => (Bytes::from(raw), None),
                 Err(e) => {
                     tracing::error!(error = %e, "cached body does not decompress");
@@ -93,7 +99,7 @@ impl CachedResponse {
                         .into_response();
                 }
             },
-            None => (self.stored.clone(), None),
+            (None, _) => (self.stored.clone(), None),
         };
         let mut r = Response::new(Body::from(body));
         let h = r.headers_mut();
@@ -110,9 +116,17 @@ impl CachedResponse {
         r
     }
 
+    /// Whether answering `request` would decompress the stored body.
+    fn needs_identity(&self, request: &HeaderMap) -> bool {
+        self.identity.is_none()
+            && self.codec.is_some_and(|c| !c.accepted_by(request))
+            && !etag_matches(request, &self.etag)
+    }
+
     /// Bytes held, for the cache's weigher.
     fn weight(&self) -> u32 {
-        u32::try_from(self.stored.len() + 128).unwrap_or(u32::MAX)
+        let identity = self.identity.as_ref().map_or(0, Bytes::len);
+        u32::try_from(self.stored.len() + identity + 128).unwrap_or(u32::MAX)
     }
 }
 
@@ -200,6 +214,29 @@ impl ResponseCache {
         }
     }
 
+    /// The cached answer to `request` for `key`, if there is one (see [`Self::lookup`]).
+    /// A compressed entry asked for by a client that does not accept its codec is
+    /// replaced in L1 by one that also holds the identity body.
+    pub async fn serve(&self, key: &CacheKey, request: &HeaderMap) -> Option<Response> {
+        let mut hit = self.lookup(key).await?;
+        if hit.needs_identity(request) {
+            if let Some(codec) = hit.codec {
+                // On failure `respond` answers with the error.
+                if let Ok(raw) = codec.decompress(&hit.stored) {
+                    hit = Arc::new(CachedResponse {
+                        stored: hit.stored.clone(),
+                        codec: hit.codec,
+                        identity: Some(Bytes::from(raw)),
+                        etag: hit.etag.clone(),
+                        immutable: hit.immutable,
+                    });
+                    self.insert_l1(key.clone(), hit.clone());
+                }
+            }
+        }
+        Some(hit.respond(request))
+    }
+
     /// L1 only.
     pub fn get(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
         let hit = match key {
@@ -222,27 +259,43 @@ impl ResponseCache {
         key: CacheKey,
         value: &T,
     ) -> Result<Arc<CachedResponse>, serde_json::Error> {
-        let raw = serde_json::to_vec(value)?;
+        self.put(key, value, false)
+    }
+
+    /// [`Self::put_json`]; with `keep_identity`, a compressed entry keeps its identity
+    /// body as well (as [`Self::serve`] would after the first such request).
+    fn put<T: serde::Serialize>(
+        &self,
+        key: CacheKey,
+        value: &T,
+        keep_identity: bool,
+    ) -> Result<Arc<CachedResponse>, serde_json::Error> {
+        let raw = Bytes::from(serde_json::to_vec(value)?);
         let immutable = !matches!(key, CacheKey::View(..));
         let etag = entity_tag(&raw);
-        let (stored, codec) = if raw.len() >= MIN_COMPRESS {
+        let (stored, codec, identity) = if raw.len() >= MIN_COMPRESS {
             match self.codec.compress(&raw) {
                 Ok(z) if z.len() < raw.len() => {
                     self.note_ratio(raw.len(), z.len());
-                    (Bytes::from(z), Some(self.codec))
+                    (
+                        Bytes::from(z),
+                        Some(self.codec),
+                        keep_identity.then_some(raw),
+                    )
                 }
-                Ok(_) => (Bytes::from(raw), None),
+                Ok(_) => (raw, None, None),
                 Err(e) => {
                     tracing::warn!(error = %e, "compression failed; caching uncompressed");
-                    (Bytes::from(raw), None)
+                    (raw, None, None)
                 }
             }
         } else {
-            (Bytes::from(raw), None)
+            (raw, None, None)
         };
         let entry = Arc::new(CachedResponse {
             stored,
             codec,
+            identity,
             etag,
             immutable,
         });
@@ -280,7 +333,8 @@ impl ResponseCache {
         value: &T,
         request: &HeaderMap,
     ) -> Result<Response, serde_json::Error> {
-        Ok(self.put_json(key, value)?.respond(request))
+        let keep_identity = !self.codec.accepted_by(request);
+        Ok(self.put(key, value, keep_identity)?.respond(request))
     }
 
     /// A block landed: head views are stale.
@@ -382,6 +436,50 @@ mod tests {
         let plain = hit.respond(&HeaderMap::new());
         assert!(plain.headers().get(header::CONTENT_ENCODING).is_none());
         assert_eq!(body(plain).await, serde_json::to_vec(&value).unwrap());
+    }
+
+    #[tokio::test]
+    async fn identity_bodies_are_kept_once_a_client_needs_them() {
+        let c = cache();
+        let value: Vec<String> = (0..200).map(|i| format!("attestation-{i}")).collect();
+        let raw = serde_json::to_vec(&value).unwrap();
+        let mut zstd = HeaderMap::new();
+        zstd.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("zstd"));
+        let identity = HeaderMap::new();
+
+        let key = CacheKey::Attestation(Hash32::digest(b"served"));
+        let stored = c.put_json(key.clone(), &value).unwrap();
+        let compressed_weight = stored.weight();
+        assert!(stored.identity.is_none());
+
+        // A client that takes the codec, or revalidates, adds nothing.
+        let r = c.serve(&key, &zstd).await.unwrap();
+        assert_eq!(r.headers()[header::CONTENT_ENCODING], "zstd");
+        let mut revalidate = HeaderMap::new();
+        revalidate.insert(header::IF_NONE_MATCH, stored.etag.clone());
+        let r = c.serve(&key, &revalidate).await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+        assert!(c.get(&key).unwrap().identity.is_none());
+
+        // The first identity client decompresses; the entry keeps the result, weighed.
+        let r = c.serve(&key, &identity).await.unwrap();
+        assert!(r.headers().get(header::CONTENT_ENCODING).is_none());
+        assert_eq!(body(r).await, raw);
+        let kept = c.get(&key).unwrap();
+        assert_eq!(kept.identity.as_deref(), Some(&raw[..]));
+        assert_eq!(kept.weight(), compressed_weight + raw.len() as u32);
+        assert_eq!(body(c.serve(&key, &identity).await.unwrap()).await, raw);
+        let r = c.serve(&key, &zstd).await.unwrap();
+        assert_eq!(Codec::default().decompress(&body(r).await).unwrap(), raw);
+
+        // An entry made for an identity client keeps the body it already had.
+        let key = CacheKey::Attestation(Hash32::digest(b"stored"));
+        let r = c.store_and_respond(key.clone(), &value, &identity).unwrap();
+        assert_eq!(body(r).await, raw);
+        assert_eq!(c.get(&key).unwrap().identity.as_deref(), Some(&raw[..]));
+        let key = CacheKey::Attestation(Hash32::digest(b"stored for zstd"));
+        c.store_and_respond(key.clone(), &value, &zstd).unwrap();
+        assert!(c.get(&key).unwrap().identity.is_none());
     }
 
     #[tokio::test]
