@@ -1,5 +1,7 @@
 //! Attestation routes: submit, batch, verify, read one, list.
 
+use std::sync::Arc;
+
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -358,18 +360,18 @@ pub async fn get_one(
     let finalized = rec.status == AttestationStatus::Finalized;
     let (block, proof) = match rec.block {
         Some(place) => {
-            let tree = match state.cache.cached_tree(&place.hash) {
-                Some(t) => t,
-                None => {
-                    let sb =
-                        state.store.get_block(&place.hash).await?.ok_or_else(|| {
-                            Problem::internal("attestation names a missing block")
-                        })?;
-                    state
-                        .cache
-                        .tree(&place.hash, || Ok::<_, Problem>(sb.block.attestation_ids))?
-                }
-            };
+            let store = &state.store;
+            let tree = state
+                .cache
+                .tree(&place.hash, async {
+                    store
+                        .get_block(&place.hash)
+                        .await?
+                        .map(|sb| sb.block.attestation_ids)
+                        .ok_or_else(|| Problem::internal("attestation names a missing block"))
+                })
+                .await
+                .map_err(Arc::unwrap_or_clone)?;
             (
                 Some(BlockPlace {
                     hash: place.hash.to_hex(),
@@ -444,7 +446,7 @@ pub async fn list(
                 let root = match roots.get(&b.hash) {
                     Some(r) => *r,
                     None => {
-                        let root = match state.cache.cached_tree(&b.hash) {
+                        let root = match state.cache.cached_tree(&b.hash).await {
                             Some(t) => t.root(),
                             None => {
                                 state

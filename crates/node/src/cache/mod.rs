@@ -150,8 +150,9 @@ pub const TREE_CACHE_BLOCKS: u64 = 64;
 pub struct ResponseCache {
     immutable: moka::sync::Cache<CacheKey, Arc<CachedResponse>>,
     /// Merkle trees of recently read blocks: the first read of each attestation in a
-    /// block then costs a lookup instead of rebuilding the block's tree.
-    trees: moka::sync::Cache<Hash32, Arc<bizra_ledger::merkle::Tree>>,
+    /// block then costs a lookup instead of rebuilding the block's tree. Async, so that
+    /// concurrent misses for one block wait for a single build.
+    trees: moka::future::Cache<Hash32, Arc<bizra_ledger::merkle::Tree>>,
     views: moka::sync::Cache<CacheKey, Arc<CachedResponse>>,
     codec: Codec,
     l2: Option<l2::L2>,
@@ -167,7 +168,7 @@ impl ResponseCache {
                 .weigher(|_, v: &Arc<CachedResponse>| v.weight())
                 .max_capacity(budget_bytes)
                 .build(),
-            trees: moka::sync::Cache::new(TREE_CACHE_BLOCKS),
+            trees: moka::future::Cache::new(TREE_CACHE_BLOCKS),
             views: moka::sync::Cache::builder()
                 .max_capacity(64)
                 .time_to_live(VIEW_TTL)
@@ -307,23 +308,28 @@ impl ResponseCache {
         Ok(entry)
     }
 
-    /// The Merkle tree of a block, built by `ids` on a miss. Block contents never change,
-    /// so a kept tree is never stale.
-    pub fn tree<E>(
+    /// The Merkle tree of a block, built from what `ids` returns on a miss. Block
+    /// contents never change, so a kept tree is never stale. Concurrent misses for the
+    /// same block share one `ids` call and one build: the first reads of a block's
+    /// attestations come in bursts, and each would otherwise read the block and hash
+    /// its tree again.
+    pub async fn tree<E>(
         &self,
         block: &Hash32,
-        ids: impl FnOnce() -> Result<Vec<Hash32>, E>,
-    ) -> Result<Arc<bizra_ledger::merkle::Tree>, E> {
-        if let Some(t) = self.trees.get(block) {
-            return Ok(t);
-        }
-        let t = Arc::new(bizra_ledger::merkle::Tree::new(&ids()?));
-        self.trees.insert(*block, t.clone());
-        Ok(t)
+        ids: impl std::future::Future<Output = Result<Vec<Hash32>, E>>,
+    ) -> Result<Arc<bizra_ledger::merkle::Tree>, Arc<E>>
+    where
+        E: Send + Sync + 'static,
+    {
+        self.trees
+            .try_get_with(*block, async move {
+                Ok(Arc::new(bizra_ledger::merkle::Tree::new(&ids.await?)))
+            })
+            .await
     }
 
-    pub fn cached_tree(&self, block: &Hash32) -> Option<Arc<bizra_ledger::merkle::Tree>> {
-        self.trees.get(block)
+    pub async fn cached_tree(&self, block: &Hash32) -> Option<Arc<bizra_ledger::merkle::Tree>> {
+        self.trees.get(block).await
     }
 
     /// Stores `value` under `key` and answers this request from the stored entry.
@@ -480,6 +486,48 @@ mod tests {
         let key = CacheKey::Attestation(Hash32::digest(b"stored for zstd"));
         c.store_and_respond(key.clone(), &value, &zstd).unwrap();
         assert!(c.get(&key).unwrap().identity.is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_misses_of_one_block_build_its_tree_once() {
+        let c = Arc::new(cache());
+        let block = Hash32::digest(b"block");
+        let ids: Vec<Hash32> = (0..100u32)
+            .map(|i| Hash32::digest(&i.to_le_bytes()))
+            .collect();
+        let reads = Arc::new(AtomicU64::new(0));
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let (c, ids, reads) = (c.clone(), ids.clone(), reads.clone());
+                tokio::spawn(async move {
+                    c.tree(&block, async {
+                        reads.fetch_add(1, Ordering::SeqCst);
+                        // A store read: long enough for every task to miss meanwhile.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, std::io::Error>(ids)
+                    })
+                    .await
+                    .unwrap()
+                    .root()
+                })
+            })
+            .collect();
+        let want = bizra_ledger::merkle::Tree::new(&ids).root();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), want);
+        }
+        assert_eq!(reads.load(Ordering::SeqCst), 1);
+        assert!(c.cached_tree(&block).await.is_some());
+
+        // A failed read is not kept: the next miss tries again.
+        let other = Hash32::digest(b"other");
+        let failed = c
+            .tree(&other, async {
+                Err::<Vec<Hash32>, _>(std::io::Error::other("store down"))
+            })
+            .await;
+        assert!(failed.is_err());
+        assert!(c.cached_tree(&other).await.is_none());
     }
 
     #[tokio::test]
