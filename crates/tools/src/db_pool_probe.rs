@@ -588,7 +588,7 @@ fn now_ms() -> u64 {
 }
 
 /// `count` signed attestations with fresh nonces, one attester key per thread, ready for
-/// the store (signing takes ~30 µs each: done before the clock starts).
+/// the store (signing is done before the clock starts, so that it does not count).
 pub fn presign(count: usize) -> Result<Vec<NewAttestation>, ProbeError> {
     if count == 0 {
         return Ok(Vec::new());

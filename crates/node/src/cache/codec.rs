@@ -1,11 +1,12 @@
 //! The codecs cached responses are stored in, and the choice between them.
 //!
 //! A cached body of at least [`MIN_COMPRESS`] bytes is stored compressed once, and served
-//! as stored to a client whose `Accept-Encoding` takes that codec; other clients get it
-//! decompressed. `node0 verify-compression` measures the codecs on a realistic payload
-//! and applies the choice rule of issue 4; on a ~612 KiB page of signed attestations it
-//! chose zstd level 1: a better reduction than Brotli q5 at about 20 times its speed
-//! (BENCHMARKS.md). That is the default.
+//! as stored to a client whose `Accept-Encoding` takes that codec; other clients get the
+//! identity body, decompressed once and then kept with the entry (`ResponseCache::serve`).
+//! `node0 verify-compression` measures the codecs on a realistic payload and applies the
+//! choice rule of issue 4; on a page of signed attestations it chose zstd level 1, with a
+//! better reduction than Brotli q5 and much faster (BENCHMARKS.md, "Cache codec"). That
+//! is the default.
 
 use std::io::{Read, Write};
 
