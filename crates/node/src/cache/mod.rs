@@ -197,7 +197,7 @@ impl ResponseCache {
 
     /// L1, then L2 (at most the Redis timeout; an outage is a miss). An L2 hit is kept
     /// in L1.
-    pub async fn lookup(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
+    async fn lookup(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
         if let Some(hit) = self.get(key) {
             return Some(hit);
         }
