@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use bizra_ledger::crypto::Keypair;
 use common::*;
+use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
 both_stores!(an_attestation_goes_from_accepted_to_finalized_with_a_verifiable_proof);
@@ -495,4 +496,99 @@ async fn metrics_openapi_readiness_and_events(dir: TestDir) {
     assert_eq!(health["chain_id"], anchor.chain_id.as_str());
     let consensus = node.get_ok("/api/consensus/health").await;
     assert_eq!(consensus["healthy"], true);
+}
+
+/// One GET with `headers`: status, headers and the body's bytes as sent.
+async fn get_bytes(node: &Node, path: &str, headers: &[(&str, &str)]) -> (u16, HeaderMap, Vec<u8>) {
+    let mut req = node.http.get(node.url(path));
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let r = req.send().await.expect("GET");
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let body = r.bytes().await.expect("body").to_vec();
+    (status, headers, body)
+}
+
+async fn cache_bytes(node: &Node) -> u64 {
+    node.get("/metrics")
+        .await
+        .text
+        .lines()
+        .find_map(|l| l.strip_prefix("cache_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("cache_bytes in /metrics")
+}
+
+both_stores!(a_cached_attestation_reads_the_same_in_every_encoding);
+async fn a_cached_attestation_reads_the_same_in_every_encoding(dir: TestDir) {
+    use std::io::Read;
+    let node = Node::start(&dir).await;
+    let anchor = node.anchor().await;
+    // A few in one block, so that the proof makes the answer large enough to be stored
+    // compressed.
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let (att, id) = signed(&anchor, &Keypair::generate());
+        assert_eq!(node.submit(&att).await.status, 201);
+        ids.push(id);
+    }
+    let path = format!("/api/validator/attestation/{}", ids[0]);
+    let zstd = [("accept-encoding", "zstd")];
+    // Wait for finality as a zstd client, so that the cache entry is made for one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (headers, compressed) = loop {
+        let (status, headers, body) = get_bytes(&node, &path, &zstd).await;
+        assert_eq!(status, 200);
+        let text = match headers.get("content-encoding") {
+            Some(_) => zstd::decode_all(&body[..]).expect("zstd body"),
+            None => body.clone(),
+        };
+        let view: Value = serde_json::from_slice(&text).expect("json");
+        if view["status"] == "finalized" {
+            break (headers, body);
+        }
+        assert!(Instant::now() < deadline, "not finalized: {view}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    };
+    assert_eq!(
+        headers.get("content-encoding").map(|v| v.as_bytes()),
+        Some(&b"zstd"[..]),
+        "a finalized attestation is served from the cache as stored"
+    );
+    let etag = headers.get("etag").expect("etag").clone();
+    let raw = zstd::decode_all(&compressed[..]).expect("zstd body");
+
+    // A client without Accept-Encoding gets the identity body; the entry keeps it, and
+    // the cache counts the kept bytes.
+    let before = cache_bytes(&node).await;
+    for _ in 0..2 {
+        let (status, headers, body) = get_bytes(&node, &path, &[]).await;
+        assert_eq!(status, 200);
+        assert!(headers.get("content-encoding").is_none());
+        assert_eq!(headers.get("etag"), Some(&etag));
+        assert_eq!(body, raw);
+        assert_eq!(cache_bytes(&node).await, before + raw.len() as u64);
+    }
+
+    // The stored codec is still served as stored; gzip through the compression layer.
+    let (_, headers, body) = get_bytes(&node, &path, &zstd).await;
+    assert_eq!(body, compressed);
+    assert_eq!(headers.get("etag"), Some(&etag));
+    let (_, headers, body) = get_bytes(&node, &path, &[("accept-encoding", "gzip")]).await;
+    assert_eq!(
+        headers.get("content-encoding").map(|v| v.as_bytes()),
+        Some(&b"gzip"[..])
+    );
+    let mut gunzipped = Vec::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_end(&mut gunzipped)
+        .expect("gzip body");
+    assert_eq!(gunzipped, raw);
+
+    let etag = etag.to_str().expect("ascii etag");
+    let (status, _, body) = get_bytes(&node, &path, &[("if-none-match", etag)]).await;
+    assert_eq!(status, 304);
+    assert!(body.is_empty());
 }
