@@ -116,11 +116,22 @@ impl CachedResponse {
         r
     }
 
-    /// Whether answering `request` would decompress the stored body.
-    fn needs_identity(&self, request: &HeaderMap) -> bool {
-        self.identity.is_none()
-            && self.codec.is_some_and(|c| !c.accepted_by(request))
-            && !etag_matches(request, &self.etag)
+    /// This entry with its identity body as well, when answering `request` would
+    /// otherwise decompress the stored body (and it decompresses).
+    fn with_identity_for(&self, request: &HeaderMap) -> Option<CachedResponse> {
+        let codec = self.codec.filter(|c| !c.accepted_by(request))?;
+        if self.identity.is_some() || etag_matches(request, &self.etag) {
+            return None;
+        }
+        // On failure `respond` answers with the error.
+        let raw = codec.decompress(&self.stored).ok()?;
+        Some(CachedResponse {
+            stored: self.stored.clone(),
+            codec: self.codec,
+            identity: Some(Bytes::from(raw)),
+            etag: self.etag.clone(),
+            immutable: self.immutable,
+        })
     }
 
     /// Bytes held, for the cache's weigher.
@@ -220,20 +231,9 @@ impl ResponseCache {
     /// replaced in L1 by one that also holds the identity body.
     pub async fn serve(&self, key: &CacheKey, request: &HeaderMap) -> Option<Response> {
         let mut hit = self.lookup(key).await?;
-        if hit.needs_identity(request) {
-            if let Some(codec) = hit.codec {
-                // On failure `respond` answers with the error.
-                if let Ok(raw) = codec.decompress(&hit.stored) {
-                    hit = Arc::new(CachedResponse {
-                        stored: hit.stored.clone(),
-                        codec: hit.codec,
-                        identity: Some(Bytes::from(raw)),
-                        etag: hit.etag.clone(),
-                        immutable: hit.immutable,
-                    });
-                    self.insert_l1(key.clone(), hit.clone());
-                }
-            }
+        if let Some(fuller) = hit.with_identity_for(request) {
+            hit = Arc::new(fuller);
+            self.insert_l1(key.clone(), hit.clone());
         }
         Some(hit.respond(request))
     }
