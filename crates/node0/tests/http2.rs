@@ -33,19 +33,11 @@ fn request(method: &str, path: &str, body: Vec<u8>) -> http::Request<Full<Bytes>
         .expect("request")
 }
 
-async fn accepted_connections(node: &Node) -> f64 {
-    let text = node.get("/metrics").await.text;
-    text.lines()
-        .find_map(|l| l.strip_prefix("http_connections_accepted_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("http_connections_accepted_total")
-}
-
 both_stores!(h2c_with_prior_knowledge_serves_many_streams_on_one_connection);
 async fn h2c_with_prior_knowledge_serves_many_streams_on_one_connection(dir: TestDir) {
     let node = Node::start(&dir).await;
     let anchor = node.anchor().await;
-    let before = accepted_connections(&node).await;
+    let before = node.metric("http_connections_accepted_total").await;
     let send = h2c(&node).await;
 
     // 200 reads at once, on one connection.
@@ -100,7 +92,7 @@ async fn h2c_with_prior_knowledge_serves_many_streams_on_one_connection(dir: Tes
 
     // All of it over the one h2 connection (the metrics reads reuse the test client's
     // own pooled HTTP/1.1 connection).
-    let after = accepted_connections(&node).await;
+    let after = node.metric("http_connections_accepted_total").await;
     assert_eq!(
         after - before,
         1.0,

@@ -273,6 +273,18 @@ impl Node {
             .expect("read body")
     }
 
+    /// The value of the unlabelled metric `name` in `/metrics`; it must be there.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let prefix = format!("{name} ");
+        self.get("/metrics")
+            .await
+            .text
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /metrics"))
+    }
+
     /// GET that must answer 200; the JSON body.
     pub async fn get_ok(&self, path: &str) -> Value {
         let r = self.get(path).await;
