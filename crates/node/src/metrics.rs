@@ -90,6 +90,21 @@ fn size_histogram() -> Histogram {
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 type PeerLatencyFamily = Family<PeerLabels, Histogram, fn() -> Histogram>;
 
+/// Handles on `http_requests` and `http_duration` for one label set (see
+/// [`Metrics::http_route`]); they count into the same series the registry exports.
+#[derive(Clone)]
+pub struct HttpRouteMetrics {
+    requests: Counter,
+    duration: Histogram,
+}
+
+impl HttpRouteMetrics {
+    pub fn observe(&self, elapsed: Duration) {
+        self.requests.inc();
+        self.duration.observe(elapsed.as_secs_f64());
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_requests: Family<HttpLabels, Counter>,
@@ -492,18 +507,28 @@ impl Metrics {
     }
 
     pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.http_requests
-            .get_or_create(&HttpLabels {
-                method: method.to_owned(),
-                route: route.to_owned(),
-                status,
-            })
-            .inc();
-        self.http_duration
-            .get_or_create(&RouteLabels {
-                route: route.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
+        self.http_route(method, route, status).observe(elapsed);
+    }
+
+    /// The HTTP metrics of one method, route and status, looked up once: what a hot route
+    /// keeps to count itself without building labels per request.
+    pub fn http_route(&self, method: &str, route: &str, status: u16) -> HttpRouteMetrics {
+        HttpRouteMetrics {
+            requests: self
+                .http_requests
+                .get_or_create(&HttpLabels {
+                    method: method.to_owned(),
+                    route: route.to_owned(),
+                    status,
+                })
+                .clone(),
+            duration: self
+                .http_duration
+                .get_or_create(&RouteLabels {
+                    route: route.to_owned(),
+                })
+                .clone(),
+        }
     }
 
     pub fn rejected(&self, code: &str) {
@@ -588,6 +613,23 @@ mod tests {
             "attestations_rejected_total{code=\"bad_signature\"} 1",
             "attestations_accepted_total 0",
             "finality_lag_blocks 0",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn a_route_handle_counts_into_the_exported_series() {
+        let m = Metrics::new();
+        let health = m.http_route("GET", "/health", 200);
+        health.observe(Duration::from_micros(80));
+        health.observe(Duration::from_millis(30));
+        m.observe_http("GET", "/health", 200, Duration::from_micros(80));
+        let text = m.render();
+        for name in [
+            "http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 3",
+            "http_request_duration_seconds_bucket{le=\"0.0001\",route=\"/health\"} 2",
+            "http_request_duration_seconds_count{route=\"/health\"} 3",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -49,6 +49,8 @@ pub struct Inner {
     /// The node's validator key.
     pub key: Keypair,
     pub node_id: Hash32,
+    /// `node_id` in hex, as answers and logs show it.
+    pub node_id_hex: String,
     pub genesis: Genesis,
     pub genesis_block: Block,
     pub anchor: NetworkAnchor,
@@ -142,6 +144,7 @@ impl AppState {
             events: Events::new(),
             key,
             node_id,
+            node_id_hex: node_id.to_hex(),
             genesis,
             genesis_block,
             anchor,

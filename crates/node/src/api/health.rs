@@ -16,24 +16,30 @@ pub fn is_probe(path: &str) -> bool {
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Health {
+pub struct Health<'a> {
     pub status: &'static str,
     pub version: &'static str,
-    pub node_id: String,
-    pub chain_id: String,
+    pub node_id: &'a str,
+    pub chain_id: &'a str,
     pub uptime_s: u64,
 }
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
-pub async fn health(State(state): State<AppState>) -> Json<Health> {
-    Json(Health {
+/// A `GET` is answered by [`super::entry`], ahead of the middleware; this handler is
+/// for `HEAD` and the API description.
+pub async fn health(State(state): State<AppState>) -> Response {
+    Json(liveness(&state)).into_response()
+}
+
+pub fn liveness(state: &AppState) -> Health<'_> {
+    Health {
         status: "healthy",
         version: env!("CARGO_PKG_VERSION"),
-        node_id: state.node_id.to_hex(),
-        chain_id: state.anchor.chain_id.clone(),
+        node_id: &state.node_id_hex,
+        chain_id: &state.anchor.chain_id,
         uptime_s: state.started.elapsed().as_secs(),
-    })
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]

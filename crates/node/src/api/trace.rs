@@ -32,7 +32,7 @@ pub fn current_trace_id() -> Option<String> {
 }
 
 /// A client's own trace id is kept when it is short and plain; otherwise a new one.
-fn trace_id_from(req: &Request<Body>) -> String {
+pub(crate) fn trace_id_from(req: &Request<Body>) -> String {
     req.headers()
         .get(TRACE_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -221,35 +221,46 @@ where
             // In the scope again: the problem body carries the trace id.
             resp = TRACE_ID.sync_scope(this.trace_id.clone(), || as_problem(resp));
         }
+        let route = resp.extensions().get::<MatchedPath>().cloned();
+        let route = route.as_ref().map_or("unmatched", |p| p.as_str());
         Poll::Ready(Ok(finish(
             resp,
             *this.start,
             this.trace_id,
             this.method,
+            route,
             this.metrics,
         )))
     }
 }
 
-/// The trace id header, the metrics and the log line of an answered request.
+/// The trace id header, the metrics and the log line of an answered request; `route`
+/// is its route template, or "unmatched".
 fn finish(
-    mut resp: Response,
+    resp: Response,
     start: Instant,
     trace_id: &str,
     method: &Method,
+    route: &str,
     metrics: &Metrics,
+) -> Response {
+    let elapsed = start.elapsed();
+    metrics.observe_http(method.as_str(), route, resp.status().as_u16(), elapsed);
+    answered(resp, trace_id, method, route, elapsed)
+}
+
+/// The trace id header and the log line of an answered request, its metrics counted.
+pub(crate) fn answered(
+    mut resp: Response,
+    trace_id: &str,
+    method: &Method,
+    route: &str,
+    elapsed: std::time::Duration,
 ) -> Response {
     if let Ok(v) = HeaderValue::from_str(trace_id) {
         resp.headers_mut().insert(TRACE_HEADER, v);
     }
-    let route = resp
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str())
-        .unwrap_or("unmatched");
     let status = resp.status().as_u16();
-    let elapsed = start.elapsed();
-    metrics.observe_http(method.as_str(), route, status, elapsed);
     // Probes are polled all the time by orchestrators and monitors: their lines would
     // bury the requests an operator looks for, and formatting them was a large share of
     // the node's CPU on `/health` (BENCHMARKS.md). A failed probe is still logged at info.
