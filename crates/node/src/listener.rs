@@ -58,18 +58,10 @@ impl axum::serve::Listener for CountingListener {
     }
 }
 
-/// The TCP peer of a connection, as handlers and middleware see it (`ConnectInfo`).
-/// axum provides this only for its own listener types.
+/// The TCP peer of a connection, as handlers and middleware see it (`ConnectInfo`, which
+/// `api::entry` inserts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PeerAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, CountingListener>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, CountingListener>) -> Self {
-        PeerAddr(*stream.remote_addr())
-    }
-}
 
 /// A connection that counts itself out of `http_connections_open` when dropped.
 pub struct CountedStream {

@@ -138,8 +138,7 @@ impl Node {
         let app = crate::api::router(state.clone());
         let for_server = state.clone();
         let listener = crate::listener::CountingListener::new(listener, state.metrics.clone());
-        // The peer address reaches the rate limiter as `ConnectInfo`.
-        let app = app.into_make_service_with_connect_info::<crate::listener::PeerAddr>();
+        let app = crate::api::entry::MakeEntry::new(app, state.clone());
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;

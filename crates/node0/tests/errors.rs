@@ -582,6 +582,37 @@ async fn past_the_concurrency_limit_a_request_gets_an_overloaded_problem() {
     );
 }
 
+/// Liveness answers 200 while the node turns other requests away: an orchestrator must
+/// not restart a node for being busy.
+#[tokio::test]
+async fn liveness_answers_while_the_node_sheds_load() {
+    let dir = TestDir::new();
+    let node = Node::start_in(&dir, &["--max-concurrent-requests", "1"]).await;
+    // The batch holds the one slot unless a status request took it first; then again.
+    for _ in 0..5 {
+        let body = big_batch(&node, 400).await;
+        let batch = node.post_json("/api/validator/attestation/batch", &body);
+        let probes = async {
+            let mut replies = Vec::new();
+            for _ in 0..200 {
+                let status = node.get("/api/consensus/status").await.status;
+                let health = node.get("/health").await;
+                replies.push((status, health));
+            }
+            replies
+        };
+        let (_, probes) = tokio::join!(batch, probes);
+        for (_, health) in &probes {
+            assert_eq!(health.status, 200, "{}", health.text);
+        }
+        // A `/health` sent between two refused requests ran while the limit was taken.
+        if probes.windows(2).any(|w| w[0].0 == 503 && w[1].0 == 503) {
+            return;
+        }
+    }
+    panic!("the batch never held the limit while probes ran");
+}
+
 /// A request that takes longer than `--request-timeout-ms` is answered with a 503
 /// problem (`timeout`), not left waiting.
 #[tokio::test]

@@ -4,6 +4,7 @@ pub mod attestations;
 pub mod consensus;
 mod dashboard;
 pub mod drain;
+pub mod entry;
 pub mod events;
 pub mod extract;
 pub mod health;
