@@ -26,12 +26,13 @@ pub struct Health<'a> {
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
-/// A `GET` is answered by [`super::entry`], ahead of the middleware; this handler is
-/// for `HEAD` and the API description.
+// A GET is answered by `super::entry`, ahead of the middleware; this handler serves HEAD
+// and the API description (doc comments here become the OpenAPI text).
 pub async fn health(State(state): State<AppState>) -> Response {
     Json(liveness(&state)).into_response()
 }
 
+/// The liveness answer, for the handler and for `super::entry`.
 pub fn liveness(state: &AppState) -> Health<'_> {
     Health {
         status: "healthy",
