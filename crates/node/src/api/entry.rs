@@ -97,7 +97,7 @@ impl Service<Request<Body>> for Entry {
     }
 }
 
-/// What answering `GET /health` needs, resolved once.
+/// What answering `GET /health` needs, resolved once (`metrics`: the 200 series).
 struct Liveness {
     state: AppState,
     metrics: HttpRouteMetrics,
@@ -122,7 +122,13 @@ impl Liveness {
             }
         };
         let elapsed = start.elapsed();
-        self.metrics.observe(elapsed);
+        match resp.status() {
+            StatusCode::OK => self.metrics.observe(elapsed),
+            other => self
+                .state
+                .metrics
+                .observe_http("GET", "/health", other.as_u16(), elapsed),
+        }
         trace::answered(resp, &trace_id, &Method::GET, "/health", elapsed)
     }
 }
