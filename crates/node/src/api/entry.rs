@@ -17,14 +17,13 @@ use std::time::Instant;
 
 use axum::body::{Body, HttpBody};
 use axum::extract::ConnectInfo;
-use axum::http::{header, Method, Request, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{Method, Request, StatusCode};
+use axum::response::Response;
 use axum::serve::IncomingStream;
 use axum::Router;
 use futures::future::Either;
 use tower::Service;
 
-use super::problem::Problem;
 use super::{health, trace};
 use crate::listener::{CountingListener, PeerAddr};
 use crate::metrics::HttpRouteMetrics;
@@ -107,20 +106,7 @@ impl Liveness {
     fn answer(&self, req: &Request<Body>) -> Response {
         let start = Instant::now();
         let trace_id = trace::trace_id_from(req);
-        // Sized for the whole answer at once (axum's `Json` starts at 128 bytes and grows).
-        let mut body = Vec::with_capacity(256);
-        let resp = match serde_json::to_writer(&mut body, &health::liveness(&self.state)) {
-            Ok(()) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot serialize the liveness answer");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "liveness answer",
-                )
-                .to_response()
-            }
-        };
+        let resp = health::liveness(&self.state);
         let elapsed = start.elapsed();
         match resp.status() {
             StatusCode::OK => self.metrics.observe(elapsed),

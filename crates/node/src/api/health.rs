@@ -29,17 +29,31 @@ pub struct Health<'a> {
 // A GET is answered by `super::entry`, ahead of the middleware; this handler serves HEAD
 // and the API description (doc comments here become the OpenAPI text).
 pub async fn health(State(state): State<AppState>) -> Response {
-    Json(liveness(&state)).into_response()
+    liveness(&state)
 }
 
 /// The liveness answer, for the handler and for `super::entry`.
-pub fn liveness(state: &AppState) -> Health<'_> {
-    Health {
+pub fn liveness(state: &AppState) -> Response {
+    let health = Health {
         status: "healthy",
         version: env!("CARGO_PKG_VERSION"),
         node_id: &state.node_id_hex,
         chain_id: &state.anchor.chain_id,
         uptime_s: state.started.elapsed().as_secs(),
+    };
+    // Sized for the whole answer at once (axum's `Json` starts at 128 bytes and grows).
+    let mut body = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut body, &health) {
+        Ok(()) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot serialize the liveness answer");
+            super::problem::Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "liveness answer",
+            )
+            .to_response()
+        }
     }
 }
 
