@@ -90,6 +90,20 @@ fn size_histogram() -> Histogram {
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 type PeerLatencyFamily = Family<PeerLabels, Histogram, fn() -> Histogram>;
 
+fn http_labels(method: &str, route: &str, status: u16) -> HttpLabels {
+    HttpLabels {
+        method: method.to_owned(),
+        route: route.to_owned(),
+        status,
+    }
+}
+
+fn route_labels(route: &str) -> RouteLabels {
+    RouteLabels {
+        route: route.to_owned(),
+    }
+}
+
 /// Handles on `http_requests` and `http_duration` for one label set (see
 /// [`Metrics::http_route`]); they count into the same series the registry exports.
 #[derive(Clone)]
@@ -507,7 +521,14 @@ impl Metrics {
     }
 
     pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
-        self.http_route(method, route, status).observe(elapsed);
+        // Through the family's guards: cloning the handles out would cost two reference
+        // counts per request.
+        self.http_requests
+            .get_or_create(&http_labels(method, route, status))
+            .inc();
+        self.http_duration
+            .get_or_create(&route_labels(route))
+            .observe(elapsed.as_secs_f64());
     }
 
     /// The HTTP metrics of one method, route and status, looked up once: what a hot route
@@ -516,17 +537,11 @@ impl Metrics {
         HttpRouteMetrics {
             requests: self
                 .http_requests
-                .get_or_create(&HttpLabels {
-                    method: method.to_owned(),
-                    route: route.to_owned(),
-                    status,
-                })
+                .get_or_create(&http_labels(method, route, status))
                 .clone(),
             duration: self
                 .http_duration
-                .get_or_create(&RouteLabels {
-                    route: route.to_owned(),
-                })
+                .get_or_create(&route_labels(route))
                 .clone(),
         }
     }
