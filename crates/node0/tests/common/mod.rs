@@ -110,6 +110,16 @@ impl Default for TestDir {
 
 /// A port nothing listens on right now. Another process may take it before the node
 /// binds it; [`Node::start_in`] retries on that.
+/// The value of the unlabelled metric `name` in a `/metrics` text; it must be there.
+pub fn metric_in(exposition: &str, name: &str) -> f64 {
+    let prefix = format!("{name} ");
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name} in /metrics"))
+}
+
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
@@ -275,14 +285,7 @@ impl Node {
 
     /// The value of the unlabelled metric `name` in `/metrics`; it must be there.
     pub async fn metric(&self, name: &str) -> f64 {
-        let prefix = format!("{name} ");
-        self.get("/metrics")
-            .await
-            .text
-            .lines()
-            .find_map(|l| l.strip_prefix(prefix.as_str()))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("{name} in /metrics"))
+        metric_in(&self.get("/metrics").await.text, name)
     }
 
     /// GET that must answer 200; the JSON body.
