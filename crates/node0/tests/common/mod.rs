@@ -108,8 +108,6 @@ impl Default for TestDir {
     }
 }
 
-/// A port nothing listens on right now. Another process may take it before the node
-/// binds it; [`Node::start_in`] retries on that.
 /// The value of the unlabelled metric `name` in a `/metrics` text; it must be there.
 pub fn metric_in(exposition: &str, name: &str) -> f64 {
     let prefix = format!("{name} ");
@@ -120,6 +118,8 @@ pub fn metric_in(exposition: &str, name: &str) -> f64 {
         .unwrap_or_else(|| panic!("{name} in /metrics"))
 }
 
+/// A port nothing listens on right now. Another process may take it before the node
+/// binds it; [`Node::start_in`] retries on that.
 pub fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
