@@ -67,18 +67,7 @@ fn new_trace_id() -> String {
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     // Hex by table rather than `format!`: this runs on every request that brings no id.
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&prefix.to_be_bytes());
-    bytes[8..].copy_from_slice(&n.to_be_bytes());
-    let mut digits = [0u8; 32];
-    // Neither can fail (32 digits for 16 bytes, all ASCII); the fallback is the same id.
-    match hex::encode_to_slice(bytes, &mut digits)
-        .ok()
-        .and_then(|()| std::str::from_utf8(&digits).ok())
-    {
-        Some(id) => id.to_owned(),
-        None => format!("{prefix:016x}{n:016x}"),
-    }
+    hex::encode(((u128::from(prefix) << 64) | u128::from(n)).to_be_bytes())
 }
 
 /// Inner layer (on matched routes only): hands the route template out to [`Trace`],
