@@ -98,7 +98,9 @@ impl Attestation {
 
 fn field_path<E>(e: &serde_path_to_error::Error<E>) -> String {
     let p = e.path().to_string();
-    if p.is_empty() {
+    // `?` is serde_path_to_error's name for a map key it never read (`{bad`): at the
+    // top, that is the document itself.
+    if p.is_empty() || p == "?" {
         ".".into()
     } else {
         p
@@ -128,10 +130,16 @@ fn from_path_error(e: &serde_path_to_error::Error<serde_json::Error>, body: &[u8
             },
         };
     }
+    // A syntax error's position is the most a client can be told; a data error's field
+    // path says more than its position.
+    let message = match kind {
+        SchemaErrorKind::InvalidJson => inner.to_string(),
+        SchemaErrorKind::Schema => strip_position(&inner.to_string()),
+    };
     SchemaError {
         kind,
         field: field_path(e),
-        message: strip_position(&inner.to_string()),
+        message,
     }
 }
 
@@ -349,6 +357,17 @@ mod tests {
             Attestation::from_json(&bytes).unwrap_err().kind,
             SchemaErrorKind::InvalidJson
         );
+    }
+
+    #[test]
+    fn a_syntax_error_says_where_it_is() {
+        let e = Attestation::from_json(b"{bad").unwrap_err();
+        assert_eq!(e.kind, SchemaErrorKind::InvalidJson);
+        assert_eq!(e.field, ".");
+        assert!(e.message.ends_with("at line 1 column 2"), "{}", e.message);
+        let e = Attestation::from_json(b"{\"version\": NaN}").unwrap_err();
+        assert_eq!(e.field, "version");
+        assert!(e.message.ends_with("at line 1 column 13"), "{}", e.message);
     }
 
     #[test]
