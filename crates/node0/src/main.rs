@@ -30,6 +30,26 @@ struct Cli {
     command: Command,
 }
 
+/// The node a client tool talks to, given either way: `smoke URL` (as the issue and the
+/// README name it) or `--url URL` (as `bench` and `attest` take it).
+#[derive(clap::Args, Debug)]
+struct NodeUrl {
+    /// Base URL of the node [default: http://127.0.0.1:8080].
+    #[arg(value_name = "URL")]
+    positional: Option<String>,
+    /// The same, as an option.
+    #[arg(long = "url", value_name = "URL", conflicts_with = "positional")]
+    flag: Option<String>,
+}
+
+impl NodeUrl {
+    fn get(self) -> String {
+        self.flag
+            .or(self.positional)
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the node (creates the data directory on first start).
@@ -47,9 +67,8 @@ enum Command {
     /// Check a running node end to end: health, stats, genesis, tipset, a signed submit,
     /// read-back until finalized, inclusion proof.
     Smoke {
-        /// Base URL of the node.
-        #[arg(default_value = "http://127.0.0.1:8080")]
-        url: String,
+        #[command(flatten)]
+        url: NodeUrl,
         /// How long to wait for the attestation to be finalized.
         #[arg(long, default_value_t = 30)]
         finality_timeout_s: u64,
@@ -63,9 +82,8 @@ enum Command {
     /// Prove that a pooled client reuses connections, from the node's own connection
     /// counter; exits 1 when it does not.
     KeepaliveCheck {
-        /// Base URL of the node.
-        #[arg(default_value = "http://127.0.0.1:8080")]
-        url: String,
+        #[command(flatten)]
+        url: NodeUrl,
         /// Requests per client.
         #[arg(long, default_value_t = 200)]
         requests: u32,
@@ -182,6 +200,7 @@ async fn main() -> anyhow::Result<()> {
             url,
             finality_timeout_s,
         } => {
+            let url = url.get();
             if let Err(e) =
                 bizra_tools::smoke::run(&url, Duration::from_secs(finality_timeout_s)).await
             {
@@ -205,7 +224,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::KeepaliveCheck { url, requests } => {
-            let report = bizra_tools::keepalive::run(&url, requests).await?;
+            let report = bizra_tools::keepalive::run(&url.get(), requests).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if !report.ok {
                 bail!("connections were not reused");
@@ -312,5 +331,38 @@ async fn attest(a: AttestArgs) -> anyhow::Result<()> {
             Ok(())
         }
         s => bail!("node answered {s}: {}", answer.body),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url_of(args: &[&str]) -> Result<String, clap::Error> {
+        let cli = Cli::try_parse_from(args)?;
+        Ok(match cli.command {
+            Command::Smoke { url, .. } | Command::KeepaliveCheck { url, .. } => url.get(),
+            _ => unreachable!("only smoke and keepalive-check are parsed here"),
+        })
+    }
+
+    #[test]
+    fn client_tools_take_the_url_either_way() {
+        for tool in ["smoke", "keepalive-check"] {
+            assert_eq!(url_of(&["node0", tool]).unwrap(), "http://127.0.0.1:8080");
+            assert_eq!(
+                url_of(&["node0", tool, "http://a:1"]).unwrap(),
+                "http://a:1"
+            );
+            assert_eq!(
+                url_of(&["node0", tool, "--url", "http://b:2"]).unwrap(),
+                "http://b:2"
+            );
+            let both = url_of(&["node0", tool, "http://a:1", "--url", "http://b:2"]);
+            assert_eq!(
+                both.unwrap_err().kind(),
+                clap::error::ErrorKind::ArgumentConflict
+            );
+        }
     }
 }
