@@ -30,13 +30,16 @@ struct Cli {
     command: Command,
 }
 
+/// The node the client tools talk to unless told otherwise: `node0 serve`'s default.
+const DEFAULT_NODE_URL: &str = "http://127.0.0.1:8080";
+
 /// The node a client tool talks to, given either way: `smoke URL` (as the issue and the
 /// README name it) or `--url URL` (as `bench` and `attest` take it).
 #[derive(clap::Args, Debug)]
 struct NodeUrl {
-    /// Base URL of the node [default: http://127.0.0.1:8080].
-    #[arg(value_name = "URL")]
-    positional: Option<String>,
+    /// Base URL of the node.
+    #[arg(value_name = "URL", default_value = DEFAULT_NODE_URL)]
+    positional: String,
     /// The same, as an option.
     #[arg(long = "url", value_name = "URL", conflicts_with = "positional")]
     flag: Option<String>,
@@ -44,9 +47,7 @@ struct NodeUrl {
 
 impl NodeUrl {
     fn get(self) -> String {
-        self.flag
-            .or(self.positional)
-            .unwrap_or_else(|| "http://127.0.0.1:8080".into())
+        self.flag.unwrap_or(self.positional)
     }
 }
 
@@ -103,7 +104,7 @@ enum Command {
 #[derive(clap::Args)]
 struct AttestArgs {
     /// Base URL of the node.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    #[arg(long, default_value = DEFAULT_NODE_URL)]
     url: String,
     /// Attester key file (hex seed, as `node0 keygen` writes); a fresh key when absent.
     #[arg(long)]
