@@ -87,6 +87,43 @@ fn size_histogram() -> Histogram {
     ])
 }
 
+// Every label value the node can emit is created at start, at zero: an absent series
+// reads as "no data" to Prometheus (an alert on a rate never fires), and a test can tell a
+// metric that is missing from one that is zero.
+
+/// Cache tiers (`cache_hits`, `cache_misses`).
+pub const CACHE_TIERS: [&str; 2] = ["l1", "l2"];
+/// Rate-limit route classes (`rate_limited`).
+pub const LIMIT_CLASSES: [&str; 3] = ["read", "submit", "admin"];
+/// Why a Redis command was not answered (`redis_failures`, and the fallbacks it causes).
+pub const REDIS_REASONS: [&str; 3] = ["down", "timeout", "error"];
+/// Bounded submit-path queues (`ingest_queue_depth`).
+pub const QUEUE_STAGES: [&str; 3] = ["signature", "write", "nonce_lookup"];
+/// Where a request can be refused for overload (`overloaded`).
+pub const OVERLOAD_STAGES: [&str; 4] = ["http", "signature", "write", "nonce_lookup"];
+/// Store pool gauges (`db_pool_connections`).
+pub const POOL_STATES: [&str; 3] = ["idle", "in_use", "max"];
+/// Outcomes of a peer call (`peer_calls`).
+pub const PEER_OUTCOMES: [&str; 6] = [
+    "ok",
+    "refused",
+    "timeout",
+    "connect",
+    "bad_answer",
+    "breaker_open",
+];
+/// Circuit breaker states a peer can move to (`circuit_breaker_transitions`).
+pub const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
+
+/// Creates the series of `labels` in `family` (at zero) without touching it.
+fn create<S, M, C>(family: &Family<S, M, C>, labels: &S)
+where
+    S: Clone + std::hash::Hash + Eq,
+    C: prometheus_client::metrics::family::MetricConstructor<M>,
+{
+    drop(family.get_or_create(labels));
+}
+
 type LatencyFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 type PeerLatencyFamily = Family<PeerLabels, Histogram, fn() -> Histogram>;
 
@@ -443,7 +480,7 @@ impl Metrics {
             "Blocks from the proposer this node checked and stored",
             blocks_accepted.clone(),
         );
-        Metrics {
+        let metrics = Metrics {
             registry,
             http_requests,
             http_duration,
@@ -489,6 +526,91 @@ impl Metrics {
             peer_tasks,
             votes_received,
             blocks_accepted,
+        };
+        metrics.create_known_series();
+        metrics
+    }
+
+    fn create_known_series(&self) {
+        for tier in CACHE_TIERS {
+            let labels = TierLabels { tier: tier.into() };
+            create(&self.cache_hits, &labels);
+            create(&self.cache_misses, &labels);
+        }
+        for class in LIMIT_CLASSES {
+            create(
+                &self.rate_limited,
+                &ClassLabels {
+                    class: class.into(),
+                },
+            );
+        }
+        for reason in REDIS_REASONS {
+            let labels = ReasonLabels {
+                reason: reason.into(),
+            };
+            create(&self.redis_failures, &labels);
+            create(&self.cache_l2_fallbacks, &labels);
+            create(&self.rate_limit_fallbacks, &labels);
+        }
+        for stage in QUEUE_STAGES {
+            create(
+                &self.ingest_queue_depth,
+                &StageLabels {
+                    stage: stage.into(),
+                },
+            );
+        }
+        for stage in OVERLOAD_STAGES {
+            create(
+                &self.overloaded,
+                &StageLabels {
+                    stage: stage.into(),
+                },
+            );
+        }
+        for state in POOL_STATES {
+            create(
+                &self.db_pool_connections,
+                &StateLabels {
+                    state: state.into(),
+                },
+            );
+        }
+        let codes = bizra_ledger::attestation::RuleCode::ALL
+            .iter()
+            .map(|c| c.as_str())
+            .chain(["invalid_json", "schema"]);
+        for code in codes {
+            create(
+                &self.attestations_rejected,
+                &CodeLabels { code: code.into() },
+            );
+        }
+    }
+
+    /// Creates every series of one peer, at zero (its breaker closed).
+    pub fn add_peer(&self, url: &str) {
+        let peer = PeerLabels { peer: url.into() };
+        self.circuit_breaker_state.get_or_create(&peer).set(0);
+        create(&self.peer_request_duration, &peer);
+        for outcome in PEER_OUTCOMES {
+            create(
+                &self.peer_calls,
+                &PeerOutcomeLabels {
+                    peer: url.into(),
+                    outcome: outcome.into(),
+                },
+            );
+        }
+        for to in BREAKER_STATES {
+            create(
+                &self.circuit_breaker_transitions,
+                &PeerTransitionLabels {
+                    peer: url.into(),
+                    to: to.into(),
+                },
+            );
         }
     }
 
@@ -628,6 +750,10 @@ mod tests {
             "attestations_rejected_total{code=\"bad_signature\"} 1",
             "attestations_accepted_total 0",
             "finality_lag_blocks 0",
+            "cache_hits_total{tier=\"l2\"} 0",
+            "rate_limited_total{class=\"admin\"} 0",
+            "redis_failures_total{reason=\"timeout\"} 0",
+            "attestations_rejected_total{code=\"duplicate_nonce\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

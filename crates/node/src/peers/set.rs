@@ -118,12 +118,7 @@ impl PeerSet {
             list.push(Arc::new(Peer::new(url, id, breaker.clone())));
         }
         for p in &list {
-            metrics
-                .circuit_breaker_state
-                .get_or_create(&PeerLabels {
-                    peer: p.url.clone(),
-                })
-                .set(BreakerState::Closed.gauge());
+            metrics.add_peer(&p.url);
         }
         Ok(PeerSet {
             client: peer_client(call_timeout)?,
@@ -381,6 +376,35 @@ fn decode<T: DeserializeOwned>(status: reqwest::StatusCode, body: &[u8]) -> Resu
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn every_outcome_and_breaker_state_has_a_series_from_the_start() {
+        let errors = [
+            PeerError::BreakerOpen(Duration::ZERO),
+            PeerError::Connect(String::new()),
+            PeerError::Timeout,
+            PeerError::Refused {
+                status: 409,
+                code: String::new(),
+                detail: String::new(),
+            },
+            PeerError::BadAnswer(String::new()),
+        ];
+        for e in &errors {
+            assert!(
+                crate::metrics::PEER_OUTCOMES.contains(&e.outcome()),
+                "{}",
+                e.outcome()
+            );
+        }
+        for state in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            assert!(crate::metrics::BREAKER_STATES.contains(&state.as_str()));
+        }
+    }
 
     use futures::stream::{self, StreamExt};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
