@@ -116,7 +116,7 @@ impl AppState {
                 .ok()
         });
         let mut cache = ResponseCache::new(
-            crate::cache::codec::Codec::default(),
+            bizra_wire::Codec::default(),
             config.cache_l1_bytes,
             cache_metrics,
         );

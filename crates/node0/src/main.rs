@@ -13,6 +13,8 @@ use bizra_tools::attest::{network_of, parse_pair, AttestSpec};
 use bizra_tools::client::Client;
 use clap::{Parser, Subcommand};
 
+mod testnet;
+
 /// mimalloc instead of the system allocator: the request path allocates many small,
 /// short-lived buffers across threads, and glibc's malloc and free stood out in the
 /// node's profiles (BENCHMARKS.md, "CPU per request, build by build").
@@ -96,7 +98,7 @@ enum Command {
     /// A local network of N validators: one data directory per node under DIR (node-0
     /// proposes), then, unless --no-run, all N nodes started, one line per node printed,
     /// until Ctrl-C.
-    Testnet(bizra_tools::testnet::TestnetArgs),
+    Testnet(testnet::TestnetArgs),
     /// Print the version and the protocol this build speaks.
     Version,
 }
@@ -246,8 +248,7 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn testnet(args: bizra_tools::testnet::TestnetArgs) -> anyhow::Result<()> {
-    use bizra_tools::testnet;
+async fn testnet(args: testnet::TestnetArgs) -> anyhow::Result<()> {
     let nodes = testnet::prepare(&args)?;
     if args.no_run {
         for n in &nodes {

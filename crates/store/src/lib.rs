@@ -35,7 +35,6 @@ pub mod error;
 pub mod postgres;
 mod rows;
 pub mod sqlite;
-pub mod testing;
 pub mod types;
 
 pub use any::AnyStore;

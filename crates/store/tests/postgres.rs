@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bizra_store::testing::TestSchema;
 use bizra_store::{AnyStore, PgConfig, PostgresStore, Store, StoreError};
+use bizra_testkit::TestSchema;
 use suite::{batch, key, store_suite, Harness};
 
 /// A schema on the test server; every `open` reaches the same tables.

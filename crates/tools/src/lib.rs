@@ -1,6 +1,7 @@
 //! Client-side tools of BIZRA Node0, each a `node0` subcommand: building and submitting
-//! attestations, the smoke test, the load generator (`bench`), the probes (`keepalive`, `db_pool_probe`) and the local
-//! validator network (`testnet`).
+//! attestations, the smoke test, the load generator (`bench`), the probes (`keepalive`,
+//! `db_pool_probe`) and the codec measurement (`verify_compression`). They talk to a node
+//! over HTTP (or, for the pool probe, to its PostgreSQL store) and never link the server.
 
 pub mod attest;
 pub mod bench;
@@ -8,5 +9,4 @@ pub mod client;
 pub mod db_pool_probe;
 pub mod keepalive;
 pub mod smoke;
-pub mod testnet;
 pub mod verify_compression;

@@ -13,8 +13,8 @@ use bizra_ledger::attestation::builder::Draft;
 use bizra_ledger::crypto::Keypair;
 use bizra_ledger::params::NetworkAnchor;
 use bizra_ledger::Hash32;
-use bizra_node::api::attestations::{AttestationPage, AttestationView, BlockPlace};
-use bizra_node::cache::codec::Codec;
+use bizra_wire::attestation::{AttestationPage, AttestationView, BlockPlace};
+use bizra_wire::Codec;
 use serde::Serialize;
 use serde_json::value::RawValue;
 

@@ -1,16 +1,16 @@
-//! The codecs cached responses are stored in, and the choice between them.
+//! The content codings cached responses are stored in.
 //!
-//! A cached body of at least [`MIN_COMPRESS`] bytes is stored compressed once, and served
-//! as stored to a client whose `Accept-Encoding` takes that codec; other clients get the
-//! identity body, decompressed once and then kept with the entry (`ResponseCache::serve`).
-//! `node0 verify-compression` measures the codecs on a realistic payload and applies the
-//! choice rule of issue 4; on a page of signed attestations it chose zstd level 1, with a
-//! better reduction than Brotli q5 and much faster (BENCHMARKS.md, "Cache codec"). That
-//! is the default.
+//! The node stores a cached body of at least [`MIN_COMPRESS`] bytes compressed once and
+//! serves it as stored to a client whose `Accept-Encoding` takes that coding; other
+//! clients get the identity body. `node0 verify-compression` measures the codecs on a
+//! realistic payload and picks the cheapest one whose reduction is within one point of
+//! the best; on a page of signed attestations that is zstd level 1, with a better
+//! reduction than Brotli q5 and much faster (BENCHMARKS.md, "Cache codec"). It is the
+//! default.
 
 use std::io::{Read, Write};
 
-use axum::http::HeaderMap;
+use http::HeaderMap;
 
 /// Smallest body stored compressed: below it the saving does not pay for the work.
 pub const MIN_COMPRESS: usize = 1024;
@@ -36,6 +36,7 @@ impl Default for Codec {
     }
 }
 
+/// A body that would not compress or decompress.
 #[derive(Debug, thiserror::Error)]
 #[error("{codec} failed: {source}")]
 pub struct CodecError {
@@ -131,7 +132,7 @@ impl Codec {
     pub fn accepted_by(self, headers: &HeaderMap) -> bool {
         let token = self.token();
         headers
-            .get_all(axum::http::header::ACCEPT_ENCODING)
+            .get_all(http::header::ACCEPT_ENCODING)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
@@ -152,7 +153,7 @@ impl Codec {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
     #[test]
     fn round_trips() {

@@ -11,7 +11,11 @@ use bizra_ledger::attestation::Attestation;
 use bizra_ledger::merkle::InclusionProof;
 use bizra_ledger::Hash32;
 use bizra_store::{AttestationRecord, AttestationStatus, Cursor, Store, MAX_PAGE_LIMIT};
-use serde::{Deserialize, Serialize};
+use bizra_wire::attestation::{
+    AttestationPage, AttestationView, BatchItemError, BatchItemResult, BatchResponse, BlockPlace,
+    Computed, SubmitResponse, VerifyReason, VerifyResponse, MAX_BATCH, MAX_LIST_LIMIT,
+};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::extract::{HashPath, JsonBytes, Q};
@@ -20,20 +24,6 @@ use crate::cache::CacheKey;
 use crate::clock::{now_utc, rfc3339_ms};
 use crate::state::AppState;
 use crate::submit::{submit_many, Refusal, Submitted};
-
-/// Largest batch accepted by `/api/validator/attestation/batch`.
-pub const MAX_BATCH: usize = 1000;
-/// Largest page of `/api/validator/attestations`.
-pub const MAX_LIST_LIMIT: u32 = 500;
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SubmitResponse {
-    pub attestation_id: String,
-    pub digest: String,
-    /// `accepted`, `included` or `finalized`.
-    pub status: String,
-    pub impact_score: f64,
-}
 
 fn refusal_problem(f: Refusal) -> Problem {
     match f {
@@ -98,33 +88,6 @@ pub async fn submit(
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
     attestations: Vec<serde_json::Value>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BatchItemResult {
-    pub index: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub attestation_id: Option<String>,
-    /// `accepted` (stored now) or the stored state of an attestation already there.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<BatchItemError>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BatchItemError {
-    pub code: String,
-    pub detail: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub field: Option<String>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BatchResponse {
-    pub results: Vec<BatchItemResult>,
-    pub accepted: usize,
-    pub rejected: usize,
 }
 
 /// Submit up to 1000 attestations as `{"attestations": [...]}`: one signature batch, one
@@ -225,26 +188,6 @@ fn item_field(index: usize, field: &str) -> String {
     }
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct VerifyResponse {
-    pub valid: bool,
-    pub reasons: Vec<VerifyReason>,
-    pub computed: Computed,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct VerifyReason {
-    pub code: String,
-    pub detail: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Computed {
-    pub digest: Option<String>,
-    pub impact_score: f64,
-    pub delta: Option<f64>,
-}
-
 /// Every rule, nothing stored. A body that is not an attestation at all is a 400; an
 /// attestation that breaks rules is `valid: false` with every broken rule.
 #[utoipa::path(post, path = "/api/validator/attestation/verify", tag = "attestations",
@@ -297,27 +240,6 @@ pub async fn verify(
             delta: computed.delta,
         },
     }))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BlockPlace {
-    pub hash: String,
-    pub height: u64,
-    pub att_root: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AttestationView {
-    pub attestation_id: String,
-    #[schema(value_type = Object)]
-    pub attestation: Box<RawValue>,
-    pub status: String,
-    pub received_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub block: Option<BlockPlace>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub proof: Option<InclusionProof>,
 }
 
 fn view(
@@ -403,12 +325,6 @@ pub struct ListQuery {
     pub cursor: Option<String>,
     /// 1–500, default 50.
     pub limit: Option<u32>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct AttestationPage {
-    pub items: Vec<AttestationView>,
-    pub next_cursor: Option<String>,
 }
 
 /// Newest first, with cursor pagination.

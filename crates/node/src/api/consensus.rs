@@ -10,6 +10,7 @@ use bizra_ledger::block::BlockHeader;
 use bizra_ledger::finality::ActiveSet;
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoredBlock, MAX_PAGE_LIMIT};
+use bizra_wire::block::{BlockPage, BlockView, FinalityView, QcView, QcVoteView};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{HashPath, Q};
@@ -195,31 +196,6 @@ pub async fn tipset(
         .map_err(|e| Problem::internal(e.to_string()))
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct QcView {
-    pub votes: Vec<QcVoteView>,
-    pub weight: u64,
-    pub total_weight: u64,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct QcVoteView {
-    pub validator_id: String,
-    pub signature: String,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BlockView {
-    pub hash: String,
-    #[schema(value_type = Object)]
-    pub header: BlockHeader,
-    pub signature: Option<String>,
-    pub attestation_ids: Vec<String>,
-    pub finalized: bool,
-    pub finalized_at_ms: Option<u64>,
-    pub qc: Option<QcView>,
-}
-
 fn block_view(sb: StoredBlock) -> BlockView {
     BlockView {
         hash: sb.block.hash.to_hex(),
@@ -297,13 +273,6 @@ pub struct BlocksQuery {
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BlockPage {
-    pub items: Vec<BlockView>,
-    /// Height to ask for next; null when the chain has no more blocks.
-    pub next_from_height: Option<u64>,
-}
-
 #[utoipa::path(get, path = "/api/consensus/blocks", tag = "consensus", params(BlocksQuery),
     responses((status = 200, body = BlockPage), (status = 400)))]
 pub async fn blocks(
@@ -345,17 +314,6 @@ pub async fn blocks(
         items,
         next_from_height,
     }))
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct FinalityView {
-    pub hash: String,
-    pub height: u64,
-    pub finalized: bool,
-    pub weight: u64,
-    pub total_weight: u64,
-    pub threshold_bps: u64,
-    pub voters: Vec<String>,
 }
 
 #[utoipa::path(get, path = "/api/consensus/finality/{hash}", tag = "consensus",

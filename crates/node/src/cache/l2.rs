@@ -13,10 +13,10 @@ use axum::http::HeaderValue;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::codec::Codec;
 use super::{CacheKey, CachedResponse};
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
+use bizra_wire::Codec;
 
 /// TTL of immutable entries in Redis (SPEC §5.1). Views use the L1 view TTL.
 pub const L2_TTL: Duration = Duration::from_secs(300);

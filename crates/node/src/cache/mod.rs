@@ -18,7 +18,6 @@
 //! have applied the same blocks share them and a landed block moves every replica to a
 //! new key: nothing needs deleting across replicas, old keys expire.
 
-pub mod codec;
 pub mod l2;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,7 +31,7 @@ use bizra_ledger::Hash32;
 use bytes::Bytes;
 
 use crate::metrics::Metrics;
-use codec::{Codec, MIN_COMPRESS};
+use bizra_wire::codec::{Codec, MIN_COMPRESS};
 
 /// Default memory budget of immutable entries, in stored (compressed) bytes.
 pub const DEFAULT_BUDGET_BYTES: u64 = 256 * 1024 * 1024;

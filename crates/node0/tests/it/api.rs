@@ -2,14 +2,12 @@
 //! idempotency and replay, batches, pagination under concurrent inserts, trace ids, and
 //! the operator surface (metrics, OpenAPI, readiness, events).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bizra_ledger::crypto::Keypair;
-use common::*;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 

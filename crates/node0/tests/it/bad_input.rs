@@ -2,12 +2,10 @@
 //! every route that takes a body, gets a 4xx problem: never a 5xx, a dropped connection
 //! or a hang, and the node keeps serving with its state intact.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use bizra_ledger::crypto::Keypair;
-use common::*;
 
 const ROUTES: [&str; 6] = [
     "/api/validator/attestation/submit",

@@ -1,9 +1,6 @@
 //! Harness for the integration tests: runs the real `node0` binary on a free port with its
 //! own temporary data directory, and builds signed attestations for the network it serves.
 
-// Each test file compiles this module on its own and uses only part of it.
-#![allow(dead_code)]
-
 use std::fs::{File, OpenOptions};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -29,7 +26,6 @@ pub const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Defines `$name::sqlite` and `$name::postgres`: the test function `$name(dir: TestDir)`
 /// run once on the embedded store and once on PostgreSQL (a schema of its own).
-#[macro_export]
 macro_rules! both_stores {
     ($name:ident) => {
         mod $name {
@@ -51,7 +47,7 @@ macro_rules! both_stores {
 pub struct TestDir {
     root: tempfile::TempDir,
     runs: AtomicU64,
-    pub pg: Option<bizra_store::testing::TestSchema>,
+    pub pg: Option<bizra_testkit::TestSchema>,
 }
 
 impl TestDir {
@@ -66,7 +62,7 @@ impl TestDir {
 
     /// Nodes use a fresh schema on the test PostgreSQL server.
     pub async fn postgres() -> TestDir {
-        let schema = bizra_store::testing::TestSchema::create()
+        let schema = bizra_testkit::TestSchema::create()
             .await
             .expect("a schema on the test PostgreSQL server");
         TestDir {
@@ -109,13 +105,38 @@ impl Default for TestDir {
 }
 
 /// The value of the unlabelled metric `name` in a `/metrics` text; it must be there.
+#[track_caller]
 pub fn metric_in(exposition: &str, name: &str) -> f64 {
     let prefix = format!("{name} ");
     exposition
         .lines()
         .find_map(|l| l.strip_prefix(prefix.as_str()))
         .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name} in /metrics"))
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{exposition}"))
+}
+
+/// The sum of the samples of `name` whose label set contains `labels` (`""` for every
+/// sample); `None` when there is no such sample.
+pub fn metric_sum_if_present(exposition: &str, name: &str, labels: &str) -> Option<f64> {
+    let values: Vec<f64> = exposition
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| l.contains(labels))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
+/// [`metric_sum_if_present`] for a metric that must be there: an absent series fails
+/// the test instead of reading 0.
+#[track_caller]
+pub fn metric(exposition: &str, name: &str, labels: &str) -> f64 {
+    metric_sum_if_present(exposition, name, labels)
+        .unwrap_or_else(|| panic!("no {name}{{{labels}}} in /metrics:\n{exposition}"))
 }
 
 /// A port nothing listens on right now. Another process may take it before the node
@@ -238,10 +259,6 @@ impl Node {
 
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
     /// kill -9: no chance to flush or drain.

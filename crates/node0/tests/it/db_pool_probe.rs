@@ -3,8 +3,8 @@
 
 use std::process::Output;
 
-use bizra_store::testing::{test_database_url, TestSchema};
 use bizra_store::{PgConfig, PostgresStore, Store};
+use bizra_testkit::{shared_postgres_url, TestSchema};
 use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 use tokio::process::Command;
@@ -14,7 +14,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_node0");
 async fn probe(args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("db-pool-probe")
-        .args(["--database-url", &test_database_url()])
+        .args(["--database-url", &shared_postgres_url()])
         .args(args)
         .env_remove("NODE0_DATABASE_URL")
         .output()
@@ -50,7 +50,7 @@ fn f(v: &Value, path: &str) -> f64 {
 }
 
 async fn schema_exists(name: &str) -> bool {
-    let mut conn = PgConnection::connect(&test_database_url())
+    let mut conn = PgConnection::connect(&shared_postgres_url())
         .await
         .expect("test PostgreSQL");
     let exists: bool =

@@ -2,12 +2,10 @@
 //! path, every 4xx class of SPEC §4, and the 503s of the concurrency limit and the
 //! request timeout, each as RFC 9457 problem+json.
 
-mod common;
-
+use crate::common::*;
 use bizra_ledger::attestation::types::Benchmarks;
 use bizra_ledger::attestation::Attestation;
 use bizra_ledger::crypto::{Keypair, PublicKey};
-use common::*;
 use serde_json::{json, Value};
 
 type Edit = Box<dyn Fn(&mut Attestation, &Keypair)>;

@@ -2,11 +2,9 @@
 //! knowledge") is served on the same port as HTTP/1.1, many requests at once on one
 //! connection, request bodies and compressed answers included.
 
-mod common;
-
+use crate::common::*;
 use bizra_ledger::crypto::Keypair;
 use bytes::Bytes;
-use common::*;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};

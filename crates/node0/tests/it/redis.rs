@@ -1,54 +1,19 @@
 //! Redis: the shared L2 cache and the shared rate limiter, against the real `node0` binary
-//! and a real Redis (127.0.0.1:6379, which CI starts; private servers on free ports for
-//! the outage tests). Each test uses its own key prefix.
+//! and a real Redis (the test process's shared server; servers of their own for the
+//! outage tests). Each test uses its own key prefix.
 
-mod common;
-
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bizra_ledger::crypto::Keypair;
-use common::*;
+use bizra_testkit::{PrivateRedis, RedisAddr};
 use serde_json::json;
 
-const SHARED_REDIS_PORT: u16 = 6379;
-
-// ---- a few Redis commands, spoken directly -----------------------------------------
-
-/// Sends one command in RESP and returns the first line of the reply.
-fn redis_cmd(port: u16, args: &[&str]) -> std::io::Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut req = format!("*{}\r\n", args.len());
-    for a in args {
-        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-    }
-    s.write_all(req.as_bytes())?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 512];
-    while !buf.windows(2).any(|w| w == b"\r\n") {
-        let n = s.read(&mut chunk)?;
-        if n == 0 {
-            break;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let text = String::from_utf8_lossy(&buf);
-    Ok(text.lines().next().unwrap_or("").to_string())
-}
-
-/// The shared Redis must be up: these tests do not skip.
-fn require_redis() -> String {
-    match redis_cmd(SHARED_REDIS_PORT, &["PING"]) {
-        Ok(r) if r == "+PONG" => format!("redis://127.0.0.1:{SHARED_REDIS_PORT}"),
-        other => panic!(
-            "these tests need Redis at 127.0.0.1:{SHARED_REDIS_PORT} (.ci/run starts it; by hand: \
-             redis-server --save '' --appendonly no --daemonize yes); PING gave {other:?}"
-        ),
-    }
+/// The Redis server the tests share (a private one of this test process unless
+/// `NODE0_TEST_REDIS_URL` names another).
+fn shared() -> RedisAddr {
+    bizra_testkit::shared_redis()
 }
 
 /// A key prefix no other test (or run) uses.
@@ -60,72 +25,7 @@ fn unique_prefix(test: &str) -> String {
     format!("node0-test:{test}:{}:{nanos}:", std::process::id())
 }
 
-/// A `redis-server` of this test's own on a free port; killed (SIGKILL) when dropped.
-struct PrivateRedis {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start() -> PrivateRedis {
-        PrivateRedis::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> PrivateRedis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            // For DEBUG SLEEP: a Redis that stalls.
-            .args(["--enable-debug-command", "local"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (CI uses it)");
-        let r = PrivateRedis {
-            child: Some(child),
-            port,
-        };
-        let deadline = Instant::now() + PATIENCE;
-        while redis_cmd(port, &["PING"]).ok().as_deref() != Some("+PONG") {
-            assert!(Instant::now() < deadline, "private redis did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        r
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 // ---- metrics --------------------------------------------------------------------------
-
-/// The sum of the samples of `name` whose labels contain `labels` ("" for all).
-fn metric(text: &str, name: &str, labels: &str) -> f64 {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
-        })
-        .filter(|l| l.contains(labels))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
 
 async fn metrics(node: &Node) -> String {
     let r = node.get("/metrics").await;
@@ -158,7 +58,7 @@ async fn submit_finalized(node: &Node, n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn a_restarted_node_with_a_cold_l1_is_served_from_l2() {
-    let url = require_redis();
+    let url = shared().url();
     let prefix = unique_prefix("l2");
     let dir = TestDir::new();
     let flags = ["--redis-url", &url, "--redis-prefix", &prefix];
@@ -171,11 +71,11 @@ async fn a_restarted_node_with_a_cold_l1_is_served_from_l2() {
     // The write to Redis is queued, not awaited: wait for it to land.
     let key = format!("{prefix}c1:att:{id}");
     let deadline = Instant::now() + PATIENCE;
-    while redis_cmd(SHARED_REDIS_PORT, &["EXISTS", &key]).unwrap() != ":1" {
+    while shared().command(&["EXISTS", &key]).unwrap() != ":1" {
         assert!(Instant::now() < deadline, "{key} never written to Redis");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let ttl: i64 = redis_cmd(SHARED_REDIS_PORT, &["TTL", &key]).unwrap()[1..]
+    let ttl: i64 = shared().command(&["TTL", &key]).unwrap()[1..]
         .parse()
         .unwrap();
     assert!((250..=300).contains(&ttl), "L2 TTL {ttl}");
@@ -216,14 +116,11 @@ async fn a_restarted_node_with_a_cold_l1_is_served_from_l2() {
 
 #[tokio::test]
 async fn past_the_burst_a_429_problem_with_ratelimit_headers() {
-    let url = require_redis();
+    let url = shared().url();
     let prefix = unique_prefix("burst");
     // A restarted Redis (or another test) may have dropped the script: the limiter must
     // fall back from EVALSHA to EVAL by itself.
-    assert_eq!(
-        redis_cmd(SHARED_REDIS_PORT, &["SCRIPT", "FLUSH"]).unwrap(),
-        "+OK"
-    );
+    assert_eq!(shared().command(&["SCRIPT", "FLUSH"]).unwrap(), "+OK");
     let dir = TestDir::new();
     let node = Node::start_in(
         &dir,
@@ -289,10 +186,7 @@ async fn past_the_burst_a_429_problem_with_ratelimit_headers() {
     assert_eq!(metric(&m, "rate_limit_fallbacks_total", ""), 0.0, "{m}");
     // Decided in Redis: the client's TAT key is there.
     let tat = format!("{prefix}rl:read:127.0.0.1");
-    assert_eq!(
-        redis_cmd(SHARED_REDIS_PORT, &["EXISTS", &tat]).unwrap(),
-        ":1"
-    );
+    assert_eq!(shared().command(&["EXISTS", &tat]).unwrap(), ":1");
 }
 
 #[tokio::test]
@@ -337,7 +231,7 @@ async fn local_limiter_keys_clients_by_trusted_forwarded_for() {
 
 #[tokio::test]
 async fn two_nodes_share_one_quota_through_redis() {
-    let url = require_redis();
+    let url = shared().url();
     let prefix = unique_prefix("shared");
     let flags = [
         "--redis-url",
@@ -379,7 +273,7 @@ async fn two_nodes_share_one_quota_through_redis() {
 
 #[tokio::test]
 async fn redis_killed_mid_load_costs_no_request() {
-    let mut redis = PrivateRedis::start();
+    let mut redis = PrivateRedis::start().expect("a private redis-server");
     let dir = TestDir::new();
     let node = Arc::new(
         Node::start_in(
@@ -444,7 +338,7 @@ async fn redis_killed_mid_load_costs_no_request() {
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    redis.kill();
+    redis.stop();
     let killed_at = Instant::now();
     let mut total = 0;
     for t in tasks {
@@ -489,7 +383,7 @@ async fn redis_killed_mid_load_costs_no_request() {
     assert_eq!(metric(&m, "rate_limited_total", "class=\"admin\""), 1.0);
 
     // Redis back on the same port: the node reconnects by itself.
-    let _back = PrivateRedis::start_on(redis.port);
+    redis.restart().expect("redis-server back on its port");
     let deadline = Instant::now() + PATIENCE;
     loop {
         let ready = node.get_ok("/ready").await;
@@ -503,7 +397,7 @@ async fn redis_killed_mid_load_costs_no_request() {
     let deadline = Instant::now() + PATIENCE;
     loop {
         node.get_ok("/api/consensus/status").await;
-        if redis_cmd(redis.port, &["EXISTS", &tat]).unwrap() == ":1" {
+        if redis.addr().command(&["EXISTS", &tat]).unwrap() == ":1" {
             break;
         }
         assert!(
@@ -516,7 +410,7 @@ async fn redis_killed_mid_load_costs_no_request() {
 
 #[tokio::test]
 async fn a_stalled_redis_costs_at_most_its_timeout() {
-    let redis = PrivateRedis::start();
+    let redis = PrivateRedis::start().expect("a private redis-server");
     let dir = TestDir::new();
     let node = Node::start_in(
         &dir,
@@ -534,8 +428,8 @@ async fn a_stalled_redis_costs_at_most_its_timeout() {
     let ready = node.get_ok("/ready").await;
     assert_eq!(ready["checks"]["cache_l2"]["status"], "ok", "{ready}");
     // Redis answers nothing for 2 s (the connection stays open: a stall, not an outage).
-    let port = redis.port;
-    let stall = std::thread::spawn(move || redis_cmd(port, &["DEBUG", "SLEEP", "2"]));
+    let addr = redis.addr();
+    let stall = std::thread::spawn(move || addr.command(&["DEBUG", "SLEEP", "2"]));
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut slowest = Duration::ZERO;
     for i in 0..20 {

@@ -4,13 +4,11 @@
 //! genesis validator alone holds half the weight: blocks stop finalizing, and the API
 //! shows why.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bizra_ledger::crypto::Keypair;
 use bizra_ledger::registry::{ExitRequest, Registration};
-use common::*;
 use serde_json::{json, Value};
 
 /// Epochs of 32 slots of 100 ms: 3.2 s, long enough to sign within one.

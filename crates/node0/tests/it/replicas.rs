@@ -3,16 +3,14 @@
 //! chain from the store. The producer is killed mid-load; the other takes over, and every
 //! acknowledged attestation ends up in exactly one block.
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::PermissionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bizra_ledger::crypto::Keypair;
-use common::*;
 use serde_json::Value;
 
 /// The lease lapses 3 s after its last renewal; allow for a slow shared machine.
@@ -39,7 +37,7 @@ fn replica_dir(from: &TestDir) -> TestDir {
     dir
 }
 
-fn pg_args(schema: &bizra_store::testing::TestSchema) -> Vec<String> {
+fn pg_args(schema: &bizra_testkit::TestSchema) -> Vec<String> {
     vec![
         "--database-url".into(),
         schema.url.clone(),
@@ -48,7 +46,7 @@ fn pg_args(schema: &bizra_store::testing::TestSchema) -> Vec<String> {
     ]
 }
 
-async fn start(dir: &TestDir, schema: &bizra_store::testing::TestSchema) -> Node {
+async fn start(dir: &TestDir, schema: &bizra_testkit::TestSchema) -> Node {
     let args = pg_args(schema);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Node::start_in(dir, &args).await
@@ -67,7 +65,7 @@ async fn wait_until(what: &str, limit: Duration, mut f: impl AsyncFnMut() -> boo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_producer_dies_mid_load_and_the_other_replica_takes_over() {
-    let schema = bizra_store::testing::TestSchema::create()
+    let schema = bizra_testkit::TestSchema::create()
         .await
         .expect("test schema");
     let dir_a = TestDir::new();

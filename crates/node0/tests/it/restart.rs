@@ -2,16 +2,14 @@
 //! kill -9 under load loses no acknowledged attestation and the chain continues, and a
 //! data directory refuses to serve another genesis.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use bizra_ledger::crypto::Keypair;
 use bizra_ledger::genesis::Genesis;
-use common::*;
 use serde_json::Value;
 
 /// Where each attestation id sits: id → block hashes that list it.

@@ -1,12 +1,10 @@
 //! `node0 smoke URL` as an operator runs it: passes against a live node, fails loudly
 //! (non-zero exit, a `FAIL` line) against an address where nothing listens.
 
-mod common;
-
 use std::process::Output;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 async fn smoke(url: &str) -> Output {
     let mut cmd = node0_command();
