@@ -52,6 +52,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::attest::random_nonce;
+use crate::latency::{histogram, micros, round3, HistogramError, Percentiles};
 
 /// Prefix of the schemas the probe creates for itself.
 pub const SCHEMA_PREFIX: &str = "node0_probe_";
@@ -62,8 +63,6 @@ const SEED: usize = 256;
 /// `already_stored`).
 const PRESIGN_PER_S: usize = 8_000;
 const PRESIGN_CAP: usize = 1_000_000;
-/// Largest value the histograms hold: one hour, in microseconds.
-const HIST_MAX_US: u64 = 3_600_000_000;
 /// Error messages kept in the report, the first distinct ones.
 const ERROR_SAMPLES: usize = 5;
 /// The statement timeout the probe's store uses (the store's default, SPEC §5.4).
@@ -125,8 +124,8 @@ pub enum ProbeError {
     Store(#[from] StoreError),
     #[error("preparing attestations: {0}")]
     Prepare(String),
-    #[error("histogram: {0}")]
-    Histogram(String),
+    #[error(transparent)]
+    Histogram(#[from] HistogramError),
     #[error("a probe task failed: {0}")]
     Task(String),
 }
@@ -156,48 +155,6 @@ pub struct SchemaInfo {
     pub owned: bool,
     /// Whether the own schema was dropped at the end (always false for `--schema`).
     pub dropped: bool,
-}
-
-/// Percentiles of a histogram recorded in microseconds, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Percentiles {
-    pub count: u64,
-    pub mean: f64,
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub p99_9: f64,
-    pub max: f64,
-}
-
-impl Percentiles {
-    pub fn from_micros(h: &Histogram<u64>) -> Percentiles {
-        if h.is_empty() {
-            return Percentiles {
-                count: 0,
-                mean: 0.0,
-                p50: 0.0,
-                p95: 0.0,
-                p99: 0.0,
-                p99_9: 0.0,
-                max: 0.0,
-            };
-        }
-        let ms = |us: u64| round3(us as f64 / 1000.0);
-        Percentiles {
-            count: h.len(),
-            mean: round3(h.mean() / 1000.0),
-            p50: ms(h.value_at_quantile(0.50)),
-            p95: ms(h.value_at_quantile(0.95)),
-            p99: ms(h.value_at_quantile(0.99)),
-            p99_9: ms(h.value_at_quantile(0.999)),
-            max: ms(h.max()),
-        }
-    }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -284,7 +241,8 @@ pub struct Report {
     pub elapsed_s: f64,
     pub operations: Operations,
     pub errors: Errors,
-    /// Every connection acquire of the run, including the ones that timed out.
+    /// Every connection acquire of the run, including the ones that timed out (see
+    /// [`crate::latency`] for the names).
     pub acquire_wait_ms: Percentiles,
     /// Successful operations, end to end (acquire wait included).
     pub op_latency_ms: Percentiles,
@@ -367,14 +325,6 @@ tokio::task_local! {
     /// The wait of the current operation's last connection acquire, set by the store's
     /// acquire hook while the operation runs in this task.
     static LAST_WAIT: Cell<Option<Duration>>;
-}
-
-fn histogram() -> Result<Histogram<u64>, ProbeError> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 3).map_err(|e| ProbeError::Histogram(e.to_string()))
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// What one operation does.
@@ -904,9 +854,7 @@ async fn probe(
     for w in workers {
         match w.await {
             Ok(Ok(t)) => {
-                latency
-                    .add(&t.latency)
-                    .map_err(|e| ProbeError::Histogram(e.to_string()))?;
+                latency.add(&t.latency).map_err(HistogramError::from)?;
                 ops.attempted += t.ops.attempted;
                 ops.completed += t.ops.completed;
                 ops.failed += t.ops.failed;
@@ -937,7 +885,7 @@ async fn probe(
         return Err(e);
     }
     let acquire_wait = match waits.lock() {
-        Ok(h) => Percentiles::from_micros(&h),
+        Ok(h) => Percentiles::of(&h),
         Err(_) => {
             return Err(ProbeError::Task(
                 "the acquire histogram was poisoned".into(),
@@ -979,7 +927,7 @@ async fn probe(
         operations: ops,
         errors,
         acquire_wait_ms: acquire_wait,
-        op_latency_ms: Percentiles::from_micros(&latency),
+        op_latency_ms: Percentiles::of(&latency),
         pool,
         reads: reads.then_some(read_tally),
         writes: writes.then_some(write_tally),
@@ -1019,41 +967,6 @@ mod tests {
             h.record(v).expect("in range");
         }
         h
-    }
-
-    #[test]
-    fn percentiles_are_milliseconds_of_the_recorded_micros() {
-        // 1 ms .. 1000 ms, one each.
-        let p = Percentiles::from_micros(&hist((1..=1000).map(|ms| ms * 1000)));
-        assert_eq!(p.count, 1000);
-        let close = |got: f64, want: f64| (got - want).abs() <= want * 0.001 + 0.001;
-        assert!(close(p.p50, 500.0), "p50 {}", p.p50);
-        assert!(close(p.p95, 950.0), "p95 {}", p.p95);
-        assert!(close(p.p99, 990.0), "p99 {}", p.p99);
-        assert!(close(p.p99_9, 999.0), "p99.9 {}", p.p99_9);
-        assert!(close(p.max, 1000.0), "max {}", p.max);
-        assert!(close(p.mean, 500.5), "mean {}", p.mean);
-        assert!(p.p50 <= p.p95 && p.p95 <= p.p99 && p.p99 <= p.p99_9 && p.p99_9 <= p.max);
-    }
-
-    #[test]
-    fn a_tail_shows_in_the_high_percentiles_only() {
-        // 990 fast acquires (50 µs) and 10 slow ones (200 ms): p50 and p95 stay fast, p99.9
-        // and max see the tail.
-        let p = Percentiles::from_micros(&hist(
-            std::iter::repeat_n(50, 990).chain(std::iter::repeat_n(200_000, 10)),
-        ));
-        assert_eq!(p.p50, 0.05);
-        assert_eq!(p.p95, 0.05);
-        assert!(p.p99_9 >= 199.0 && p.max >= 199.0, "{p:?}");
-    }
-
-    #[test]
-    fn an_empty_histogram_reports_zeros() {
-        let p = Percentiles::from_micros(&histogram().expect("histogram"));
-        assert_eq!(p.count, 0);
-        assert_eq!(p.max, 0.0);
-        assert_eq!(p.p99, 0.0);
     }
 
     #[test]
@@ -1135,8 +1048,8 @@ mod tests {
                 ..Operations::default()
             },
             errors: Errors::default(),
-            acquire_wait_ms: Percentiles::from_micros(&hist([10, 20, 3000])),
-            op_latency_ms: Percentiles::from_micros(&hist([500, 700])),
+            acquire_wait_ms: Percentiles::of(&hist([10, 20, 3000])),
+            op_latency_ms: Percentiles::of(&hist([500, 700])),
             pool: PoolReport {
                 max_size: 2,
                 peak_in_use: 2,
@@ -1162,7 +1075,7 @@ mod tests {
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
-        for key in ["count", "mean", "p50", "p95", "p99", "p99_9", "max"] {
+        for key in ["count", "min", "mean", "p50", "p95", "p99", "p999", "max"] {
             assert!(
                 v["acquire_wait_ms"][key].is_number(),
                 "acquire_wait_ms.{key}"

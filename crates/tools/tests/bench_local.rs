@@ -78,15 +78,18 @@ async fn open_loop_sends_exactly_rate_times_duration() {
     assert_eq!(report.counts.errors, 0);
     assert_eq!(report.counts.statuses.get("200"), Some(&200));
     assert_eq!(hits.load(Ordering::Relaxed), 200);
-    let l = report.latency_us;
+    let l = report.latency_ms;
+    assert_eq!(l.count, 200);
     assert!(
-        l.max > 0 && l.p50 > 0 && l.p50 <= l.p99 && l.p99 <= l.max,
+        l.max > 0.0 && l.p50 > 0.0 && l.p50 <= l.p99 && l.p99 <= l.max,
         "{l:?}"
     );
     assert!(report.elapsed_s > 0.9, "the schedule spans the duration");
     let written: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(written["counts"]["completed"], 200);
+    assert_eq!(written["latency_ms"]["count"], 200);
+    assert_eq!(written["latency_ms"]["p99"], l.p99);
     assert_eq!(written["scenario"], "health");
 }
 
@@ -116,7 +119,7 @@ async fn closed_loop_counts_every_answer() {
     assert_eq!(report.counts.ok, report.counts.completed);
     assert_eq!(report.counts.sent, report.counts.completed);
     assert_eq!(hits.load(Ordering::Relaxed), report.counts.completed);
-    assert!(report.latency_us.max > 0);
+    assert!(report.latency_ms.max > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

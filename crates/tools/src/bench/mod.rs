@@ -31,6 +31,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::attest::{network_of, AttestError};
 use crate::client::{Client, ClientError};
+use crate::latency::HistogramError;
 use conn::Target;
 use engine::{Load, Plan};
 use gates::{GatesError, GatesFile};
@@ -62,8 +63,8 @@ pub enum BenchError {
     Prepare(String),
     #[error(transparent)]
     Gates(#[from] GatesError),
-    #[error("histogram: {0}")]
-    Histogram(String),
+    #[error(transparent)]
+    Histogram(#[from] HistogramError),
     #[error("starting a worker: {0}")]
     Runtime(std::io::Error),
     #[error("a worker thread panicked")]
