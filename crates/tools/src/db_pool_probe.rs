@@ -35,8 +35,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bizra_ledger::attestation::builder::Draft;
-use bizra_ledger::crypto::Keypair;
 use bizra_ledger::params::NetworkAnchor;
 use bizra_ledger::Hash32;
 use bizra_store::postgres::{
@@ -48,11 +46,9 @@ use bizra_store::{
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
-use crate::attest::random_nonce;
 use crate::latency::{histogram, micros, round3, HistogramError, Percentiles};
+use crate::presign::PresignError;
 
 /// Prefix of the schemas the probe creates for itself.
 pub const SCHEMA_PREFIX: &str = "node0_probe_";
@@ -122,8 +118,10 @@ pub enum ProbeError {
     Connect(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("preparing attestations: {0}")]
+    #[error("preparing the run: {0}")]
     Prepare(String),
+    #[error(transparent)]
+    Presign(#[from] PresignError),
     #[error(transparent)]
     Histogram(#[from] HistogramError),
     #[error("a probe task failed: {0}")]
@@ -537,69 +535,15 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// `count` signed attestations with fresh nonces, one attester key per thread, ready for
-/// the store (signing is done before the clock starts, so that it does not count).
+/// `count` signed attestations ([`crate::presign`]) ready for the store.
 pub fn presign(count: usize) -> Result<Vec<NewAttestation>, ProbeError> {
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(count);
-    let end = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .map_err(|e| ProbeError::Prepare(e.to_string()))?;
-    let fmt = |t: OffsetDateTime| {
-        t.format(&Rfc3339)
-            .map_err(|e| ProbeError::Prepare(e.to_string()))
-    };
-    let window = [fmt(end - time::Duration::hours(1))?, fmt(end)?];
-    let network = NetworkAnchor::default();
     let received = now_ms();
-    let parts: Vec<Result<Vec<NewAttestation>, ProbeError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|k| {
-                let (window, network) = (window.clone(), network.clone());
-                let n = count / threads + usize::from(k < count % threads);
-                s.spawn(move || {
-                    let key = Keypair::generate();
-                    (0..n)
-                        .map(|_| {
-                            let nonce = random_nonce();
-                            let draft = Draft {
-                                network: network.clone(),
-                                attester_id: "node0-db-pool-probe".into(),
-                                pack_sha256: Hash32::digest(nonce.as_bytes()),
-                                dimensions: [("quality".to_string(), 0.8)].into(),
-                                weights: [("quality".to_string(), 1.0)].into(),
-                                time_window: window.clone(),
-                                nonce,
-                                resources: None,
-                                benchmarks: None,
-                                methodology_ref: None,
-                            };
-                            let (att, digest) = draft
-                                .sign(&key)
-                                .map_err(|e| ProbeError::Prepare(e.to_string()))?;
-                            Ok(NewAttestation::new(&att, digest, received)?)
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(ProbeError::Task("a signing thread panicked".into())))
-            })
-            .collect()
-    });
-    let mut all = Vec::with_capacity(count);
-    for p in parts {
-        all.extend(p?);
-    }
-    Ok(all)
+    crate::presign::presign(
+        &NetworkAnchor::default(),
+        "node0-db-pool-probe",
+        count,
+        |att, digest| Ok::<_, ProbeError>(NewAttestation::new(&att, digest, received)?),
+    )
 }
 
 /// Checked arguments.

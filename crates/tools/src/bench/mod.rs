@@ -32,6 +32,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::attest::{network_of, AttestError};
 use crate::client::{Client, ClientError};
 use crate::latency::HistogramError;
+use crate::presign::PresignError;
 use conn::Target;
 use engine::{Load, Plan};
 use gates::{GatesError, GatesFile};
@@ -65,6 +66,8 @@ pub enum BenchError {
     Gates(#[from] GatesError),
     #[error(transparent)]
     Histogram(#[from] HistogramError),
+    #[error(transparent)]
+    Presign(#[from] PresignError),
     #[error("starting a worker: {0}")]
     Runtime(std::io::Error),
     #[error("a worker thread panicked")]
