@@ -71,7 +71,7 @@ async fn open_loop_sends_exactly_rate_times_duration() {
     ]))
     .await
     .unwrap();
-    assert_eq!(report.mode, "open");
+    assert_eq!(report.run.mode, bench::Mode::Open);
     assert_eq!(report.counts.sent, 200);
     assert_eq!(report.counts.completed, 200);
     assert_eq!(report.counts.ok, 200);
@@ -91,6 +91,7 @@ async fn open_loop_sends_exactly_rate_times_duration() {
     assert_eq!(written["latency_ms"]["count"], 200);
     assert_eq!(written["latency_ms"]["p99"], l.p99);
     assert_eq!(written["scenario"], "health");
+    assert_eq!(written["mode"], "open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,8 +114,8 @@ async fn closed_loop_counts_every_answer() {
     ]))
     .await
     .unwrap();
-    assert_eq!(report.mode, "closed");
-    assert_eq!(report.threads, 2);
+    assert_eq!(report.run.mode, bench::Mode::Closed);
+    assert_eq!(report.run.threads, 2);
     assert!(report.counts.completed > 0);
     assert_eq!(report.counts.ok, report.counts.completed);
     assert_eq!(report.counts.sent, report.counts.completed);

@@ -81,7 +81,8 @@ pub enum BenchError {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Constant arrival rate (`--rate`), latency from the intended send time.
     Open,
@@ -336,7 +337,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
 
     let info = RunInfo {
         scenario: args.scenario.name().into(),
-        open,
+        mode: if open { Mode::Open } else { Mode::Closed },
         target: display_target,
         rate: args.rate.filter(|_| open),
         connections: args.connections,

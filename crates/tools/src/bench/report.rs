@@ -10,7 +10,7 @@ use super::durable::Durable;
 use super::finality::Finality;
 use super::gates::{GateResult, Measured};
 use super::record::{Failures, Tally};
-use super::BenchError;
+use super::{BenchError, Mode};
 use crate::latency::Percentiles;
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,20 +30,11 @@ pub struct Counts {
 /// What `--json FILE` writes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub scenario: String,
-    /// `open` or `closed`.
-    pub mode: String,
-    pub target: String,
-    /// Offered rate, req/s (open loop).
-    pub rate: Option<f64>,
-    pub connections: usize,
-    /// In-flight cap (open loop).
-    pub max_inflight: Option<usize>,
-    pub threads: usize,
-    pub duration_s: f64,
+    /// What was run; its fields stand at the top level of the JSON.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// From the start to the last answer.
     pub elapsed_s: f64,
-    pub started_at: String,
     pub counts: Counts,
     /// Every finished request, answered or failed (see [`crate::latency`] for the names).
     pub latency_ms: Percentiles,
@@ -64,17 +55,23 @@ pub struct Report {
     pub gates_passed: bool,
 }
 
-/// The run's description, as [`Report::new`] takes it.
-#[derive(Debug, Clone)]
+/// The run's description: what was asked, as the report gives it back.
+#[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
     pub scenario: String,
-    pub open: bool,
+    /// `open` or `closed`.
+    pub mode: Mode,
     pub target: String,
+    /// Offered rate, req/s (open loop).
     pub rate: Option<f64>,
     pub connections: usize,
+    /// In-flight cap (open loop).
     pub max_inflight: Option<usize>,
+    /// Generator threads used.
     pub threads: usize,
+    /// Configured duration.
     pub duration_s: f64,
+    /// RFC 3339, UTC.
     pub started_at: String,
 }
 
@@ -88,16 +85,8 @@ impl Report {
             }
         };
         Report {
-            scenario: info.scenario,
-            mode: if info.open { "open" } else { "closed" }.into(),
-            target: info.target,
-            rate: info.rate,
-            connections: info.connections,
-            max_inflight: info.max_inflight,
-            threads: info.threads,
-            duration_s: info.duration_s,
+            run: info,
             elapsed_s,
-            started_at: info.started_at,
             counts: Counts {
                 sent: tally.sent,
                 completed: tally.completed,
@@ -131,9 +120,9 @@ impl Report {
     pub fn measured(&self) -> Measured {
         let l = &self.latency_ms;
         Measured {
-            scenario: self.scenario.clone(),
-            open: self.mode == "open",
-            rate: self.rate,
+            scenario: self.run.scenario.clone(),
+            open: self.run.mode == Mode::Open,
+            rate: self.run.rate,
             p50_ms: l.p50,
             p95_ms: l.p95,
             p99_ms: l.p99,
@@ -163,26 +152,27 @@ impl Report {
     /// The human summary printed on stdout.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let load = match (self.mode.as_str(), self.rate) {
-            ("open", Some(r)) => format!(
+        let run = &self.run;
+        let load = match (run.mode, run.rate) {
+            (Mode::Open, Some(r)) => format!(
                 "open loop at {} req/s, {} connections pre-opened, in-flight cap {}",
                 fmt_rate(r),
-                self.connections,
-                self.max_inflight.unwrap_or(0)
+                run.connections,
+                run.max_inflight.unwrap_or(0)
             ),
-            _ => format!("closed loop, {} connections", self.connections),
+            _ => format!("closed loop, {} connections", run.connections),
         };
-        let threads = if self.threads == 1 {
+        let threads = if run.threads == 1 {
             "1 thread".to_string()
         } else {
-            format!("{} threads", self.threads)
+            format!("{} threads", run.threads)
         };
-        let _ = writeln!(s, "scenario    {} ({load}, {threads})", self.scenario);
-        let _ = writeln!(s, "target      {}", self.target);
+        let _ = writeln!(s, "scenario    {} ({load}, {threads})", run.scenario);
+        let _ = writeln!(s, "target      {}", run.target);
         let _ = writeln!(
             s,
             "duration    {:.3} s (configured {:.3} s)",
-            self.elapsed_s, self.duration_s
+            self.elapsed_s, run.duration_s
         );
         let c = &self.counts;
         let _ = writeln!(
@@ -300,7 +290,7 @@ mod tests {
     fn info() -> RunInfo {
         RunInfo {
             scenario: "health".into(),
-            open: true,
+            mode: Mode::Open,
             target: "http://127.0.0.1:1/health".into(),
             rate: Some(500.0),
             connections: 8,
@@ -408,5 +398,7 @@ mod tests {
         let back: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back["mode"], "open");
+        assert_eq!(back["started_at"], "2025-01-01T00:00:00Z");
+        assert!(back.get("run").is_none(), "the run's fields are top-level");
     }
 }
