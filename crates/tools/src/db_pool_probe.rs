@@ -67,45 +67,52 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_millis(7500);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeOp {
+    /// Store::ping (SELECT 1 on a pooled connection).
     Ping,
+    /// Store::get_attestation of stored attestations (a primary-key read).
     Read,
+    /// Store::insert_attestations of --write-batch pre-signed attestations (own schema only).
     Write,
+    /// Of every 10 operations: 6 reads, 1 count_attestations, 1 ping, 2 writes (own schema only).
     Mixed,
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeArgs {
-    /// PostgreSQL URL (`postgres://user@host:port/db`); never printed.
+    /// PostgreSQL URL (`postgres://user@host:port/db`), required; never printed.
     #[arg(long, env = "NODE0_DATABASE_URL")]
     pub database_url: String,
-    /// Probe an existing node's schema read-only instead of a throw-away schema of its own.
+    /// Probe this existing node schema, read-only (ping, read or --hold-ms only); default a
+    /// throw-away schema of the probe's own, dropped at the end.
     #[arg(long)]
     pub schema: Option<String>,
-    /// Pool size; default the store's (2 × cores + 4).
+    /// Connections in the store's pool, 1 to 256; default the store's (2 × cores + 4).
     #[arg(long)]
     pub pool_size: Option<u32>,
-    /// Concurrent operations; default 4 × the pool size.
+    /// Operations running at once, 1 to 100000; default 4 × the pool size.
     #[arg(long)]
     pub concurrency: Option<u32>,
-    /// Run length: no operation starts after this many seconds.
+    /// Run length in seconds, 1 to 86400: no operation starts after it.
     #[arg(long, default_value_t = 10)]
     pub duration_s: u64,
-    /// Run a fixed number of operations instead of for `--duration-s`.
+    /// Run this many operations instead of for `--duration-s`; default none.
     #[arg(long, conflicts_with = "duration_s")]
     pub operations: Option<u64>,
-    /// How long an operation may wait for a connection before it fails.
+    /// How long an operation may wait for a pooled connection before it fails, ms (the
+    /// store's default).
     #[arg(long, default_value_t = 30_000)]
     pub acquire_timeout_ms: u64,
-    /// The store operation to drive.
+    /// The store operation to drive (the values are described under `--help`).
     #[arg(long, value_enum, default_value_t = ProbeOp::Read)]
     pub op: ProbeOp,
-    /// Instead of `--op`, hold each connection this long in a read-only transaction.
+    /// Instead of `--op`, hold each pooled connection this many ms (1 to 7499) in a
+    /// read-only transaction, to saturate the pool on purpose; default none.
     #[arg(long, conflicts_with = "op")]
     pub hold_ms: Option<u64>,
-    /// Attestations per `write` operation.
+    /// Attestations per `write` operation (and per write of `mixed`), 1 to 1000.
     #[arg(long, default_value_t = 8)]
     pub write_batch: u32,
-    /// How often the pool is sampled for connections in use.
+    /// How often the pool is sampled for connections in use, ms, 1 to 1000.
     #[arg(long, default_value_t = 2)]
     pub sample_ms: u64,
 }
@@ -1036,6 +1043,29 @@ mod tests {
         assert_eq!(v["config"]["op"], "read");
         assert_eq!(v["operations"]["completed"], 10);
         assert!(v["writes"].is_null());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ProbeArgs,
+    }
+
+    #[test]
+    fn every_option_has_a_help_with_the_ranges_settings_checks() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        for arg in cmd.get_arguments() {
+            assert!(arg.get_help().is_some(), "--{} has no help", arg.get_id());
+        }
+        let help = cmd.render_long_help().to_string();
+        for range in [
+            format!("1 to {MAX_POOL_SIZE}"),
+            format!("1 to {MAX_PAGE_LIMIT}"),
+            format!("1 to {}", STATEMENT_TIMEOUT.as_millis() - 1),
+        ] {
+            assert!(help.contains(&range), "the help lacks {range:?}:\n{help}");
+        }
     }
 
     #[test]
