@@ -67,6 +67,21 @@ pub struct AttestSpec {
 }
 
 impl AttestSpec {
+    /// The attestation the client tools make up for themselves (smoke test, load
+    /// generator, pool probe): two scored dimensions, a one-hour window ending now, a fresh
+    /// nonce, the evidence hash derived from it. `attester_id` names the tool.
+    pub fn sample(attester_id: &str) -> AttestSpec {
+        AttestSpec {
+            attester_id: attester_id.into(),
+            dimensions: [("quality".to_string(), 0.8), ("reach".to_string(), 0.4)].into(),
+            weights: [("quality".to_string(), 0.75), ("reach".to_string(), 0.25)].into(),
+            pack_sha256: None,
+            window_hours: 1,
+            nonce: None,
+            methodology_ref: None,
+        }
+    }
+
     pub fn sign(
         &self,
         network: &NetworkAnchor,

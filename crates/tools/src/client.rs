@@ -57,34 +57,15 @@ impl Client {
     /// GET, any status; the body parsed as JSON (`null` when it is not JSON).
     pub async fn get(&self, path: &str) -> Result<Answer, ClientError> {
         let url = self.url(path);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .map_err(|source| ClientError::Http {
-                method: "GET",
-                url: url.clone(),
-                source,
-            })?;
-        answer("GET", url, resp).await
+        let req = self.http.get(&url);
+        send("GET", url, req).await
     }
 
     /// POST a JSON body, any status.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Answer, ClientError> {
         let url = self.url(path);
-        let resp = self
-            .http
-            .post(&url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|source| ClientError::Http {
-                method: "POST",
-                url: url.clone(),
-                source,
-            })?;
-        answer("POST", url, resp).await
+        let req = self.http.post(&url).json(body);
+        send("POST", url, req).await
     }
 
     /// GET that must answer 200.
@@ -102,11 +83,17 @@ impl Client {
     }
 }
 
-async fn answer(
+/// Sends a request and reads its answer; errors name the method and URL.
+async fn send(
     method: &'static str,
     url: String,
-    resp: reqwest::Response,
+    req: reqwest::RequestBuilder,
 ) -> Result<Answer, ClientError> {
+    let resp = req.send().await.map_err(|source| ClientError::Http {
+        method,
+        url: url.clone(),
+        source,
+    })?;
     let status = resp.status().as_u16();
     let bytes = resp.bytes().await.map_err(|source| ClientError::Http {
         method,
@@ -117,4 +104,50 @@ async fn answer(
         status,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::{get, post};
+
+    async fn server() -> String {
+        let app = axum::Router::new()
+            .route("/json", get(|| async { r#"{"a":1}"# }))
+            .route("/text", get(|| async { "not json" }))
+            .route("/echo", post(|body: String| async move { body }));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}/")
+    }
+
+    #[tokio::test]
+    async fn get_and_post_parse_json_and_name_the_failed_request() {
+        let c = Client::new(&server().await).unwrap();
+        let a = c.get("/json").await.unwrap();
+        assert_eq!((a.status, &a.body), (200, &serde_json::json!({"a": 1})));
+        assert_eq!(c.get("/text").await.unwrap().body, Value::Null);
+        let echoed = c.post("/echo", &serde_json::json!([1, 2])).await.unwrap();
+        assert_eq!(echoed.body, serde_json::json!([1, 2]));
+        let missing = c.get_ok("/nowhere").await.unwrap_err();
+        assert!(
+            matches!(missing, ClientError::Status { status: 404, .. }),
+            "{missing}"
+        );
+
+        // A port nothing listens on (bound, then released).
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = format!("http://{}", free.local_addr().unwrap());
+        drop(free);
+        let e = Client::new(&dead)
+            .unwrap()
+            .post("/x", &Value::Null)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Http { method: "POST", url, .. } if url == &format!("{dead}/x")),
+            "{e}"
+        );
+    }
 }

@@ -35,8 +35,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bizra_ledger::attestation::builder::Draft;
-use bizra_ledger::crypto::Keypair;
 use bizra_ledger::params::NetworkAnchor;
 use bizra_ledger::Hash32;
 use bizra_store::postgres::{
@@ -48,10 +46,9 @@ use bizra_store::{
 use hdrhistogram::Histogram;
 use serde::Serialize;
 use sqlx::{Connection, PgConnection};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
-use crate::attest::random_nonce;
+use crate::latency::{histogram, micros, round3, HistogramError, Percentiles};
+use crate::presign::PresignError;
 
 /// Prefix of the schemas the probe creates for itself.
 pub const SCHEMA_PREFIX: &str = "node0_probe_";
@@ -62,8 +59,6 @@ const SEED: usize = 256;
 /// `already_stored`).
 const PRESIGN_PER_S: usize = 8_000;
 const PRESIGN_CAP: usize = 1_000_000;
-/// Largest value the histograms hold: one hour, in microseconds.
-const HIST_MAX_US: u64 = 3_600_000_000;
 /// Error messages kept in the report, the first distinct ones.
 const ERROR_SAMPLES: usize = 5;
 /// The statement timeout the probe's store uses (the store's default, SPEC §5.4).
@@ -72,45 +67,52 @@ const STATEMENT_TIMEOUT: Duration = Duration::from_millis(7500);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeOp {
+    /// Store::ping (SELECT 1 on a pooled connection).
     Ping,
+    /// Store::get_attestation of stored attestations (a primary-key read).
     Read,
+    /// Store::insert_attestations of --write-batch pre-signed attestations (own schema only).
     Write,
+    /// Of every 10 operations: 6 reads, 1 count_attestations, 1 ping, 2 writes (own schema only).
     Mixed,
 }
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ProbeArgs {
-    /// PostgreSQL URL (`postgres://user@host:port/db`); never printed.
+    /// PostgreSQL URL (`postgres://user@host:port/db`), required; never printed.
     #[arg(long, env = "NODE0_DATABASE_URL")]
     pub database_url: String,
-    /// Probe an existing node's schema read-only instead of a throw-away schema of its own.
+    /// Probe this existing node schema, read-only (ping, read or --hold-ms only); default a
+    /// throw-away schema of the probe's own, dropped at the end.
     #[arg(long)]
     pub schema: Option<String>,
-    /// Pool size; default the store's (2 × cores + 4).
+    /// Connections in the store's pool, 1 to 256; default the store's (2 × cores + 4).
     #[arg(long)]
     pub pool_size: Option<u32>,
-    /// Concurrent operations; default 4 × the pool size.
+    /// Operations running at once, 1 to 100000; default 4 × the pool size.
     #[arg(long)]
     pub concurrency: Option<u32>,
-    /// Run length: no operation starts after this many seconds.
+    /// Run length in seconds, 1 to 86400: no operation starts after it.
     #[arg(long, default_value_t = 10)]
     pub duration_s: u64,
-    /// Run a fixed number of operations instead of for `--duration-s`.
+    /// Run this many operations instead of for `--duration-s`; default none.
     #[arg(long, conflicts_with = "duration_s")]
     pub operations: Option<u64>,
-    /// How long an operation may wait for a connection before it fails.
+    /// How long an operation may wait for a pooled connection before it fails, ms (the
+    /// store's default).
     #[arg(long, default_value_t = 30_000)]
     pub acquire_timeout_ms: u64,
-    /// The store operation to drive.
+    /// The store operation to drive (the values are described under `--help`).
     #[arg(long, value_enum, default_value_t = ProbeOp::Read)]
     pub op: ProbeOp,
-    /// Instead of `--op`, hold each connection this long in a read-only transaction.
+    /// Instead of `--op`, hold each pooled connection this many ms (1 to 7499) in a
+    /// read-only transaction, to saturate the pool on purpose; default none.
     #[arg(long, conflicts_with = "op")]
     pub hold_ms: Option<u64>,
-    /// Attestations per `write` operation.
+    /// Attestations per `write` operation (and per write of `mixed`), 1 to 1000.
     #[arg(long, default_value_t = 8)]
     pub write_batch: u32,
-    /// How often the pool is sampled for connections in use.
+    /// How often the pool is sampled for connections in use, ms, 1 to 1000.
     #[arg(long, default_value_t = 2)]
     pub sample_ms: u64,
 }
@@ -123,10 +125,12 @@ pub enum ProbeError {
     Connect(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("preparing attestations: {0}")]
+    #[error("preparing the run: {0}")]
     Prepare(String),
-    #[error("histogram: {0}")]
-    Histogram(String),
+    #[error(transparent)]
+    Presign(#[from] PresignError),
+    #[error(transparent)]
+    Histogram(#[from] HistogramError),
     #[error("a probe task failed: {0}")]
     Task(String),
 }
@@ -156,48 +160,6 @@ pub struct SchemaInfo {
     pub owned: bool,
     /// Whether the own schema was dropped at the end (always false for `--schema`).
     pub dropped: bool,
-}
-
-/// Percentiles of a histogram recorded in microseconds, in milliseconds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Percentiles {
-    pub count: u64,
-    pub mean: f64,
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-    pub p99_9: f64,
-    pub max: f64,
-}
-
-impl Percentiles {
-    pub fn from_micros(h: &Histogram<u64>) -> Percentiles {
-        if h.is_empty() {
-            return Percentiles {
-                count: 0,
-                mean: 0.0,
-                p50: 0.0,
-                p95: 0.0,
-                p99: 0.0,
-                p99_9: 0.0,
-                max: 0.0,
-            };
-        }
-        let ms = |us: u64| round3(us as f64 / 1000.0);
-        Percentiles {
-            count: h.len(),
-            mean: round3(h.mean() / 1000.0),
-            p50: ms(h.value_at_quantile(0.50)),
-            p95: ms(h.value_at_quantile(0.95)),
-            p99: ms(h.value_at_quantile(0.99)),
-            p99_9: ms(h.value_at_quantile(0.999)),
-            max: ms(h.max()),
-        }
-    }
-}
-
-fn round3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -284,7 +246,8 @@ pub struct Report {
     pub elapsed_s: f64,
     pub operations: Operations,
     pub errors: Errors,
-    /// Every connection acquire of the run, including the ones that timed out.
+    /// Every connection acquire of the run, including the ones that timed out (see
+    /// [`crate::latency`] for the names).
     pub acquire_wait_ms: Percentiles,
     /// Successful operations, end to end (acquire wait included).
     pub op_latency_ms: Percentiles,
@@ -367,14 +330,6 @@ tokio::task_local! {
     /// The wait of the current operation's last connection acquire, set by the store's
     /// acquire hook while the operation runs in this task.
     static LAST_WAIT: Cell<Option<Duration>>;
-}
-
-fn histogram() -> Result<Histogram<u64>, ProbeError> {
-    Histogram::new_with_bounds(1, HIST_MAX_US, 3).map_err(|e| ProbeError::Histogram(e.to_string()))
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// What one operation does.
@@ -587,69 +542,15 @@ fn now_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// `count` signed attestations with fresh nonces, one attester key per thread, ready for
-/// the store (signing is done before the clock starts, so that it does not count).
+/// `count` signed attestations ([`crate::presign`]) ready for the store.
 pub fn presign(count: usize) -> Result<Vec<NewAttestation>, ProbeError> {
-    if count == 0 {
-        return Ok(Vec::new());
-    }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(count);
-    let end = OffsetDateTime::now_utc()
-        .replace_nanosecond(0)
-        .map_err(|e| ProbeError::Prepare(e.to_string()))?;
-    let fmt = |t: OffsetDateTime| {
-        t.format(&Rfc3339)
-            .map_err(|e| ProbeError::Prepare(e.to_string()))
-    };
-    let window = [fmt(end - time::Duration::hours(1))?, fmt(end)?];
-    let network = NetworkAnchor::default();
     let received = now_ms();
-    let parts: Vec<Result<Vec<NewAttestation>, ProbeError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..threads)
-            .map(|k| {
-                let (window, network) = (window.clone(), network.clone());
-                let n = count / threads + usize::from(k < count % threads);
-                s.spawn(move || {
-                    let key = Keypair::generate();
-                    (0..n)
-                        .map(|_| {
-                            let nonce = random_nonce();
-                            let draft = Draft {
-                                network: network.clone(),
-                                attester_id: "node0-db-pool-probe".into(),
-                                pack_sha256: Hash32::digest(nonce.as_bytes()),
-                                dimensions: [("quality".to_string(), 0.8)].into(),
-                                weights: [("quality".to_string(), 1.0)].into(),
-                                time_window: window.clone(),
-                                nonce,
-                                resources: None,
-                                benchmarks: None,
-                                methodology_ref: None,
-                            };
-                            let (att, digest) = draft
-                                .sign(&key)
-                                .map_err(|e| ProbeError::Prepare(e.to_string()))?;
-                            Ok(NewAttestation::new(&att, digest, received)?)
-                        })
-                        .collect()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(ProbeError::Task("a signing thread panicked".into())))
-            })
-            .collect()
-    });
-    let mut all = Vec::with_capacity(count);
-    for p in parts {
-        all.extend(p?);
-    }
-    Ok(all)
+    crate::presign::presign(
+        &NetworkAnchor::default(),
+        "node0-db-pool-probe",
+        count,
+        |att, digest| Ok::<_, ProbeError>(NewAttestation::new(&att, digest, received)?),
+    )
 }
 
 /// Checked arguments.
@@ -904,9 +805,7 @@ async fn probe(
     for w in workers {
         match w.await {
             Ok(Ok(t)) => {
-                latency
-                    .add(&t.latency)
-                    .map_err(|e| ProbeError::Histogram(e.to_string()))?;
+                latency.add(&t.latency).map_err(HistogramError::from)?;
                 ops.attempted += t.ops.attempted;
                 ops.completed += t.ops.completed;
                 ops.failed += t.ops.failed;
@@ -937,7 +836,7 @@ async fn probe(
         return Err(e);
     }
     let acquire_wait = match waits.lock() {
-        Ok(h) => Percentiles::from_micros(&h),
+        Ok(h) => Percentiles::of(&h),
         Err(_) => {
             return Err(ProbeError::Task(
                 "the acquire histogram was poisoned".into(),
@@ -979,7 +878,7 @@ async fn probe(
         operations: ops,
         errors,
         acquire_wait_ms: acquire_wait,
-        op_latency_ms: Percentiles::from_micros(&latency),
+        op_latency_ms: Percentiles::of(&latency),
         pool,
         reads: reads.then_some(read_tally),
         writes: writes.then_some(write_tally),
@@ -1012,49 +911,6 @@ pub fn driven(op: ProbeOp, hold: Option<Duration>, write_batch: u32) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hist(values_us: impl IntoIterator<Item = u64>) -> Histogram<u64> {
-        let mut h = histogram().expect("histogram");
-        for v in values_us {
-            h.record(v).expect("in range");
-        }
-        h
-    }
-
-    #[test]
-    fn percentiles_are_milliseconds_of_the_recorded_micros() {
-        // 1 ms .. 1000 ms, one each.
-        let p = Percentiles::from_micros(&hist((1..=1000).map(|ms| ms * 1000)));
-        assert_eq!(p.count, 1000);
-        let close = |got: f64, want: f64| (got - want).abs() <= want * 0.001 + 0.001;
-        assert!(close(p.p50, 500.0), "p50 {}", p.p50);
-        assert!(close(p.p95, 950.0), "p95 {}", p.p95);
-        assert!(close(p.p99, 990.0), "p99 {}", p.p99);
-        assert!(close(p.p99_9, 999.0), "p99.9 {}", p.p99_9);
-        assert!(close(p.max, 1000.0), "max {}", p.max);
-        assert!(close(p.mean, 500.5), "mean {}", p.mean);
-        assert!(p.p50 <= p.p95 && p.p95 <= p.p99 && p.p99 <= p.p99_9 && p.p99_9 <= p.max);
-    }
-
-    #[test]
-    fn a_tail_shows_in_the_high_percentiles_only() {
-        // 990 fast acquires (50 µs) and 10 slow ones (200 ms): p50 and p95 stay fast, p99.9
-        // and max see the tail.
-        let p = Percentiles::from_micros(&hist(
-            std::iter::repeat_n(50, 990).chain(std::iter::repeat_n(200_000, 10)),
-        ));
-        assert_eq!(p.p50, 0.05);
-        assert_eq!(p.p95, 0.05);
-        assert!(p.p99_9 >= 199.0 && p.max >= 199.0, "{p:?}");
-    }
-
-    #[test]
-    fn an_empty_histogram_reports_zeros() {
-        let p = Percentiles::from_micros(&histogram().expect("histogram"));
-        assert_eq!(p.count, 0);
-        assert_eq!(p.max, 0.0);
-        assert_eq!(p.p99, 0.0);
-    }
 
     #[test]
     fn errors_are_classified_by_kind() {
@@ -1135,8 +991,12 @@ mod tests {
                 ..Operations::default()
             },
             errors: Errors::default(),
-            acquire_wait_ms: Percentiles::from_micros(&hist([10, 20, 3000])),
-            op_latency_ms: Percentiles::from_micros(&hist([500, 700])),
+            acquire_wait_ms: Percentiles {
+                count: 3,
+                max: 3.0,
+                ..Percentiles::default()
+            },
+            op_latency_ms: Percentiles::default(),
             pool: PoolReport {
                 max_size: 2,
                 peak_in_use: 2,
@@ -1162,16 +1022,14 @@ mod tests {
         ] {
             assert!(v.get(key).is_some(), "missing {key}");
         }
-        for key in ["count", "mean", "p50", "p95", "p99", "p99_9", "max"] {
+        for key in ["count", "min", "mean", "p50", "p95", "p99", "p999", "max"] {
             assert!(
                 v["acquire_wait_ms"][key].is_number(),
                 "acquire_wait_ms.{key}"
             );
         }
         assert_eq!(v["acquire_wait_ms"]["count"], 3);
-        // HDR precision: 3 significant digits.
-        let max = v["acquire_wait_ms"]["max"].as_f64().expect("max");
-        assert!((3.0..=3.003).contains(&max), "max {max}");
+        assert_eq!(v["acquire_wait_ms"]["max"], 3.0);
         for key in [
             "timeout",
             "acquire_timeout",
@@ -1185,6 +1043,29 @@ mod tests {
         assert_eq!(v["config"]["op"], "read");
         assert_eq!(v["operations"]["completed"], 10);
         assert!(v["writes"].is_null());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ProbeArgs,
+    }
+
+    #[test]
+    fn every_option_has_a_help_with_the_ranges_settings_checks() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        for arg in cmd.get_arguments() {
+            assert!(arg.get_help().is_some(), "--{} has no help", arg.get_id());
+        }
+        let help = cmd.render_long_help().to_string();
+        for range in [
+            format!("1 to {MAX_POOL_SIZE}"),
+            format!("1 to {MAX_PAGE_LIMIT}"),
+            format!("1 to {}", STATEMENT_TIMEOUT.as_millis() - 1),
+        ] {
+            assert!(help.contains(&range), "the help lacks {range:?}:\n{help}");
+        }
     }
 
     #[test]

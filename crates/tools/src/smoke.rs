@@ -85,16 +85,7 @@ pub async fn run(base: &str, finality_timeout: Duration) -> Result<(), SmokeFail
 
     let t = Instant::now();
     let key = Keypair::generate();
-    let spec = AttestSpec {
-        attester_id: "node0-smoke".into(),
-        dimensions: [("quality".to_string(), 0.8), ("reach".to_string(), 0.4)].into(),
-        weights: [("quality".to_string(), 0.75), ("reach".to_string(), 0.25)].into(),
-        pack_sha256: None,
-        window_hours: 1,
-        nonce: None,
-        methodology_ref: None,
-    };
-    let (att, digest) = spec
+    let (att, digest) = AttestSpec::sample("node0-smoke")
         .sign(&network, &key)
         .or_else(|e| fail("submit", e.to_string()))?;
     let a = crate::attest::submit(&client, &att)

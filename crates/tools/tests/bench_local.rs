@@ -71,23 +71,27 @@ async fn open_loop_sends_exactly_rate_times_duration() {
     ]))
     .await
     .unwrap();
-    assert_eq!(report.mode, "open");
+    assert_eq!(report.run.mode, bench::Mode::Open);
     assert_eq!(report.counts.sent, 200);
     assert_eq!(report.counts.completed, 200);
     assert_eq!(report.counts.ok, 200);
     assert_eq!(report.counts.errors, 0);
     assert_eq!(report.counts.statuses.get("200"), Some(&200));
     assert_eq!(hits.load(Ordering::Relaxed), 200);
-    let l = report.latency_us;
+    let l = report.latency_ms;
+    assert_eq!(l.count, 200);
     assert!(
-        l.max > 0 && l.p50 > 0 && l.p50 <= l.p99 && l.p99 <= l.max,
+        l.max > 0.0 && l.p50 > 0.0 && l.p50 <= l.p99 && l.p99 <= l.max,
         "{l:?}"
     );
     assert!(report.elapsed_s > 0.9, "the schedule spans the duration");
     let written: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(written["counts"]["completed"], 200);
+    assert_eq!(written["latency_ms"]["count"], 200);
+    assert_eq!(written["latency_ms"]["p99"], l.p99);
     assert_eq!(written["scenario"], "health");
+    assert_eq!(written["mode"], "open");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -110,13 +114,13 @@ async fn closed_loop_counts_every_answer() {
     ]))
     .await
     .unwrap();
-    assert_eq!(report.mode, "closed");
-    assert_eq!(report.threads, 2);
+    assert_eq!(report.run.mode, bench::Mode::Closed);
+    assert_eq!(report.run.threads, 2);
     assert!(report.counts.completed > 0);
     assert_eq!(report.counts.ok, report.counts.completed);
     assert_eq!(report.counts.sent, report.counts.completed);
     assert_eq!(hits.load(Ordering::Relaxed), report.counts.completed);
-    assert!(report.latency_us.max > 0);
+    assert!(report.latency_ms.max > 0.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::record::histogram;
 use super::BenchError;
 use crate::client::Client;
+use crate::latency::{histogram, Percentiles};
 
 /// How long to wait for the last acknowledged attestations to become final.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -21,10 +21,9 @@ const PAGE: u32 = 1000;
 pub struct Finality {
     pub acknowledged: u64,
     pub finalized: u64,
-    pub p50_ms: u64,
-    pub p95_ms: u64,
-    pub p99_ms: u64,
-    pub max_ms: u64,
+    /// Submit to finalized, of the finalized ones. The node's `finalized_at_ms` has
+    /// millisecond resolution, so the decimals are the histogram's, not the clock's.
+    pub latency_ms: Percentiles,
 }
 
 /// `sent`: acknowledged attestation ids with their intended send times.
@@ -79,16 +78,14 @@ pub async fn measure(
     let mut h = histogram()?;
     for (id, at) in &final_at {
         if let Some(sent) = sent_ms.get(id) {
-            h.saturating_record(at.saturating_sub(*sent));
+            // Recorded in µs, as every latency histogram of the crate.
+            h.saturating_record(at.saturating_sub(*sent).saturating_mul(1000));
         }
     }
     Ok(Finality {
         acknowledged: sent_ms.len() as u64,
         finalized: final_at.len() as u64,
-        p50_ms: h.value_at_quantile(0.50),
-        p95_ms: h.value_at_quantile(0.95),
-        p99_ms: h.value_at_quantile(0.99),
-        max_ms: h.max(),
+        latency_ms: Percentiles::of(&h),
     })
 }
 

@@ -16,6 +16,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::scenario::Scenario;
+
 /// The set applied to every run.
 pub const FLOOR: &str = "floor";
 
@@ -99,17 +101,6 @@ pub struct GatesFile {
     pub sets: BTreeMap<String, Vec<Gate>>,
 }
 
-/// Scenario names a gate may name.
-pub const SCENARIOS: &[&str] = &[
-    "health",
-    "tipset",
-    "attestation-get",
-    "attestation-list",
-    "attestation-submit",
-    "verify",
-    "mixed",
-];
-
 impl GatesFile {
     pub fn parse(text: &str) -> Result<GatesFile, GatesError> {
         let sets: BTreeMap<String, Vec<Gate>> =
@@ -127,7 +118,7 @@ impl GatesFile {
                 if let Some(s) = g
                     .scenarios
                     .iter()
-                    .find(|s| *s != "*" && !SCENARIOS.contains(&s.as_str()))
+                    .find(|s| *s != "*" && !Scenario::named(s))
                 {
                     return Err(invalid(format!("unknown scenario {s:?}")));
                 }

@@ -31,6 +31,8 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::attest::{network_of, AttestError};
 use crate::client::{Client, ClientError};
+use crate::latency::HistogramError;
+use crate::presign::PresignError;
 use conn::Target;
 use engine::{Load, Plan};
 use gates::{GatesError, GatesFile};
@@ -62,8 +64,10 @@ pub enum BenchError {
     Prepare(String),
     #[error(transparent)]
     Gates(#[from] GatesError),
-    #[error("histogram: {0}")]
-    Histogram(String),
+    #[error(transparent)]
+    Histogram(#[from] HistogramError),
+    #[error(transparent)]
+    Presign(#[from] PresignError),
     #[error("starting a worker: {0}")]
     Runtime(std::io::Error),
     #[error("a worker thread panicked")]
@@ -77,7 +81,8 @@ pub enum BenchError {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Constant arrival rate (`--rate`), latency from the intended send time.
     Open,
@@ -85,26 +90,29 @@ pub enum Mode {
     Closed,
 }
 
-/// `node0 bench` arguments.
+/// `node0 bench` arguments. Each option's help says what it does and its default; clap
+/// adds `[default: ...]` where the default is a fixed value.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Base URL of the node.
+    /// Base URL of the node to load.
     #[arg(
         long,
         default_value = "http://127.0.0.1:8080",
         conflicts_with = "against"
     )]
     pub url: String,
-    /// Any HTTP server: GET of the URL's path (or `--path`, default /health) with the
-    /// `health` scenario, so figures can be compared with wrk or oha on the same target.
+    /// Load any HTTP server instead of a node: GETs of this URL's path (or `--path`) with
+    /// the `health` scenario, to compare with wrk or oha on the same target; default none.
     #[arg(long)]
     pub against: Option<String>,
+    /// The requests to send (the values are described under `--help`).
     #[arg(long, value_enum, default_value_t = Scenario::Health)]
     pub scenario: Scenario,
-    /// `open` when `--rate` is given, else `closed`.
+    /// Load model; default `open` when `--rate` is given, else `closed`.
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
-    /// Open loop: requests per second.
+    /// Open loop: the arrival rate, requests per second; no default (giving it selects the
+    /// open loop).
     #[arg(long, short = 'r')]
     pub rate: Option<f64>,
     /// Connections: the closed loop's concurrency; opened beforehand in the open loop
@@ -122,20 +130,22 @@ pub struct BenchArgs {
     /// counted from their intended time.
     #[arg(long, default_value_t = 4096)]
     pub max_inflight: usize,
-    /// Per request (and per connect).
+    /// Timeout of each request (and of each connect); a request without an answer by then
+    /// counts as a `timeout` failure.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
-    /// The path of the `health` scenario.
+    /// The path the `health` scenario GETs; default /health, or with `--against` the
+    /// URL's path when it has one.
     #[arg(long)]
     pub path: Option<String>,
-    /// A header for every request, `Name: value` (repeatable), e.g.
+    /// A header for every request, `Name: value` (repeatable; default none), e.g.
     /// `-H 'Accept-Encoding: zstd'` to be served the node's compressed cache entries.
     #[arg(long = "header", short = 'H', value_parser = parse_header)]
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    /// Write the JSON report here.
+    /// Write the JSON report to this file; default none (the summary on stdout only).
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// The gates file; a missing default file means no gates.
+    /// The gates file (TOML); when this default file is missing, no gates are checked.
     #[arg(long, default_value = DEFAULT_GATES_FILE)]
     pub gates_file: PathBuf,
     /// Gate set to check on top of `floor`: `floor`, `strict`, another set of the file, or
@@ -149,19 +159,22 @@ pub struct BenchArgs {
     /// attestation-list / mixed: how many list pages (50 items each) to walk.
     #[arg(long, default_value_t = 20)]
     pub pages: usize,
-    /// Closed loop with submits: how many attestations to pre-sign (default 30,000 submits
-    /// per second of duration, at most 600,000). Open loop pre-signs exactly what it sends.
+    /// Closed loop with submits: how many attestations to pre-sign; default 30,000 per
+    /// second of duration (times the submit share of `mixed`), at most 600,000. The open
+    /// loop pre-signs exactly what it sends.
     #[arg(long)]
     pub presign: Option<usize>,
-    /// After the run, read back every acknowledged attestation.
+    /// After the run, read back every attestation answered 201 and report how many read
+    /// back (the `require_durable` gate needs it); default off.
     #[arg(long)]
     pub verify_durable: bool,
     /// After the run, wait until every acknowledged attestation is finalized and report
     /// submit-to-finalized latency (from each submit's intended send time to its block's
-    /// finalized_at_ms; the node's clock and this machine's must agree, as on one box).
+    /// finalized_at_ms; the node's clock and this machine's must agree, as on one box);
+    /// attestation-submit only, default off.
     #[arg(long)]
     pub finality: bool,
-    /// No progress line.
+    /// No progress line on stderr (the summary is still printed); default off.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
@@ -332,7 +345,7 @@ pub async fn run(args: BenchArgs) -> Result<Report, BenchError> {
 
     let info = RunInfo {
         scenario: args.scenario.name().into(),
-        open,
+        mode: if open { Mode::Open } else { Mode::Closed },
         target: display_target,
         rate: args.rate.filter(|_| open),
         connections: args.connections,
@@ -479,6 +492,20 @@ async fn prepare_workload(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    #[test]
+    fn every_option_has_a_help() {
+        use clap::CommandFactory;
+        for arg in Cli::command().get_arguments() {
+            assert!(arg.get_help().is_some(), "--{} has no help", arg.get_id());
+        }
+    }
 
     #[test]
     fn durations_parse() {

@@ -11,21 +11,10 @@ use hdrhistogram::Histogram;
 
 use super::scenario::{Kind, Tag};
 use super::BenchError;
+use crate::latency::{histogram, micros, HistogramError};
 
-/// Largest latency the histograms resolve (1 hour, in µs); longer ones saturate.
-pub const MAX_LATENCY_US: u64 = 3_600_000_000;
 /// How often a worker publishes its counts and interval histogram.
 pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
-
-/// A latency histogram in microseconds with 3 significant digits.
-pub fn histogram() -> Result<Histogram<u64>, BenchError> {
-    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3)
-        .map_err(|e| BenchError::Histogram(e.to_string()))
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
-}
 
 /// A request that got no HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,9 +116,7 @@ impl Tally {
     }
 
     pub fn merge(&mut self, o: Tally) -> Result<(), BenchError> {
-        self.latency
-            .add(&o.latency)
-            .map_err(|e| BenchError::Histogram(format!("{e:?}")))?;
+        self.latency.add(&o.latency).map_err(HistogramError::from)?;
         for (s, n) in o.statuses {
             *self.statuses.entry(s).or_default() += n;
         }

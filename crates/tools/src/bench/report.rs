@@ -1,48 +1,17 @@
-//! The report: percentiles from the merged histogram, the JSON file and the human summary.
+//! The report: figures from the merged tally, the JSON file and the human summary.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use super::durable::Durable;
 use super::finality::Finality;
 use super::gates::{GateResult, Measured};
 use super::record::{Failures, Tally};
-use super::BenchError;
-
-/// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Percentiles {
-    pub min: u64,
-    pub mean: f64,
-    pub p50: u64,
-    pub p95: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub max: u64,
-}
-
-impl Percentiles {
-    /// Zeros for an empty histogram. Each percentile is the highest value equivalent to
-    /// the recorded one (3 significant digits), so it never understates.
-    pub fn of(h: &Histogram<u64>) -> Percentiles {
-        if h.is_empty() {
-            return Percentiles::default();
-        }
-        Percentiles {
-            min: h.min(),
-            mean: h.mean(),
-            p50: h.value_at_quantile(0.50),
-            p95: h.value_at_quantile(0.95),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
-    }
-}
+use super::{BenchError, Mode};
+use crate::latency::Percentiles;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Counts {
@@ -61,22 +30,14 @@ pub struct Counts {
 /// What `--json FILE` writes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub scenario: String,
-    /// `open` or `closed`.
-    pub mode: String,
-    pub target: String,
-    /// Offered rate, req/s (open loop).
-    pub rate: Option<f64>,
-    pub connections: usize,
-    /// In-flight cap (open loop).
-    pub max_inflight: Option<usize>,
-    pub threads: usize,
-    pub duration_s: f64,
+    /// What was run; its fields stand at the top level of the JSON.
+    #[serde(flatten)]
+    pub run: RunInfo,
     /// From the start to the last answer.
     pub elapsed_s: f64,
-    pub started_at: String,
     pub counts: Counts,
-    pub latency_us: Percentiles,
+    /// Every finished request, answered or failed (see [`crate::latency`] for the names).
+    pub latency_ms: Percentiles,
     /// Completed requests per second.
     pub throughput_rps: f64,
     /// Successful requests per second (what `min_rps` gates).
@@ -94,17 +55,23 @@ pub struct Report {
     pub gates_passed: bool,
 }
 
-/// The run's description, as [`Report::new`] takes it.
-#[derive(Debug, Clone)]
+/// The run's description: what was asked, as the report gives it back.
+#[derive(Debug, Clone, Serialize)]
 pub struct RunInfo {
     pub scenario: String,
-    pub open: bool,
+    /// `open` or `closed`.
+    pub mode: Mode,
     pub target: String,
+    /// Offered rate, req/s (open loop).
     pub rate: Option<f64>,
     pub connections: usize,
+    /// In-flight cap (open loop).
     pub max_inflight: Option<usize>,
+    /// Generator threads used.
     pub threads: usize,
+    /// Configured duration.
     pub duration_s: f64,
+    /// RFC 3339, UTC.
     pub started_at: String,
 }
 
@@ -118,16 +85,8 @@ impl Report {
             }
         };
         Report {
-            scenario: info.scenario,
-            mode: if info.open { "open" } else { "closed" }.into(),
-            target: info.target,
-            rate: info.rate,
-            connections: info.connections,
-            max_inflight: info.max_inflight,
-            threads: info.threads,
-            duration_s: info.duration_s,
+            run: info,
             elapsed_s,
-            started_at: info.started_at,
             counts: Counts {
                 sent: tally.sent,
                 completed: tally.completed,
@@ -140,7 +99,7 @@ impl Report {
                     .map(|(s, n)| (s.to_string(), *n))
                     .collect(),
             },
-            latency_us: Percentiles::of(&tally.latency),
+            latency_ms: Percentiles::of(&tally.latency),
             throughput_rps: per_s(tally.completed),
             ok_rps: per_s(tally.ok),
             error_rate: if tally.completed > 0 {
@@ -159,15 +118,15 @@ impl Report {
 
     /// The figures the gates check.
     pub fn measured(&self) -> Measured {
-        let ms = |us: u64| us as f64 / 1000.0;
+        let l = &self.latency_ms;
         Measured {
-            scenario: self.scenario.clone(),
-            open: self.mode == "open",
-            rate: self.rate,
-            p50_ms: ms(self.latency_us.p50),
-            p95_ms: ms(self.latency_us.p95),
-            p99_ms: ms(self.latency_us.p99),
-            p999_ms: ms(self.latency_us.p999),
+            scenario: self.run.scenario.clone(),
+            open: self.run.mode == Mode::Open,
+            rate: self.run.rate,
+            p50_ms: l.p50,
+            p95_ms: l.p95,
+            p99_ms: l.p99,
+            p999_ms: l.p999,
             ok_rps: self.ok_rps,
             error_rate: self.error_rate,
             durable: self.durable.as_ref().map(|d| (d.acknowledged, d.readable)),
@@ -193,26 +152,27 @@ impl Report {
     /// The human summary printed on stdout.
     pub fn summary(&self) -> String {
         let mut s = String::new();
-        let load = match (self.mode.as_str(), self.rate) {
-            ("open", Some(r)) => format!(
+        let run = &self.run;
+        let load = match (run.mode, run.rate) {
+            (Mode::Open, Some(r)) => format!(
                 "open loop at {} req/s, {} connections pre-opened, in-flight cap {}",
                 fmt_rate(r),
-                self.connections,
-                self.max_inflight.unwrap_or(0)
+                run.connections,
+                run.max_inflight.unwrap_or(0)
             ),
-            _ => format!("closed loop, {} connections", self.connections),
+            _ => format!("closed loop, {} connections", run.connections),
         };
-        let threads = if self.threads == 1 {
+        let threads = if run.threads == 1 {
             "1 thread".to_string()
         } else {
-            format!("{} threads", self.threads)
+            format!("{} threads", run.threads)
         };
-        let _ = writeln!(s, "scenario    {} ({load}, {threads})", self.scenario);
-        let _ = writeln!(s, "target      {}", self.target);
+        let _ = writeln!(s, "scenario    {} ({load}, {threads})", run.scenario);
+        let _ = writeln!(s, "target      {}", run.target);
         let _ = writeln!(
             s,
             "duration    {:.3} s (configured {:.3} s)",
-            self.elapsed_s, self.duration_s
+            self.elapsed_s, run.duration_s
         );
         let c = &self.counts;
         let _ = writeln!(
@@ -229,15 +189,11 @@ impl Report {
             "throughput  {:.1} req/s ({:.1} ok/s)",
             self.throughput_rps, self.ok_rps
         );
-        let l = &self.latency_us;
+        let l = &self.latency_ms;
         let _ = writeln!(
             s,
-            "latency ms  p50 {}  p95 {}  p99 {}  p99.9 {}  max {}",
-            ms3(l.p50),
-            ms3(l.p95),
-            ms3(l.p99),
-            ms3(l.p999),
-            ms3(l.max)
+            "latency ms  p50 {:.3}  p95 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            l.p50, l.p95, l.p99, l.p999, l.max
         );
         let statuses: Vec<String> = c
             .statuses
@@ -275,10 +231,12 @@ impl Report {
             );
         }
         if let Some(f) = &self.finality {
+            // Whole milliseconds: the node's finalized_at_ms has no finer resolution.
+            let l = &f.latency_ms;
             let _ = writeln!(
                 s,
-                "finality    {} of {} acknowledged attestations finalized; submit to final p50 {} ms, p95 {} ms, p99 {} ms, max {} ms",
-                f.finalized, f.acknowledged, f.p50_ms, f.p95_ms, f.p99_ms, f.max_ms
+                "finality    {} of {} acknowledged attestations finalized; submit to final p50 {:.0} ms, p95 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
+                f.finalized, f.acknowledged, l.p50, l.p95, l.p99, l.max
             );
         }
         if let Some(d) = &self.durable {
@@ -301,11 +259,6 @@ impl Report {
     }
 }
 
-/// Microseconds as milliseconds with 3 decimals.
-pub fn ms3(us: u64) -> String {
-    format!("{:.3}", us as f64 / 1000.0)
-}
-
 fn fmt_rate(r: f64) -> String {
     if r.fract() == 0.0 {
         format!("{r:.0}")
@@ -318,7 +271,7 @@ fn fmt_rate(r: f64) -> String {
 mod tests {
     use super::*;
     use crate::bench::gates::{GateResult, Op};
-    use crate::bench::record::{histogram, Tally};
+    use crate::bench::record::Tally;
 
     fn tally() -> Tally {
         let mut t = Tally::new().unwrap();
@@ -337,7 +290,7 @@ mod tests {
     fn info() -> RunInfo {
         RunInfo {
             scenario: "health".into(),
-            open: true,
+            mode: Mode::Open,
             target: "http://127.0.0.1:1/health".into(),
             rate: Some(500.0),
             connections: 8,
@@ -349,19 +302,12 @@ mod tests {
     }
 
     #[test]
-    fn percentiles_come_from_the_histogram() {
-        let p = Percentiles::of(&tally().latency);
-        assert_eq!(p.min, 100);
-        assert_eq!(p.p50, 100);
-        assert_eq!(p.p95, 100);
-        assert_eq!(p.p99, 2000);
-        assert_eq!(p.p999, 2000);
-        // 50 ms is past 2048 µs, so it is stored at 3 significant digits.
-        assert!((50_000..50_050).contains(&p.max), "{}", p.max);
-        assert_eq!(
-            Percentiles::of(&histogram().unwrap()),
-            Percentiles::default()
-        );
+    fn latency_is_the_merged_histogram_in_milliseconds() {
+        let r = Report::new(info(), &tally(), 2.0);
+        assert_eq!(r.latency_ms, Percentiles::of(&tally().latency));
+        assert_eq!((r.latency_ms.count, r.latency_ms.p99), (1000, 2.0));
+        let empty = Report::new(info(), &Tally::new().unwrap(), 2.0);
+        assert_eq!(empty.latency_ms, Percentiles::default());
     }
 
     #[test]
@@ -401,6 +347,29 @@ mod tests {
     }
 
     #[test]
+    fn finality_reports_the_shared_percentiles() {
+        let mut r = Report::new(info(), &tally(), 2.0);
+        let mut h = crate::latency::histogram().unwrap();
+        // Submit to final: 300 ms and 500 ms, recorded in µs.
+        h.record(300_000).unwrap();
+        h.record(500_000).unwrap();
+        r.finality = Some(Finality {
+            acknowledged: 3,
+            finalized: 2,
+            latency_ms: Percentiles::of(&h),
+        });
+        let s = r.summary();
+        // .ci/run greps this line.
+        assert!(
+            s.contains("finality    2 of 3 acknowledged attestations finalized; submit to final p50 300 ms"),
+            "{s}"
+        );
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["finality"]["latency_ms"]["count"], 2);
+        assert!(v["finality"]["latency_ms"]["max"].as_f64().unwrap() >= 500.0);
+    }
+
+    #[test]
     fn json_report_has_the_documented_fields() {
         let r = Report::new(info(), &tally(), 2.0);
         let v = serde_json::to_value(&r).unwrap();
@@ -411,7 +380,7 @@ mod tests {
             "connections",
             "duration_s",
             "counts",
-            "latency_us",
+            "latency_ms",
             "throughput_rps",
             "error_rate",
             "gates",
@@ -419,7 +388,9 @@ mod tests {
         ] {
             assert!(v.get(k).is_some(), "missing {k}");
         }
-        assert_eq!(v["latency_us"]["p99"], 2000);
+        assert_eq!(v["latency_ms"]["p99"], 2.0);
+        assert_eq!(v["latency_ms"]["p999"], 2.0);
+        assert_eq!(v["latency_ms"]["min"], 0.1);
         assert_eq!(v["counts"]["statuses"]["503"], 10);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.json");
@@ -427,5 +398,7 @@ mod tests {
         let back: serde_json::Value =
             serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(back["mode"], "open");
+        assert_eq!(back["started_at"], "2025-01-01T00:00:00Z");
+        assert!(back.get("run").is_none(), "the run's fields are top-level");
     }
 }

@@ -42,6 +42,12 @@ impl Scenario {
         }
     }
 
+    /// Whether `name` is a scenario's name (as `--scenario` and a gates file spell it).
+    pub fn named(name: &str) -> bool {
+        use clap::ValueEnum;
+        Scenario::value_variants().iter().any(|s| s.name() == name)
+    }
+
     /// The request kinds in the order a worker cycles through them.
     pub fn schedule(self) -> Vec<Kind> {
         match self {
@@ -296,6 +302,17 @@ mod tests {
                 assert_eq!(pair[0], Kind::AttestationGet);
             }
         }
+    }
+
+    #[test]
+    fn scenario_names_are_the_command_line_values() {
+        use clap::ValueEnum;
+        for s in Scenario::value_variants() {
+            let value = s.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), s.name());
+            assert!(Scenario::named(s.name()));
+        }
+        assert!(!Scenario::named("healthz"));
     }
 
     #[test]
