@@ -32,6 +32,7 @@ mod any;
 mod codec;
 pub mod cursor;
 pub mod error;
+mod migrations;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

@@ -95,7 +95,7 @@ impl SqliteStore {
             })?;
         }
         let writer = WriteThread::open(&path, config.busy_timeout).await?;
-        writer.run(|conn| migrate::run(conn).map(drop)).await?;
+        writer.run(migrate::run).await?;
         // A block a crash left half placed was never acknowledged: its attestations go
         // back to the pending queue before anyone reads them.
         writer
