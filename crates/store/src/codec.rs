@@ -2,6 +2,7 @@
 //! are range-checked going in (the caller's mistake) and coming out (a corrupt row).
 
 use bizra_ledger::crypto::{PublicKey, SignatureBytes};
+use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
 
 use crate::error::StoreError;
@@ -45,6 +46,13 @@ pub(crate) fn unpack_hashes(bytes: &[u8], what: &str) -> Result<Vec<Hash32>, Sto
         )));
     }
     chunks.map(|c| to_hash(c, what)).collect()
+}
+
+/// A quorum certificate as stored: the block it goes on and its JSON.
+pub(crate) fn qc_column(qc: &QuorumCertificate) -> Result<(Hash32, String), StoreError> {
+    serde_json::to_string(qc)
+        .map(|json| (qc.block_hash, json))
+        .map_err(|e| StoreError::Invalid(format!("qc: {e}")))
 }
 
 /// Wall-clock milliseconds, for bookkeeping columns such as `applied_at_ms`.

@@ -33,6 +33,7 @@ mod codec;
 pub mod cursor;
 pub mod error;
 mod migrations;
+mod placement;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

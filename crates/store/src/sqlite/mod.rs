@@ -34,6 +34,7 @@ use bizra_ledger::Hash32;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
+use crate::codec::qc_column;
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
 use crate::types::*;
@@ -253,7 +254,7 @@ impl Store for SqliteStore {
         at_ms: u64,
     ) -> Result<u64, StoreError> {
         let hashes = hashes.to_vec();
-        let qc = qc.map(blocks::qc_column).transpose()?;
+        let qc = qc.map(qc_column).transpose()?;
         self.writer
             .run(move |conn| blocks::mark_finalized(conn, &hashes, qc.as_ref(), at_ms))
             .await
