@@ -37,6 +37,7 @@ use sqlx::SqlitePool;
 use crate::codec::qc_column;
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
+use crate::rows::{COUNT_ALL, COUNT_PENDING};
 use crate::types::*;
 use crate::Store;
 use write_thread::WriteThread;
@@ -210,11 +211,11 @@ impl Store for SqliteStore {
     }
 
     async fn count_attestations(&self) -> Result<u64, StoreError> {
-        attestations::counter(&self.readers, attestations::COUNT_ALL).await
+        attestations::counter(&self.readers, COUNT_ALL).await
     }
 
     async fn count_pending_attestations(&self) -> Result<u64, StoreError> {
-        attestations::counter(&self.readers, attestations::COUNT_PENDING).await
+        attestations::counter(&self.readers, COUNT_PENDING).await
     }
 
     async fn impact_summary(
