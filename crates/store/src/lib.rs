@@ -32,6 +32,7 @@ mod any;
 mod codec;
 pub mod cursor;
 pub mod error;
+mod identity;
 mod migrations;
 mod placement;
 pub mod postgres;
