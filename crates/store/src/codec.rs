@@ -69,6 +69,12 @@ pub(crate) fn qc_column(qc: &QuorumCertificate) -> Result<(Hash32, String), Stor
         .map_err(|e| StoreError::Invalid(format!("qc: {e}")))
 }
 
+/// A registry entry's body as stored: its JSON text.
+pub(crate) fn registry_body_column(body: &serde_json::Value) -> Result<String, StoreError> {
+    serde_json::to_string(body)
+        .map_err(|e| StoreError::Invalid(format!("registry entry body: {e}")))
+}
+
 /// Wall-clock milliseconds, for bookkeeping columns such as `applied_at_ms`.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()

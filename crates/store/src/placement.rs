@@ -1,7 +1,8 @@
-//! Storing a block and placing its attestations in it, the parts that do not depend on
-//! the driver: the block's checked column values, what a hash that is already stored
-//! means, and why a placement did not place every attestation it was given. Each backend
-//! keeps its statements and its transactions (one on PostgreSQL, several on SQLite).
+//! Storing a block and placing its attestations (and registry entries) in it, the parts
+//! that do not depend on the driver: the block's checked column values, what a hash that
+//! is already stored means, and why a placement did not place everything it was given.
+//! Each backend keeps its statements and its transactions (one on PostgreSQL, several on
+//! SQLite).
 
 use std::collections::HashSet;
 
@@ -110,6 +111,17 @@ impl<'b> Misplacement<'b> {
     }
 }
 
+/// Why placing registry entry `seq` in a block changed no row: it is in another block
+/// when it is `stored` (one already in this block matches the update, which keeps the
+/// call idempotent), else it does not exist.
+pub(crate) fn entry_not_placed(seq: u64, stored: bool) -> StoreError {
+    if stored {
+        StoreError::Conflict(format!("registry entry {seq} is already in another block"))
+    } else {
+        StoreError::NotFound(format!("registry entry {seq}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bizra_ledger::crypto::Keypair;
@@ -214,5 +226,14 @@ mod tests {
             )))
         );
         assert!(matches!(why.unexplained(), StoreError::Conflict(_)));
+    }
+
+    #[test]
+    fn a_registry_entry_that_was_not_placed() {
+        assert!(matches!(entry_not_placed(4, true), StoreError::Conflict(_)));
+        assert_eq!(
+            entry_not_placed(4, false),
+            StoreError::NotFound("registry entry 4".into())
+        );
     }
 }

@@ -159,6 +159,17 @@ impl BlockRow<'_> {
     }
 }
 
+/// `SELECT` of registry entries, oldest first: only those in no block yet, or all.
+/// Columns match [`RegistryRow`]; no placeholders, so one text serves both backends.
+pub(crate) fn select_registry(pending_only: bool) -> &'static str {
+    if pending_only {
+        "SELECT seq, kind, epoch, body, block_hash FROM registry_entries \
+         WHERE block_hash IS NULL ORDER BY seq"
+    } else {
+        "SELECT seq, kind, epoch, body, block_hash FROM registry_entries ORDER BY seq"
+    }
+}
+
 /// The columns of a registry entry.
 pub(crate) struct RegistryRow<'r> {
     pub seq: i64,

@@ -34,7 +34,7 @@ use bizra_ledger::Hash32;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
-use crate::codec::qc_column;
+use crate::codec::{qc_column, registry_body_column};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
 use crate::rows::{COUNT_ALL, COUNT_PENDING};
@@ -299,7 +299,7 @@ impl Store for SqliteStore {
         body: &serde_json::Value,
         epoch: u64,
     ) -> Result<u64, StoreError> {
-        let (kind, body) = (kind.to_string(), registry::body_column(body)?);
+        let (kind, body) = (kind.to_string(), registry_body_column(body)?);
         self.writer
             .run(move |conn| registry::insert(conn, &kind, &body, epoch))
             .await
