@@ -2,9 +2,11 @@
 //! are range-checked going in (the caller's mistake) and coming out (a corrupt row).
 
 use bizra_ledger::crypto::{PublicKey, SignatureBytes};
+use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
 
 use crate::error::StoreError;
+use crate::types::NewAttestation;
 
 pub(crate) fn to_i64(v: u64, what: &str) -> Result<i64, StoreError> {
     i64::try_from(v).map_err(|_| StoreError::Invalid(format!("{what} {v} is beyond i64")))
@@ -47,6 +49,32 @@ pub(crate) fn unpack_hashes(bytes: &[u8], what: &str) -> Result<Vec<Hash32>, Sto
     chunks.map(|c| to_hash(c, what)).collect()
 }
 
+/// Refuses an attestation the tables cannot hold (a NaN or infinite impact score, a time
+/// beyond i64), before any transaction, so that one bad item is a clear error rather than
+/// a rolled-back batch with a database message. Returns `received_at_ms` as stored.
+pub(crate) fn received_at_column(item: &NewAttestation) -> Result<i64, StoreError> {
+    if !item.impact_score.is_finite() {
+        return Err(StoreError::Invalid(format!(
+            "attestation {} impact_score is not finite",
+            item.digest
+        )));
+    }
+    to_i64(item.received_at_ms, "received_at_ms")
+}
+
+/// A quorum certificate as stored: the block it goes on and its JSON.
+pub(crate) fn qc_column(qc: &QuorumCertificate) -> Result<(Hash32, String), StoreError> {
+    serde_json::to_string(qc)
+        .map(|json| (qc.block_hash, json))
+        .map_err(|e| StoreError::Invalid(format!("qc: {e}")))
+}
+
+/// A registry entry's body as stored: its JSON text.
+pub(crate) fn registry_body_column(body: &serde_json::Value) -> Result<String, StoreError> {
+    serde_json::to_string(body)
+        .map_err(|e| StoreError::Invalid(format!("registry entry body: {e}")))
+}
+
 /// Wall-clock milliseconds, for bookkeeping columns such as `applied_at_ms`.
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -80,5 +108,29 @@ mod tests {
         assert!(unpack_hashes(&[0; 33], "ids").is_err());
         assert!(to_hash(&[0; 31], "h").is_err());
         assert!(to_signature(&[0; 63], "s").is_err());
+    }
+
+    #[test]
+    fn attestations_the_tables_cannot_hold_are_refused() {
+        let item = |impact_score: f64, received_at_ms: u64| NewAttestation {
+            digest: Hash32::digest(b"a"),
+            attester_pubkey: PublicKey([1; 32]),
+            attester_id: "a".into(),
+            nonce: "n".into(),
+            body: Vec::new(),
+            impact_score,
+            received_at_ms,
+        };
+        assert_eq!(received_at_column(&item(0.5, 7)), Ok(7));
+        for bad in [
+            item(f64::NAN, 7),
+            item(f64::INFINITY, 7),
+            item(0.5, u64::MAX),
+        ] {
+            assert!(matches!(
+                received_at_column(&bad),
+                Err(StoreError::Invalid(_))
+            ));
+        }
     }
 }

@@ -12,6 +12,10 @@
 //! - [`AnyStore`] is the concrete type the node holds: an enum over the backends with
 //!   static dispatch, so the node is not generic over the store. Tests that must run on
 //!   every backend are generic over [`Store`] (`tests/suite`).
+//! - What does not depend on the driver is written once, in the crate's own modules
+//!   (`rows`, `placement`, `identity`, `migrations`, `codec`): row checks, verdicts,
+//!   migration bookkeeping. `sqlite` and `postgres` hold their SQL, transactions and
+//!   driver calls.
 //!
 //! # Semantics every backend keeps
 //! - A write returns only after it has committed durably; a batch is one transaction.
@@ -32,6 +36,9 @@ mod any;
 mod codec;
 pub mod cursor;
 pub mod error;
+mod identity;
+mod migrations;
+mod placement;
 pub mod postgres;
 mod rows;
 pub mod sqlite;

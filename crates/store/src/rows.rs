@@ -2,12 +2,20 @@
 //! plain structs (its own types: SQLite has no booleans, PostgreSQL has no unsigned), and
 //! the checks that turn them into domain values live here once.
 
-use bizra_ledger::block::{Block, BlockHeader};
-use bizra_ledger::vote::QuorumCertificate;
+use std::collections::HashMap;
 
-use crate::codec::{to_hash, to_pubkey, to_signature, to_u64, unpack_hashes};
+use bizra_ledger::block::{Block, BlockHeader};
+use bizra_ledger::crypto::PublicKey;
+use bizra_ledger::vote::{QuorumCertificate, Vote};
+use bizra_ledger::Hash32;
+
+use crate::codec::{clamp_limit, to_hash, to_pubkey, to_signature, to_u64, unpack_hashes};
+use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
-use crate::types::{AttestationRecord, AttestationStatus, BlockRef, RegistryEntry, StoredBlock};
+use crate::types::{
+    AttestationRecord, AttestationStatus, AttesterImpact, BlockRef, ImpactSummary, RegistryEntry,
+    StoredBlock,
+};
 
 /// `SELECT` of a full attestation record (joined with its block) followed by `$tail`,
 /// the backend's own `WHERE`/`ORDER BY` with its placeholders. Columns match
@@ -151,6 +159,17 @@ impl BlockRow<'_> {
     }
 }
 
+/// `SELECT` of registry entries, oldest first: only those in no block yet, or all.
+/// Columns match [`RegistryRow`]; no placeholders, so one text serves both backends.
+pub(crate) fn select_registry(pending_only: bool) -> &'static str {
+    if pending_only {
+        "SELECT seq, kind, epoch, body, block_hash FROM registry_entries \
+         WHERE block_hash IS NULL ORDER BY seq"
+    } else {
+        "SELECT seq, kind, epoch, body, block_hash FROM registry_entries ORDER BY seq"
+    }
+}
+
 /// The columns of a registry entry.
 pub(crate) struct RegistryRow<'r> {
     pub seq: i64,
@@ -175,5 +194,312 @@ impl RegistryRow<'_> {
                 .map(|h| to_hash(h, "registry block_hash"))
                 .transpose()?,
         })
+    }
+}
+
+/// One newest-first page of attestation records: rows with a `seq` below `before`, at
+/// most `fetch` of them, which is one more than the page holds so that the extra row
+/// tells whether another page follows.
+pub(crate) struct PageQuery {
+    pub before: i64,
+    pub fetch: i64,
+    limit: usize,
+}
+
+impl PageQuery {
+    /// `limit` is clamped as for every list.
+    pub(crate) fn new(cursor: Option<Cursor>, limit: u32) -> PageQuery {
+        let limit = clamp_limit(limit);
+        PageQuery {
+            // No stored seq reaches i64::MAX, so a larger cursor simply means "from the
+            // top".
+            before: cursor.map_or(i64::MAX, |c| {
+                i64::try_from(c.before_seq()).unwrap_or(i64::MAX)
+            }),
+            fetch: i64::from(limit) + 1,
+            limit: limit as usize,
+        }
+    }
+
+    /// The page the fetched `rows` (newest first) make, each read by `record`; its cursor
+    /// continues below the last item when the extra row came back.
+    pub(crate) fn page<R>(
+        &self,
+        rows: &[R],
+        record: impl Fn(&R) -> Result<AttestationRecord, StoreError>,
+    ) -> Result<Page<AttestationRecord>, StoreError> {
+        let more = rows.len() > self.limit;
+        let items = rows
+            .iter()
+            .take(self.limit)
+            .map(record)
+            .collect::<Result<Vec<_>, _>>()?;
+        let next_cursor = match items.last() {
+            Some(last) if more => Some(Cursor::before(last.seq)),
+            _ => None,
+        };
+        Ok(Page { items, next_cursor })
+    }
+}
+
+/// The columns of a nonce's owner: the key and nonce asked about, and the digest of the
+/// attestation that used them.
+pub(crate) struct NonceOwnerRow<'r> {
+    pub attester_pubkey: &'r [u8],
+    pub nonce: String,
+    pub digest: &'r [u8],
+}
+
+/// What [`NonceOwnerRow`]s found, by (key, nonce).
+pub(crate) type NonceOwners = HashMap<(PublicKey, String), Hash32>;
+
+impl NonceOwnerRow<'_> {
+    pub(crate) fn add_to(self, found: &mut NonceOwners) -> Result<(), StoreError> {
+        let key = to_pubkey(self.attester_pubkey, "attester pubkey")?;
+        let digest = to_hash(self.digest, "attestation digest")?;
+        found.insert((key, self.nonce), digest);
+        Ok(())
+    }
+}
+
+/// One answer per asked pair, in the order asked.
+pub(crate) fn owners_in_order(
+    pairs: &[(PublicKey, String)],
+    found: &NonceOwners,
+) -> Vec<Option<Hash32>> {
+    pairs.iter().map(|p| found.get(p).copied()).collect()
+}
+
+/// Name of the `counters` row that counts every attestation.
+pub(crate) const COUNT_ALL: &str = "attestations";
+/// Name of the `counters` row that counts attestations in no block yet.
+pub(crate) const COUNT_PENDING: &str = "pending_attestations";
+
+/// The value of counter `name`, as read (`None`: no such row).
+pub(crate) fn counter_value(name: &str, value: Option<i64>) -> Result<u64, StoreError> {
+    // The migrations create every counter, so a missing one is a damaged store, not 0.
+    let value = value.ok_or_else(|| StoreError::corrupt(format!("counter {name} is missing")))?;
+    to_u64(value, name)
+}
+
+/// The columns of the totals of an impact summary.
+pub(crate) struct ImpactTotalsRow {
+    pub attestations: i64,
+    pub total_impact: f64,
+}
+
+/// The columns of one attester's line of an impact summary.
+pub(crate) struct ImpactRow {
+    pub attester_id: String,
+    pub attestations: i64,
+    pub total_impact: f64,
+}
+
+impl ImpactRow {
+    pub(crate) fn into_impact(self) -> Result<AttesterImpact, StoreError> {
+        Ok(AttesterImpact {
+            attester_id: self.attester_id,
+            attestations: to_u64(self.attestations, "count")?,
+            total_impact: self.total_impact,
+        })
+    }
+}
+
+impl ImpactTotalsRow {
+    /// The summary, with its `top` lines already read (highest total first).
+    pub(crate) fn into_summary(
+        self,
+        top: Vec<AttesterImpact>,
+    ) -> Result<ImpactSummary, StoreError> {
+        Ok(ImpactSummary {
+            attestations: to_u64(self.attestations, "count")?,
+            total_impact: self.total_impact,
+            top,
+        })
+    }
+}
+
+/// The columns of a vote, read for one block.
+pub(crate) struct VoteRow<'r> {
+    pub validator_id: &'r [u8],
+    pub signature: &'r [u8],
+}
+
+impl VoteRow<'_> {
+    pub(crate) fn into_vote(self, block_hash: Hash32) -> Result<Vote, StoreError> {
+        Ok(Vote {
+            block_hash,
+            validator_id: to_hash(self.validator_id, "vote validator_id")?,
+            signature: to_signature(self.signature, "vote signature")?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record that only its seq tells apart: pages are about order and bounds.
+    fn record(seq: &u64) -> Result<AttestationRecord, StoreError> {
+        Ok(AttestationRecord {
+            seq: *seq,
+            digest: Hash32::digest(&seq.to_le_bytes()),
+            attester_pubkey: PublicKey([1; 32]),
+            attester_id: "a".into(),
+            nonce: seq.to_string(),
+            body: Vec::new(),
+            impact_score: 0.0,
+            received_at_ms: 0,
+            status: AttestationStatus::Accepted,
+            block: None,
+        })
+    }
+
+    fn seqs(page: &Page<AttestationRecord>) -> Vec<u64> {
+        page.items.iter().map(|r| r.seq).collect()
+    }
+
+    #[test]
+    fn a_page_fetches_one_more_row_than_it_holds() {
+        let q = PageQuery::new(None, 3);
+        assert_eq!((q.before, q.fetch), (i64::MAX, 4));
+        // The extra row came back: the cursor continues below the last item kept.
+        let page = q.page(&[9, 8, 7, 6], record).unwrap();
+        assert_eq!(seqs(&page), [9, 8, 7]);
+        assert_eq!(page.next_cursor, Some(Cursor::before(7)));
+        // Exactly a page, or less: the last page.
+        assert_eq!(q.page(&[9, 8, 7], record).unwrap().next_cursor, None);
+        assert_eq!(q.page(&[2], record).unwrap().next_cursor, None);
+        assert_eq!(q.page(&[], record).unwrap().items, []);
+    }
+
+    #[test]
+    fn page_bounds_are_clamped_and_cursors_beyond_i64_start_at_the_top() {
+        let q = PageQuery::new(Some(Cursor::before(40)), 0);
+        assert_eq!((q.before, q.fetch), (40, 2));
+        let q = PageQuery::new(Some(Cursor::before(u64::MAX)), u32::MAX);
+        assert_eq!(
+            (q.before, q.fetch),
+            (i64::MAX, i64::from(crate::MAX_PAGE_LIMIT) + 1)
+        );
+    }
+
+    #[test]
+    fn a_row_that_does_not_read_fails_the_page() {
+        let q = PageQuery::new(None, 10);
+        let failing = |_: &u64| Err(StoreError::corrupt("bad row"));
+        assert!(matches!(q.page(&[1], failing), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
+    fn nonce_owners_answer_in_the_order_asked() {
+        let (k1, k2) = (PublicKey([1; 32]), PublicKey([2; 32]));
+        let (d1, d2) = (Hash32::digest(b"1"), Hash32::digest(b"2"));
+        let mut found = NonceOwners::new();
+        for (key, nonce, digest) in [(&k2, "n", &d2), (&k1, "n", &d1)] {
+            NonceOwnerRow {
+                attester_pubkey: &key.0,
+                nonce: nonce.into(),
+                digest: digest.as_bytes(),
+            }
+            .add_to(&mut found)
+            .unwrap();
+        }
+        let asked = [
+            (k1, "n".to_string()),
+            (k1, "m".to_string()),
+            (k2, "n".to_string()),
+        ];
+        assert_eq!(owners_in_order(&asked, &found), [Some(d1), None, Some(d2)]);
+
+        let short = NonceOwnerRow {
+            attester_pubkey: &[0; 31],
+            nonce: "n".into(),
+            digest: d1.as_bytes(),
+        };
+        assert!(matches!(
+            short.add_to(&mut found),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn a_missing_or_negative_counter_is_corrupt() {
+        assert_eq!(counter_value(COUNT_ALL, Some(5)), Ok(5));
+        assert_eq!(
+            counter_value(COUNT_PENDING, None),
+            Err(StoreError::Corrupt(
+                "counter pending_attestations is missing".into()
+            ))
+        );
+        assert!(matches!(
+            counter_value(COUNT_ALL, Some(-1)),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn impact_rows_make_a_summary() {
+        let line = ImpactRow {
+            attester_id: "a".into(),
+            attestations: 2,
+            total_impact: 1.5,
+        }
+        .into_impact()
+        .unwrap();
+        let summary = ImpactTotalsRow {
+            attestations: 3,
+            total_impact: 2.0,
+        }
+        .into_summary(vec![line.clone()])
+        .unwrap();
+        assert_eq!(
+            summary,
+            ImpactSummary {
+                attestations: 3,
+                total_impact: 2.0,
+                top: vec![AttesterImpact {
+                    attester_id: "a".into(),
+                    attestations: 2,
+                    total_impact: 1.5,
+                }],
+            }
+        );
+        let negative = ImpactRow {
+            attester_id: "a".into(),
+            attestations: -1,
+            total_impact: 0.0,
+        };
+        assert!(matches!(
+            negative.into_impact(),
+            Err(StoreError::Corrupt(_))
+        ));
+        let negative = ImpactTotalsRow {
+            attestations: -1,
+            total_impact: 0.0,
+        };
+        assert!(negative.into_summary(Vec::new()).is_err());
+    }
+
+    #[test]
+    fn vote_rows_are_checked() {
+        let block = Hash32::digest(b"block");
+        let id = Hash32::digest(b"validator");
+        let vote = VoteRow {
+            validator_id: id.as_bytes(),
+            signature: &[3; 64],
+        }
+        .into_vote(block)
+        .unwrap();
+        assert_eq!((vote.block_hash, vote.validator_id), (block, id));
+        assert_eq!(vote.signature.0, [3; 64]);
+        let short = VoteRow {
+            validator_id: id.as_bytes(),
+            signature: &[3; 63],
+        };
+        assert!(matches!(
+            short.into_vote(block),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 }

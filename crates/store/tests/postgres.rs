@@ -76,6 +76,31 @@ async fn tables_are_in_their_schema_at_the_current_version() {
     );
 }
 
+/// A database a newer build migrated further is refused rather than misread. Two
+/// workers: the refused open's transaction is rolled back by a task sqlx spawns when it
+/// is dropped, and on one thread that task could not run while the schema's `Drop`
+/// waits for its locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused() {
+    let h = PgHarness::new().await;
+    let s = PostgresStore::open(h.config()).await.unwrap();
+    s.close().await;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&h.schema.url)
+        .await
+        .unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO \"{}\".schema_version (version, name, applied_at_ms) \
+         VALUES (999, 'future', 0)",
+        h.schema.name
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    drop(conn);
+    let err = PostgresStore::open(h.config()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
+}
+
 #[tokio::test]
 async fn replicas_starting_together_migrate_once() {
     let h = PgHarness::new().await;

@@ -9,16 +9,14 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::{LockPurpose, PostgresStore};
-use crate::codec::{clamp_limit, to_hash, to_i64, to_pubkey, to_u64};
+use crate::codec::{received_at_column, to_hash, to_i64, to_u64};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
-use crate::rows::{select_record, AttestationRow};
-use crate::types::{
-    AttestationRecord, AttesterImpact, ImpactSummary, InsertOutcome, NewAttestation,
+use crate::rows::{
+    counter_value, owners_in_order, select_record, AttestationRow, ImpactRow, ImpactTotalsRow,
+    NonceOwnerRow, NonceOwners, PageQuery,
 };
-
-pub(super) const COUNT_ALL: &str = "attestations";
-pub(super) const COUNT_PENDING: &str = "pending_attestations";
+use crate::types::{AttestationRecord, ImpactSummary, InsertOutcome, NewAttestation};
 
 fn record(row: &PgRow) -> Result<AttestationRecord, StoreError> {
     AttestationRow {
@@ -91,17 +89,16 @@ pub(super) async fn nonce_owners(
         .bind(nonces)
         .fetch_all(conn)
         .await?;
-    let mut found: HashMap<(PublicKey, String), Hash32> = HashMap::with_capacity(rows.len());
-    for row in rows {
-        let key = to_pubkey(
-            row.try_get::<&[u8], _>("attester_pubkey")?,
-            "attester pubkey",
-        )?;
-        let nonce: String = row.try_get("nonce")?;
-        let digest = to_hash(row.try_get::<&[u8], _>("digest")?, "attestation digest")?;
-        found.insert((key, nonce), digest);
+    let mut found = NonceOwners::with_capacity(rows.len());
+    for row in &rows {
+        NonceOwnerRow {
+            attester_pubkey: row.try_get("attester_pubkey")?,
+            nonce: row.try_get("nonce")?,
+            digest: row.try_get("digest")?,
+        }
+        .add_to(&mut found)?;
     }
-    Ok(pairs.iter().map(|p| found.get(p).copied()).collect())
+    Ok(owners_in_order(pairs, &found))
 }
 
 /// One transaction and one multi-row statement for the whole batch. Rows that did not go
@@ -123,15 +120,9 @@ pub(super) async fn insert(
     let mut bodies = Vec::with_capacity(n);
     let mut scores = Vec::with_capacity(n);
     let mut received = Vec::with_capacity(n);
-    // Unrepresentable input is refused before the transaction, as a clear error.
+    // Refused before the transaction: see `received_at_column`.
     for item in items {
-        if !item.impact_score.is_finite() {
-            return Err(StoreError::Invalid(format!(
-                "attestation {} impact_score is not finite",
-                item.digest
-            )));
-        }
-        received.push(to_i64(item.received_at_ms, "received_at_ms")?);
+        received.push(received_at_column(item)?);
         digests.push(item.digest.as_bytes().as_slice());
         pubkeys.push(item.attester_pubkey.0.as_slice());
         nonces.push(item.nonce.as_str());
@@ -212,12 +203,7 @@ pub(super) async fn list(
     cursor: Option<Cursor>,
     limit: u32,
 ) -> Result<Page<AttestationRecord>, StoreError> {
-    let limit = clamp_limit(limit);
-    let before = cursor.map_or(i64::MAX, |c| {
-        i64::try_from(c.before_seq()).unwrap_or(i64::MAX)
-    });
-    // One row more than asked tells whether another page exists.
-    let fetch = i64::from(limit) + 1;
+    let page = PageQuery::new(cursor, limit);
     let mut c = store.acquire().await?;
     let rows = match attester {
         Some(id) => {
@@ -226,8 +212,8 @@ pub(super) async fn list(
                     "WHERE a.attester_id = $1 AND a.seq < $2 ORDER BY a.seq DESC LIMIT $3"
                 ))
                 .bind(id)
-                .bind(before)
-                .bind(fetch)
+                .bind(page.before)
+                .bind(page.fetch)
                 .fetch_all(&mut *c)
                 .await?
         }
@@ -236,23 +222,13 @@ pub(super) async fn list(
                 .query(select_record!(
                     "WHERE a.seq < $1 ORDER BY a.seq DESC LIMIT $2"
                 ))
-                .bind(before)
-                .bind(fetch)
+                .bind(page.before)
+                .bind(page.fetch)
                 .fetch_all(&mut *c)
                 .await?
         }
     };
-    let more = rows.len() > limit as usize;
-    let items = rows
-        .iter()
-        .take(limit as usize)
-        .map(record)
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = match items.last() {
-        Some(last) if more => Some(Cursor::before(last.seq)),
-        _ => None,
-    };
-    Ok(Page { items, next_cursor })
+    page.page(&rows, record)
 }
 
 pub(super) async fn pending(store: &PostgresStore, limit: u32) -> Result<Vec<Hash32>, StoreError> {
@@ -271,13 +247,12 @@ pub(super) async fn pending(store: &PostgresStore, limit: u32) -> Result<Vec<Has
 
 pub(super) async fn counter(store: &PostgresStore, name: &str) -> Result<u64, StoreError> {
     let mut c = store.acquire().await?;
-    let v: i64 = store
+    let v = store
         .query_scalar("SELECT value FROM counters WHERE name = $1")
         .bind(name)
         .fetch_optional(&mut *c)
-        .await?
-        .ok_or_else(|| StoreError::corrupt(format!("counter {name} is missing")))?;
-    to_u64(v, name)
+        .await?;
+    counter_value(name, v)
 }
 
 pub(super) async fn impact_summary(
@@ -321,16 +296,17 @@ pub(super) async fn impact_summary(
     let top = rows
         .iter()
         .map(|r| {
-            Ok(AttesterImpact {
+            ImpactRow {
                 attester_id: r.try_get("attester_id")?,
-                attestations: to_u64(r.try_get("n")?, "count")?,
+                attestations: r.try_get("n")?,
                 total_impact: r.try_get("total")?,
-            })
+            }
+            .into_impact()
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(ImpactSummary {
-        attestations: to_u64(totals.try_get("n")?, "count")?,
+    ImpactTotalsRow {
+        attestations: totals.try_get("n")?,
         total_impact: totals.try_get("total")?,
-        top,
-    })
+    }
+    .into_summary(top)
 }

@@ -7,8 +7,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::PostgresStore;
-use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
+use crate::codec::{clamp_limit, pack_hashes, qc_column, to_i64, to_u64};
 use crate::error::StoreError;
+use crate::placement::{already_stored, Misplacement, NewBlockRow};
 use crate::rows::{select_block, BlockRow};
 use crate::types::{BlockInsert, StoredBlock};
 
@@ -48,34 +49,21 @@ async fn misplaced(
     conn: &mut PgConnection,
     block: &Block,
 ) -> Result<StoreError, StoreError> {
-    let mut seen = std::collections::HashSet::new();
+    let mut why = Misplacement::new(block);
     for digest in &block.attestation_ids {
-        if !seen.insert(*digest) {
-            return Ok(StoreError::Conflict(format!(
-                "attestation {digest} appears twice in block {}",
-                block.hash
-            )));
+        if let Some(e) = why.repeated(digest) {
+            return Ok(e);
         }
         let owner: Option<Option<Vec<u8>>> = store
             .query_scalar("SELECT block_hash FROM attestations WHERE digest = $1")
             .bind(digest.as_bytes().as_slice())
             .fetch_optional(&mut *conn)
             .await?;
-        match owner {
-            None => return Ok(StoreError::NotFound(format!("attestation {digest}"))),
-            Some(Some(other)) if other.as_slice() != block.hash.as_bytes().as_slice() => {
-                return Ok(StoreError::Conflict(format!(
-                    "attestation {digest} is already in block {}",
-                    to_hash(&other, "block hash").map_or_else(|_| "?".to_string(), |h| h.to_hex())
-                )))
-            }
-            _ => {}
+        if let Some(e) = why.owned(digest, owner.as_ref().map(Option::as_deref)) {
+            return Ok(e);
         }
     }
-    Ok(StoreError::Conflict(format!(
-        "the attestations of block {} could not all be placed",
-        block.hash
-    )))
+    Ok(why.unexplained())
 }
 
 /// `fence`: (lease name, holder) that must still hold the lease, checked inside the
@@ -86,14 +74,7 @@ pub(super) async fn insert(
     created_at_ms: u64,
     fence: Option<(&str, &str)>,
 ) -> Result<BlockInsert, StoreError> {
-    block
-        .check_integrity()
-        .map_err(|e| StoreError::Invalid(format!("block {}: {e}", block.hash)))?;
-    let header = serde_json::to_string(&block.header)
-        .map_err(|e| StoreError::Invalid(format!("block {} header: {e}", block.hash)))?;
-    let height = to_i64(block.header.height, "block height")?;
-    let timestamp = to_i64(block.header.timestamp_ms, "block timestamp_ms")?;
-    let created = to_i64(created_at_ms, "created_at_ms")?;
+    let row = NewBlockRow::new(block, created_at_ms)?;
     let count = i64::try_from(block.attestation_ids.len())
         .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
 
@@ -126,22 +107,16 @@ pub(super) async fn insert(
              created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING",
         )
         .bind(block.hash.as_bytes().as_slice())
-        .bind(height)
-        .bind(timestamp)
-        .bind(&header)
+        .bind(row.height)
+        .bind(row.timestamp)
+        .bind(&row.header)
         .bind(block.signature.as_ref().map(|s| s.0.to_vec()))
         .bind(pack_hashes(&block.attestation_ids))
-        .bind(created)
+        .bind(row.created)
         .execute(&mut *tx)
         .await?;
     if inserted.rows_affected() == 0 {
-        return match by_hash(store, &mut tx, &block.hash).await? {
-            Some(existing) if existing.block == *block => Ok(BlockInsert::AlreadyStored),
-            _ => Err(StoreError::Conflict(format!(
-                "block {} is stored with different content",
-                block.hash
-            ))),
-        };
+        return already_stored(block, by_hash(store, &mut tx, &block.hash).await?);
     }
     if count > 0 {
         let digests: Vec<&[u8]> = block
@@ -182,13 +157,7 @@ pub(super) async fn mark_finalized(
     at_ms: u64,
 ) -> Result<u64, StoreError> {
     let at = to_i64(at_ms, "finalized_at_ms")?;
-    let qc_json = qc
-        .map(|q| {
-            serde_json::to_string(q)
-                .map(|json| (q.block_hash, json))
-                .map_err(|e| StoreError::Invalid(format!("qc: {e}")))
-        })
-        .transpose()?;
+    let qc_json = qc.map(qc_column).transpose()?;
     let mut unique: Vec<&[u8]> = hashes.iter().map(|h| h.as_bytes().as_slice()).collect();
     unique.sort_unstable();
     unique.dedup();

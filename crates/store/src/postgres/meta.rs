@@ -5,6 +5,7 @@ use sqlx::Connection;
 
 use super::{LockPurpose, PostgresStore};
 use crate::error::StoreError;
+use crate::identity;
 use crate::types::{IdentityCheck, META_CHAIN_ID, META_GENESIS_HASH};
 
 pub(super) async fn set(store: &PostgresStore, key: &str, value: &str) -> Result<(), StoreError> {
@@ -49,25 +50,21 @@ pub(super) async fn bind_identity(
             .fetch_optional(&mut *tx)
             .await?;
     }
-    match stored {
-        [None, None] => {
-            for (k, v) in [(META_CHAIN_ID, chain_id), (META_GENESIS_HASH, genesis_hex.as_str())] {
-                store
-                    .query("INSERT INTO meta (key, value) VALUES ($1, $2)")
-                    .bind(k)
-                    .bind(v)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-            Ok(IdentityCheck::Fresh)
+    let [stored_chain, stored_genesis] = stored;
+    let found = identity::judge(stored_chain, stored_genesis, chain_id, &genesis_hex)?;
+    if found == IdentityCheck::Fresh {
+        for (k, v) in [
+            (META_CHAIN_ID, chain_id),
+            (META_GENESIS_HASH, genesis_hex.as_str()),
+        ] {
+            store
+                .query("INSERT INTO meta (key, value) VALUES ($1, $2)")
+                .bind(k)
+                .bind(v)
+                .execute(&mut *tx)
+                .await?;
         }
-        [Some(c), Some(g)] if c == chain_id && g == genesis_hex => Ok(IdentityCheck::Matches),
-        [Some(c), Some(g)] => Err(StoreError::Conflict(format!(
-            "this store belongs to chain {c} with genesis {g}, not chain {chain_id} with genesis {genesis_hex}"
-        ))),
-        _ => Err(StoreError::corrupt(
-            "store has only one of chain_id and genesis_hash",
-        )),
+        tx.commit().await?;
     }
+    Ok(found)
 }

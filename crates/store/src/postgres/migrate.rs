@@ -8,15 +8,17 @@ use sqlx::{Connection, Executor};
 use super::{LockPurpose, PostgresStore};
 use crate::codec::now_ms;
 use crate::error::StoreError;
+use crate::migrations::{self, Migration};
 
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/postgres/0001_init.sql"),
-)];
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("../../migrations/postgres/0001_init.sql"),
+}];
+const _: () = assert!(migrations::is_well_formed(MIGRATIONS));
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = migrations::latest(MIGRATIONS);
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
     version       BIGINT PRIMARY KEY,
@@ -24,7 +26,7 @@ const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
     applied_at_ms BIGINT NOT NULL
 )";
 
-pub(super) async fn run(store: &PostgresStore) -> Result<i64, StoreError> {
+pub(super) async fn run(store: &PostgresStore) -> Result<(), StoreError> {
     let mut conn = store.acquire().await?;
     let mut tx = conn.begin().await?;
     store.lock(&mut tx, LockPurpose::Migrate).await?;
@@ -32,26 +34,19 @@ pub(super) async fn run(store: &PostgresStore) -> Result<i64, StoreError> {
     // rows commit together or not at all.
     tx.execute(VERSION_TABLE).await?;
     let found = current(store, &mut tx).await?;
-    if found > SCHEMA_VERSION {
-        return Err(StoreError::Corrupt(format!(
-            "database schema version {found} is newer than this build's {SCHEMA_VERSION}"
-        )));
-    }
-    let mut version = found;
-    for &(v, name, sql) in MIGRATIONS.iter().filter(|m| m.0 > found) {
+    for m in migrations::pending(MIGRATIONS, found)? {
         // A plain string runs every statement in it (simple query protocol).
-        tx.execute(sql).await?;
+        tx.execute(m.sql).await?;
         store
             .query("INSERT INTO schema_version (version, name, applied_at_ms) VALUES ($1, $2, $3)")
-            .bind(v)
-            .bind(name)
+            .bind(m.version)
+            .bind(m.name)
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
-        version = v;
     }
     tx.commit().await?;
-    Ok(version)
+    Ok(())
 }
 
 pub(super) async fn current(
@@ -63,15 +58,4 @@ pub(super) async fn current(
         .fetch_one(conn)
         .await?;
     Ok(v.unwrap_or(0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn migrations_are_ordered_and_end_at_the_schema_version() {
-        assert!(MIGRATIONS.windows(2).all(|w| w[0].0 < w[1].0));
-        assert_eq!(MIGRATIONS.last().map(|m| m.0), Some(SCHEMA_VERSION));
-    }
 }

@@ -36,6 +36,7 @@ use sqlx::{Connection, PgPool, Postgres};
 
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
+use crate::rows::{COUNT_ALL, COUNT_PENDING};
 use crate::types::*;
 use crate::Store;
 
@@ -351,11 +352,11 @@ impl Store for PostgresStore {
     }
 
     async fn count_attestations(&self) -> Result<u64, StoreError> {
-        attestations::counter(self, attestations::COUNT_ALL).await
+        attestations::counter(self, COUNT_ALL).await
     }
 
     async fn count_pending_attestations(&self) -> Result<u64, StoreError> {
-        attestations::counter(self, attestations::COUNT_PENDING).await
+        attestations::counter(self, COUNT_PENDING).await
     }
 
     async fn impact_summary(

@@ -5,9 +5,10 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection, Row};
 
 use super::PostgresStore;
-use crate::codec::{to_i64, to_u64};
+use crate::codec::{registry_body_column, to_i64, to_u64};
 use crate::error::StoreError;
-use crate::rows::RegistryRow;
+use crate::placement::entry_not_placed;
+use crate::rows::{select_registry, RegistryRow};
 use crate::types::RegistryEntry;
 
 fn entry(row: &PgRow) -> Result<RegistryEntry, StoreError> {
@@ -27,8 +28,7 @@ pub(super) async fn insert(
     body: &serde_json::Value,
     epoch: u64,
 ) -> Result<u64, StoreError> {
-    let body = serde_json::to_string(body)
-        .map_err(|e| StoreError::Invalid(format!("registry entry body: {e}")))?;
+    let body = registry_body_column(body)?;
     let mut c = store.acquire().await?;
     let seq: i64 = store
         .query_scalar(
@@ -46,14 +46,11 @@ pub(super) async fn list(
     store: &PostgresStore,
     pending_only: bool,
 ) -> Result<Vec<RegistryEntry>, StoreError> {
-    let sql = if pending_only {
-        "SELECT seq, kind, epoch, body, block_hash FROM registry_entries \
-         WHERE block_hash IS NULL ORDER BY seq"
-    } else {
-        "SELECT seq, kind, epoch, body, block_hash FROM registry_entries ORDER BY seq"
-    };
     let mut c = store.acquire().await?;
-    let rows = store.query(sql).fetch_all(&mut *c).await?;
+    let rows = store
+        .query(select_registry(pending_only))
+        .fetch_all(&mut *c)
+        .await?;
     rows.iter().map(entry).collect()
 }
 
@@ -91,12 +88,7 @@ pub(super) async fn mark_included(
                 .bind(seq_i)
                 .fetch_optional(&mut *tx)
                 .await?;
-            return Err(match found {
-                None => StoreError::NotFound(format!("registry entry {seq}")),
-                Some(_) => StoreError::Conflict(format!(
-                    "registry entry {seq} is already in another block"
-                )),
-            });
+            return Err(entry_not_placed(seq, found.is_some()));
         }
     }
     tx.commit().await?;

@@ -5,8 +5,8 @@ use bizra_ledger::Hash32;
 use sqlx::Row;
 
 use super::PostgresStore;
-use crate::codec::{to_hash, to_signature};
 use crate::error::StoreError;
+use crate::rows::VoteRow;
 
 pub(super) async fn insert(store: &PostgresStore, vote: &Vote) -> Result<bool, StoreError> {
     let mut c = store.acquire().await?;
@@ -38,11 +38,11 @@ pub(super) async fn for_block(
         .await?;
     rows.iter()
         .map(|r| {
-            Ok(Vote {
-                block_hash: *block_hash,
-                validator_id: to_hash(r.try_get("validator_id")?, "vote validator_id")?,
-                signature: to_signature(r.try_get("signature")?, "vote signature")?,
-            })
+            VoteRow {
+                validator_id: r.try_get("validator_id")?,
+                signature: r.try_get("signature")?,
+            }
+            .into_vote(*block_hash)
         })
         .collect()
 }

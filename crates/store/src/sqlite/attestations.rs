@@ -12,16 +12,14 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 use super::chunks::{chunk_len, rows, PerChunk};
 use super::columns::{blob, opt_blob};
 use super::write_thread::begin;
-use crate::codec::{clamp_limit, to_hash, to_i64, to_pubkey, to_u64};
+use crate::codec::{received_at_column, to_hash, to_i64, to_u64};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
-use crate::rows::{select_record, AttestationRow};
-use crate::types::{
-    AttestationRecord, AttesterImpact, ImpactSummary, InsertOutcome, NewAttestation,
+use crate::rows::{
+    counter_value, owners_in_order, select_record, AttestationRow, ImpactRow, ImpactTotalsRow,
+    NonceOwnerRow, NonceOwners, PageQuery, COUNT_ALL, COUNT_PENDING,
 };
-
-pub(super) const COUNT_ALL: &str = "attestations";
-pub(super) const COUNT_PENDING: &str = "pending_attestations";
+use crate::types::{AttestationRecord, ImpactSummary, InsertOutcome, NewAttestation};
 
 fn record(row: &SqliteRow) -> Result<AttestationRecord, StoreError> {
     AttestationRow {
@@ -89,7 +87,7 @@ pub(super) async fn nonce_owners(
     conn: &mut SqliteConnection,
     pairs: &[(PublicKey, String)],
 ) -> Result<Vec<Option<Hash32>>, StoreError> {
-    let mut found: HashMap<(PublicKey, String), Hash32> = HashMap::new();
+    let mut found = NonceOwners::new();
     let mut at = 0;
     while at < pairs.len() {
         let n = chunk_len(pairs.len() - at);
@@ -98,17 +96,16 @@ pub(super) async fn nonce_owners(
             q = q.bind(key.0.as_slice()).bind(nonce.as_str());
         }
         for row in q.fetch_all(&mut *conn).await? {
-            let key = to_pubkey(
-                row.try_get::<&[u8], _>("attester_pubkey")?,
-                "attester pubkey",
-            )?;
-            let nonce: String = row.try_get("nonce")?;
-            let digest = to_hash(row.try_get::<&[u8], _>("digest")?, "attestation digest")?;
-            found.insert((key, nonce), digest);
+            NonceOwnerRow {
+                attester_pubkey: row.try_get("attester_pubkey")?,
+                nonce: row.try_get("nonce")?,
+                digest: row.try_get("digest")?,
+            }
+            .add_to(&mut found)?;
         }
         at += n;
     }
-    Ok(pairs.iter().map(|p| found.get(p).copied()).collect())
+    Ok(owners_in_order(pairs, &found))
 }
 
 /// `INSERT … VALUES (…), … ON CONFLICT DO NOTHING RETURNING seq, digest` for `n` rows.
@@ -133,17 +130,10 @@ pub(super) fn insert(
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    // Refuse unrepresentable input before the transaction, so one bad item is a clear
-    // error rather than a rolled-back batch with a database message.
+    // Refused before the transaction: see `received_at_column`.
     let mut received = Vec::with_capacity(items.len());
     for item in items {
-        if !item.impact_score.is_finite() {
-            return Err(StoreError::Invalid(format!(
-                "attestation {} impact_score is not finite",
-                item.digest
-            )));
-        }
-        received.push(to_i64(item.received_at_ms, "received_at_ms")?);
+        received.push(received_at_column(item)?);
     }
 
     let tx = begin(conn)?;
@@ -261,13 +251,7 @@ pub(super) async fn list(
     cursor: Option<Cursor>,
     limit: u32,
 ) -> Result<Page<AttestationRecord>, StoreError> {
-    let limit = clamp_limit(limit);
-    // No stored seq reaches i64::MAX, so a larger cursor simply means "from the top".
-    let before = cursor.map_or(i64::MAX, |c| {
-        i64::try_from(c.before_seq()).unwrap_or(i64::MAX)
-    });
-    // One row more than asked tells whether another page exists.
-    let fetch = i64::from(limit) + 1;
+    let page = PageQuery::new(cursor, limit);
     // Two statements rather than `(?1 IS NULL OR ...)`, so each one uses its index.
     let rows = match attester {
         Some(id) => {
@@ -275,8 +259,8 @@ pub(super) async fn list(
                 "WHERE a.attester_id = ?1 AND a.seq < ?2 ORDER BY a.seq DESC LIMIT ?3"
             ))
             .bind(id)
-            .bind(before)
-            .bind(fetch)
+            .bind(page.before)
+            .bind(page.fetch)
             .fetch_all(readers)
             .await?
         }
@@ -284,23 +268,13 @@ pub(super) async fn list(
             sqlx::query(select_record!(
                 "WHERE a.seq < ?1 ORDER BY a.seq DESC LIMIT ?2"
             ))
-            .bind(before)
-            .bind(fetch)
+            .bind(page.before)
+            .bind(page.fetch)
             .fetch_all(readers)
             .await?
         }
     };
-    let more = rows.len() > limit as usize;
-    let items = rows
-        .iter()
-        .take(limit as usize)
-        .map(record)
-        .collect::<Result<Vec<_>, _>>()?;
-    let next_cursor = match items.last() {
-        Some(last) if more => Some(Cursor::before(last.seq)),
-        _ => None,
-    };
-    Ok(Page { items, next_cursor })
+    page.page(&rows, record)
 }
 
 pub(super) async fn pending(readers: &SqlitePool, limit: u32) -> Result<Vec<Hash32>, StoreError> {
@@ -316,12 +290,11 @@ pub(super) async fn pending(readers: &SqlitePool, limit: u32) -> Result<Vec<Hash
 }
 
 pub(super) async fn counter(readers: &SqlitePool, name: &str) -> Result<u64, StoreError> {
-    let v: i64 = sqlx::query_scalar("SELECT value FROM counters WHERE name = ?1")
+    let v = sqlx::query_scalar("SELECT value FROM counters WHERE name = ?1")
         .bind(name)
         .fetch_optional(readers)
-        .await?
-        .ok_or_else(|| StoreError::corrupt(format!("counter {name} is missing")))?;
-    to_u64(v, name)
+        .await?;
+    counter_value(name, v)
 }
 
 pub(super) async fn impact_summary(
@@ -358,16 +331,17 @@ pub(super) async fn impact_summary(
     let top = rows
         .iter()
         .map(|r| {
-            Ok(AttesterImpact {
+            ImpactRow {
                 attester_id: r.try_get("attester_id")?,
-                attestations: to_u64(r.try_get("n")?, "count")?,
+                attestations: r.try_get("n")?,
                 total_impact: r.try_get("total")?,
-            })
+            }
+            .into_impact()
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
-    Ok(ImpactSummary {
-        attestations: to_u64(totals.try_get("n")?, "count")?,
+    ImpactTotalsRow {
+        attestations: totals.try_get("n")?,
         total_impact: totals.try_get("total")?,
-        top,
-    })
+    }
+    .into_summary(top)
 }

@@ -2,7 +2,6 @@
 //! reads on the reader pool.
 
 use bizra_ledger::block::Block;
-use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use super::columns::{blob, opt_blob, opt_text, text};
 use super::write_thread::{begin, WriteThread};
 use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
+use crate::placement::{already_stored, Misplacement, NewBlockRow};
 use crate::rows::{select_block, BlockRow};
 use crate::types::{BlockInsert, StoredBlock};
 
@@ -92,34 +92,21 @@ fn misplaced(
     block: &Block,
     chunk: &[Hash32],
 ) -> Result<StoreError, StoreError> {
-    let mut seen = std::collections::HashSet::new();
+    let mut why = Misplacement::new(block);
     let mut owner_of =
         tx.prepare_cached("SELECT block_hash FROM attestations WHERE digest = ?1")?;
     for digest in chunk {
-        if !seen.insert(*digest) {
-            return Ok(StoreError::Conflict(format!(
-                "attestation {digest} appears twice in block {}",
-                block.hash
-            )));
+        if let Some(e) = why.repeated(digest) {
+            return Ok(e);
         }
         let owner: Option<Option<Vec<u8>>> = owner_of
             .query_row([digest.as_bytes()], |r| r.get(0))
             .optional()?;
-        match owner {
-            None => return Ok(StoreError::NotFound(format!("attestation {digest}"))),
-            Some(Some(other)) if other.as_slice() != block.hash.as_bytes().as_slice() => {
-                return Ok(StoreError::Conflict(format!(
-                    "attestation {digest} is already in block {}",
-                    to_hash(&other, "block hash").map_or_else(|_| "?".to_string(), |h| h.to_hex())
-                )))
-            }
-            _ => {}
+        if let Some(e) = why.owned(digest, owner.as_ref().map(Option::as_deref)) {
+            return Ok(e);
         }
     }
-    Ok(StoreError::Conflict(format!(
-        "the attestations of block {} could not all be placed",
-        block.hash
-    )))
+    Ok(why.unexplained())
 }
 
 /// Attestations placed per write transaction. A block's placement rewrites each of its
@@ -174,12 +161,9 @@ fn place(
 /// Checks, without writing, that every id is a known attestation in no block, once.
 fn check_placeable(tx: &Transaction<'_>, block: &Block) -> Result<(), StoreError> {
     let ids = &block.attestation_ids;
-    let mut seen = std::collections::HashSet::with_capacity(ids.len());
-    if let Some(twice) = ids.iter().find(|d| !seen.insert(**d)) {
-        return Err(StoreError::Conflict(format!(
-            "attestation {twice} appears twice in block {}",
-            block.hash
-        )));
+    let mut why = Misplacement::new(block);
+    if let Some(e) = ids.iter().find_map(|d| why.repeated(d)) {
+        return Err(e);
     }
     let mut at = 0;
     while at < ids.len() {
@@ -257,17 +241,7 @@ pub(super) async fn insert(
     block: &Block,
     created_at_ms: u64,
 ) -> Result<BlockInsert, StoreError> {
-    // A block whose hash does not match its header would poison every later read.
-    block
-        .check_integrity()
-        .map_err(|e| StoreError::Invalid(format!("block {}: {e}", block.hash)))?;
-    let row = NewBlockRow {
-        header: serde_json::to_string(&block.header)
-            .map_err(|e| StoreError::Invalid(format!("block {} header: {e}", block.hash)))?,
-        height: to_i64(block.header.height, "block height")?,
-        timestamp: to_i64(block.header.timestamp_ms, "block timestamp_ms")?,
-        created: to_i64(created_at_ms, "created_at_ms")?,
-    };
+    let row = NewBlockRow::new(block, created_at_ms)?;
     let block = Arc::new(block.clone());
     let total = block.attestation_ids.len();
     let first = total.min(PLACE_PER_TRANSACTION);
@@ -296,14 +270,6 @@ pub(super) async fn insert(
     Ok(BlockInsert::Inserted)
 }
 
-/// A block's column values, checked before its first transaction.
-struct NewBlockRow {
-    header: String,
-    height: i64,
-    timestamp: i64,
-    created: i64,
-}
-
 /// The first transaction of [`insert`]: `Some` when it settles the insert (an identical
 /// block is already stored), `None` when the block is stored and its first `first`
 /// attestations placed.
@@ -322,16 +288,8 @@ fn insert_first(
     match placed {
         Some(0) => undo_unplaced(&tx, &block.hash)?,
         Some(_) => {
-            let existing = by_hash_in(&tx, &block.hash)?;
             // Dropping `tx` rolls back the (empty) transaction.
-            return if existing.is_some_and(|e| e.block == *block) {
-                Ok(Some(BlockInsert::AlreadyStored))
-            } else {
-                Err(StoreError::Conflict(format!(
-                    "block {} is stored with different content",
-                    block.hash
-                )))
-            };
+            return already_stored(block, by_hash_in(&tx, &block.hash)?).map(Some);
         }
         None => {}
     }
@@ -410,13 +368,6 @@ pub(super) fn mark_finalized(
     }
     tx.commit()?;
     Ok(newly)
-}
-
-/// The certificate as stored: its head block and its JSON.
-pub(super) fn qc_column(qc: &QuorumCertificate) -> Result<(Hash32, String), StoreError> {
-    serde_json::to_string(qc)
-        .map(|json| (qc.block_hash, json))
-        .map_err(|e| StoreError::Invalid(format!("qc: {e}")))
 }
 
 /// Blocks from `from` up, by height then hash; every one when `limit` is `None`.

@@ -6,6 +6,7 @@ use sqlx::SqlitePool;
 
 use super::write_thread::begin;
 use crate::error::StoreError;
+use crate::identity;
 use crate::types::{IdentityCheck, META_CHAIN_ID, META_GENESIS_HASH};
 
 pub(super) fn set(conn: &mut Connection, key: &str, value: &str) -> Result<(), StoreError> {
@@ -36,20 +37,20 @@ pub(super) fn bind_identity(
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
             .optional()?)
     };
-    match (stored(META_CHAIN_ID)?, stored(META_GENESIS_HASH)?) {
-        (None, None) => {
-            for (k, v) in [(META_CHAIN_ID, chain_id), (META_GENESIS_HASH, genesis_hex.as_str())] {
-                tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", [k, v])?;
-            }
-            tx.commit()?;
-            Ok(IdentityCheck::Fresh)
+    let found = identity::judge(
+        stored(META_CHAIN_ID)?,
+        stored(META_GENESIS_HASH)?,
+        chain_id,
+        &genesis_hex,
+    )?;
+    if found == IdentityCheck::Fresh {
+        for (k, v) in [
+            (META_CHAIN_ID, chain_id),
+            (META_GENESIS_HASH, genesis_hex.as_str()),
+        ] {
+            tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", [k, v])?;
         }
-        (Some(c), Some(g)) if c == chain_id && g == genesis_hex => Ok(IdentityCheck::Matches),
-        (Some(c), Some(g)) => Err(StoreError::Conflict(format!(
-            "this store belongs to chain {c} with genesis {g}, not chain {chain_id} with genesis {genesis_hex}"
-        ))),
-        _ => Err(StoreError::corrupt(
-            "store has only one of chain_id and genesis_hash",
-        )),
+        tx.commit()?;
     }
+    Ok(found)
 }

@@ -34,8 +34,10 @@ use bizra_ledger::Hash32;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
+use crate::codec::{qc_column, registry_body_column};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
+use crate::rows::{COUNT_ALL, COUNT_PENDING};
 use crate::types::*;
 use crate::Store;
 use write_thread::WriteThread;
@@ -95,7 +97,7 @@ impl SqliteStore {
             })?;
         }
         let writer = WriteThread::open(&path, config.busy_timeout).await?;
-        writer.run(|conn| migrate::run(conn).map(drop)).await?;
+        writer.run(migrate::run).await?;
         // A block a crash left half placed was never acknowledged: its attestations go
         // back to the pending queue before anyone reads them.
         writer
@@ -209,11 +211,11 @@ impl Store for SqliteStore {
     }
 
     async fn count_attestations(&self) -> Result<u64, StoreError> {
-        attestations::counter(&self.readers, attestations::COUNT_ALL).await
+        attestations::counter(&self.readers, COUNT_ALL).await
     }
 
     async fn count_pending_attestations(&self) -> Result<u64, StoreError> {
-        attestations::counter(&self.readers, attestations::COUNT_PENDING).await
+        attestations::counter(&self.readers, COUNT_PENDING).await
     }
 
     async fn impact_summary(
@@ -253,7 +255,7 @@ impl Store for SqliteStore {
         at_ms: u64,
     ) -> Result<u64, StoreError> {
         let hashes = hashes.to_vec();
-        let qc = qc.map(blocks::qc_column).transpose()?;
+        let qc = qc.map(qc_column).transpose()?;
         self.writer
             .run(move |conn| blocks::mark_finalized(conn, &hashes, qc.as_ref(), at_ms))
             .await
@@ -297,7 +299,7 @@ impl Store for SqliteStore {
         body: &serde_json::Value,
         epoch: u64,
     ) -> Result<u64, StoreError> {
-        let (kind, body) = (kind.to_string(), registry::body_column(body)?);
+        let (kind, body) = (kind.to_string(), registry_body_column(body)?);
         self.writer
             .run(move |conn| registry::insert(conn, &kind, &body, epoch))
             .await

@@ -8,7 +8,8 @@ use sqlx::{Row, SqlitePool};
 
 use crate::codec::{to_i64, to_u64};
 use crate::error::StoreError;
-use crate::rows::RegistryRow;
+use crate::placement::entry_not_placed;
+use crate::rows::{select_registry, RegistryRow};
 use crate::types::RegistryEntry;
 
 use super::write_thread::begin;
@@ -22,12 +23,6 @@ fn entry(row: &SqliteRow) -> Result<RegistryEntry, StoreError> {
         block_hash: row.try_get("block_hash")?,
     }
     .into_entry()
-}
-
-/// The body as stored: its JSON text.
-pub(super) fn body_column(body: &serde_json::Value) -> Result<String, StoreError> {
-    serde_json::to_string(body)
-        .map_err(|e| StoreError::Invalid(format!("registry entry body: {e}")))
 }
 
 pub(super) fn insert(
@@ -48,13 +43,9 @@ pub(super) async fn list(
     readers: &SqlitePool,
     pending_only: bool,
 ) -> Result<Vec<RegistryEntry>, StoreError> {
-    let sql = if pending_only {
-        "SELECT seq, kind, epoch, body, block_hash FROM registry_entries \
-         WHERE block_hash IS NULL ORDER BY seq"
-    } else {
-        "SELECT seq, kind, epoch, body, block_hash FROM registry_entries ORDER BY seq"
-    };
-    let rows = sqlx::query(sql).fetch_all(readers).await?;
+    let rows = sqlx::query(select_registry(pending_only))
+        .fetch_all(readers)
+        .await?;
     rows.iter().map(entry).collect()
 }
 
@@ -80,11 +71,7 @@ pub(super) fn mark_included(
             let found = tx
                 .prepare("SELECT 1 FROM registry_entries WHERE seq = ?1")?
                 .exists([seq_i])?;
-            return Err(if found {
-                StoreError::Conflict(format!("registry entry {seq} is already in another block"))
-            } else {
-                StoreError::NotFound(format!("registry entry {seq}"))
-            });
+            return Err(entry_not_placed(seq, found));
         }
     }
     tx.commit()?;
