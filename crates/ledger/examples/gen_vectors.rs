@@ -34,15 +34,15 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 /// The clock every attestation vector is validated at.
-pub const NOW: &str = "2026-11-28T12:00:00Z";
+pub(crate) const NOW: &str = "2026-11-28T12:00:00Z";
 /// Seed of the attester key that signs the attestation vectors.
-pub const ATTESTER_SEED: [u8; 32] = [0x01; 32];
+pub(crate) const ATTESTER_SEED: [u8; 32] = [0x01; 32];
 /// Seed of a second attester key (wrong-key signatures).
-pub const OTHER_SEED: [u8; 32] = [0x02; 32];
+pub(crate) const OTHER_SEED: [u8; 32] = [0x02; 32];
 /// Seeds of the two genesis validators, which also propose the blocks.
-pub const VALIDATOR_SEEDS: [[u8; 32]; 2] = [[0x0a; 32], [0x0b; 32]];
+pub(crate) const VALIDATOR_SEEDS: [[u8; 32]; 2] = [[0x0a; 32], [0x0b; 32]];
 /// The file names, in the order [`generate`] returns them.
-pub const FILES: [&str; 5] = [
+pub(crate) const FILES: [&str; 5] = [
     "attestations.json",
     "merkle.json",
     "blocks.json",
@@ -65,7 +65,7 @@ fn main() {
 }
 
 /// Every vector file: (file name, file content).
-pub fn generate() -> Vec<(&'static str, String)> {
+pub(crate) fn generate() -> Vec<(&'static str, String)> {
     let atts = attestations();
     let blocks = blocks(&atts.valid_digests);
     vec![

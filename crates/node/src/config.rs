@@ -1,21 +1,44 @@
 //! Node configuration: flags, then `NODE0_*` environment variables, then an optional TOML
-//! file, then defaults (SPEC §6.1).
+//! file, then defaults (README, Configuration). One type, [`ConfigArgs`], is both the
+//! flags (clap) and the file (serde), so a setting is declared once; each default is a
+//! constant that [`ConfigArgs::resolve`] applies, and the README's table is held to them
+//! by a test.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::limit::{
+    Quota, RateLimitConfig, DEFAULT_ADMIN_QUOTA, DEFAULT_READ_QUOTA, DEFAULT_SUBMIT_QUOTA,
+};
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./node0-data";
 /// Name of the config file looked for in the data directory when none is given.
 pub const CONFIG_FILE_NAME: &str = "node0.toml";
+const DEFAULT_SLOT_MS: u64 = 2000;
+const SLOT_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=600_000;
+const MAX_BLOCK_ATTESTATIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=65_536;
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Past it, requests are answered 503 at once (`GET /health` is answered all the same).
+const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 10_000;
+/// How long a peer's breaker stays open (`docs/protocol.md` §3.4).
+const DEFAULT_PEER_BREAKER_OPEN_MS: u64 = 30_000;
+const DEFAULT_LOG: &str = "info";
+/// Default wait for one Redis command: a loopback or same-rack round trip is well under
+/// a millisecond, so anything this slow is an outage to route around.
+const DEFAULT_REDIS_TIMEOUT_MS: u64 = 50;
+const REDIS_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=10_000;
 
-/// Settings of `node0 serve` and `node0 init`, as flags and environment variables. Every
-/// field is optional so that the TOML file can fill what these leave out.
-#[derive(Debug, Clone, Default, Args)]
+/// Settings of `node0 serve` and `node0 init`: the flags and environment variables, and
+/// the TOML file's keys (the same names in snake_case). Every field is optional so that
+/// each source can leave out what another gives; [`ConfigArgs::resolve`] merges them and
+/// applies the defaults.
+#[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ConfigArgs {
     /// Address to listen on.
     #[arg(long, env = "NODE0_LISTEN")]
@@ -25,6 +48,7 @@ pub struct ConfigArgs {
     pub data_dir: Option<PathBuf>,
     /// TOML config file (default: node0.toml in the data directory, if present).
     #[arg(long, env = "NODE0_CONFIG")]
+    #[serde(skip)]
     pub config: Option<PathBuf>,
     /// PostgreSQL URL; the embedded SQLite store is used when unset.
     #[arg(long, env = "NODE0_DATABASE_URL")]
@@ -116,118 +140,48 @@ pub struct ConfigArgs {
     pub trusted_proxies: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Switch {
     On,
     Off,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     Pretty,
     Json,
 }
 
-/// The TOML file: the same settings, snake_case.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub listen: Option<SocketAddr>,
-    pub data_dir: Option<PathBuf>,
-    pub database_url: Option<String>,
-    pub database_schema: Option<String>,
-    pub db_pool_size: Option<u32>,
-    pub db_acquire_timeout_ms: Option<u64>,
-    pub db_statement_timeout_ms: Option<u64>,
-    pub db_pgbouncer: Option<bool>,
-    pub redis_url: Option<String>,
-    pub peers: Option<Vec<String>>,
-    pub peer_timeout_ms: Option<u64>,
-    pub peer_breaker_open_ms: Option<u64>,
-    pub genesis: Option<PathBuf>,
-    pub slot_ms: Option<u64>,
-    pub max_block_attestations: Option<usize>,
-    pub request_timeout_ms: Option<u64>,
-    pub max_concurrent_requests: Option<usize>,
-    pub cache_l1_bytes: Option<u64>,
-    pub log: Option<String>,
-    pub log_format: Option<LogFormat>,
-    pub redis_prefix: Option<String>,
-    pub redis_timeout_ms: Option<u64>,
-    pub rate_limit: Option<Switch>,
-    pub rate_read_per_s: Option<f64>,
-    pub rate_read_burst: Option<u32>,
-    pub rate_submit_per_s: Option<f64>,
-    pub rate_submit_burst: Option<u32>,
-    pub rate_admin_per_s: Option<f64>,
-    pub rate_admin_burst: Option<u32>,
-    pub trusted_proxies: Option<Vec<String>>,
-}
-
-/// Default quotas per client address (SPEC §5.5), sized for a public node: an explorer
-/// page or a wallet makes a handful of reads at once, an attester submits rarely (a batch
-/// route takes up to 1000 attestations in one request), and the registry routes are
-/// written a few times per epoch.
-pub const DEFAULT_READ_QUOTA: Quota = Quota {
-    per_second: 100.0,
-    burst: 200,
-};
-pub const DEFAULT_SUBMIT_QUOTA: Quota = Quota {
-    per_second: 20.0,
-    burst: 40,
-};
-pub const DEFAULT_ADMIN_QUOTA: Quota = Quota {
-    per_second: 1.0,
-    burst: 5,
-};
-/// Default wait for one Redis command: a loopback or same-rack round trip is well under
-/// a millisecond, so anything this slow is an outage to route around.
-pub const DEFAULT_REDIS_TIMEOUT_MS: u64 = 50;
-
-/// A GCRA quota: a sustained rate and the number of requests allowed at once.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Quota {
-    pub per_second: f64,
-    pub burst: u32,
-}
-
-/// Rate limiting in force; `None` in [`Config::rate_limit`] when switched off.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RateLimitConfig {
-    pub read: Quota,
-    pub submit: Quota,
-    pub admin: Quota,
-}
-
-/// The settings in force.
+/// The settings in force. The server reads them; the binary sees where the node keeps
+/// its data, where it listens and how it logs.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     /// The PostgreSQL store, when configured; the embedded store otherwise.
-    pub database: Option<bizra_store::PgConfig>,
-    pub redis_url: Option<String>,
-    pub peers: Vec<String>,
+    pub(crate) database: Option<bizra_store::PgConfig>,
+    pub(crate) redis_url: Option<String>,
+    pub(crate) peers: Vec<String>,
     /// Per-call timeout of peer requests (each of up to 3 attempts).
-    pub peer_call_timeout: Duration,
-    /// How long a peer's breaker stays open (SPEC §5.3: 30 s).
-    pub peer_breaker_open: Duration,
-    pub genesis: Option<PathBuf>,
-    pub slot: Duration,
-    pub max_block_attestations: usize,
-    pub request_timeout: Duration,
-    pub max_concurrent_requests: usize,
-    pub cache_l1_bytes: u64,
+    pub(crate) peer_call_timeout: Duration,
+    /// How long a peer's breaker stays open.
+    pub(crate) peer_breaker_open: Duration,
+    pub(crate) genesis: Option<PathBuf>,
+    pub(crate) slot: Duration,
+    pub(crate) max_block_attestations: usize,
+    pub(crate) request_timeout: Duration,
+    pub(crate) max_concurrent_requests: usize,
+    pub(crate) cache_l1_bytes: u64,
     pub log: String,
     pub log_format: LogFormat,
     /// `None`: the default, `node0:{chain_id}:`, chosen when the chain id is known.
-    pub redis_prefix: Option<String>,
-    pub redis_timeout: Duration,
+    pub(crate) redis_prefix: Option<String>,
+    pub(crate) redis_timeout: Duration,
     /// `None` when rate limiting is off.
-    pub rate_limit: Option<RateLimitConfig>,
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub(crate) rate_limit: Option<RateLimitConfig>,
+    pub(crate) trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -244,7 +198,8 @@ pub enum ConfigError {
 }
 
 impl ConfigArgs {
-    /// Merges flags/environment with the TOML file and the defaults.
+    /// Merges flags/environment with the TOML file and the defaults, and checks the
+    /// result.
     pub fn resolve(&self) -> Result<Config, ConfigError> {
         let data_dir_hint = self
             .data_dir
@@ -257,50 +212,74 @@ impl ConfigArgs {
                 if path.exists() {
                     read_file_config(&path)?
                 } else {
-                    FileConfig::default()
+                    ConfigArgs::default()
                 }
             }
         };
-        let listen = match self.listen.or(file.listen) {
+        let merged = self.over(file)?;
+        merged.apply_defaults(data_dir_hint)
+    }
+
+    /// `self`'s settings where it has them, `file`'s elsewhere.
+    fn over(&self, file: ConfigArgs) -> Result<ConfigArgs, ConfigError> {
+        let invalid = |e: serde_json::Error| ConfigError::Invalid(format!("merging settings: {e}"));
+        let mut merged = serde_json::to_value(file).map_err(invalid)?;
+        if let (Some(into), serde_json::Value::Object(ours)) = (
+            merged.as_object_mut(),
+            serde_json::to_value(self).map_err(invalid)?,
+        ) {
+            for (key, value) in ours {
+                if !value.is_null() {
+                    into.insert(key, value);
+                }
+            }
+        }
+        serde_json::from_value(merged).map_err(invalid)
+    }
+
+    /// The settings in force: each one given, or its default.
+    fn apply_defaults(self, data_dir_hint: PathBuf) -> Result<Config, ConfigError> {
+        let listen = match self.listen {
             Some(a) => a,
             None => DEFAULT_LISTEN
                 .parse()
                 .map_err(|_| ConfigError::Invalid("bad default listen address".into()))?,
         };
-        let slot_ms = self.slot_ms.or(file.slot_ms).unwrap_or(2000);
-        if !(10..=600_000).contains(&slot_ms) {
+        let slot_ms = self.slot_ms.unwrap_or(DEFAULT_SLOT_MS);
+        if !SLOT_MS_RANGE.contains(&slot_ms) {
             return Err(ConfigError::Invalid(format!(
-                "slot_ms {slot_ms} must be between 10 and 600000"
+                "slot_ms {slot_ms} must be between {} and {}",
+                SLOT_MS_RANGE.start(),
+                SLOT_MS_RANGE.end()
             )));
         }
         let max_block_attestations = self
             .max_block_attestations
-            .or(file.max_block_attestations)
             .unwrap_or(bizra_ledger::params::MAX_BLOCK_ATTESTATIONS);
-        if !(1..=65_536).contains(&max_block_attestations) {
+        if !MAX_BLOCK_ATTESTATIONS_RANGE.contains(&max_block_attestations) {
             return Err(ConfigError::Invalid(format!(
-                "max_block_attestations {max_block_attestations} must be between 1 and 65536"
+                "max_block_attestations {max_block_attestations} must be between {} and {}",
+                MAX_BLOCK_ATTESTATIONS_RANGE.start(),
+                MAX_BLOCK_ATTESTATIONS_RANGE.end()
             )));
         }
         let request_timeout_ms = self
             .request_timeout_ms
-            .or(file.request_timeout_ms)
-            .unwrap_or(10_000);
+            .unwrap_or(DEFAULT_REQUEST_TIMEOUT_MS);
         let peers: Vec<String> = self
             .peers
             .clone()
-            .or(file.peers)
             .unwrap_or_default()
             .into_iter()
             .map(|p| p.trim().trim_end_matches('/').to_string())
             .filter(|p| !p.is_empty())
             .collect();
-        let database = match self.database_url.clone().or(file.database_url) {
+        let database = match self.database_url.clone() {
             None => None,
             Some(url) => {
                 let mut pg = bizra_store::PgConfig::new(url);
-                pg.schema = self.database_schema.clone().or(file.database_schema);
-                if let Some(size) = self.db_pool_size.or(file.db_pool_size) {
+                pg.schema = self.database_schema.clone();
+                if let Some(size) = self.db_pool_size {
                     if !(1..=bizra_store::postgres::MAX_POOL_SIZE).contains(&size) {
                         return Err(ConfigError::Invalid(format!(
                             "db_pool_size {size} must be between 1 and {}",
@@ -309,16 +288,13 @@ impl ConfigArgs {
                     }
                     pg.max_connections = size;
                 }
-                if let Some(ms) = self.db_acquire_timeout_ms.or(file.db_acquire_timeout_ms) {
+                if let Some(ms) = self.db_acquire_timeout_ms {
                     pg.acquire_timeout = Duration::from_millis(ms.max(1));
                 }
-                if let Some(ms) = self
-                    .db_statement_timeout_ms
-                    .or(file.db_statement_timeout_ms)
-                {
+                if let Some(ms) = self.db_statement_timeout_ms {
                     pg.statement_timeout = Duration::from_millis(ms.max(1));
                 }
-                pg.pgbouncer = self.db_pgbouncer.or(file.db_pgbouncer).unwrap_or(false);
+                pg.pgbouncer = self.db_pgbouncer.unwrap_or(false);
                 Some(pg)
             }
         };
@@ -341,25 +317,25 @@ impl ConfigArgs {
             }
             Ok(q)
         };
-        let rate_limit = match self.rate_limit.or(file.rate_limit).unwrap_or(Switch::On) {
+        let rate_limit = match self.rate_limit.unwrap_or(Switch::On) {
             Switch::Off => None,
             Switch::On => Some(RateLimitConfig {
                 read: quota(
                     "read",
-                    self.rate_read_per_s.or(file.rate_read_per_s),
-                    self.rate_read_burst.or(file.rate_read_burst),
+                    self.rate_read_per_s,
+                    self.rate_read_burst,
                     DEFAULT_READ_QUOTA,
                 )?,
                 submit: quota(
                     "submit",
-                    self.rate_submit_per_s.or(file.rate_submit_per_s),
-                    self.rate_submit_burst.or(file.rate_submit_burst),
+                    self.rate_submit_per_s,
+                    self.rate_submit_burst,
                     DEFAULT_SUBMIT_QUOTA,
                 )?,
                 admin: quota(
                     "admin",
-                    self.rate_admin_per_s.or(file.rate_admin_per_s),
-                    self.rate_admin_burst.or(file.rate_admin_burst),
+                    self.rate_admin_per_s,
+                    self.rate_admin_burst,
                     DEFAULT_ADMIN_QUOTA,
                 )?,
             }),
@@ -367,27 +343,21 @@ impl ConfigArgs {
         let trusted_proxies = self
             .trusted_proxies
             .clone()
-            .or(file.trusted_proxies)
             .unwrap_or_default()
             .iter()
             .map(|s| s.trim())
             .filter(|s| !s.is_empty())
             .map(parse_net)
             .collect::<Result<Vec<_>, _>>()?;
-        let redis_timeout_ms = self
-            .redis_timeout_ms
-            .or(file.redis_timeout_ms)
-            .unwrap_or(DEFAULT_REDIS_TIMEOUT_MS);
-        if !(1..=10_000).contains(&redis_timeout_ms) {
+        let redis_timeout_ms = self.redis_timeout_ms.unwrap_or(DEFAULT_REDIS_TIMEOUT_MS);
+        if !REDIS_TIMEOUT_MS_RANGE.contains(&redis_timeout_ms) {
             return Err(ConfigError::Invalid(format!(
-                "redis_timeout_ms {redis_timeout_ms} must be between 1 and 10000"
+                "redis_timeout_ms {redis_timeout_ms} must be between {} and {}",
+                REDIS_TIMEOUT_MS_RANGE.start(),
+                REDIS_TIMEOUT_MS_RANGE.end()
             )));
         }
-        let redis_url = self
-            .redis_url
-            .clone()
-            .or(file.redis_url)
-            .filter(|u| !u.trim().is_empty());
+        let redis_url = self.redis_url.clone().filter(|u| !u.trim().is_empty());
         if let Some(url) = &redis_url {
             // Checked here so that a typo stops the node at start, not at first use.
             redis::Client::open(url.as_str())
@@ -395,49 +365,34 @@ impl ConfigArgs {
         }
         Ok(Config {
             listen,
-            data_dir: self
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or(data_dir_hint),
+            data_dir: self.data_dir.clone().unwrap_or(data_dir_hint),
             database,
             redis_url,
             peers,
             peer_call_timeout: Duration::from_millis(
                 self.peer_timeout_ms
-                    .or(file.peer_timeout_ms)
-                    .unwrap_or(4_000)
+                    .unwrap_or(crate::peers::retry::DEFAULT_CALL_TIMEOUT.as_millis() as u64)
                     .max(1),
             ),
             peer_breaker_open: Duration::from_millis(
                 self.peer_breaker_open_ms
-                    .or(file.peer_breaker_open_ms)
-                    .unwrap_or(30_000)
+                    .unwrap_or(DEFAULT_PEER_BREAKER_OPEN_MS)
                     .max(1),
             ),
-            genesis: self.genesis.clone().or(file.genesis),
+            genesis: self.genesis.clone(),
             slot: Duration::from_millis(slot_ms),
             max_block_attestations,
             request_timeout: Duration::from_millis(request_timeout_ms.max(1)),
             cache_l1_bytes: self
                 .cache_l1_bytes
-                .or(file.cache_l1_bytes)
                 .unwrap_or(crate::cache::DEFAULT_BUDGET_BYTES),
             max_concurrent_requests: self
                 .max_concurrent_requests
-                .or(file.max_concurrent_requests)
-                .unwrap_or(10_000)
+                .unwrap_or(DEFAULT_MAX_CONCURRENT_REQUESTS)
                 .max(1),
-            log: self
-                .log
-                .clone()
-                .or(file.log)
-                .unwrap_or_else(|| "info".into()),
-            log_format: self
-                .log_format
-                .or(file.log_format)
-                .unwrap_or(LogFormat::Pretty),
-            redis_prefix: self.redis_prefix.clone().or(file.redis_prefix),
+            log: self.log.clone().unwrap_or_else(|| DEFAULT_LOG.into()),
+            log_format: self.log_format.unwrap_or(LogFormat::Pretty),
+            redis_prefix: self.redis_prefix.clone(),
             redis_timeout: Duration::from_millis(redis_timeout_ms),
             rate_limit,
             trusted_proxies,
@@ -456,7 +411,7 @@ fn parse_net(s: &str) -> Result<ipnet::IpNet, ConfigError> {
         })
 }
 
-fn read_file_config(path: &Path) -> Result<FileConfig, ConfigError> {
+fn read_file_config(path: &Path) -> Result<ConfigArgs, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
         source,

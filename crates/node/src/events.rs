@@ -7,17 +7,17 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 /// Events a subscriber may hold unread before it starts losing them.
-pub const EVENT_BUFFER: usize = 1024;
+pub(crate) const EVENT_BUFFER: usize = 1024;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Event {
+pub(crate) struct Event {
     /// `block_proposed`, `block_finalized`, `attestation_accepted`, `validator_update`.
-    pub kind: &'static str,
-    pub data: serde_json::Value,
+    pub(crate) kind: &'static str,
+    pub(crate) data: serde_json::Value,
 }
 
 #[derive(Debug, Clone)]
-pub struct Events {
+pub(crate) struct Events {
     tx: broadcast::Sender<Arc<Event>>,
 }
 
@@ -28,17 +28,17 @@ impl Default for Events {
 }
 
 impl Events {
-    pub fn new() -> Events {
+    pub(crate) fn new() -> Events {
         let (tx, _) = broadcast::channel(EVENT_BUFFER);
         Events { tx }
     }
 
     /// Sends to every current subscriber; with none, the event is simply not kept.
-    pub fn publish(&self, kind: &'static str, data: serde_json::Value) {
+    pub(crate) fn publish(&self, kind: &'static str, data: serde_json::Value) {
         let _ = self.tx.send(Arc::new(Event { kind, data }));
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
     }
 }

@@ -12,62 +12,62 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
-    pub method: String,
-    pub route: String,
-    pub status: u16,
+pub(crate) struct HttpLabels {
+    pub(crate) method: String,
+    pub(crate) route: String,
+    pub(crate) status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct RouteLabels {
-    pub route: String,
+pub(crate) struct RouteLabels {
+    pub(crate) route: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CodeLabels {
-    pub code: String,
+pub(crate) struct CodeLabels {
+    pub(crate) code: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TierLabels {
-    pub tier: String,
+pub(crate) struct TierLabels {
+    pub(crate) tier: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StageLabels {
-    pub stage: String,
+pub(crate) struct StageLabels {
+    pub(crate) stage: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
-    pub reason: String,
+pub(crate) struct ReasonLabels {
+    pub(crate) reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ClassLabels {
-    pub class: String,
+pub(crate) struct ClassLabels {
+    pub(crate) class: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct StateLabels {
-    pub state: String,
+pub(crate) struct StateLabels {
+    pub(crate) state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PeerLabels {
-    pub peer: String,
+pub(crate) struct PeerLabels {
+    pub(crate) peer: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PeerOutcomeLabels {
-    pub peer: String,
-    pub outcome: String,
+pub(crate) struct PeerOutcomeLabels {
+    pub(crate) peer: String,
+    pub(crate) outcome: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PeerTransitionLabels {
-    pub peer: String,
-    pub to: String,
+pub(crate) struct PeerTransitionLabels {
+    pub(crate) peer: String,
+    pub(crate) to: String,
 }
 
 /// Latency buckets from 50 µs to 10 s: a cached read answers in tens of microseconds,
@@ -92,19 +92,19 @@ fn size_histogram() -> Histogram {
 // metric that is missing from one that is zero.
 
 /// Cache tiers (`cache_hits`, `cache_misses`).
-pub const CACHE_TIERS: [&str; 2] = ["l1", "l2"];
+pub(crate) const CACHE_TIERS: [&str; 2] = ["l1", "l2"];
 /// Rate-limit route classes (`rate_limited`).
-pub const LIMIT_CLASSES: [&str; 3] = ["read", "submit", "admin"];
+pub(crate) const LIMIT_CLASSES: [&str; 3] = ["read", "submit", "admin"];
 /// Why a Redis command was not answered (`redis_failures`, and the fallbacks it causes).
-pub const REDIS_REASONS: [&str; 3] = ["down", "timeout", "error"];
+pub(crate) const REDIS_REASONS: [&str; 3] = ["down", "timeout", "error"];
 /// Bounded submit-path queues (`ingest_queue_depth`).
-pub const QUEUE_STAGES: [&str; 3] = ["signature", "write", "nonce_lookup"];
+pub(crate) const QUEUE_STAGES: [&str; 3] = ["signature", "write", "nonce_lookup"];
 /// Where a request can be refused for overload (`overloaded`).
-pub const OVERLOAD_STAGES: [&str; 4] = ["http", "signature", "write", "nonce_lookup"];
+pub(crate) const OVERLOAD_STAGES: [&str; 4] = ["http", "signature", "write", "nonce_lookup"];
 /// Store pool gauges (`db_pool_connections`).
-pub const POOL_STATES: [&str; 3] = ["idle", "in_use", "max"];
+pub(crate) const POOL_STATES: [&str; 3] = ["idle", "in_use", "max"];
 /// Outcomes of a peer call (`peer_calls`).
-pub const PEER_OUTCOMES: [&str; 6] = [
+pub(crate) const PEER_OUTCOMES: [&str; 6] = [
     "ok",
     "refused",
     "timeout",
@@ -113,7 +113,7 @@ pub const PEER_OUTCOMES: [&str; 6] = [
     "breaker_open",
 ];
 /// Circuit breaker states a peer can move to (`circuit_breaker_transitions`).
-pub const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
+pub(crate) const BREAKER_STATES: [&str; 3] = ["closed", "open", "half_open"];
 
 /// Creates the series of `labels` in `family` (at zero) without touching it.
 fn create<S, M, C>(family: &Family<S, M, C>, labels: &S)
@@ -144,70 +144,70 @@ fn route_labels(route: &str) -> RouteLabels {
 /// Handles on `http_requests` and `http_duration` for one label set (see
 /// [`Metrics::http_route`]); they count into the same series the registry exports.
 #[derive(Clone)]
-pub struct HttpRouteMetrics {
+pub(crate) struct HttpRouteMetrics {
     requests: Counter,
     duration: Histogram,
 }
 
 impl HttpRouteMetrics {
-    pub fn observe(&self, elapsed: Duration) {
+    pub(crate) fn observe(&self, elapsed: Duration) {
         self.requests.inc();
         self.duration.observe(elapsed.as_secs_f64());
     }
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
-    pub http_requests: Family<HttpLabels, Counter>,
-    pub http_duration: LatencyFamily,
-    pub http_connections_accepted: Counter,
-    pub http_connections_open: Gauge,
-    pub attestations_accepted: Counter,
-    pub attestations_rejected: Family<CodeLabels, Counter>,
-    pub blocks_produced: Counter,
-    pub blocks_finalized: Counter,
-    pub finality_lag_blocks: Gauge,
-    pub chain_height: Gauge,
-    pub finalized_height: Gauge,
-    pub signature_batch_size: Histogram,
-    pub nonce_lookup_batch_size: Histogram,
-    pub group_commit_rows: Histogram,
-    pub store_write_seconds: Histogram,
+    pub(crate) http_requests: Family<HttpLabels, Counter>,
+    pub(crate) http_duration: LatencyFamily,
+    pub(crate) http_connections_accepted: Counter,
+    pub(crate) http_connections_open: Gauge,
+    pub(crate) attestations_accepted: Counter,
+    pub(crate) attestations_rejected: Family<CodeLabels, Counter>,
+    pub(crate) blocks_produced: Counter,
+    pub(crate) blocks_finalized: Counter,
+    pub(crate) finality_lag_blocks: Gauge,
+    pub(crate) chain_height: Gauge,
+    pub(crate) finalized_height: Gauge,
+    pub(crate) signature_batch_size: Histogram,
+    pub(crate) nonce_lookup_batch_size: Histogram,
+    pub(crate) group_commit_rows: Histogram,
+    pub(crate) store_write_seconds: Histogram,
     /// How long storing a new block (its row and its attestations' placement) took.
-    pub block_write_seconds: Histogram,
-    pub db_pool_connections: Family<StateLabels, Gauge>,
-    pub db_write_queue_depth: Gauge,
+    pub(crate) block_write_seconds: Histogram,
+    pub(crate) db_pool_connections: Family<StateLabels, Gauge>,
+    pub(crate) db_write_queue_depth: Gauge,
     /// 1 while this replica holds the block producer lease.
-    pub producer_leader: Gauge,
+    pub(crate) producer_leader: Gauge,
     /// How long callers waited for a store connection (PostgreSQL pool).
-    pub db_pool_acquire_seconds: Histogram,
-    pub event_subscribers: Gauge,
-    pub ingest_queue_depth: Family<StageLabels, Gauge>,
-    pub cache_hits: Family<TierLabels, Counter>,
-    pub cache_misses: Family<TierLabels, Counter>,
-    pub cache_compression_ratio: Gauge<f64, AtomicU64>,
-    pub cache_entries: Gauge,
-    pub cache_bytes: Gauge,
-    pub overloaded: Family<StageLabels, Counter>,
-    pub events_dropped: Counter,
+    pub(crate) db_pool_acquire_seconds: Histogram,
+    pub(crate) event_subscribers: Gauge,
+    pub(crate) ingest_queue_depth: Family<StageLabels, Gauge>,
+    pub(crate) cache_hits: Family<TierLabels, Counter>,
+    pub(crate) cache_misses: Family<TierLabels, Counter>,
+    pub(crate) cache_compression_ratio: Gauge<f64, AtomicU64>,
+    pub(crate) cache_entries: Gauge,
+    pub(crate) cache_bytes: Gauge,
+    pub(crate) overloaded: Family<StageLabels, Counter>,
+    pub(crate) events_dropped: Counter,
     /// Log bytes waiting for the log writer thread, and lines dropped because the log
     /// output was stuck with its buffer full (`log_sink`); refreshed on each scrape.
-    pub log_buffer_bytes: Gauge,
-    pub log_lines_dropped: Counter,
-    pub redis_failures: Family<ReasonLabels, Counter>,
-    pub cache_l2_fallbacks: Family<ReasonLabels, Counter>,
-    pub cache_l2_writes_dropped: Counter,
-    pub rate_limited: Family<ClassLabels, Counter>,
-    pub rate_limit_fallbacks: Family<ReasonLabels, Counter>,
-    pub rate_limit_keys: Gauge,
-    pub peer_request_duration: PeerLatencyFamily,
-    pub peer_calls: Family<PeerOutcomeLabels, Counter>,
-    pub circuit_breaker_state: Family<PeerLabels, Gauge>,
-    pub circuit_breaker_transitions: Family<PeerTransitionLabels, Counter>,
+    pub(crate) log_buffer_bytes: Gauge,
+    pub(crate) log_lines_dropped: Counter,
+    pub(crate) redis_failures: Family<ReasonLabels, Counter>,
+    pub(crate) cache_l2_fallbacks: Family<ReasonLabels, Counter>,
+    pub(crate) cache_l2_writes_dropped: Counter,
+    pub(crate) rate_limited: Family<ClassLabels, Counter>,
+    pub(crate) rate_limit_fallbacks: Family<ReasonLabels, Counter>,
+    pub(crate) rate_limit_keys: Gauge,
+    pub(crate) peer_request_duration: PeerLatencyFamily,
+    pub(crate) peer_calls: Family<PeerOutcomeLabels, Counter>,
+    pub(crate) circuit_breaker_state: Family<PeerLabels, Gauge>,
+    pub(crate) circuit_breaker_transitions: Family<PeerTransitionLabels, Counter>,
     /// Proposal fan-outs and QC announcements under way.
-    pub peer_tasks: Gauge,
-    pub votes_received: Counter,
-    pub blocks_accepted: Counter,
+    pub(crate) peer_tasks: Gauge,
+    pub(crate) votes_received: Counter,
+    pub(crate) blocks_accepted: Counter,
 }
 
 impl Default for Metrics {
@@ -217,7 +217,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::default();
         let http_requests = Family::<HttpLabels, Counter>::default();
         registry.register(
@@ -590,7 +590,7 @@ impl Metrics {
     }
 
     /// Creates every series of one peer, at zero (its breaker closed).
-    pub fn add_peer(&self, url: &str) {
+    pub(crate) fn add_peer(&self, url: &str) {
         let peer = PeerLabels { peer: url.into() };
         self.circuit_breaker_state.get_or_create(&peer).set(0);
         create(&self.peer_request_duration, &peer);
@@ -622,19 +622,19 @@ impl Metrics {
             .inc();
     }
 
-    pub fn redis_failure(&self, reason: &str) {
+    pub(crate) fn redis_failure(&self, reason: &str) {
         Self::reason(&self.redis_failures, reason);
     }
 
-    pub fn cache_l2_fallback(&self, reason: &str) {
+    pub(crate) fn cache_l2_fallback(&self, reason: &str) {
         Self::reason(&self.cache_l2_fallbacks, reason);
     }
 
-    pub fn rate_limit_fallback(&self, reason: &str) {
+    pub(crate) fn rate_limit_fallback(&self, reason: &str) {
         Self::reason(&self.rate_limit_fallbacks, reason);
     }
 
-    pub fn limited(&self, class: &str) {
+    pub(crate) fn limited(&self, class: &str) {
         self.rate_limited
             .get_or_create(&ClassLabels {
                 class: class.to_owned(),
@@ -642,7 +642,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub(crate) fn observe_http(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         // Through the family's guards: cloning the handles out would cost two reference
         // counts per request.
         self.http_requests
@@ -655,7 +655,7 @@ impl Metrics {
 
     /// The HTTP metrics of one method, route and status, looked up once: what a hot route
     /// keeps to count itself without building labels per request.
-    pub fn http_route(&self, method: &str, route: &str, status: u16) -> HttpRouteMetrics {
+    pub(crate) fn http_route(&self, method: &str, route: &str, status: u16) -> HttpRouteMetrics {
         HttpRouteMetrics {
             requests: self
                 .http_requests
@@ -668,7 +668,7 @@ impl Metrics {
         }
     }
 
-    pub fn rejected(&self, code: &str) {
+    pub(crate) fn rejected(&self, code: &str) {
         self.attestations_rejected
             .get_or_create(&CodeLabels {
                 code: code.to_owned(),
@@ -676,7 +676,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn set_queue(&self, stage: &str, n: usize) {
+    pub(crate) fn set_queue(&self, stage: &str, n: usize) {
         self.ingest_queue_depth
             .get_or_create(&StageLabels {
                 stage: stage.to_owned(),
@@ -684,7 +684,7 @@ impl Metrics {
             .set(n as i64);
     }
 
-    pub fn cache_hit(&self, tier: &str) {
+    pub(crate) fn cache_hit(&self, tier: &str) {
         self.cache_hits
             .get_or_create(&TierLabels {
                 tier: tier.to_owned(),
@@ -692,7 +692,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn cache_miss(&self, tier: &str) {
+    pub(crate) fn cache_miss(&self, tier: &str) {
         self.cache_misses
             .get_or_create(&TierLabels {
                 tier: tier.to_owned(),
@@ -700,7 +700,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn overload(&self, stage: &str) {
+    pub(crate) fn overload(&self, stage: &str) {
         self.overloaded
             .get_or_create(&StageLabels {
                 stage: stage.to_owned(),
@@ -708,7 +708,7 @@ impl Metrics {
             .inc();
     }
 
-    pub fn set_pool(&self, state: &str, n: i64) {
+    pub(crate) fn set_pool(&self, state: &str, n: i64) {
         self.db_pool_connections
             .get_or_create(&StateLabels {
                 state: state.to_owned(),
@@ -717,7 +717,7 @@ impl Metrics {
     }
 
     /// Copies the log sink's figures (process-wide) into their metrics.
-    pub fn refresh_log_sink(&self) {
+    pub(crate) fn refresh_log_sink(&self) {
         let (buffered, dropped) = crate::log_sink::stats();
         self.log_buffer_bytes.set(buffered as i64);
         // The sink's count only grows; the counter catches up with it.
@@ -726,7 +726,7 @@ impl Metrics {
     }
 
     /// The text exposition.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

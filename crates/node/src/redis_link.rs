@@ -15,12 +15,12 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use crate::metrics::Metrics;
 
 /// After a failed command, how long callers skip Redis before trying it again.
-pub const BACKOFF: Duration = Duration::from_secs(1);
+pub(crate) const BACKOFF: Duration = Duration::from_secs(1);
 /// Pause between attempts to make the first connection.
 const CONNECT_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
-pub enum LinkError {
+pub(crate) enum LinkError {
     /// Not connected yet, or backing off after a failure.
     #[error("redis is down")]
     Down,
@@ -32,7 +32,7 @@ pub enum LinkError {
 
 impl LinkError {
     /// The `reason` label of the fallback counters.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             LinkError::Down => "down",
             LinkError::Timeout(_) => "timeout",
@@ -41,7 +41,7 @@ impl LinkError {
     }
 }
 
-pub struct RedisLink {
+pub(crate) struct RedisLink {
     conn: ArcSwapOption<ConnectionManager>,
     prefix: String,
     timeout: Duration,
@@ -54,7 +54,7 @@ pub struct RedisLink {
 impl RedisLink {
     /// Checks the URL (a malformed one is a configuration error) and starts connecting in
     /// the background; the link says [`LinkError::Down`] until connected.
-    pub fn start(
+    pub(crate) fn start(
         url: &str,
         prefix: String,
         timeout: Duration,
@@ -104,18 +104,14 @@ impl RedisLink {
     }
 
     /// `prefix` + `suffix`: every key this node writes.
-    pub fn key(&self, suffix: &str) -> String {
+    pub(crate) fn key(&self, suffix: &str) -> String {
         let mut k = String::with_capacity(self.prefix.len() + suffix.len());
         k.push_str(&self.prefix);
         k.push_str(suffix);
         k
     }
 
-    pub fn prefix(&self) -> &str {
-        &self.prefix
-    }
-
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 
@@ -125,7 +121,7 @@ impl RedisLink {
 
     /// Runs one command (or pipeline) within the timeout. A failure starts the back-off
     /// so that the next callers do not wait for Redis too.
-    pub async fn run<T, F, Fut>(&self, within: Duration, f: F) -> Result<T, LinkError>
+    pub(crate) async fn run<T, F, Fut>(&self, within: Duration, f: F) -> Result<T, LinkError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
@@ -146,7 +142,7 @@ impl RedisLink {
     }
 
     /// [`run`](Self::run) with the configured timeout.
-    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, LinkError>
+    pub(crate) async fn call<T, F, Fut>(&self, f: F) -> Result<T, LinkError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
@@ -166,7 +162,7 @@ impl RedisLink {
     }
 
     /// A PING, for `/ready`: the round trip time, or why not.
-    pub async fn ping(&self) -> Result<Duration, LinkError> {
+    pub(crate) async fn ping(&self) -> Result<Duration, LinkError> {
         let Some(conn) = self.conn.load_full() else {
             return Err(LinkError::Down);
         };

@@ -7,11 +7,25 @@ use std::sync::Arc;
 use bizra_store::{AnyStore, IdentityCheck, SqliteConfig, Store, StoreError};
 use tokio::net::TcpListener;
 
-use crate::chain::{Chain, ChainError};
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use crate::cache::l2::L2;
+use crate::cache::ResponseCache;
 use crate::config::Config;
+use crate::consensus::chain::Chain;
+use crate::consensus::network::Network;
+use crate::consensus::{catchup, producer, Consensus, Parts, Settings};
 use crate::datadir::{self, DataDirError, STORE_FILE};
+use crate::events::Events;
+use crate::http::{self, entry::MakeEntry, listener::CountingListener};
+use crate::ingest::Ingest;
+use crate::limit::Limiter;
 use crate::metrics::Metrics;
-use crate::state::AppState;
+use crate::peers::breaker::BreakerConfig;
+use crate::redis_link::RedisLink;
+use crate::state::{AppState, Inner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -20,7 +34,7 @@ pub enum NodeError {
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("chain state: {0}")]
-    Chain(#[from] ChainError),
+    Chain(String),
     #[error("the store belongs to another chain: {0}")]
     WrongChain(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -57,12 +71,13 @@ async fn open_store(config: &Config, metrics: &Arc<Metrics>) -> Result<AnyStore,
 
 /// A node that has opened its state and bound its port, not yet serving.
 pub struct Node {
-    pub state: AppState,
+    state: AppState,
     listener: TcpListener,
 }
 
 impl Node {
-    /// Prepares the data directory, opens the store and rebuilds the chain state.
+    /// Prepares the data directory, opens the store, rebuilds the chain state and binds
+    /// the listening port.
     pub async fn open(config: Config) -> Result<Node, NodeError> {
         let prepared = datadir::prepare(&config)?;
         let metrics = Arc::new(Metrics::new());
@@ -83,24 +98,95 @@ impl Node {
             Err(e) => return Err(e.into()),
         }
         let slot_ms = config.slot.as_millis() as u64;
-        let chain = Chain::load(prepared.genesis, &store, slot_ms).await?;
+        let chain = Chain::load(prepared.genesis, &store, slot_ms)
+            .await
+            .map_err(|e| NodeError::Chain(e.to_string()))?;
+        let anchor = chain.anchor.clone();
         let listener = bind(config.listen).map_err(|source| NodeError::Listen {
             addr: config.listen,
             source,
         })?;
-        let network = crate::validator::Network::new(
+        let node_id = prepared.key.public().validator_id();
+        let network = Network::new(
             &chain.genesis,
-            &prepared.key.public().validator_id(),
+            &node_id,
             &config.peers,
             config.peer_call_timeout,
-            crate::peers::breaker::BreakerConfig {
+            BreakerConfig {
                 open_for: config.peer_breaker_open,
                 ..Default::default()
             },
             metrics.clone(),
         )
         .map_err(|e| NodeError::Unsupported(format!("peer client: {e}")))?;
-        let state = AppState::new(config, store, prepared.key, chain, metrics, network);
+        let redis = config.redis_url.as_deref().and_then(|url| {
+            let prefix = config
+                .redis_prefix
+                .clone()
+                .unwrap_or_else(|| format!("node0:{}:", anchor.chain_id));
+            // The URL was checked with the configuration; this cannot fail in practice.
+            RedisLink::start(url, prefix, config.redis_timeout, metrics.clone())
+                .map_err(
+                    |e| tracing::error!(error = %e, "redis URL refused; running without Redis"),
+                )
+                .ok()
+        });
+        let mut cache = ResponseCache::new(
+            bizra_wire::Codec::default(),
+            config.cache_l1_bytes,
+            metrics.clone(),
+        );
+        if let Some(link) = &redis {
+            cache = cache.with_l2(L2::new(link.clone(), metrics.clone()));
+        }
+        let cache = Arc::new(cache);
+        let limiter = config.rate_limit.as_ref().map(|rl| {
+            Limiter::start(
+                rl,
+                config.trusted_proxies.clone(),
+                redis.clone(),
+                metrics.clone(),
+            )
+        });
+        let events = Events::new();
+        let ingest = Ingest::start(
+            &store,
+            metrics.clone(),
+            events.clone(),
+            anchor.clone(),
+            config.max_block_attestations,
+        );
+        let shutdown = watch::Sender::new(false);
+        let consensus = Arc::new(Consensus::new(Parts {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            events: events.clone(),
+            cache: cache.clone(),
+            key: prepared.key,
+            chain,
+            network,
+            pending: ingest.pending.clone(),
+            settings: Settings {
+                slot: config.slot,
+                max_block_attestations: config.max_block_attestations,
+            },
+            shutdown: shutdown.subscribe(),
+        }));
+        let state = AppState::new(Inner {
+            config,
+            store,
+            metrics,
+            ingest,
+            cache,
+            redis,
+            limiter,
+            events,
+            consensus,
+            anchor,
+            node_id_hex: node_id.to_hex(),
+            started: Instant::now(),
+            shutdown,
+        });
         Ok(Node { state, listener })
     }
 
@@ -109,36 +195,34 @@ impl Node {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests, stops the
-    /// producer and closes the store.
+    /// consensus tasks and closes the store.
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), NodeError> {
         let Node { state, listener } = self;
-        let leadership = tokio::spawn(state.leadership.clone().run(
+        let consensus = state.consensus.clone();
+        let leadership = tokio::spawn(consensus.leadership.clone().run(
             state.store.clone(),
             state.metrics.clone(),
             state.shutdown.subscribe(),
         ));
-        let producer = tokio::spawn(crate::producer::run(
-            state.clone(),
-            state.shutdown.subscribe(),
-        ));
-        let catch_up = tokio::spawn(crate::validator::catchup::run(state.clone()));
-        let head = state.head.load();
+        let producer = tokio::spawn(producer::run(consensus.clone()));
+        let catch_up = tokio::spawn(catchup::run(consensus.clone()));
+        let head = consensus.head.load();
         tracing::info!(
             addr = %state.config.listen,
-            node_id = %state.node_id,
+            node_id = %state.node_id_hex,
             chain_id = %state.anchor.chain_id,
             height = head.height,
             finalized = head.finalized_height,
-            proposer = state.is_proposer,
+            proposer = consensus.is_proposer,
             "node0 serving"
         );
-        let app = crate::api::router(state.clone());
+        let app = http::router(state.clone());
         let for_server = state.clone();
-        let listener = crate::listener::CountingListener::new(listener, state.metrics.clone());
-        let app = crate::api::entry::MakeEntry::new(app, state.clone());
+        let listener = CountingListener::new(listener, state.metrics.clone());
+        let app = MakeEntry::new(app, state.clone());
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -156,8 +240,8 @@ impl Node {
         }
         // Fan-outs and announcements end on the shutdown signal; wait for them so none
         // touches the store after it is closed.
-        state.network.tasks.close();
-        if tokio::time::timeout(PEER_TASKS_GRACE, state.network.tasks.wait())
+        consensus.network.tasks.close();
+        if tokio::time::timeout(PEER_TASKS_GRACE, consensus.network.tasks.wait())
             .await
             .is_err()
         {
@@ -167,7 +251,10 @@ impl Node {
             tracing::warn!(error = %e, "lease task ended abnormally");
         }
         // After the producer: the lease goes only once no block is in flight.
-        state.leadership.release(&state.store, &state.metrics).await;
+        consensus
+            .leadership
+            .release(&state.store, &state.metrics)
+            .await;
         state.store.close().await;
         tracing::info!("stopped");
         served.map_err(NodeError::Serve)
@@ -179,7 +266,7 @@ const PEER_TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Pending connections the kernel queues before `accept`. The default of 128 overflowed
 /// under bursts of new connections, and each dropped SYN cost its client a 1 s retry.
-pub const LISTEN_BACKLOG: u32 = 4096;
+const LISTEN_BACKLOG: u32 = 4096;
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() {

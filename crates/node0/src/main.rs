@@ -162,7 +162,7 @@ async fn main() -> anyhow::Result<()> {
             let config = args.resolve()?;
             let _log_guard = init_logging(&config.log, config.log_format)?;
             let node = Node::open(config).await?;
-            node.run(bizra_node::server::shutdown_signal()).await?;
+            node.run(bizra_node::shutdown_signal()).await?;
         }
         Command::Init(args) => {
             let config = args.resolve()?;
@@ -279,7 +279,7 @@ async fn testnet(args: testnet::TestnetArgs) -> anyhow::Result<()> {
         );
     }
     println!("{} nodes running; Ctrl-C stops them", nodes.len());
-    bizra_node::server::shutdown_signal().await;
+    bizra_node::shutdown_signal().await;
     tokio::task::spawn_blocking(move || {
         testnet::stop(&mut children, Duration::from_secs(10));
     })

@@ -14,10 +14,10 @@ use bizra_ledger::Hash32;
 use bizra_node::datadir::{self, GENESIS_FILE, KEY_FILE};
 
 /// Stake each testnet validator starts with: equal stakes, equal votes.
-pub const TESTNET_STAKE: u64 = 1_000;
+pub(crate) const TESTNET_STAKE: u64 = 1_000;
 
 #[derive(Debug, Clone, clap::Args)]
-pub struct TestnetArgs {
+pub(crate) struct TestnetArgs {
     /// Number of validators (one node each); node-0 is the proposer.
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
@@ -36,7 +36,7 @@ pub struct TestnetArgs {
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TestnetError {
+pub(crate) enum TestnetError {
     #[error("--validators must be 1 to 100")]
     Count,
     #[error("ports {first}..={last} do not fit below 65536")]
@@ -56,7 +56,7 @@ pub enum TestnetError {
 
 /// One node of the network.
 #[derive(Debug, Clone)]
-pub struct TestnetNode {
+pub(crate) struct TestnetNode {
     pub index: usize,
     pub dir: PathBuf,
     pub url: String,
@@ -76,7 +76,7 @@ fn node_dir(dir: &Path, i: usize) -> PathBuf {
 
 /// Writes the directories, or reads them back when this command wrote them before
 /// (same size): a network is created once and restarted as often as wanted.
-pub fn prepare(args: &TestnetArgs) -> Result<Vec<TestnetNode>, TestnetError> {
+pub(crate) fn prepare(args: &TestnetArgs) -> Result<Vec<TestnetNode>, TestnetError> {
     let n = args.validators;
     if !(1..=100).contains(&n) {
         return Err(TestnetError::Count);
@@ -102,16 +102,24 @@ fn url_of(args: &TestnetArgs, i: usize) -> String {
     format!("http://127.0.0.1:{}", args.base_port as usize + i)
 }
 
+/// Now, in whole seconds, as a genesis file states its time.
+fn genesis_time_now() -> Result<String, TestnetError> {
+    let now = time::OffsetDateTime::now_utc();
+    now.replace_nanosecond(0)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .ok_or_else(|| TestnetError::Genesis(format!("the time {now} does not format")))
+}
+
 fn write(args: &TestnetArgs) -> Result<Vec<TestnetNode>, TestnetError> {
     let n = args.validators;
     let keys: Vec<Keypair> = (0..n).map(|_| Keypair::generate()).collect();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
     let genesis = Genesis {
         chain_id: DEFAULT_CHAIN_ID.into(),
-        genesis_time: bizra_node::clock::rfc3339_ms(now_ms / 1000 * 1000),
+        genesis_time: genesis_time_now()?,
         genesis_merkle_root: DEFAULT_GENESIS_MERKLE_ROOT
             .parse()
             .map_err(|_| TestnetError::Genesis("default merkle root".into()))?,
@@ -196,7 +204,7 @@ fn read_back(args: &TestnetArgs) -> Result<Vec<TestnetNode>, TestnetError> {
 
 /// Starts `node0 serve` for every node (logs in DIR/node-i/node0.log) and returns the
 /// children.
-pub fn start(exe: &Path, nodes: &[TestnetNode]) -> Result<Vec<Child>, TestnetError> {
+pub(crate) fn start(exe: &Path, nodes: &[TestnetNode]) -> Result<Vec<Child>, TestnetError> {
     let mut children = Vec::with_capacity(nodes.len());
     for node in nodes {
         let log_path = node.dir.join("node0.log");
@@ -221,7 +229,7 @@ pub fn start(exe: &Path, nodes: &[TestnetNode]) -> Result<Vec<Child>, TestnetErr
 
 /// Asks every child to stop (SIGTERM: a graceful shutdown), waits up to `grace`, then
 /// kills what is left.
-pub fn stop(children: &mut [Child], grace: Duration) {
+pub(crate) fn stop(children: &mut [Child], grace: Duration) {
     for c in children.iter() {
         let _ = Command::new("kill")
             .arg("-TERM")

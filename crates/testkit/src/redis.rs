@@ -254,12 +254,20 @@ mod tests {
     fn the_shared_server_ends_with_its_process_and_leaves_no_directory() {
         let exe = std::env::current_exe().expect("test binary");
         let out = std::process::Command::new(exe)
-            .args(["--exact", "redis::tests::shared_server_child", "--nocapture"])
+            .args([
+                "--exact",
+                "redis::tests::shared_server_child",
+                "--nocapture",
+            ])
             .env("NODE0_TESTKIT_CHILD", "1")
             .env_remove(REDIS_URL_VAR)
             .output()
             .expect("run the child");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         let line = text
             .lines()

@@ -10,12 +10,12 @@ use crate::hash::Hash32;
 use crate::params::NetworkAnchor;
 
 /// The clock the samples are valid at.
-pub fn now() -> OffsetDateTime {
+pub(crate) fn now() -> OffsetDateTime {
     datetime!(2026-11-28 12:00 UTC)
 }
 
 /// A valid attestation signed by the key with seed `[seed; 32]`.
-pub fn signed_sample(seed: u8) -> (Attestation, Keypair) {
+pub(crate) fn signed_sample(seed: u8) -> (Attestation, Keypair) {
     let kp = Keypair::from_seed([seed; 32]);
     let draft = Draft {
         network: NetworkAnchor::default(),
@@ -41,7 +41,7 @@ pub fn signed_sample(seed: u8) -> (Attestation, Keypair) {
 }
 
 /// Re-signs after an edit, so a test reaches the rule it means to break.
-pub fn resign(att: &mut Attestation, kp: &Keypair) {
+pub(crate) fn resign(att: &mut Attestation, kp: &Keypair) {
     let alg = att.signature.alg.clone();
     let pubkey = att.attester.pubkey_ed25519.clone();
     sign(att, kp).expect("sample canonicalizes");

@@ -11,18 +11,18 @@ use crate::params::DEFAULT_CHAIN_ID;
 use crate::vote::Vote;
 
 /// The key number `i`; distinct for every `i`.
-pub fn key(i: u16) -> Keypair {
+pub(crate) fn key(i: u16) -> Keypair {
     let mut seed = [0x5a; 32];
     seed[..2].copy_from_slice(&i.to_be_bytes());
     Keypair::from_seed(seed)
 }
 
-pub fn id(i: u16) -> Hash32 {
+pub(crate) fn id(i: u16) -> Hash32 {
     key(i).public().validator_id()
 }
 
 /// A genesis with keys `0..n`, each with bond 10_000.
-pub fn genesis(n: u16) -> Genesis {
+pub(crate) fn genesis(n: u16) -> Genesis {
     let mut g = Genesis::single(key(0).public(), "http://v0", "2026-01-01T00:00:00Z");
     g.validators = (0..n)
         .map(|i| GenesisValidator {
@@ -34,12 +34,12 @@ pub fn genesis(n: u16) -> Genesis {
     g
 }
 
-pub fn registry(n: u16) -> Registry {
+pub(crate) fn registry(n: u16) -> Registry {
     Registry::from_genesis(&genesis(n)).unwrap()
 }
 
 /// A registration by key `i` for the registry's current epoch.
-pub fn register(reg: &Registry, i: u16, bond: u64) -> RegistryEntry {
+pub(crate) fn register(reg: &Registry, i: u16, bond: u64) -> RegistryEntry {
     RegistryEntry::Register(
         Registration::sign(
             reg.chain_id(),
@@ -53,11 +53,11 @@ pub fn register(reg: &Registry, i: u16, bond: u64) -> RegistryEntry {
 }
 
 /// An exit request by key `i` for the registry's current epoch.
-pub fn exit(reg: &Registry, i: u16) -> RegistryEntry {
+pub(crate) fn exit(reg: &Registry, i: u16) -> RegistryEntry {
     RegistryEntry::Exit(ExitRequest::sign(reg.chain_id(), reg.epoch(), &key(i)).unwrap())
 }
 
-pub fn header(height: u64, ts: u64) -> BlockHeader {
+pub(crate) fn header(height: u64, ts: u64) -> BlockHeader {
     BlockHeader {
         version: BLOCK_VERSION,
         chain_id: DEFAULT_CHAIN_ID.into(),
@@ -71,7 +71,7 @@ pub fn header(height: u64, ts: u64) -> BlockHeader {
 }
 
 /// Key `i` voting for two different blocks at `height`.
-pub fn double_vote(i: u16, height: u64) -> Evidence {
+pub(crate) fn double_vote(i: u16, height: u64) -> Evidence {
     let (h1, h2) = (header(height, 1), header(height, 2));
     Evidence::double_vote(
         Vote::sign(h1.hash().unwrap(), &key(i)),
@@ -82,7 +82,7 @@ pub fn double_vote(i: u16, height: u64) -> Evidence {
 }
 
 /// A slash entry for key `i` voting twice at `height`.
-pub fn slash(i: u16, height: u64) -> RegistryEntry {
+pub(crate) fn slash(i: u16, height: u64) -> RegistryEntry {
     RegistryEntry::Slash {
         evidence: Box::new(double_vote(i, height)),
     }

@@ -19,9 +19,9 @@ use crate::redis_link::RedisLink;
 use bizra_wire::Codec;
 
 /// TTL of immutable entries in Redis (SPEC §5.1). Views use the L1 view TTL.
-pub const L2_TTL: Duration = Duration::from_secs(300);
+pub(crate) const L2_TTL: Duration = Duration::from_secs(300);
 /// Writes waiting for the writer task; past it new writes are dropped.
-pub const WRITE_QUEUE: usize = 1024;
+pub(crate) const WRITE_QUEUE: usize = 1024;
 /// Most writes sent in one pipeline.
 const WRITE_BATCH: usize = 64;
 
@@ -30,7 +30,7 @@ const VERSION: u8 = 1;
 const HEADER: usize = 12;
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-pub enum EnvelopeError {
+pub(crate) enum EnvelopeError {
     #[error("too short")]
     Short,
     #[error("not a node0 L2 entry of this version")]
@@ -43,7 +43,7 @@ pub enum EnvelopeError {
 
 /// `N0L2`, version, flags (bit 0: immutable), codec kind, codec parameter (i32 LE),
 /// entity-tag length, entity tag, body.
-pub fn encode(entry: &CachedResponse) -> Vec<u8> {
+pub(crate) fn encode(entry: &CachedResponse) -> Vec<u8> {
     let etag = entry.etag.as_bytes();
     let etag_len = etag.len().min(255);
     let mut out = Vec::with_capacity(HEADER + etag_len + entry.stored.len());
@@ -64,7 +64,7 @@ pub fn encode(entry: &CachedResponse) -> Vec<u8> {
     out
 }
 
-pub fn decode(data: &[u8]) -> Result<CachedResponse, EnvelopeError> {
+pub(crate) fn decode(data: &[u8]) -> Result<CachedResponse, EnvelopeError> {
     if data.len() < HEADER {
         return Err(EnvelopeError::Short);
     }
@@ -100,7 +100,7 @@ pub fn decode(data: &[u8]) -> Result<CachedResponse, EnvelopeError> {
 }
 
 /// The Redis key of a cache key; `c1` names this envelope's layout.
-pub fn redis_key(link: &RedisLink, key: &CacheKey) -> String {
+pub(crate) fn redis_key(link: &RedisLink, key: &CacheKey) -> String {
     match key {
         CacheKey::Attestation(h) => link.key(&format!("c1:att:{}", h.to_hex())),
         CacheKey::Block(h) => link.key(&format!("c1:blk:{}", h.to_hex())),
@@ -114,7 +114,7 @@ struct Write {
     ttl_s: u64,
 }
 
-pub struct L2 {
+pub(crate) struct L2 {
     link: Arc<RedisLink>,
     writes: mpsc::Sender<Write>,
     metrics: Arc<Metrics>,
@@ -122,7 +122,7 @@ pub struct L2 {
 
 impl L2 {
     /// Starts the writer task.
-    pub fn new(link: Arc<RedisLink>, metrics: Arc<Metrics>) -> L2 {
+    pub(crate) fn new(link: Arc<RedisLink>, metrics: Arc<Metrics>) -> L2 {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE);
         tokio::spawn(writer(link.clone(), rx, metrics.clone()));
         L2 {
@@ -132,12 +132,8 @@ impl L2 {
         }
     }
 
-    pub fn link(&self) -> &Arc<RedisLink> {
-        &self.link
-    }
-
     /// The entry, or `None` on a miss, a damaged entry, or Redis down or slow (counted).
-    pub async fn get(&self, key: &CacheKey) -> Option<CachedResponse> {
+    pub(crate) async fn get(&self, key: &CacheKey) -> Option<CachedResponse> {
         let rkey = redis_key(&self.link, key);
         let got = self
             .link
@@ -172,7 +168,7 @@ impl L2 {
     }
 
     /// Queues the entry for Redis; never waits. A full queue drops it (counted).
-    pub fn put(&self, key: &CacheKey, entry: &CachedResponse, ttl: Duration) {
+    pub(crate) fn put(&self, key: &CacheKey, entry: &CachedResponse, ttl: Duration) {
         let write = Write {
             key: redis_key(&self.link, key),
             value: encode(entry),

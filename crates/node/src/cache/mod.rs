@@ -18,7 +18,7 @@
 //! have applied the same blocks share them and a landed block moves every replica to a
 //! new key: nothing needs deleting across replicas, old keys expire.
 
-pub mod l2;
+pub(crate) mod l2;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,12 +34,12 @@ use crate::metrics::Metrics;
 use bizra_wire::codec::{Codec, MIN_COMPRESS};
 
 /// Default memory budget of immutable entries, in stored (compressed) bytes.
-pub const DEFAULT_BUDGET_BYTES: u64 = 256 * 1024 * 1024;
+pub(crate) const DEFAULT_BUDGET_BYTES: u64 = 256 * 1024 * 1024;
 /// TTL of head views.
-pub const VIEW_TTL: Duration = Duration::from_secs(60);
+pub(crate) const VIEW_TTL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum CacheKey {
+pub(crate) enum CacheKey {
     Attestation(Hash32),
     Block(Hash32),
     /// A view of the head whose `Head::view_id` is this.
@@ -61,7 +61,7 @@ impl CacheKey {
 
 /// One response as it is stored: the body (compressed or not) and its headers.
 #[derive(Debug)]
-pub struct CachedResponse {
+pub(crate) struct CachedResponse {
     stored: Bytes,
     codec: Option<Codec>,
     /// The identity body of a compressed entry, once a client that does not accept
@@ -74,7 +74,7 @@ pub struct CachedResponse {
 impl CachedResponse {
     /// 304 when `If-None-Match` names this entity; otherwise the body, as stored when the
     /// client accepts its codec, else decompressed.
-    pub fn respond(&self, request: &HeaderMap) -> Response {
+    pub(crate) fn respond(&self, request: &HeaderMap) -> Response {
         let cache_control = if self.immutable {
             HeaderValue::from_static("public, max-age=31536000, immutable")
         } else {
@@ -94,7 +94,7 @@ impl CachedResponse {
                 Ok(raw) => (Bytes::from(raw), None),
                 Err(e) => {
                     tracing::error!(error = %e, "cached body does not decompress");
-                    return crate::api::problem::Problem::internal("cached response is damaged")
+                    return crate::problem::Problem::internal("cached response is damaged")
                         .into_response();
                 }
             },
@@ -155,9 +155,9 @@ fn etag_matches(request: &HeaderMap, etag: &HeaderValue) -> bool {
 
 /// Blocks whose Merkle trees are kept for proofs (a 4096-attestation block's tree is
 /// about 260 KiB).
-pub const TREE_CACHE_BLOCKS: u64 = 64;
+pub(crate) const TREE_CACHE_BLOCKS: u64 = 64;
 
-pub struct ResponseCache {
+pub(crate) struct ResponseCache {
     immutable: moka::sync::Cache<CacheKey, Arc<CachedResponse>>,
     /// Merkle trees of recently read blocks: the first read of each attestation in a
     /// block then costs a lookup instead of rebuilding the block's tree. Async, so that
@@ -172,7 +172,7 @@ pub struct ResponseCache {
 }
 
 impl ResponseCache {
-    pub fn new(codec: Codec, budget_bytes: u64, metrics: Arc<Metrics>) -> ResponseCache {
+    pub(crate) fn new(codec: Codec, budget_bytes: u64, metrics: Arc<Metrics>) -> ResponseCache {
         ResponseCache {
             immutable: moka::sync::Cache::builder()
                 .weigher(|_, v: &Arc<CachedResponse>| v.weight())
@@ -192,17 +192,9 @@ impl ResponseCache {
     }
 
     /// Adds the shared L2 tier behind L1.
-    pub fn with_l2(mut self, l2: l2::L2) -> ResponseCache {
+    pub(crate) fn with_l2(mut self, l2: l2::L2) -> ResponseCache {
         self.l2 = Some(l2);
         self
-    }
-
-    pub fn l2(&self) -> Option<&l2::L2> {
-        self.l2.as_ref()
-    }
-
-    pub fn codec(&self) -> Codec {
-        self.codec
     }
 
     /// L1, then L2 (at most the Redis timeout; an outage is a miss). An L2 hit is kept
@@ -228,7 +220,7 @@ impl ResponseCache {
     /// The cached answer to `request` for `key`, if there is one (see [`Self::lookup`]).
     /// A compressed entry asked for by a client that does not accept its codec is
     /// replaced in L1 by one that also holds the identity body.
-    pub async fn serve(&self, key: &CacheKey, request: &HeaderMap) -> Option<Response> {
+    pub(crate) async fn serve(&self, key: &CacheKey, request: &HeaderMap) -> Option<Response> {
         let mut hit = self.lookup(key).await?;
         if let Some(fuller) = hit.with_identity_for(request) {
             hit = Arc::new(fuller);
@@ -238,7 +230,7 @@ impl ResponseCache {
     }
 
     /// L1 only.
-    pub fn get(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
+    pub(crate) fn get(&self, key: &CacheKey) -> Option<Arc<CachedResponse>> {
         let hit = match key {
             CacheKey::View(..) => self.views.get(key),
             _ => self.immutable.get(key),
@@ -253,8 +245,10 @@ impl ResponseCache {
 
     /// Serializes `value`, compresses it when large enough, stores it under `key`, and
     /// returns the entry. Immutable keys get no TTL; views expire and are dropped on the
-    /// next block.
-    pub fn put_json<T: serde::Serialize>(
+    /// next block. Handlers serialize their answers themselves (`put_bytes`); the tests
+    /// use this.
+    #[cfg(test)]
+    fn put_json<T: serde::Serialize>(
         &self,
         key: CacheKey,
         value: &T,
@@ -312,7 +306,7 @@ impl ResponseCache {
     /// same block share one `ids` call and one build: the first reads of a block's
     /// attestations come in bursts, and each would otherwise read the block and hash
     /// its tree again.
-    pub async fn tree<E>(
+    pub(crate) async fn tree<E>(
         &self,
         block: &Hash32,
         ids: impl std::future::Future<Output = Result<Vec<Hash32>, E>>,
@@ -327,12 +321,15 @@ impl ResponseCache {
             .await
     }
 
-    pub async fn cached_tree(&self, block: &Hash32) -> Option<Arc<bizra_ledger::merkle::Tree>> {
+    pub(crate) async fn cached_tree(
+        &self,
+        block: &Hash32,
+    ) -> Option<Arc<bizra_ledger::merkle::Tree>> {
         self.trees.get(block).await
     }
 
     /// Stores `value` under `key` and answers this request from the stored entry.
-    pub fn store_and_respond<T: serde::Serialize>(
+    pub(crate) fn store_and_respond<T: serde::Serialize>(
         &self,
         key: CacheKey,
         value: &T,
@@ -343,7 +340,7 @@ impl ResponseCache {
     }
 
     /// A block landed: head views are stale.
-    pub fn invalidate_views(&self) {
+    pub(crate) fn invalidate_views(&self) {
         self.views.invalidate_all();
     }
 
@@ -361,7 +358,7 @@ impl ResponseCache {
     }
 
     /// Refreshes the size gauges (called at scrape time).
-    pub fn export(&self) {
+    pub(crate) fn export(&self) {
         self.immutable.run_pending_tasks();
         self.metrics
             .cache_entries
@@ -370,29 +367,6 @@ impl ResponseCache {
             .cache_bytes
             .set(self.immutable.weighted_size() as i64);
     }
-}
-
-/// The id of a head for view keys: a digest of what the views show of it, the same on
-/// every replica that has applied the same blocks and votes.
-pub fn head_view_id(
-    height: u64,
-    finalized_height: u64,
-    tips_weight: u64,
-    tips: &[crate::chain::TipView],
-) -> u128 {
-    let mut h = blake3::Hasher::new();
-    h.update(&height.to_le_bytes());
-    h.update(&finalized_height.to_le_bytes());
-    h.update(&tips_weight.to_le_bytes());
-    for t in tips {
-        h.update(t.hash.as_bytes());
-        h.update(&t.height.to_le_bytes());
-        h.update(&[u8::from(t.finalized)]);
-    }
-    let d = h.finalize();
-    let mut first = [0u8; 16];
-    first.copy_from_slice(&d.as_bytes()[..16]);
-    u128::from_le_bytes(first)
 }
 
 /// A strong entity tag: BLAKE3 of the identity body, 128 bits.
@@ -544,24 +518,9 @@ mod tests {
     }
 
     #[test]
-    fn view_ids_name_what_the_view_shows() {
-        use crate::chain::TipView;
-        let tip = |n: u8, finalized| TipView {
-            hash: Hash32::digest(&[n]),
-            height: 7,
-            timestamp_ms: 1000,
-            finalized,
-        };
-        let tips = vec![tip(1, false), tip(2, false)];
-        let id = head_view_id(7, 5, 10, &tips);
-        assert_eq!(id, head_view_id(7, 5, 10, &tips.clone()), "replicas agree");
-        assert_ne!(id, head_view_id(7, 5, 10, &tips[..1]));
-        assert_ne!(id, head_view_id(7, 6, 10, &tips), "finality moved");
-        assert_ne!(id, head_view_id(7, 5, 11, &tips), "a vote arrived");
-        assert_ne!(id, head_view_id(7, 5, 10, &[tip(1, true), tip(2, false)]));
-        // Only views that hold nothing node-local go to L2.
-        assert!(CacheKey::View("tipset", id).shared());
-        assert!(!CacheKey::View("stats", id).shared());
+    fn only_views_that_hold_nothing_node_local_go_to_l2() {
+        assert!(CacheKey::View("tipset", 1).shared());
+        assert!(!CacheKey::View("stats", 1).shared());
         assert!(CacheKey::Block(Hash32::digest(b"b")).shared());
     }
 

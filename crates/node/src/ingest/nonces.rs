@@ -21,13 +21,13 @@ type Reply = oneshot::Sender<Result<Option<Hash32>, StoreError>>;
 type Job = ((PublicKey, String), Reply);
 
 #[derive(Debug, Clone, Copy)]
-pub struct NonceLookupConfig {
+pub(crate) struct NonceLookupConfig {
     /// Most pairs in one store call.
-    pub max_batch: usize,
+    pub(crate) max_batch: usize,
     /// Requests that may wait.
-    pub queue: usize,
+    pub(crate) queue: usize,
     /// Store calls at the same time (at most the store's reader connections).
-    pub parallel: usize,
+    pub(crate) parallel: usize,
 }
 
 impl Default for NonceLookupConfig {
@@ -42,20 +42,20 @@ impl Default for NonceLookupConfig {
 
 /// The handle requests use; cheap to clone.
 #[derive(Clone)]
-pub struct NonceLookup {
+pub(crate) struct NonceLookup {
     tx: mpsc::Sender<Job>,
 }
 
 impl NonceLookup {
     /// Starts the gathering task; it ends when every handle is dropped.
-    pub fn start(store: AnyStore, config: NonceLookupConfig, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn start(store: AnyStore, config: NonceLookupConfig, metrics: Arc<Metrics>) -> Self {
         let (tx, rx) = mpsc::channel(config.queue);
         tokio::spawn(gather(rx, store, config, metrics));
         NonceLookup { tx }
     }
 
     /// The digest of the attestation that used `nonce` under `key`, if any.
-    pub async fn owner(
+    pub(crate) async fn owner(
         &self,
         key: PublicKey,
         nonce: String,
@@ -64,7 +64,7 @@ impl NonceLookup {
     }
 
     /// Requests waiting to be gathered.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
 }

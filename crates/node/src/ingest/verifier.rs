@@ -19,11 +19,11 @@ use crate::metrics::Metrics;
 type Job = (BatchItem, oneshot::Sender<bool>);
 
 #[derive(Debug, Clone, Copy)]
-pub struct VerifierConfig {
-    pub max_batch: usize,
-    pub queue: usize,
+pub(crate) struct VerifierConfig {
+    pub(crate) max_batch: usize,
+    pub(crate) queue: usize,
     /// Batches verified at the same time (one per core leaves the reactor responsive).
-    pub parallel: usize,
+    pub(crate) parallel: usize,
 }
 
 impl Default for VerifierConfig {
@@ -38,25 +38,25 @@ impl Default for VerifierConfig {
 
 /// The handle requests use; cheap to clone.
 #[derive(Clone)]
-pub struct Verifier {
+pub(crate) struct Verifier {
     tx: mpsc::Sender<Job>,
 }
 
 impl Verifier {
     /// Starts the gathering task. It ends when every handle is dropped.
-    pub fn start(config: VerifierConfig, metrics: Arc<Metrics>) -> Verifier {
+    pub(crate) fn start(config: VerifierConfig, metrics: Arc<Metrics>) -> Verifier {
         let (tx, rx) = mpsc::channel(config.queue);
         tokio::spawn(gather(rx, config, metrics));
         Verifier { tx }
     }
 
     /// Verifies one signature as part of whatever batch is forming.
-    pub async fn verify(&self, item: BatchItem) -> Result<bool, Overloaded> {
+    pub(crate) async fn verify(&self, item: BatchItem) -> Result<bool, Overloaded> {
         super::ask(&self.tx, item, "signature").await
     }
 
     /// Items waiting to be gathered.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
 }

@@ -17,11 +17,11 @@ type Reply = oneshot::Sender<Result<Vec<InsertOutcome>, StoreError>>;
 type Job = (Vec<NewAttestation>, Reply);
 
 #[derive(Debug, Clone, Copy)]
-pub struct WriterConfig {
+pub(crate) struct WriterConfig {
     /// Most rows in one transaction.
-    pub max_rows: usize,
+    pub(crate) max_rows: usize,
     /// Requests that may wait for the writer.
-    pub queue: usize,
+    pub(crate) queue: usize,
 }
 
 impl Default for WriterConfig {
@@ -34,20 +34,20 @@ impl Default for WriterConfig {
 }
 
 #[derive(Clone)]
-pub struct Writer {
+pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
 }
 
 impl Writer {
     /// Starts the writer task; it ends when every handle is dropped.
-    pub fn start(store: AnyStore, config: WriterConfig, metrics: Arc<Metrics>) -> Writer {
+    pub(crate) fn start(store: AnyStore, config: WriterConfig, metrics: Arc<Metrics>) -> Writer {
         let (tx, rx) = mpsc::channel(config.queue);
         tokio::spawn(run(rx, store, config, metrics));
         Writer { tx }
     }
 
     /// Stores `rows` in the next group; the outcomes are in input order.
-    pub async fn write(
+    pub(crate) async fn write(
         &self,
         rows: Vec<NewAttestation>,
     ) -> Result<Result<Vec<InsertOutcome>, StoreError>, Overloaded> {
@@ -55,7 +55,7 @@ impl Writer {
     }
 
     /// Requests waiting for the writer.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()
     }
 }

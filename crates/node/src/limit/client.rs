@@ -14,7 +14,7 @@ use ipnet::IpNet;
 /// it were written by the client and may be forged. An unreadable entry ends the walk at
 /// the last trusted hop, which then counts as the client (safe: it is throttled, not
 /// waved through).
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub(crate) fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let peer = canonical(peer);
     if !is_trusted(peer, trusted) {
         return peer;
@@ -45,7 +45,7 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
 
 /// The key a client is counted under: its address, or for IPv6 its /64 network (one
 /// subscriber usually holds a whole /64 and could otherwise rotate through it).
-pub fn bucket(ip: IpAddr) -> IpAddr {
+pub(crate) fn bucket(ip: IpAddr) -> IpAddr {
     match canonical(ip) {
         IpAddr::V6(v6) => {
             let s = v6.segments();

@@ -7,29 +7,29 @@
 
 use std::time::Duration;
 
-use crate::config::Quota;
+use super::Quota;
 
 /// One decision, with what the `RateLimit-*` headers report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
+pub(crate) struct Decision {
+    pub(crate) allowed: bool,
     /// The burst: requests a client may make at once.
-    pub limit: u32,
+    pub(crate) limit: u32,
     /// Requests the client may still make now.
-    pub remaining: u32,
+    pub(crate) remaining: u32,
     /// Until the client's allowance is whole again.
-    pub reset: Duration,
+    pub(crate) reset: Duration,
     /// Until a refused client may try again (zero when allowed).
-    pub retry_after: Duration,
+    pub(crate) retry_after: Duration,
 }
 
 impl Decision {
     /// Whole seconds, rounded up, for `Retry-After` (at least 1 when refused).
-    pub fn retry_after_s(&self) -> u64 {
+    pub(crate) fn retry_after_s(&self) -> u64 {
         ceil_s(self.retry_after).max(u64::from(!self.allowed))
     }
 
-    pub fn reset_s(&self) -> u64 {
+    pub(crate) fn reset_s(&self) -> u64 {
         ceil_s(self.reset)
     }
 }
@@ -39,14 +39,14 @@ fn ceil_s(d: Duration) -> u64 {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Gcra {
+pub(crate) struct Gcra {
     /// Emission interval `T`, in microseconds.
-    pub interval_us: u64,
-    pub burst: u32,
+    pub(crate) interval_us: u64,
+    pub(crate) burst: u32,
 }
 
 impl Gcra {
-    pub fn new(q: Quota) -> Gcra {
+    pub(crate) fn new(q: Quota) -> Gcra {
         Gcra {
             interval_us: ((1e6 / q.per_second).round() as u64).max(1),
             burst: q.burst.max(1),
@@ -54,8 +54,10 @@ impl Gcra {
     }
 
     /// The decision at `now_us` for a client whose stored TAT is `tat_us` (none: a new
-    /// client), and the TAT to store when allowed.
-    pub fn decide(&self, tat_us: Option<u64>, now_us: u64) -> (Decision, Option<u64>) {
+    /// client), and the TAT to store when allowed: [`SCRIPT`]'s arithmetic in Rust, which
+    /// the tests below pin the quota semantics with.
+    #[cfg(test)]
+    fn decide(&self, tat_us: Option<u64>, now_us: u64) -> (Decision, Option<u64>) {
         let tat = tat_us.unwrap_or(now_us).max(now_us);
         let new_tat = tat + self.interval_us;
         let window = u64::from(self.burst) * self.interval_us;
@@ -85,7 +87,7 @@ impl Gcra {
 /// KEYS[1]: the client's TAT key; ARGV[1]: `T` in µs; ARGV[2]: burst.
 /// Returns `{allowed, remaining, reset_us, retry_after_us}`. The TAT is written with
 /// `%.0f`: Lua's default number format would round microsecond timestamps.
-pub const SCRIPT: &str = r#"
+pub(crate) const SCRIPT: &str = r#"
 local interval = tonumber(ARGV[1])
 local burst = tonumber(ARGV[2])
 local t = redis.call('TIME')
@@ -104,7 +106,7 @@ return {1, math.floor((window - diff) / interval), diff, 0}
 
 impl Decision {
     /// From the script's reply.
-    pub fn from_script(g: &Gcra, reply: &[i64]) -> Option<Decision> {
+    pub(crate) fn from_script(g: &Gcra, reply: &[i64]) -> Option<Decision> {
         let [allowed, remaining, reset_us, retry_us] = *reply else {
             return None;
         };

@@ -21,17 +21,17 @@ type Keyed =
 /// Most client keys held per class. Stale keys are swept every [`SWEEP_EVERY`]; if more
 /// distinct clients than this were active within one window, the class starts afresh
 /// (everyone gets a new allowance) rather than let memory grow without bound.
-pub const MAX_KEYS: usize = 100_000;
-pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
+pub(crate) const MAX_KEYS: usize = 100_000;
+pub(crate) const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
-pub struct LocalClass {
+pub(crate) struct LocalClass {
     gcra: Gcra,
     quota: governor::Quota,
     limiter: ArcSwap<Keyed>,
 }
 
 impl LocalClass {
-    pub fn new(gcra: Gcra) -> LocalClass {
+    pub(crate) fn new(gcra: Gcra) -> LocalClass {
         let burst = NonZeroU32::new(gcra.burst).unwrap_or(NonZeroU32::MIN);
         let quota = governor::Quota::with_period(Duration::from_micros(gcra.interval_us))
             .unwrap_or_else(|| governor::Quota::per_second(NonZeroU32::MIN))
@@ -47,7 +47,7 @@ impl LocalClass {
         RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>()
     }
 
-    pub fn check(&self, key: &IpAddr) -> Decision {
+    pub(crate) fn check(&self, key: &IpAddr) -> Decision {
         let limiter = self.limiter.load();
         match limiter.check_key(key) {
             Ok(snapshot) => {
@@ -81,7 +81,7 @@ impl LocalClass {
 
     /// Drops keys whose allowance is whole again; enforces [`MAX_KEYS`]. Returns the
     /// number of keys held.
-    pub fn sweep(&self) -> usize {
+    pub(crate) fn sweep(&self) -> usize {
         let limiter = self.limiter.load();
         limiter.retain_recent();
         limiter.shrink_to_fit();
@@ -102,7 +102,7 @@ impl LocalClass {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Quota;
+    use crate::limit::Quota;
 
     #[test]
     fn agrees_with_the_gcra_model_on_a_burst() {

@@ -5,42 +5,66 @@
 //! per client and class; when Redis errs or is slower than its timeout, the local
 //! limiter decides instead (counted in `rate_limit_fallbacks_total`). Refusals are 429
 //! problem+json with `Retry-After` and the `RateLimit-*` headers of the IETF draft,
-//! which allowed answers carry too. `/health`, `/ready` and `/metrics` are exempt.
+//! which allowed answers carry too. Which requests are exempt, and of which class the others are, is the HTTP layer's
+//! to say (`http::rate_limit`).
 
-pub mod client;
-pub mod gcra;
-pub mod local;
+pub(crate) mod client;
+pub(crate) mod gcra;
+pub(crate) mod local;
 
-use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
-use axum::response::{IntoResponse, Response};
-use futures::future::{BoxFuture, Either};
+use axum::http::HeaderMap;
 use ipnet::IpNet;
-use tower::{Layer, Service};
 
-use crate::api::problem::Problem;
-use crate::config::RateLimitConfig;
-use crate::listener::PeerAddr;
 use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
-use crate::state::AppState;
-use gcra::{Decision, Gcra};
+pub(crate) use gcra::Decision;
+use gcra::Gcra;
 use local::LocalClass;
 
+/// A GCRA quota: a sustained rate and the number of requests allowed at once.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Quota {
+    pub(crate) per_second: f64,
+    pub(crate) burst: u32,
+}
+
+/// Rate limiting in force; `None` in [`crate::config::Config::rate_limit`] when switched off.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RateLimitConfig {
+    pub(crate) read: Quota,
+    pub(crate) submit: Quota,
+    pub(crate) admin: Quota,
+}
+
+/// Default quotas per client address , sized for a public node: an explorer
+/// page or a wallet makes a handful of reads at once, an attester submits rarely (a batch
+/// route takes up to 1000 attestations in one request), and the registry routes are
+/// written a few times per epoch.
+pub(crate) const DEFAULT_READ_QUOTA: Quota = Quota {
+    per_second: 100.0,
+    burst: 200,
+};
+pub(crate) const DEFAULT_SUBMIT_QUOTA: Quota = Quota {
+    per_second: 20.0,
+    burst: 40,
+};
+pub(crate) const DEFAULT_ADMIN_QUOTA: Quota = Quota {
+    per_second: 1.0,
+    burst: 5,
+};
+/// The route classes, each with a quota of its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Class {
+pub(crate) enum Class {
     Read,
     Submit,
     Admin,
 }
 
 impl Class {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Class::Read => "read",
             Class::Submit => "submit",
@@ -53,35 +77,12 @@ impl Class {
     }
 }
 
-/// The class of a request, or `None` for the exempt routes: the operational ones, and
-/// the validator network's (a proposal's proposer signature is checked before any other
-/// work, a certificate is at most one signature per active validator, and a proposer
-/// making a block every slot must never be throttled by its own validators).
-pub fn classify(method: &Method, path: &str) -> Option<Class> {
-    if crate::api::health::is_probe(path)
-        || matches!(path, "/api/consensus/submit-block" | "/api/consensus/qc")
-    {
-        return None;
-    }
-    if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {
-        return Some(Class::Read);
-    }
-    if path.starts_with("/api/validator/attestation/") {
-        // submit, batch and verify: the signature-checking write path.
-        Some(Class::Submit)
-    } else {
-        // The registry writes (register, exit, slash), peer calls, and anything else
-        // that changes state.
-        Some(Class::Admin)
-    }
-}
-
 struct ClassLimiter {
     gcra: Gcra,
     local: LocalClass,
 }
 
-pub struct Limiter {
+pub(crate) struct Limiter {
     classes: [ClassLimiter; 3],
     redis: Option<Arc<RedisLink>>,
     trusted: Vec<IpNet>,
@@ -91,7 +92,7 @@ pub struct Limiter {
 
 impl Limiter {
     /// The limiter, and a task that keeps the local limiter's memory bounded.
-    pub fn start(
+    pub(crate) fn start(
         config: &RateLimitConfig,
         trusted: Vec<IpNet>,
         redis: Option<Arc<RedisLink>>,
@@ -129,12 +130,12 @@ impl Limiter {
         limiter
     }
 
-    pub fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
+    pub(crate) fn client(&self, peer: IpAddr, headers: &HeaderMap) -> IpAddr {
         client::bucket(client::client_ip(peer, headers, &self.trusted))
     }
 
     /// Decides one request of `class` from `client` (already a bucket).
-    pub async fn decide(&self, class: Class, client: IpAddr) -> Decision {
+    pub(crate) async fn decide(&self, class: Class, client: IpAddr) -> Decision {
         let c = &self.classes[class.index()];
         let local = c.local.check(&client);
         let Some(link) = &self.redis else {
@@ -180,145 +181,6 @@ impl Limiter {
                 self.metrics.rate_limit_fallback(e.reason());
                 local
             }
-        }
-    }
-}
-
-static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
-static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
-static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
-
-fn set_headers(h: &mut HeaderMap, d: &Decision) {
-    h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(d.limit));
-    h.insert(RATELIMIT_REMAINING.clone(), HeaderValue::from(d.remaining));
-    h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(d.reset_s()));
-}
-
-/// The middleware as a tower layer (innermost of the stack in `api::router`).
-#[derive(Clone)]
-pub struct LimitLayer {
-    limiter: Option<Arc<Limiter>>,
-    metrics: Arc<Metrics>,
-}
-
-impl LimitLayer {
-    pub fn new(state: &AppState) -> LimitLayer {
-        LimitLayer {
-            limiter: state.limiter.clone(),
-            metrics: state.metrics.clone(),
-        }
-    }
-}
-
-impl<S> Layer<S> for LimitLayer {
-    type Service = Limit<S>;
-    fn layer(&self, inner: S) -> Limit<S> {
-        Limit {
-            inner,
-            limiter: self.limiter.clone(),
-            metrics: self.metrics.clone(),
-        }
-    }
-}
-
-/// Classify, find the client, decide; 429 or pass with the headers. An exempt request,
-/// or any request with limiting off, goes straight to the inner service: no task, no
-/// allocation.
-#[derive(Clone)]
-pub struct Limit<S> {
-    inner: S,
-    limiter: Option<Arc<Limiter>>,
-    metrics: Arc<Metrics>,
-}
-
-type Limited = BoxFuture<'static, Result<Response, Infallible>>;
-
-impl<S> Service<Request> for Limit<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = Either<S::Future, Limited>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let Some(limiter) = self.limiter.clone() else {
-            return Either::Left(self.inner.call(req));
-        };
-        let Some(class) = classify(req.method(), req.uri().path()) else {
-            return Either::Left(self.inner.call(req));
-        };
-        // The service made ready by `poll_ready` answers this request; the clone stays
-        // for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let metrics = self.metrics.clone();
-        Either::Right(Box::pin(async move {
-            // Requests that did not come through the TCP listener (in-process tests)
-            // have no peer address; they share one key.
-            let peer = req
-                .extensions()
-                .get::<ConnectInfo<PeerAddr>>()
-                .map(|c| c.0 .0.ip())
-                .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-            let client = limiter.client(peer, req.headers());
-            let d = limiter.decide(class, client).await;
-            if !d.allowed {
-                metrics.limited(class.as_str());
-                let retry = d.retry_after_s();
-                let mut p = Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limited",
-                    format!(
-                        "too many {} requests from this client; retry in {retry} s",
-                        class.as_str()
-                    ),
-                );
-                p.retry_after_s = Some(u32::try_from(retry).unwrap_or(u32::MAX));
-                let mut resp = p.into_response();
-                set_headers(resp.headers_mut(), &d);
-                return Ok(resp);
-            }
-            let mut resp = inner.call(req).await?;
-            set_headers(resp.headers_mut(), &d);
-            Ok(resp)
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classes() {
-        let get = Method::GET;
-        let post = Method::POST;
-        for exempt in ["/health", "/ready", "/metrics"] {
-            assert_eq!(classify(&get, exempt), None);
-        }
-        assert_eq!(classify(&get, "/healthz"), Some(Class::Read));
-        assert_eq!(
-            classify(&get, "/api/validator/attestation/00ff"),
-            Some(Class::Read)
-        );
-        assert_eq!(classify(&get, "/api/consensus/tipset"), Some(Class::Read));
-        for submit in ["submit", "batch", "verify"] {
-            assert_eq!(
-                classify(&post, &format!("/api/validator/attestation/{submit}")),
-                Some(Class::Submit)
-            );
-        }
-        for admin in ["/api/validator/register", "/api/validator/slash"] {
-            assert_eq!(classify(&post, admin), Some(Class::Admin));
-        }
-        for peer in ["/api/consensus/submit-block", "/api/consensus/qc"] {
-            assert_eq!(classify(&post, peer), None);
         }
     }
 }

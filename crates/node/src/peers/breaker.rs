@@ -17,19 +17,19 @@ const BUCKETS: usize = 12;
 
 /// Thresholds and durations of a [`Breaker`].
 #[derive(Debug, Clone)]
-pub struct BreakerConfig {
+pub(crate) struct BreakerConfig {
     /// Span of the rolling window of counted calls.
-    pub window: Duration,
+    pub(crate) window: Duration,
     /// Fewest calls in the window before the breaker may open.
-    pub min_calls: u32,
+    pub(crate) min_calls: u32,
     /// Share of failed calls in the window, in basis points, at or above which it opens.
-    pub failure_ratio_bps: u32,
+    pub(crate) failure_ratio_bps: u32,
     /// How long it stays open before admitting probes.
-    pub open_for: Duration,
+    pub(crate) open_for: Duration,
     /// Most probe calls in flight at once while half-open.
-    pub half_open_probes: u32,
+    pub(crate) half_open_probes: u32,
     /// Successful probes that close it.
-    pub close_after: u32,
+    pub(crate) close_after: u32,
 }
 
 impl Default for BreakerConfig {
@@ -48,7 +48,7 @@ impl Default for BreakerConfig {
 
 /// Where a breaker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
+pub(crate) enum BreakerState {
     /// Calls flow; outcomes are counted.
     Closed,
     /// Calls are rejected until `open_for` has passed.
@@ -59,7 +59,7 @@ pub enum BreakerState {
 
 impl BreakerState {
     /// The name used in logs, metrics labels and the API.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             BreakerState::Closed => "closed",
             BreakerState::Open => "open",
@@ -68,7 +68,7 @@ impl BreakerState {
     }
 
     /// The value of the state gauge: 0 closed, 1 open, 2 half-open.
-    pub fn gauge(self) -> i64 {
+    pub(crate) fn gauge(self) -> i64 {
         match self {
             BreakerState::Closed => 0,
             BreakerState::Open => 1,
@@ -79,25 +79,25 @@ impl BreakerState {
 
 /// A state change, for metrics and logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Transition {
+pub(crate) struct Transition {
     /// The state before.
-    pub from: BreakerState,
+    pub(crate) from: BreakerState,
     /// The state after.
-    pub to: BreakerState,
+    pub(crate) to: BreakerState,
 }
 
 /// A call refused by the breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rejected {
+pub(crate) struct Rejected {
     /// How long until the breaker admits a call again; zero when half-open with every
     /// probe slot taken (a slot frees as soon as a probe ends).
-    pub retry_after: Duration,
+    pub(crate) retry_after: Duration,
 }
 
 /// Leave to make one call. Pass it back to [`Breaker::record`] with the outcome, or to
 /// [`Breaker::forget`] if the call ended without one. Dropping it unused acts like
 /// `forget`, so a lost permit never holds a half-open probe slot.
-pub struct Permit {
+pub(crate) struct Permit {
     inner: Arc<Mutex<Inner>>,
     /// The half-open period this permit is a probe of; `None` for a call made while
     /// closed. Taken when the permit is used, so `Drop` releases a slot at most once.
@@ -129,7 +129,7 @@ impl Drop for Permit {
 
 /// A circuit breaker for one peer. Cheap to share behind an `Arc`; all methods take
 /// `&self`.
-pub struct Breaker {
+pub(crate) struct Breaker {
     inner: Arc<Mutex<Inner>>,
 }
 
@@ -298,7 +298,7 @@ impl Inner {
 
 impl Breaker {
     /// A closed breaker with an empty window.
-    pub fn new(config: BreakerConfig) -> Breaker {
+    pub(crate) fn new(config: BreakerConfig) -> Breaker {
         Breaker {
             inner: Arc::new(Mutex::new(Inner::new(config))),
         }
@@ -307,7 +307,10 @@ impl Breaker {
     /// Asks to make a call now. Closed: always Ok. Open: Err until `open_for` has
     /// passed, then the breaker turns half-open (and reports that transition).
     /// HalfOpen: Ok while fewer than `half_open_probes` probes are in flight.
-    pub fn try_acquire(&self, now: Instant) -> (Result<Permit, Rejected>, Option<Transition>) {
+    pub(crate) fn try_acquire(
+        &self,
+        now: Instant,
+    ) -> (Result<Permit, Rejected>, Option<Transition>) {
         let mut inner = lock(&self.inner);
         let mut transition = None;
         let probe = match inner.phase {
@@ -363,7 +366,12 @@ impl Breaker {
     /// The outcome of a permitted call. Every outcome is counted in the window; a
     /// probe's outcome also decides the half-open breaker. The permit must come from
     /// this breaker; one from another breaker only has its probe slot released there.
-    pub fn record(&self, mut permit: Permit, success: bool, now: Instant) -> Option<Transition> {
+    pub(crate) fn record(
+        &self,
+        mut permit: Permit,
+        success: bool,
+        now: Instant,
+    ) -> Option<Transition> {
         let probe = if Arc::ptr_eq(&permit.inner, &self.inner) {
             permit.probe.take()
         } else {
@@ -413,15 +421,8 @@ impl Breaker {
         }
     }
 
-    /// A permitted call that ended without an outcome (cancelled because a quorum was
-    /// reached elsewhere): frees a half-open probe slot, counts nothing.
-    pub fn forget(&self, permit: Permit) {
-        // Dropping releases the slot.
-        drop(permit);
-    }
-
     /// The state at `now`: half-open once `open_for` has passed, without changing it.
-    pub fn state(&self, now: Instant) -> BreakerState {
+    pub(crate) fn state(&self, now: Instant) -> BreakerState {
         match lock(&self.inner).phase {
             Phase::Open { until } if now >= until => BreakerState::HalfOpen,
             phase => phase.state(),
@@ -429,7 +430,7 @@ impl Breaker {
     }
 
     /// (calls, failures) in the window at `now`, for `/api/p2p/peers`.
-    pub fn window_counts(&self, now: Instant) -> (u32, u32) {
+    pub(crate) fn window_counts(&self, now: Instant) -> (u32, u32) {
         let inner = lock(&self.inner);
         match inner.peek_slice(now) {
             Some(slice) => inner.counts_at(slice),
@@ -621,7 +622,7 @@ mod tests {
     }
 
     #[test]
-    fn forget_and_drop_free_a_probe_slot() {
+    fn a_dropped_permit_frees_its_probe_slot_and_counts_nothing() {
         let t0 = Instant::now();
         let b = opened(t0);
         let now = t0 + secs(31);
@@ -630,17 +631,17 @@ mod tests {
         let p3 = b.try_acquire(now).0.expect("probe");
         assert!(b.try_acquire(now).0.is_err());
 
-        b.forget(p1);
-        let p4 = b.try_acquire(now).0.expect("slot freed by forget");
+        drop(p1);
+        let p4 = b.try_acquire(now).0.expect("slot freed by the drop");
         assert!(b.try_acquire(now).0.is_err());
 
         drop(p2);
         let p5 = b.try_acquire(now).0.expect("slot freed by drop");
         assert!(b.try_acquire(now).0.is_err());
 
-        // Forgotten and dropped calls count nothing.
+        // Dropped calls count nothing.
         let before = b.window_counts(now);
-        b.forget(p3);
+        drop(p3);
         drop(p4);
         assert_eq!(b.window_counts(now), before);
         drop(p5);

@@ -7,17 +7,17 @@ use std::future::Future;
 use std::time::Duration;
 
 /// The per-call timeout of [`peer_client`] unless configured otherwise.
-pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(4);
+pub(crate) const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How often and after what pauses a failed peer call is tried again.
 #[derive(Debug, Clone)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Attempts in all, the first included; 0 is taken as 1.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// The pause before each retry; the last entry repeats if there are more retries.
-    pub backoff: Vec<Duration>,
+    pub(crate) backoff: Vec<Duration>,
     /// Jitter in basis points of each pause: 5000 spreads it over ±50 %.
-    pub jitter_bps: u32,
+    pub(crate) jitter_bps: u32,
 }
 
 impl Default for RetryPolicy {
@@ -34,7 +34,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// The delay before retry `retry` (1-based: 1 is the pause before the second
     /// attempt), jittered so peers retried together do not hit a validator in step.
-    pub fn delay(&self, retry: u32) -> Duration {
+    pub(crate) fn delay(&self, retry: u32) -> Duration {
         let Some(index) = retry.checked_sub(1) else {
             return Duration::ZERO;
         };
@@ -62,14 +62,14 @@ impl RetryPolicy {
 
     /// Whether an error may be retried: a connect error or a timeout, but not one
     /// met while reading or decoding a body (the peer may already have acted).
-    pub fn retryable(err: &reqwest::Error) -> bool {
+    pub(crate) fn retryable(err: &reqwest::Error) -> bool {
         (err.is_connect() || err.is_timeout()) && !err.is_body() && !err.is_decode()
     }
 
     /// Runs `attempt` up to `attempts` times, sleeping [`delay`](Self::delay) between
     /// tries, while the error is [`retryable`](Self::retryable). Returns the last
     /// result and how many attempts were made.
-    pub async fn run<T, F, Fut>(&self, mut attempt: F) -> (Result<T, reqwest::Error>, u32)
+    pub(crate) async fn run<T, F, Fut>(&self, mut attempt: F) -> (Result<T, reqwest::Error>, u32)
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, reqwest::Error>>,
@@ -92,7 +92,7 @@ impl RetryPolicy {
 /// The pooled client for peer calls: keep-alive, at most 512 idle connections per host,
 /// 15 s idle timeout, a per-call timeout (default [`DEFAULT_CALL_TIMEOUT`]), connect
 /// timeout 1 s, no proxy from the environment (peers are reached directly).
-pub fn peer_client(call_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+pub(crate) fn peer_client(call_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
     reqwest::Client::builder()
         .pool_max_idle_per_host(512)
         .pool_idle_timeout(Duration::from_secs(15))

@@ -15,10 +15,10 @@ use crate::metrics::{Metrics, PeerLabels, PeerOutcomeLabels, PeerTransitionLabel
 
 /// Largest response body read from a peer: a block proposal of 4,096 attestations is
 /// about 6 MiB; anything far larger is garbage and must not exhaust memory.
-pub const MAX_PEER_BODY: usize = 32 << 20;
+pub(crate) const MAX_PEER_BODY: usize = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
-pub enum PeerError {
+pub(crate) enum PeerError {
     #[error("circuit breaker open; next probe in {0:?}")]
     BreakerOpen(Duration),
     #[error("cannot connect: {0}")]
@@ -64,34 +64,34 @@ struct LastCall {
     error_at_ms: Option<u64>,
 }
 
-pub struct Peer {
+pub(crate) struct Peer {
     /// Base URL without a trailing slash.
-    pub url: String,
+    pub(crate) url: String,
     /// The validator this node is, when the genesis or registry names it.
-    pub validator_id: Option<Hash32>,
+    pub(crate) validator_id: Option<Hash32>,
     breaker: Breaker,
     last: Mutex<LastCall>,
 }
 
 /// One peer as `/api/p2p/peers` shows it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
-pub struct PeerView {
-    pub url: String,
-    pub validator_id: Option<String>,
+pub(crate) struct PeerView {
+    pub(crate) url: String,
+    pub(crate) validator_id: Option<String>,
     /// Whether the last call got an answer.
-    pub reachable: Option<bool>,
-    pub latency_ms: Option<f64>,
-    pub last_ok_at_ms: Option<u64>,
-    pub last_error: Option<String>,
-    pub last_error_at_ms: Option<u64>,
+    pub(crate) reachable: Option<bool>,
+    pub(crate) latency_ms: Option<f64>,
+    pub(crate) last_ok_at_ms: Option<u64>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) last_error_at_ms: Option<u64>,
     /// `closed`, `open` or `half_open`.
-    pub circuit_breaker: String,
+    pub(crate) circuit_breaker: String,
     /// Calls and failures in the breaker's rolling window.
-    pub window_calls: u32,
-    pub window_failures: u32,
+    pub(crate) window_calls: u32,
+    pub(crate) window_failures: u32,
 }
 
-pub struct PeerSet {
+pub(crate) struct PeerSet {
     client: reqwest::Client,
     retry: RetryPolicy,
     peers: Vec<Arc<Peer>>,
@@ -100,7 +100,7 @@ pub struct PeerSet {
 
 impl PeerSet {
     /// `peers`: base URLs, with the validator id when known. Duplicate URLs are merged.
-    pub fn new(
+    pub(crate) fn new(
         peers: Vec<(String, Option<Hash32>)>,
         call_timeout: Duration,
         breaker: BreakerConfig,
@@ -128,26 +128,26 @@ impl PeerSet {
         })
     }
 
-    pub fn peers(&self) -> &[Arc<Peer>] {
+    pub(crate) fn peers(&self) -> &[Arc<Peer>] {
         &self.peers
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.peers.is_empty()
     }
 
-    pub fn by_validator(&self, id: &Hash32) -> Option<&Arc<Peer>> {
+    pub(crate) fn by_validator(&self, id: &Hash32) -> Option<&Arc<Peer>> {
         self.peers
             .iter()
             .find(|p| p.validator_id.as_ref() == Some(id))
     }
 
-    pub fn views(&self) -> Vec<PeerView> {
+    pub(crate) fn views(&self) -> Vec<PeerView> {
         let now = Instant::now();
         self.peers.iter().map(|p| p.view(now)).collect()
     }
 
-    pub async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
+    pub(crate) async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         peer: &Peer,
         path: &str,
@@ -165,7 +165,7 @@ impl PeerSet {
         .await
     }
 
-    pub async fn get_json<T: DeserializeOwned>(
+    pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         peer: &Peer,
         path: &str,
@@ -274,7 +274,7 @@ impl Peer {
         }
     }
 
-    pub fn breaker_state(&self) -> BreakerState {
+    pub(crate) fn breaker_state(&self) -> BreakerState {
         self.breaker.state(Instant::now())
     }
 

@@ -17,12 +17,12 @@ use bizra_ledger::Hash32;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_node0");
-pub const PROBLEM_JSON: &str = "application/problem+json";
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_node0");
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 /// Slot length of test nodes: blocks come fast, so finality is quick to wait for.
-pub const SLOT_MS: &str = "50";
+pub(crate) const SLOT_MS: &str = "50";
 /// How long a test waits for anything the node does in the background.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(20);
 
 /// Defines `$name::sqlite` and `$name::postgres`: the test function `$name(dir: TestDir)`
 /// run once on the embedded store and once on PostgreSQL (a schema of its own).
@@ -44,7 +44,7 @@ macro_rules! both_stores {
 /// A temporary directory holding a node's data directory and the logs of its runs, and
 /// the store its nodes use: the embedded one in the data directory, or a PostgreSQL
 /// schema of its own (dropped with this value).
-pub struct TestDir {
+pub(crate) struct TestDir {
     root: tempfile::TempDir,
     runs: AtomicU64,
     pub pg: Option<bizra_testkit::TestSchema>,
@@ -52,7 +52,7 @@ pub struct TestDir {
 
 impl TestDir {
     /// Nodes use the embedded store.
-    pub fn new() -> TestDir {
+    pub(crate) fn new() -> TestDir {
         TestDir {
             root: tempfile::tempdir().expect("temp dir"),
             runs: AtomicU64::new(0),
@@ -61,7 +61,7 @@ impl TestDir {
     }
 
     /// Nodes use a fresh schema on the test PostgreSQL server.
-    pub async fn postgres() -> TestDir {
+    pub(crate) async fn postgres() -> TestDir {
         let schema = bizra_testkit::TestSchema::create()
             .await
             .expect("a schema on the test PostgreSQL server");
@@ -72,7 +72,7 @@ impl TestDir {
     }
 
     /// The flags that point `node0 serve` at this directory's store.
-    pub fn store_args(&self) -> Vec<String> {
+    pub(crate) fn store_args(&self) -> Vec<String> {
         match &self.pg {
             None => Vec::new(),
             Some(s) => vec![
@@ -84,11 +84,11 @@ impl TestDir {
         }
     }
 
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.root.path()
     }
 
-    pub fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.root.path().join("data")
     }
 
@@ -106,7 +106,7 @@ impl Default for TestDir {
 
 /// The value of the unlabelled metric `name` in a `/metrics` text; it must be there.
 #[track_caller]
-pub fn metric_in(exposition: &str, name: &str) -> f64 {
+pub(crate) fn metric_in(exposition: &str, name: &str) -> f64 {
     let prefix = format!("{name} ");
     exposition
         .lines()
@@ -117,7 +117,7 @@ pub fn metric_in(exposition: &str, name: &str) -> f64 {
 
 /// The sum of the samples of `name` whose label set contains `labels` (`""` for every
 /// sample); `None` when there is no such sample.
-pub fn metric_sum_if_present(exposition: &str, name: &str, labels: &str) -> Option<f64> {
+pub(crate) fn metric_sum_if_present(exposition: &str, name: &str, labels: &str) -> Option<f64> {
     let values: Vec<f64> = exposition
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -134,21 +134,21 @@ pub fn metric_sum_if_present(exposition: &str, name: &str, labels: &str) -> Opti
 /// [`metric_sum_if_present`] for a metric that must be there: an absent series fails
 /// the test instead of reading 0.
 #[track_caller]
-pub fn metric(exposition: &str, name: &str, labels: &str) -> f64 {
+pub(crate) fn metric(exposition: &str, name: &str, labels: &str) -> f64 {
     metric_sum_if_present(exposition, name, labels)
         .unwrap_or_else(|| panic!("no {name}{{{labels}}} in /metrics:\n{exposition}"))
 }
 
 /// A port nothing listens on right now. Another process may take it before the node
 /// binds it; [`Node::start_in`] retries on that.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()
 }
 
 /// A `node0` command with the inherited `NODE0_*` settings removed, so the developer's
 /// environment cannot change what a test runs.
-pub fn node0_command() -> Command {
+pub(crate) fn node0_command() -> Command {
     let mut cmd = Command::new(BIN);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("NODE0_") {
@@ -160,7 +160,7 @@ pub fn node0_command() -> Command {
     cmd
 }
 
-pub fn client(timeout: Duration) -> reqwest::Client {
+pub(crate) fn client(timeout: Duration) -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(timeout)
         .build()
@@ -168,7 +168,7 @@ pub fn client(timeout: Duration) -> reqwest::Client {
 }
 
 /// A running `node0 serve`. Dropping it kills the process (SIGKILL) and reaps it.
-pub struct Node {
+pub(crate) struct Node {
     child: Option<Child>,
     pub port: u16,
     pub base: String,
@@ -178,13 +178,13 @@ pub struct Node {
 
 impl Node {
     /// A node on a fresh data directory.
-    pub async fn start(dir: &TestDir) -> Node {
+    pub(crate) async fn start(dir: &TestDir) -> Node {
         Node::start_in(dir, &[]).await
     }
 
     /// Starts `node0 serve` on `dir`'s data directory with `extra` flags and waits until
     /// `/health` answers.
-    pub async fn start_in(dir: &TestDir, extra: &[&str]) -> Node {
+    pub(crate) async fn start_in(dir: &TestDir, extra: &[&str]) -> Node {
         for _attempt in 0..5 {
             let port = free_port();
             let log = dir.next_log();
@@ -210,7 +210,7 @@ impl Node {
 
     /// Starts `cmd`, a `node0 serve` the caller set up to listen on `port` and to log to
     /// `log`, and waits until `/health` answers.
-    pub async fn start_command(mut cmd: Command, port: u16, log: PathBuf) -> Node {
+    pub(crate) async fn start_command(mut cmd: Command, port: u16, log: PathBuf) -> Node {
         let out = log_file(&log);
         let err = out.try_clone().expect("clone log handle");
         let child = cmd
@@ -253,16 +253,16 @@ impl Node {
         Err(false)
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// kill -9: no chance to flush or drain.
-    pub fn sigkill(mut self) {
+    pub(crate) fn sigkill(mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -270,7 +270,7 @@ impl Node {
     }
 
     /// SIGTERM, then waits for a graceful exit; returns its status and the run's log.
-    pub async fn terminate(mut self) -> (ExitStatus, String) {
+    pub(crate) async fn terminate(mut self) -> (ExitStatus, String) {
         let mut child = self.child.take().expect("running");
         let ok = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
@@ -294,30 +294,30 @@ impl Node {
 
     // ---- HTTP helpers -------------------------------------------------------------
 
-    pub async fn get(&self, path: &str) -> Reply {
+    pub(crate) async fn get(&self, path: &str) -> Reply {
         Reply::from(self.http.get(self.url(path)).send().await.expect("GET"))
             .await
             .expect("read body")
     }
 
     /// The value of the unlabelled metric `name` in `/metrics`; it must be there.
-    pub async fn metric(&self, name: &str) -> f64 {
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
         metric_in(&self.get("/metrics").await.text, name)
     }
 
     /// GET that must answer 200; the JSON body.
-    pub async fn get_ok(&self, path: &str) -> Value {
+    pub(crate) async fn get_ok(&self, path: &str) -> Value {
         let r = self.get(path).await;
         assert_eq!(r.status, 200, "GET {path}: {}", r.text);
         r.json()
     }
 
-    pub async fn post_json(&self, path: &str, body: &Value) -> Reply {
+    pub(crate) async fn post_json(&self, path: &str, body: &Value) -> Reply {
         self.post_raw(path, "application/json", body.to_string().into_bytes())
             .await
     }
 
-    pub async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
+    pub(crate) async fn post_raw(&self, path: &str, content_type: &str, body: Vec<u8>) -> Reply {
         Reply::from(
             self.http
                 .post(self.url(path))
@@ -331,13 +331,13 @@ impl Node {
         .expect("read body")
     }
 
-    pub async fn submit(&self, att: &Value) -> Reply {
+    pub(crate) async fn submit(&self, att: &Value) -> Reply {
         self.post_json("/api/validator/attestation/submit", att)
             .await
     }
 
     /// Submits and expects 201; returns the id.
-    pub async fn submit_new(&self, att: &Value) -> String {
+    pub(crate) async fn submit_new(&self, att: &Value) -> String {
         let r = self.submit(att).await;
         assert_eq!(r.status, 201, "submit: {}", r.text);
         r.json()["attestation_id"]
@@ -347,7 +347,7 @@ impl Node {
     }
 
     /// The network's anchor, as `/api/consensus/genesis` reports it.
-    pub async fn anchor(&self) -> NetworkAnchor {
+    pub(crate) async fn anchor(&self) -> NetworkAnchor {
         let g = self.get_ok("/api/consensus/genesis").await;
         NetworkAnchor {
             chain_id: g["chain_id"].as_str().expect("chain_id").to_string(),
@@ -360,7 +360,7 @@ impl Node {
     }
 
     /// Polls the attestation until it is finalized; returns its view.
-    pub async fn wait_finalized(&self, id: &str) -> Value {
+    pub(crate) async fn wait_finalized(&self, id: &str) -> Value {
         let deadline = Instant::now() + PATIENCE;
         loop {
             let v = self
@@ -379,7 +379,7 @@ impl Node {
     }
 
     /// Every block of the chain, in height order, through `/api/consensus/blocks`.
-    pub async fn all_blocks(&self) -> Vec<Value> {
+    pub(crate) async fn all_blocks(&self) -> Vec<Value> {
         let mut out = Vec::new();
         let mut from = 0u64;
         loop {
@@ -468,7 +468,7 @@ fn log_file(path: &Path) -> File {
 }
 
 /// Runs `node0 serve` expecting it to exit on its own; returns its status and output.
-pub async fn serve_expecting_exit(dir: &TestDir, extra: &[&str]) -> (ExitStatus, String) {
+pub(crate) async fn serve_expecting_exit(dir: &TestDir, extra: &[&str]) -> (ExitStatus, String) {
     let log = dir.next_log();
     let mut child = spawn_serve(dir, free_port(), extra, &log);
     let deadline = Instant::now() + PATIENCE;
@@ -489,14 +489,14 @@ pub async fn serve_expecting_exit(dir: &TestDir, extra: &[&str]) -> (ExitStatus,
 }
 
 /// A finished HTTP exchange: status, headers and body.
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: u16,
     pub headers: HeaderMap,
     pub text: String,
 }
 
 impl Reply {
-    pub async fn from(r: reqwest::Response) -> Result<Reply, reqwest::Error> {
+    pub(crate) async fn from(r: reqwest::Response) -> Result<Reply, reqwest::Error> {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let text = r.text().await?;
@@ -507,22 +507,22 @@ impl Reply {
         })
     }
 
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.text)
             .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.text))
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    pub fn content_type(&self) -> &str {
+    pub(crate) fn content_type(&self) -> &str {
         self.header("content-type").unwrap_or("")
     }
 
     /// Asserts an RFC 9457 problem with `status` and `code`; returns the body.
     #[track_caller]
-    pub fn problem(&self, status: u16, code: &str) -> Value {
+    pub(crate) fn problem(&self, status: u16, code: &str) -> Value {
         assert_eq!(self.status, status, "status; body: {}", self.text);
         assert!(
             self.content_type().starts_with(PROBLEM_JSON),
@@ -547,20 +547,33 @@ impl Reply {
 
 // ---- attestations -------------------------------------------------------------------
 
-/// RFC 3339 of now minus `secs` seconds (the node's own formatter).
-pub fn rfc3339_ago(secs: u64) -> String {
-    let now = bizra_node::clock::now_ms() / 1000 * 1000;
-    bizra_node::clock::rfc3339_ms(now - secs * 1000)
+/// RFC 3339 of now minus `secs` seconds, in whole seconds.
+pub(crate) fn rfc3339_ago(secs: u64) -> String {
+    rfc3339_from_now(-time::Duration::seconds(secs as i64))
+}
+
+/// RFC 3339 of now plus `secs` seconds, in whole seconds.
+pub(crate) fn rfc3339_ahead(secs: u64) -> String {
+    rfc3339_from_now(time::Duration::seconds(secs as i64))
+}
+
+fn rfc3339_from_now(offset: time::Duration) -> String {
+    let now = time::OffsetDateTime::now_utc()
+        .replace_nanosecond(0)
+        .expect("zero nanoseconds");
+    (now + offset)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("an RFC 3339 time")
 }
 
 /// A fresh 64-hex nonce.
-pub fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     bizra_tools::attest::random_nonce()
 }
 
 /// A valid attestation draft for `anchor`: two dimensions, weights summing to 1, a
 /// one-hour window ending now.
-pub fn draft(anchor: &NetworkAnchor, attester_id: &str) -> Draft {
+pub(crate) fn draft(anchor: &NetworkAnchor, attester_id: &str) -> Draft {
     let nonce = nonce();
     Draft {
         network: anchor.clone(),
@@ -577,23 +590,23 @@ pub fn draft(anchor: &NetworkAnchor, attester_id: &str) -> Draft {
 }
 
 /// A valid signed attestation as JSON, and its id.
-pub fn signed(anchor: &NetworkAnchor, key: &Keypair) -> (Value, String) {
+pub(crate) fn signed(anchor: &NetworkAnchor, key: &Keypair) -> (Value, String) {
     let (att, digest) = draft(anchor, "it-attester").sign(key).expect("sign");
     (to_json(&att), digest.to_hex())
 }
 
-pub fn to_json(att: &Attestation) -> Value {
+pub(crate) fn to_json(att: &Attestation) -> Value {
     serde_json::to_value(att).expect("attestation to JSON")
 }
 
 /// Re-signs `att` after an edit (so only the edited rule breaks).
-pub fn resign(att: &mut Attestation, key: &Keypair) -> String {
+pub(crate) fn resign(att: &mut Attestation, key: &Keypair) -> String {
     sign(att, key).expect("sign").to_hex()
 }
 
 /// Checks an attestation view's inclusion proof against its block's `att_root`, and the
 /// block's own record of it.
-pub async fn check_inclusion(node: &Node, id: &str, view: &Value) {
+pub(crate) async fn check_inclusion(node: &Node, id: &str, view: &Value) {
     let digest: Hash32 = id.parse().expect("id is 64 hex");
     let proof: InclusionProof =
         serde_json::from_value(view["proof"].clone()).expect("proof has the RFC 9162 shape");
@@ -621,6 +634,6 @@ pub async fn check_inclusion(node: &Node, id: &str, view: &Value) {
 }
 
 /// A `{"attestations": [...]}` body.
-pub fn batch_body(items: Vec<Value>) -> Value {
+pub(crate) fn batch_body(items: Vec<Value>) -> Value {
     json!({ "attestations": items })
 }

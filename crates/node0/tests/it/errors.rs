@@ -89,8 +89,7 @@ fn rule_cases() -> Vec<Case> {
             resign(a, k);
         }),
         case("window in the future", "invalid_time_window", |a, k| {
-            let later = bizra_node::clock::now_ms() + 3_600_000;
-            a.time_window[1] = bizra_node::clock::rfc3339_ms(later);
+            a.time_window[1] = rfc3339_ahead(3600);
             resign(a, k);
         }),
         case("window over 366 days", "invalid_time_window", |a, k| {

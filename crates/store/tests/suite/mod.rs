@@ -22,7 +22,7 @@ use bizra_store::{
 };
 
 /// Opens the backend under test; calling `open` again reaches the same data.
-pub trait Harness: Send + Sync + 'static {
+pub(crate) trait Harness: Send + Sync + 'static {
     type S: Store;
     fn open(&self) -> impl Future<Output = Self::S> + Send;
     /// Whether several processes can open this store at once (then leases tell holders
@@ -73,15 +73,15 @@ pub(crate) use store_suite;
 
 // ---------------------------------------------------------------- fixtures
 
-pub const CHAIN: &str = bizra_ledger::params::DEFAULT_CHAIN_ID;
+pub(crate) const CHAIN: &str = bizra_ledger::params::DEFAULT_CHAIN_ID;
 
-pub fn key(seed: u8) -> Keypair {
+pub(crate) fn key(seed: u8) -> Keypair {
     Keypair::from_seed([seed; 32])
 }
 
 /// A valid signed attestation by `kp` with nonce number `n`; `variant` changes the
 /// content (and so the digest) without changing the nonce.
-pub fn signed(kp: &Keypair, attester: &str, n: u64, variant: u8) -> (Attestation, Hash32) {
+pub(crate) fn signed(kp: &Keypair, attester: &str, n: u64, variant: u8) -> (Attestation, Hash32) {
     let draft = Draft {
         network: NetworkAnchor::default(),
         attester_id: attester.to_string(),
@@ -97,18 +97,18 @@ pub fn signed(kp: &Keypair, attester: &str, n: u64, variant: u8) -> (Attestation
     draft.sign(kp).expect("draft signs")
 }
 
-pub fn new_att(a: &(Attestation, Hash32), received_at_ms: u64) -> NewAttestation {
+pub(crate) fn new_att(a: &(Attestation, Hash32), received_at_ms: u64) -> NewAttestation {
     NewAttestation::new(&a.0, a.1, received_at_ms).expect("valid attestation")
 }
 
 /// `count` attestations by `kp` with nonces from `first`.
-pub fn batch(kp: &Keypair, attester: &str, first: u64, count: u64) -> Vec<NewAttestation> {
+pub(crate) fn batch(kp: &Keypair, attester: &str, first: u64, count: u64) -> Vec<NewAttestation> {
     (first..first + count)
         .map(|n| new_att(&signed(kp, attester, n, 0), 1_000 + n))
         .collect()
 }
 
-pub fn genesis_block() -> Block {
+pub(crate) fn genesis_block() -> Block {
     Genesis::single(
         key(200).public(),
         "http://127.0.0.1:8080",
@@ -118,11 +118,11 @@ pub fn genesis_block() -> Block {
     .expect("genesis block")
 }
 
-pub fn propose(height: u64, parents: Vec<Hash32>, ids: Vec<Hash32>, ts: u64) -> Block {
+pub(crate) fn propose(height: u64, parents: Vec<Hash32>, ids: Vec<Hash32>, ts: u64) -> Block {
     Block::propose(CHAIN, height, parents, ids, ts, &key(200)).expect("block")
 }
 
-pub fn qc_for(hash: Hash32) -> QuorumCertificate {
+pub(crate) fn qc_for(hash: Hash32) -> QuorumCertificate {
     let v = Vote::sign(hash, &key(200));
     QuorumCertificate {
         block_hash: hash,
@@ -153,7 +153,7 @@ async fn insert_all<S: Store>(s: &S, items: &[NewAttestation]) -> Vec<u64> {
 
 // ---------------------------------------------------------------- attestations
 
-pub async fn idempotent_insert<H: Harness>(h: &H) {
+pub(crate) async fn idempotent_insert<H: Harness>(h: &H) {
     let s = h.open().await;
     let a = signed(&key(1), "alice", 1, 0);
     let item = new_att(&a, 5_000);
@@ -198,7 +198,7 @@ pub async fn idempotent_insert<H: Harness>(h: &H) {
         .is_none());
 }
 
-pub async fn duplicate_nonce_across_batches<H: Harness>(h: &H) {
+pub(crate) async fn duplicate_nonce_across_batches<H: Harness>(h: &H) {
     let s = h.open().await;
     let kp = key(1);
     let first = signed(&kp, "alice", 7, 0);
@@ -230,7 +230,7 @@ pub async fn duplicate_nonce_across_batches<H: Harness>(h: &H) {
     assert_eq!(s.count_attestations().await.unwrap(), 2);
 }
 
-pub async fn nonce_owners_answers_each_pair_in_order<H: Harness>(h: &H) {
+pub(crate) async fn nonce_owners_answers_each_pair_in_order<H: Harness>(h: &H) {
     let s = h.open().await;
     assert_eq!(s.nonce_owners(&[]).await.unwrap(), vec![]);
     let kp = key(1);
@@ -257,7 +257,7 @@ pub async fn nonce_owners_answers_each_pair_in_order<H: Harness>(h: &H) {
     }
 }
 
-pub async fn duplicates_within_one_batch<H: Harness>(h: &H) {
+pub(crate) async fn duplicates_within_one_batch<H: Harness>(h: &H) {
     let s = h.open().await;
     let kp = key(1);
     let a = signed(&kp, "alice", 1, 0);
@@ -295,7 +295,7 @@ pub async fn duplicates_within_one_batch<H: Harness>(h: &H) {
     assert_eq!(s.count_pending_attestations().await.unwrap(), 2);
 }
 
-pub async fn empty_batch_and_unrepresentable_input<H: Harness>(h: &H) {
+pub(crate) async fn empty_batch_and_unrepresentable_input<H: Harness>(h: &H) {
     let s = h.open().await;
     assert!(s.insert_attestations(&[]).await.unwrap().is_empty());
 
@@ -316,7 +316,7 @@ pub async fn empty_batch_and_unrepresentable_input<H: Harness>(h: &H) {
     assert!(s.get_attestation(&good.digest).await.unwrap().is_none());
 }
 
-pub async fn pagination_never_skips_or_repeats_under_concurrent_inserts<H: Harness>(h: &H) {
+pub(crate) async fn pagination_never_skips_or_repeats_under_concurrent_inserts<H: Harness>(h: &H) {
     let s = Arc::new(h.open().await);
     let initial = batch(&key(1), "alice", 0, 250);
     for chunk in initial.chunks(50) {
@@ -375,7 +375,7 @@ pub async fn pagination_never_skips_or_repeats_under_concurrent_inserts<H: Harne
     assert!(pages >= 7);
 }
 
-pub async fn attester_filter_pages_only_that_attester<H: Harness>(h: &H) {
+pub(crate) async fn attester_filter_pages_only_that_attester<H: Harness>(h: &H) {
     let s = h.open().await;
     for i in 0..10u64 {
         insert_all(&s, &batch(&key(1), "alice", i * 3, 3)).await;
@@ -412,7 +412,7 @@ pub async fn attester_filter_pages_only_that_attester<H: Harness>(h: &H) {
 
 // ---------------------------------------------------------------- blocks
 
-pub async fn insert_block_includes_attestations_and_proofs_rebuild<H: Harness>(h: &H) {
+pub(crate) async fn insert_block_includes_attestations_and_proofs_rebuild<H: Harness>(h: &H) {
     let s = h.open().await;
     let items = batch(&key(1), "alice", 0, 10);
     insert_all(&s, &items).await;
@@ -472,7 +472,7 @@ pub async fn insert_block_includes_attestations_and_proofs_rebuild<H: Harness>(h
 /// More attestations than the embedded store places in one transaction: every one is
 /// placed at its index, and a block that fails late (its last attestation is unknown)
 /// leaves nothing behind.
-pub async fn a_large_block_is_placed_whole<H: Harness>(h: &H) {
+pub(crate) async fn a_large_block_is_placed_whole<H: Harness>(h: &H) {
     let s = h.open().await;
     let items = batch(&key(1), "alice", 0, 1_300);
     insert_all(&s, &items).await;
@@ -509,7 +509,7 @@ pub async fn a_large_block_is_placed_whole<H: Harness>(h: &H) {
     );
 }
 
-pub async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
+pub(crate) async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
     let s = h.open().await;
     let items = batch(&key(1), "alice", 0, 4);
     insert_all(&s, &items).await;
@@ -551,7 +551,7 @@ pub async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
 }
 
-pub async fn finalization<H: Harness>(h: &H) {
+pub(crate) async fn finalization<H: Harness>(h: &H) {
     let s = h.open().await;
     let items = batch(&key(1), "alice", 0, 3);
     insert_all(&s, &items).await;
@@ -613,7 +613,7 @@ pub async fn finalization<H: Harness>(h: &H) {
     assert_eq!(s.finalized_height().await.unwrap(), Some(2));
 }
 
-pub async fn blocks_from_height_orders_by_height_then_hash<H: Harness>(h: &H) {
+pub(crate) async fn blocks_from_height_orders_by_height_then_hash<H: Harness>(h: &H) {
     let s = h.open().await;
     let genesis = genesis_block();
     // Inserted in a scrambled order: siblings at heights 1 and 2, a merge at 3.
@@ -657,7 +657,7 @@ pub async fn blocks_from_height_orders_by_height_then_hash<H: Harness>(h: &H) {
     );
 }
 
-pub async fn votes_are_idempotent<H: Harness>(h: &H) {
+pub(crate) async fn votes_are_idempotent<H: Harness>(h: &H) {
     let s = h.open().await;
     let block = Hash32::digest(b"block");
     let votes: Vec<Vote> = (1..=3).map(|i| Vote::sign(block, &key(i))).collect();
@@ -690,7 +690,7 @@ pub async fn votes_are_idempotent<H: Harness>(h: &H) {
         .is_empty());
 }
 
-pub async fn registry_entries<H: Harness>(h: &H) {
+pub(crate) async fn registry_entries<H: Harness>(h: &H) {
     let s = h.open().await;
     let bodies: Vec<serde_json::Value> = (0..3)
         .map(|i| serde_json::json!({"validator": i, "stake_bond": 1000 * i, "nested": {"a": [1, 2]}}))
@@ -750,7 +750,7 @@ pub async fn registry_entries<H: Harness>(h: &H) {
     assert_eq!(all[2].block_hash, None);
 }
 
-pub async fn meta_and_identity<H: Harness>(h: &H) {
+pub(crate) async fn meta_and_identity<H: Harness>(h: &H) {
     let s = h.open().await;
     assert_eq!(s.get_meta("k").await.unwrap(), None);
     s.set_meta("k", "v1").await.unwrap();
@@ -779,7 +779,7 @@ pub async fn meta_and_identity<H: Harness>(h: &H) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 }
 
-pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
+pub(crate) async fn reopen_keeps_everything<H: Harness>(h: &H) {
     let items = batch(&key(1), "alice", 0, 20);
     let genesis = genesis_block();
     let b1 = propose(1, vec![genesis.hash], digests(&items[..5]), 100);
@@ -830,7 +830,7 @@ pub async fn reopen_keeps_everything<H: Harness>(h: &H) {
     assert!(more[0] > last_seq);
 }
 
-pub async fn impact_summary_by_block_time<H: Harness>(h: &H) {
+pub(crate) async fn impact_summary_by_block_time<H: Harness>(h: &H) {
     let s = h.open().await;
     let alice = batch(&key(1), "alice", 0, 4);
     let bob = batch(&key(2), "bob", 0, 2);
@@ -867,7 +867,7 @@ pub async fn impact_summary_by_block_time<H: Harness>(h: &H) {
     assert!(none.top.is_empty());
 }
 
-pub async fn ping_and_pool_stats<H: Harness>(h: &H) {
+pub(crate) async fn ping_and_pool_stats<H: Harness>(h: &H) {
     let s = h.open().await;
     s.ping().await.unwrap();
     let stats = s.pool_stats();
@@ -880,7 +880,7 @@ pub async fn ping_and_pool_stats<H: Harness>(h: &H) {
     assert!(err.is_unavailable(), "{err:?}");
 }
 
-pub async fn a_lease_is_held_by_one_holder_at_a_time<H: Harness>(h: &H) {
+pub(crate) async fn a_lease_is_held_by_one_holder_at_a_time<H: Harness>(h: &H) {
     let s = h.open().await;
     let ttl = std::time::Duration::from_millis(400);
     assert!(s.acquire_lease("producer", "a", ttl).await.unwrap());
@@ -901,7 +901,7 @@ pub async fn a_lease_is_held_by_one_holder_at_a_time<H: Harness>(h: &H) {
     }
 }
 
-pub async fn a_fenced_block_is_stored_only_by_the_lease_holder<H: Harness>(h: &H) {
+pub(crate) async fn a_fenced_block_is_stored_only_by_the_lease_holder<H: Harness>(h: &H) {
     let s = h.open().await;
     let genesis = genesis_block();
     s.insert_block(&genesis, 1).await.unwrap();
@@ -933,7 +933,11 @@ pub async fn a_fenced_block_is_stored_only_by_the_lease_holder<H: Harness>(h: &H
 /// must not leave a transaction half-done on the connection: every abandoned write still
 /// commits, and the writes after it work. (On the embedded store an abandoned
 /// transaction used to poison the single writer: "begin at non-zero transaction depth".)
-pub async fn writes_abandoned_by_their_caller_finish_and_leave_the_store_usable<H: Harness>(h: &H) {
+pub(crate) async fn writes_abandoned_by_their_caller_finish_and_leave_the_store_usable<
+    H: Harness,
+>(
+    h: &H,
+) {
     let store = h.open().await;
     let (kp, other) = (key(61), key(62));
     let mut abandoned = Vec::new();

@@ -17,14 +17,14 @@ use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
-pub const LEASE_NAME: &str = "producer";
-pub const LEASE_TTL: Duration = Duration::from_secs(3);
-pub const RENEW_EVERY: Duration = Duration::from_millis(500);
+pub(crate) const LEASE_NAME: &str = "producer";
+pub(crate) const LEASE_TTL: Duration = Duration::from_secs(3);
+pub(crate) const RENEW_EVERY: Duration = Duration::from_millis(500);
 /// Margin for clock-rate differences and the time between a check and a write.
 const SAFETY: Duration = Duration::from_millis(1000);
 
 /// This process's view of the lease. Cheap to read from any task.
-pub struct Leadership {
+pub(crate) struct Leadership {
     holder: String,
     /// Always leading: the store is not shared.
     sole: bool,
@@ -36,7 +36,7 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    pub fn new(store: &AnyStore, node_id: &str) -> Arc<Leadership> {
+    pub(crate) fn new(store: &AnyStore, node_id: &str) -> Arc<Leadership> {
         let mut random = [0u8; 6];
         // Without randomness two replicas could share a holder name; the pid keeps
         // them apart on one host even then.
@@ -56,24 +56,24 @@ impl Leadership {
     }
 
     /// The name this process holds the lease under.
-    pub fn holder(&self) -> &str {
+    pub(crate) fn holder(&self) -> &str {
         &self.holder
     }
 
     /// Whether this process may produce a block right now.
-    pub fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         self.sole
             || self.base.elapsed().as_millis() < u128::from(self.until_ms.load(Ordering::Acquire))
     }
 
     /// Whether several replicas share the store (so the chain must be followed).
-    pub fn shared(&self) -> bool {
+    pub(crate) fn shared(&self) -> bool {
         !self.sole
     }
 
     /// Renews the lease until `shutdown`. The caller then [`Leadership::release`]s it,
     /// once the producer has stopped.
-    pub async fn run(
+    pub(crate) async fn run(
         self: Arc<Self>,
         store: AnyStore,
         metrics: Arc<Metrics>,
@@ -113,7 +113,7 @@ impl Leadership {
 
     /// Gives the lease up so another replica takes over at once rather than after the
     /// ttl. Call only when no block is being produced any more.
-    pub async fn release(&self, store: &AnyStore, metrics: &Metrics) {
+    pub(crate) async fn release(&self, store: &AnyStore, metrics: &Metrics) {
         if self.sole {
             return;
         }

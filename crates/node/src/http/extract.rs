@@ -8,10 +8,10 @@ use axum::http::{header, StatusCode};
 use bizra_ledger::Hash32;
 use serde::de::DeserializeOwned;
 
-use super::problem::Problem;
+use crate::problem::{ErrorCode, Problem};
 
 /// The raw bytes of an `application/json` body.
-pub struct JsonBytes(pub Bytes);
+pub(crate) struct JsonBytes(pub Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for JsonBytes {
     type Rejection = Problem;
@@ -25,20 +25,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
         let essence = ct.split(';').next().unwrap_or("").trim();
         if !essence.eq_ignore_ascii_case("application/json") {
             return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                ErrorCode::UnsupportedMediaType,
                 "the body must be sent as Content-Type: application/json",
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 Problem::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
+                    ErrorCode::PayloadTooLarge,
                     "the body is larger than this route accepts",
                 )
             } else {
-                Problem::bad_request("invalid_body", e.body_text())
+                Problem::new(ErrorCode::InvalidBody, e.body_text())
             }
         })?;
         Ok(JsonBytes(bytes))
@@ -46,7 +44,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
 }
 
 /// A 64-hex hash from the path.
-pub struct HashPath(pub Hash32);
+pub(crate) struct HashPath(pub Hash32);
 
 impl<S: Send + Sync> FromRequestParts<S> for HashPath {
     type Rejection = Problem;
@@ -54,10 +52,10 @@ impl<S: Send + Sync> FromRequestParts<S> for HashPath {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Problem> {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
-            .map_err(|e| Problem::bad_request("invalid_path", e.body_text()))?;
+            .map_err(|e| Problem::new(ErrorCode::InvalidPath, e.body_text()))?;
         raw.parse().map(HashPath).map_err(|_| {
-            Problem::bad_request(
-                "invalid_hash",
+            Problem::new(
+                ErrorCode::InvalidHash,
                 format!("{raw:?} is not 64 lowercase hex digits"),
             )
         })
@@ -65,7 +63,7 @@ impl<S: Send + Sync> FromRequestParts<S> for HashPath {
 }
 
 /// A query string that fails as a 400 problem naming the bad parameter.
-pub struct Q<T>(pub T);
+pub(crate) struct Q<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
     type Rejection = Problem;
@@ -74,16 +72,16 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Q<T> {
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(t)| Q(t))
-            .map_err(|e| Problem::bad_request("invalid_query", e.body_text()))
+            .map_err(|e| Problem::new(ErrorCode::InvalidQuery, e.body_text()))
     }
 }
 
 /// Parses a JSON body into `T`, naming the field of the first error.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error_free(&mut de)?;
     de.end()
-        .map_err(|e| Problem::bad_request("invalid_json", e.to_string()))?;
+        .map_err(|e| Problem::new(ErrorCode::InvalidJson, e.to_string()))?;
     Ok(value)
 }
 
@@ -92,10 +90,10 @@ fn serde_path_to_error_free<'de, T: DeserializeOwned>(
 ) -> Result<T, Problem> {
     T::deserialize(de).map_err(|e| {
         let code = if e.is_data() {
-            "schema"
+            ErrorCode::Schema
         } else {
-            "invalid_json"
+            ErrorCode::InvalidJson
         };
-        Problem::bad_request(code, e.to_string())
+        Problem::new(code, e.to_string())
     })
 }

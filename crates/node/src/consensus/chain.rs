@@ -9,9 +9,9 @@ use bizra_ledger::block::Block;
 use bizra_ledger::dag::Dag;
 use bizra_ledger::finality::{Finality, WeightTable};
 use bizra_ledger::genesis::Genesis;
-use bizra_ledger::params::{NetworkAnchor, EPOCH_SLOTS};
+use bizra_ledger::params::NetworkAnchor;
 use bizra_ledger::registry::{
-    epoch_of_time, slot_of_time, Applied, EpochReport, Registry, RegistryEntry, RegistryError,
+    epoch_of_time, Applied, EpochReport, Registry, RegistryEntry, RegistryError,
 };
 use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
@@ -22,7 +22,7 @@ use serde::Serialize;
 const RECENT_BLOCKS: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ChainError {
+pub(crate) enum ChainError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("stored block {hash} does not fit the DAG: {reason}")]
@@ -50,57 +50,57 @@ async fn included_entries(store: &AnyStore) -> Result<IncludedEntries, ChainErro
 
 /// What [`Chain::follow`] found.
 #[derive(Debug, Default)]
-pub struct Followed {
+pub(crate) struct Followed {
     /// Blocks added, in height order.
-    pub blocks: Vec<Hash32>,
+    pub(crate) blocks: Vec<Hash32>,
     /// Blocks the store marked final that were not final here.
-    pub finalized: Vec<Hash32>,
+    pub(crate) finalized: Vec<Hash32>,
 }
 
 impl Followed {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.blocks.is_empty() && self.finalized.is_empty()
     }
 }
 
 /// One tip as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct TipView {
+pub(crate) struct TipView {
     #[schema(value_type = String)]
-    pub hash: Hash32,
-    pub height: u64,
-    pub timestamp_ms: u64,
-    pub finalized: bool,
+    pub(crate) hash: Hash32,
+    pub(crate) height: u64,
+    pub(crate) timestamp_ms: u64,
+    pub(crate) finalized: bool,
 }
 
 /// What readers see of the chain: replaced whole after every change, never mutated.
 #[derive(Debug, Clone, Serialize)]
-pub struct Head {
+pub(crate) struct Head {
     /// Bumped on every publish by this process.
-    pub version: u64,
+    pub(crate) version: u64,
     /// A digest of what the head views show; cached views are keyed by it, the same on
     /// every replica at the same head (`cache::head_view_id`).
     #[serde(skip)]
-    pub view_id: u128,
-    pub height: u64,
-    pub finalized_height: u64,
-    pub tips: Vec<TipView>,
+    pub(crate) view_id: u128,
+    pub(crate) height: u64,
+    pub(crate) finalized_height: u64,
+    pub(crate) tips: Vec<TipView>,
     /// Sum of the vote weight the tips have gathered.
-    pub tips_weight: u64,
-    pub blocks: u64,
-    pub finalized_blocks: u64,
-    pub epoch: u64,
-    pub validator_count: usize,
-    pub active_validators: usize,
-    pub total_active_weight: u64,
-    pub threshold_bps: u64,
-    pub avg_block_time_ms: Option<f64>,
-    pub avg_finality_time_ms: Option<f64>,
+    pub(crate) tips_weight: u64,
+    pub(crate) blocks: u64,
+    pub(crate) finalized_blocks: u64,
+    pub(crate) epoch: u64,
+    pub(crate) validator_count: usize,
+    pub(crate) active_validators: usize,
+    pub(crate) total_active_weight: u64,
+    pub(crate) threshold_bps: u64,
+    pub(crate) avg_block_time_ms: Option<f64>,
+    pub(crate) avg_finality_time_ms: Option<f64>,
     /// Attestations included per second over the last minute of blocks.
-    pub included_per_sec_1m: f64,
+    pub(crate) included_per_sec_1m: f64,
     /// Registry as of this head, for the validator routes.
     #[serde(skip)]
-    pub registry: Arc<Registry>,
+    pub(crate) registry: Arc<Registry>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -110,26 +110,26 @@ struct RecentBlock {
     finality_ms: Option<u64>,
 }
 
-pub struct Chain {
-    pub genesis: Genesis,
-    pub genesis_block: Block,
-    pub anchor: NetworkAnchor,
-    pub dag: Dag,
-    pub finality: Finality,
-    pub registry: Registry,
+pub(crate) struct Chain {
+    pub(crate) genesis: Genesis,
+    pub(crate) genesis_block: Block,
+    pub(crate) anchor: NetworkAnchor,
+    pub(crate) dag: Dag,
+    pub(crate) finality: Finality,
+    pub(crate) registry: Registry,
     genesis_ms: u64,
     slot_ms: u64,
     recent: VecDeque<(Hash32, RecentBlock)>,
     /// Finality decided in memory whose store write failed (the store was down): written
     /// again before the next change, so memory and store never disagree for long.
-    pub unsaved_final: Vec<(QuorumCertificate, Vec<Hash32>)>,
+    pub(crate) unsaved_final: Vec<(QuorumCertificate, Vec<Hash32>)>,
 }
 
 impl Chain {
     /// Rebuilds the state from the store: every block into the DAG, stored finality and
     /// certificates, then votes of blocks that are not final yet (a crash between storing
     /// a vote and marking finality loses nothing).
-    pub async fn load(
+    pub(crate) async fn load(
         genesis: Genesis,
         store: &AnyStore,
         slot_ms: u64,
@@ -230,7 +230,7 @@ impl Chain {
     /// Catches up with what another replica on the same store produced: blocks this
     /// chain does not have, and finality marked since. Reads from the lowest block that
     /// is not final here, so finality of blocks it already has is seen too.
-    pub async fn follow(&mut self, store: &AnyStore) -> Result<Followed, ChainError> {
+    pub(crate) async fn follow(&mut self, store: &AnyStore) -> Result<Followed, ChainError> {
         let mut followed = Followed::default();
         let mut from = self.finality.finalized_height() + 1;
         let mut entries: Option<IncludedEntries> = None;
@@ -271,7 +271,7 @@ impl Chain {
     /// Applies every epoch boundary up to `epoch`. Boundaries depend only on the epoch
     /// number, so applying them eagerly (each slot) or lazily (at the next block) gives
     /// the same registry.
-    pub fn advance_registry(&mut self, epoch: u64) -> Vec<EpochReport> {
+    pub(crate) fn advance_registry(&mut self, epoch: u64) -> Vec<EpochReport> {
         let mut reports = Vec::new();
         while self.registry.epoch() < epoch {
             let next = self.registry.epoch() + 1;
@@ -288,7 +288,7 @@ impl Chain {
 
     /// Applies a block's registry entries in order. An entry that no longer applies (its
     /// epoch passed, say) has no effect, on every node alike.
-    pub fn apply_entries(
+    pub(crate) fn apply_entries(
         &mut self,
         entries: &[(u64, RegistryEntry)],
     ) -> Vec<(u64, Result<Applied, RegistryError>)> {
@@ -299,24 +299,12 @@ impl Chain {
             .collect()
     }
 
-    pub fn genesis_ms(&self) -> u64 {
-        self.genesis_ms
-    }
-
-    pub fn slot_ms(&self) -> u64 {
-        self.slot_ms
-    }
-
-    pub fn slot_at(&self, now_ms: u64) -> u64 {
-        slot_of_time(self.genesis_ms, now_ms, self.slot_ms)
-    }
-
-    pub fn epoch_at(&self, now_ms: u64) -> u64 {
+    pub(crate) fn epoch_at(&self, now_ms: u64) -> u64 {
         epoch_of_time(self.genesis_ms, now_ms, self.slot_ms)
     }
 
     /// The active validators with their effective weights, as finality counts them.
-    pub fn active_set(&self) -> WeightTable {
+    pub(crate) fn active_set(&self) -> WeightTable {
         WeightTable::new(
             self.registry
                 .active_set()
@@ -326,7 +314,7 @@ impl Chain {
     }
 
     /// Remembers a block for the moving averages.
-    pub fn note_block(&mut self, block: &Block) {
+    pub(crate) fn note_block(&mut self, block: &Block) {
         self.recent.push_back((
             block.hash,
             RecentBlock {
@@ -342,19 +330,19 @@ impl Chain {
 
     /// Records when a block became final (its finality time is measured from its header
     /// timestamp).
-    pub fn note_final(&mut self, hash: &Hash32, at_ms: u64) {
+    pub(crate) fn note_final(&mut self, hash: &Hash32, at_ms: u64) {
         if let Some((_, r)) = self.recent.iter_mut().rev().find(|(h, _)| h == hash) {
             r.finality_ms = Some(at_ms.saturating_sub(r.timestamp_ms));
         }
     }
 
     /// The certificate stored with a block, if it was finalized by its own votes.
-    pub fn certificate(&self, hash: &Hash32) -> Option<&QuorumCertificate> {
+    pub(crate) fn certificate(&self, hash: &Hash32) -> Option<&QuorumCertificate> {
         self.finality.certificate(hash)
     }
 
     /// The snapshot readers see.
-    pub fn head(&self, now_ms: u64) -> Head {
+    pub(crate) fn head(&self, now_ms: u64) -> Head {
         let active = self.active_set();
         let tips: Vec<TipView> = self
             .dag
@@ -401,7 +389,7 @@ impl Chain {
         let finalized_height = self.finality.finalized_height();
         Head {
             version: 0,
-            view_id: crate::cache::head_view_id(height, finalized_height, tips_weight, &tips),
+            view_id: head_view_id(height, finalized_height, tips_weight, &tips),
             height,
             finalized_height,
             tips,
@@ -419,14 +407,49 @@ impl Chain {
             registry: Arc::new(self.registry.clone()),
         }
     }
-
-    /// Slots per epoch, for the API.
-    pub fn epoch_slots(&self) -> u64 {
-        EPOCH_SLOTS
-    }
 }
 
 fn active_total(active: &WeightTable) -> u64 {
     use bizra_ledger::finality::ActiveSet;
     active.total_weight()
+}
+
+/// The id of a head for view keys: a digest of what the views show of it, the same on
+/// every replica that has applied the same blocks and votes.
+fn head_view_id(height: u64, finalized_height: u64, tips_weight: u64, tips: &[TipView]) -> u128 {
+    let mut h = blake3::Hasher::new();
+    h.update(&height.to_le_bytes());
+    h.update(&finalized_height.to_le_bytes());
+    h.update(&tips_weight.to_le_bytes());
+    for t in tips {
+        h.update(t.hash.as_bytes());
+        h.update(&t.height.to_le_bytes());
+        h.update(&[u8::from(t.finalized)]);
+    }
+    let d = h.finalize();
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&d.as_bytes()[..16]);
+    u128::from_le_bytes(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn view_ids_name_what_the_view_shows() {
+        let tip = |n: u8, finalized| TipView {
+            hash: Hash32::digest(&[n]),
+            height: 7,
+            timestamp_ms: 1000,
+            finalized,
+        };
+        let tips = vec![tip(1, false), tip(2, false)];
+        let id = head_view_id(7, 5, 10, &tips);
+        assert_eq!(id, head_view_id(7, 5, 10, &tips.clone()), "replicas agree");
+        assert_ne!(id, head_view_id(7, 5, 10, &tips[..1]));
+        assert_ne!(id, head_view_id(7, 6, 10, &tips), "finality moved");
+        assert_ne!(id, head_view_id(7, 5, 11, &tips), "a vote arrived");
+        assert_ne!(id, head_view_id(7, 5, 10, &[tip(1, true), tip(2, false)]));
+    }
 }

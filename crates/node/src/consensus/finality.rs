@@ -1,18 +1,20 @@
 //! Counting votes and applying certificates, the same way on the proposer and on every
 //! validator: the store first, then the in-memory chain, then events and a new head.
 
+use std::sync::Arc;
+
 use bizra_ledger::finality::{ActiveSet, FinalityError, VoteOutcome};
 use bizra_ledger::vote::{QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
 use serde_json::json;
 
-use crate::chain::Chain;
+use super::chain::Chain;
+use super::Consensus;
 use crate::clock::now_ms;
-use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
-pub enum FinalityStepError {
+pub(crate) enum FinalityStepError {
     #[error("block {0} is not known here")]
     UnknownBlock(Hash32),
     #[error(transparent)]
@@ -24,8 +26,8 @@ pub enum FinalityStepError {
 /// Checks and counts one vote (this node's own or a peer's), storing it first so that a
 /// restart recounts it: when the store is down, memory is left as it was. Returns the
 /// certificate when the vote finalized its block.
-pub async fn count_vote(
-    state: &AppState,
+pub(crate) async fn count_vote(
+    state: &Arc<Consensus>,
     chain: &mut Chain,
     vote: &Vote,
 ) -> Result<Option<QuorumCertificate>, FinalityStepError> {
@@ -60,7 +62,10 @@ pub async fn count_vote(
 }
 
 /// Writes finality that an earlier store failure left in memory only.
-pub async fn save_unsaved(state: &AppState, chain: &mut Chain) -> Result<(), StoreError> {
+pub(crate) async fn save_unsaved(
+    state: &Arc<Consensus>,
+    chain: &mut Chain,
+) -> Result<(), StoreError> {
     while let Some((qc, hashes)) = chain.unsaved_final.first() {
         state
             .store
@@ -74,8 +79,8 @@ pub async fn save_unsaved(state: &AppState, chain: &mut Chain) -> Result<(), Sto
 /// Applies a certificate (from the proposer's announcement or read from it during
 /// catch-up): every vote checked against this node's active set. Returns the number of
 /// blocks it finalized here.
-pub async fn apply_certificate(
-    state: &AppState,
+pub(crate) async fn apply_certificate(
+    state: &Arc<Consensus>,
     qc: &QuorumCertificate,
 ) -> Result<usize, FinalityStepError> {
     let mut chain = state.chain.lock().await;
@@ -105,8 +110,8 @@ pub async fn apply_certificate(
 
 /// Stores finality of `newly_final` with the certificate that caused it, and tells
 /// subscribers. The in-memory finality is already updated by the caller.
-pub async fn record_final(
-    state: &AppState,
+pub(crate) async fn record_final(
+    state: &Arc<Consensus>,
     chain: &mut Chain,
     certificate: &QuorumCertificate,
     newly_final: &[Hash32],
@@ -134,7 +139,7 @@ pub async fn record_final(
     Ok(())
 }
 
-pub fn publish_finalized(state: &AppState, chain: &Chain, hash: &Hash32) {
+pub(crate) fn publish_finalized(state: &Arc<Consensus>, chain: &Chain, hash: &Hash32) {
     let height = chain.dag.header(hash).map(|h| h.height);
     state
         .events

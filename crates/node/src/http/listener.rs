@@ -12,13 +12,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::metrics::Metrics;
 
-pub struct CountingListener {
+pub(crate) struct CountingListener {
     inner: TcpListener,
     metrics: Arc<Metrics>,
 }
 
 impl CountingListener {
-    pub fn new(inner: TcpListener, metrics: Arc<Metrics>) -> CountingListener {
+    pub(crate) fn new(inner: TcpListener, metrics: Arc<Metrics>) -> CountingListener {
         CountingListener { inner, metrics }
     }
 }
@@ -61,10 +61,10 @@ impl axum::serve::Listener for CountingListener {
 /// The TCP peer of a connection, as handlers and middleware see it (`ConnectInfo`, which
 /// `api::entry` inserts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PeerAddr(pub SocketAddr);
+pub(crate) struct PeerAddr(pub SocketAddr);
 
 /// A connection that counts itself out of `http_connections_open` when dropped.
-pub struct CountedStream {
+pub(crate) struct CountedStream {
     inner: TcpStream,
     metrics: Arc<Metrics>,
 }

@@ -25,19 +25,19 @@ use futures::future::Either;
 use tower::Service;
 
 use super::{health, trace};
-use crate::listener::{CountingListener, PeerAddr};
+use crate::http::listener::{CountingListener, PeerAddr};
 use crate::metrics::HttpRouteMetrics;
 use crate::state::AppState;
 
 /// Makes one [`Entry`] per accepted connection (what `axum::serve` calls a make-service).
 #[derive(Clone)]
-pub struct MakeEntry {
+pub(crate) struct MakeEntry {
     router: Router,
     liveness: Arc<Liveness>,
 }
 
 impl MakeEntry {
-    pub fn new(router: Router, state: AppState) -> MakeEntry {
+    pub(crate) fn new(router: Router, state: AppState) -> MakeEntry {
         let metrics = state.metrics.http_route("GET", "/health", 200);
         MakeEntry {
             router,
@@ -66,7 +66,7 @@ impl Service<IncomingStream<'_, CountingListener>> for MakeEntry {
 
 /// The service of one connection.
 #[derive(Clone)]
-pub struct Entry {
+pub(crate) struct Entry {
     router: Router,
     liveness: Arc<Liveness>,
     peer: PeerAddr,
@@ -105,7 +105,7 @@ struct Liveness {
 impl Liveness {
     fn answer(&self, req: &Request<Body>) -> Response {
         let start = Instant::now();
-        let trace_id = trace::trace_id_from(req);
+        let trace_id = crate::trace_id::of_request(req.headers());
         let resp = health::liveness(&self.state);
         let elapsed = start.elapsed();
         match resp.status() {

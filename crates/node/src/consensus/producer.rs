@@ -3,7 +3,6 @@
 //! current tips, store it, vote for it as a validator and finalize it once the votes
 //! reach the threshold.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,27 +11,26 @@ use bizra_ledger::vote::Vote;
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
 use serde_json::json;
-use tokio::sync::watch;
 
+use super::fanout::{load_proposal, resolicit, solicit};
+use super::finality::{count_vote, publish_finalized, FinalityStepError};
+use super::Consensus;
 use crate::clock::now_ms;
-use crate::state::AppState;
-use crate::validator::fanout::{load_proposal, resolicit, solicit};
-use crate::validator::finality::{count_vote, publish_finalized, FinalityStepError};
 
 #[derive(Debug, thiserror::Error)]
-pub enum ProduceError {
+pub(crate) enum ProduceError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("cannot build a block: {0}")]
     Build(String),
     #[error(transparent)]
-    Chain(#[from] crate::chain::ChainError),
+    Chain(#[from] super::chain::ChainError),
     #[error("the producer lease ran out")]
     NotLeader,
 }
 
-/// One catch-up with the producing replica's blocks (see [`crate::chain::Chain::follow`]).
-pub async fn follow(state: &AppState) -> Result<(), ProduceError> {
+/// One catch-up with the producing replica's blocks (see [`super::chain::Chain::follow`]).
+pub(crate) async fn follow(state: &Arc<Consensus>) -> Result<(), ProduceError> {
     let mut chain = state.chain.lock().await;
     let epoch = chain.epoch_at(now_ms());
     let reports = chain.advance_registry(epoch);
@@ -45,9 +43,9 @@ pub async fn follow(state: &AppState) -> Result<(), ProduceError> {
 
 /// Events and a new head for blocks and finality learned from the store.
 fn announce_followed(
-    state: &AppState,
-    chain: &crate::chain::Chain,
-    followed: &crate::chain::Followed,
+    state: &Arc<Consensus>,
+    chain: &super::chain::Chain,
+    followed: &super::chain::Followed,
 ) {
     for hash in &followed.blocks {
         if let Some(h) = chain.dag.header(hash) {
@@ -69,12 +67,13 @@ const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 /// Runs until `shutdown` turns true. Errors are logged and retried next slot: pending
 /// attestations stay durable in the store meanwhile. A replica that does not hold the
 /// producer lease (several replicas on one PostgreSQL store) follows the chain instead.
-pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn run(state: Arc<Consensus>) {
+    let mut shutdown = state.shutdown.clone();
     if !state.is_proposer {
         tracing::info!("not the proposer of this network: block production is off");
         return;
     }
-    let slot = state.config.slot;
+    let slot = state.settings.slot;
     let every = if state.leadership.shared() {
         slot.min(FOLLOW_EVERY)
     } else {
@@ -86,7 +85,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     loop {
         let woken = tokio::select! {
             _ = tick.tick() => false,
-            _ = state.producer_wake.notified() => true,
+            _ = state.pending.woken() => true,
             _ = shutdown.changed() => break,
         };
         if *shutdown.borrow() {
@@ -109,7 +108,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         loop {
             match produce_once(&state).await {
                 // A full block: more may be waiting, go again without waiting a slot.
-                Ok(Some(n)) if n >= state.config.max_block_attestations => continue,
+                Ok(Some(n)) if n >= state.settings.max_block_attestations => continue,
                 Ok(_) => break,
                 Err(e) => {
                     tracing::warn!(error = %e, "block production failed; retrying next slot");
@@ -125,13 +124,13 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
 
 /// Makes at most one block. Returns how many attestations it holds (`None`: nothing was
 /// pending).
-pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceError> {
-    let max = state.config.max_block_attestations;
+pub(crate) async fn produce_once(state: &Arc<Consensus>) -> Result<Option<usize>, ProduceError> {
+    let max = state.settings.max_block_attestations;
     // Holding the chain lock across the store calls keeps blocks in order; readers never
     // take this lock.
     let mut chain = state.chain.lock().await;
     // Finality an earlier store outage left in memory only is written first.
-    crate::validator::finality::save_unsaved(state, &mut chain).await?;
+    super::finality::save_unsaved(state, &mut chain).await?;
     if state.leadership.shared() {
         // Blocks a previous leader stored before this replica took over come first.
         let followed = chain.follow(&state.store).await?;
@@ -155,7 +154,7 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
     let pending = state.store.pending_attestations(max as u32).await?;
     let entries = state.store.pending_registry_entries().await?;
     if pending.is_empty() && entries.is_empty() {
-        state.pending_hint.store(0, Ordering::Relaxed);
+        state.pending.none_left();
         return Ok(None);
     }
     let parents = chain.dag.next_parents();
@@ -195,7 +194,7 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
         .insert_block_fenced(
             &block,
             created,
-            crate::leadership::LEASE_NAME,
+            super::leadership::LEASE_NAME,
             state.leadership.holder(),
         )
         .await?;
@@ -218,11 +217,7 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
     if !entries.is_empty() {
         apply_registry_entries(state, &mut chain, &block.hash, entries).await?;
     }
-    let _ = state
-        .pending_hint
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            Some(n.saturating_sub(count))
-        });
+    state.pending.taken(count);
     state.events.publish(
         "block_proposed",
         json!({"hash": block.hash, "height": block.header.height, "att_count": count, "timestamp_ms": timestamp}),
@@ -251,8 +246,8 @@ pub async fn produce_once(state: &AppState) -> Result<Option<usize>, ProduceErro
 
 /// Places pending registry entries in the new block and applies them to the registry.
 async fn apply_registry_entries(
-    state: &AppState,
-    chain: &mut crate::chain::Chain,
+    state: &Arc<Consensus>,
+    chain: &mut super::chain::Chain,
     block: &Hash32,
     entries: Vec<bizra_store::RegistryEntry>,
 ) -> Result<(), ProduceError> {

@@ -1,34 +1,38 @@
-//! The HTTP API of SPEC §4: the router, and one module per group of routes.
+//! The HTTP API (`docs/protocol.md` §4): the router and its middleware, and one module
+//! per group of routes. Handlers are thin: they parse, call a service (`ingest`,
+//! `consensus`) or the store, and answer from the cache where they can.
 
-pub mod attestations;
-pub mod consensus;
+mod attestations;
+mod consensus;
 mod dashboard;
-pub mod drain;
-pub mod entry;
-pub mod events;
-pub mod extract;
-pub mod health;
-pub mod openapi;
-pub mod p2p;
-pub mod problem;
-pub mod proposals;
-pub mod trace;
-pub mod validators;
+mod drain;
+pub(crate) mod entry;
+mod events;
+mod extract;
+mod health;
+pub(crate) mod listener;
+mod openapi;
+mod p2p;
+mod proposals;
+mod rate_limit;
+mod trace;
+mod validators;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::problem::{ErrorCode, Problem};
 use crate::state::AppState;
 
 /// Body limit of single-object routes.
-pub const SINGLE_BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const SINGLE_BODY_LIMIT: usize = 64 * 1024;
 /// Body limit of the batch route.
-pub const BATCH_BODY_LIMIT: usize = 1024 * 1024;
+pub(crate) const BATCH_BODY_LIMIT: usize = 1024 * 1024;
 /// Body limit of `submit-block`: a block of 4,096 attestations is about 6 MiB.
-pub const PROPOSAL_BODY_LIMIT: usize = 16 * 1024 * 1024;
+pub(crate) const PROPOSAL_BODY_LIMIT: usize = 16 * 1024 * 1024;
 
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let single = DefaultBodyLimit::max(SINGLE_BODY_LIMIT);
     let metrics = state.metrics.clone();
     Router::new()
@@ -120,13 +124,16 @@ pub fn router(state: AppState) -> Router {
                 // Inside the concurrency limit, so that deciding (a Redis round trip at
                 // most) is bounded work too; outside routing, so that unknown routes
                 // count.
-                .layer(crate::limit::LimitLayer::new(&state)),
+                .layer(rate_limit::LimitLayer::new(
+                    state.limiter.clone(),
+                    state.metrics.clone(),
+                )),
         )
         .with_state(state)
 }
 
 /// Smallest body worth compressing: below it the headers cost more than they save.
-pub const COMPRESS_MIN_BYTES: u16 = 1024;
+const COMPRESS_MIN_BYTES: u16 = 1024;
 
 /// br, zstd or gzip as the client prefers, for bodies of at least 1 KiB; level 3 keeps
 /// the CPU cost per response small (brotli's default level would dominate a read).
@@ -147,17 +154,15 @@ fn compression() -> tower_http::compression::CompressionLayer<
 
 /// The answer past `max_concurrent_requests`: an immediate 503 with `Retry-After`, not
 /// an unbounded queue.
-async fn overloaded(metrics: std::sync::Arc<crate::metrics::Metrics>) -> problem::Problem {
+async fn overloaded(metrics: std::sync::Arc<crate::metrics::Metrics>) -> Problem {
     metrics.overload("http");
-    let mut p = problem::Problem::new(
-        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
+    Problem::retry_later(
+        ErrorCode::Overloaded,
         "the node is handling as many requests as it allows; retry shortly",
-    );
-    p.retry_after_s = Some(1);
-    p
+        1,
+    )
 }
 
-async fn fallback() -> problem::Problem {
-    problem::Problem::not_found("no such route")
+async fn fallback() -> Problem {
+    Problem::not_found("no such route")
 }

@@ -38,7 +38,7 @@ impl Drop for Subscribed {
 
 /// `block_proposed`, `block_finalized`, `attestation_accepted`, `validator_update`.
 #[utoipa::path(get, path = "/api/events", tag = "events", responses((status = 200, content_type = "text/event-stream")))]
-pub async fn sse(
+pub(crate) async fn sse(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let guard = Subscribed::new(state.clone());
@@ -65,7 +65,7 @@ fn to_sse(ev: &Arc<Event>) -> SseEvent {
 }
 
 #[utoipa::path(get, path = "/ws/live-updates", tag = "events", responses((status = 101, description = "WebSocket of the same events as /api/events")))]
-pub async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
+pub(crate) async fn ws(State(state): State<AppState>, upgrade: WebSocketUpgrade) -> Response {
     upgrade.on_upgrade(move |socket| pump(state, socket))
 }
 

@@ -13,11 +13,11 @@ use bizra_store::{InsertOutcome, NewAttestation, Store, StoreError};
 use serde_json::json;
 
 use super::finality::{count_vote, FinalityStepError};
+use super::Consensus;
 use crate::clock::now_ms;
-use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
-pub enum AcceptError {
+pub(crate) enum AcceptError {
     #[error(transparent)]
     Invalid(#[from] ProposalError),
     #[error("parent blocks not known here: {}", list(.0))]
@@ -44,14 +44,17 @@ fn list(hashes: &[Hash32]) -> String {
 
 /// Whether the block was new here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stored {
+pub(crate) enum Stored {
     New,
     Known,
 }
 
 /// Checks `proposal` and stores it. The signature checks run on the blocking pool
 /// before the chain lock is taken, so a large block does not stall finality.
-pub async fn accept(state: &AppState, proposal: Arc<Proposal>) -> Result<Stored, AcceptError> {
+pub(crate) async fn accept(
+    state: &Arc<Consensus>,
+    proposal: Arc<Proposal>,
+) -> Result<Stored, AcceptError> {
     let hash = proposal.block.hash;
     if state.chain.lock().await.dag.contains(&hash) {
         return Ok(Stored::Known);
@@ -130,7 +133,7 @@ pub async fn accept(state: &AppState, proposal: Arc<Proposal>) -> Result<Stored,
 /// Files the block's registry entries in this node's store as included in `block`, so a
 /// restart replays them at the block as the proposer does. Returns them with their seqs.
 async fn store_entries(
-    state: &AppState,
+    state: &Arc<Consensus>,
     block: &Hash32,
     entries: &[RegistryEntry],
     epoch: u64,
@@ -161,7 +164,10 @@ async fn store_entries(
 
 /// Signs, stores and counts this node's vote for a stored block; `None` when this node
 /// is not in the active set (it keeps the block but has no vote to give).
-pub async fn vote(state: &AppState, hash: &Hash32) -> Result<Option<Vote>, FinalityStepError> {
+pub(crate) async fn vote(
+    state: &Arc<Consensus>,
+    hash: &Hash32,
+) -> Result<Option<Vote>, FinalityStepError> {
     let mut chain = state.chain.lock().await;
     if chain
         .active_set()
@@ -178,7 +184,7 @@ pub async fn vote(state: &AppState, hash: &Hash32) -> Result<Option<Vote>, Final
 
 /// A block this node stored at the same height from the same proposer, other than
 /// `block`.
-async fn same_height(state: &AppState, block: &Block) -> Result<Option<Block>, StoreError> {
+async fn same_height(state: &Arc<Consensus>, block: &Block) -> Result<Option<Block>, StoreError> {
     let stored = state
         .store
         .blocks_from_height(block.header.height, 16)
@@ -192,7 +198,7 @@ async fn same_height(state: &AppState, block: &Block) -> Result<Option<Block>, S
 
 /// Files the two signed headers as a slashing entry, once per (proposer, height). The
 /// entry waits in this node's store like any submitted one.
-async fn report_equivocation(state: &AppState, first: &Block, second: &Block) {
+async fn report_equivocation(state: &Arc<Consensus>, first: &Block, second: &Block) {
     if !state
         .network
         .first_report(first.header.proposer, first.header.height)

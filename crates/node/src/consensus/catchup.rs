@@ -3,6 +3,8 @@
 //! same loop forwards attestations submitted to this node to the proposer, since only
 //! the proposer makes blocks.
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use bizra_ledger::block::BlockHeader;
@@ -15,11 +17,11 @@ use serde_json::value::RawValue;
 
 use super::accept::{accept, AcceptError};
 use super::finality::{apply_certificate, FinalityStepError};
+use super::Consensus;
 use crate::peers::set::{Peer, PeerError};
-use crate::state::AppState;
 
 /// How often a validator looks for blocks it missed when nothing woke it sooner.
-pub const CATCH_UP_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const CATCH_UP_EVERY: Duration = Duration::from_secs(2);
 
 /// Blocks per page asked from the proposer.
 const PAGE: u32 = 100;
@@ -28,7 +30,7 @@ const PAGE: u32 = 100;
 const RELAY_BATCH: u32 = 500;
 
 #[derive(Debug, thiserror::Error)]
-pub enum CatchUpError {
+pub(crate) enum CatchUpError {
     #[error("proposer: {0}")]
     Peer(#[from] PeerError),
     #[error("block {hash} from the proposer refused: {source}")]
@@ -61,7 +63,7 @@ struct RemoteQc {
 }
 
 /// Runs until shutdown on every node but the proposer.
-pub async fn run(state: AppState) {
+pub(crate) async fn run(state: Arc<Consensus>) {
     if state.is_proposer {
         return;
     }
@@ -69,7 +71,7 @@ pub async fn run(state: AppState) {
         tracing::info!("no address for the proposer: catch-up is off");
         return;
     };
-    let mut shutdown = state.shutdown.subscribe();
+    let mut shutdown = state.shutdown.clone();
     loop {
         {
             let mut chain = state.chain.lock().await;
@@ -94,12 +96,12 @@ pub async fn run(state: AppState) {
 }
 
 /// Most a proposal waits while its validator fetches the blocks it lacks.
-pub const GAP_FILL_DEADLINE: Duration = Duration::from_secs(2);
+pub(crate) const GAP_FILL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Catches up with the proposer now, within [`GAP_FILL_DEADLINE`]: called when a proposal
 /// names parents this node lacks (its call for an earlier block was dropped once the
 /// proposer had its quorum, or the node was away), so that it can still vote for it.
-pub async fn fill_gap(state: &AppState) -> Result<usize, CatchUpError> {
+pub(crate) async fn fill_gap(state: &Arc<Consensus>) -> Result<usize, CatchUpError> {
     let Some(proposer) = state.network.proposer_peer() else {
         return Ok(0);
     };
@@ -110,7 +112,10 @@ pub async fn fill_gap(state: &AppState) -> Result<usize, CatchUpError> {
 
 /// Pulls every block above this node's finalized height that it lacks, then the
 /// certificates of blocks final at the proposer. Returns how many blocks it stored.
-pub async fn catch_up(state: &AppState, proposer: &Peer) -> Result<usize, CatchUpError> {
+pub(crate) async fn catch_up(
+    state: &Arc<Consensus>,
+    proposer: &Peer,
+) -> Result<usize, CatchUpError> {
     let peers = &state.network.peers;
     let mut from = state.head.load().finalized_height.max(1);
     let mut stored = 0;
@@ -166,7 +171,7 @@ pub async fn catch_up(state: &AppState, proposer: &Peer) -> Result<usize, CatchU
 
 /// Attestations accepted here but in no block yet go to the proposer (idempotent
 /// there); they become final here when its block arrives.
-async fn relay_pending(state: &AppState, proposer: &Peer) -> Result<(), CatchUpError> {
+async fn relay_pending(state: &Arc<Consensus>, proposer: &Peer) -> Result<(), CatchUpError> {
     let ids = state.store.pending_attestations(RELAY_BATCH).await?;
     if ids.is_empty() {
         return Ok(());

@@ -15,24 +15,24 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use super::finality::count_vote;
-use super::FANOUT_DEADLINE;
+use super::network::FANOUT_DEADLINE;
+use super::Consensus;
 use crate::peers::set::{Peer, PeerError};
-use crate::state::AppState;
 
 /// A validator's answer to `submit-block`.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct SubmitBlockReply {
+pub(crate) struct SubmitBlockReply {
     #[schema(value_type = String)]
-    pub block_hash: Hash32,
+    pub(crate) block_hash: Hash32,
     /// `new` when this call stored the block, `known` when it was stored before.
-    pub stored: String,
+    pub(crate) stored: String,
     /// The validator's vote; null from a node outside the active set.
     #[schema(value_type = Option<Object>)]
-    pub vote: Option<Vote>,
+    pub(crate) vote: Option<Vote>,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("block {0} is not stored here")]
@@ -45,8 +45,8 @@ pub enum LoadError {
 
 /// The proposal for a stored block: the block, its attestations read from the store,
 /// and `entries`, the registry entries it includes, in order.
-pub async fn load_proposal(
-    state: &AppState,
+pub(crate) async fn load_proposal(
+    state: &Arc<Consensus>,
     block: Block,
     entries: Vec<RegistryEntry>,
 ) -> Result<Proposal, LoadError> {
@@ -71,7 +71,7 @@ pub async fn load_proposal(
 /// The registry entries a stored block includes, in filing order. Reads every entry:
 /// only for blocks asked for again (resolicit, catch-up), not for each new block.
 async fn included_entries(
-    state: &AppState,
+    state: &Arc<Consensus>,
     block: &Hash32,
 ) -> Result<Vec<RegistryEntry>, LoadError> {
     let mut entries: Vec<(u64, RegistryEntry)> = Vec::new();
@@ -86,7 +86,10 @@ async fn included_entries(
 }
 
 /// The proposal for `hash`, from the last one built when it is that block.
-pub async fn proposal_for(state: &AppState, hash: &Hash32) -> Result<Arc<Proposal>, LoadError> {
+pub(crate) async fn proposal_for(
+    state: &Arc<Consensus>,
+    hash: &Hash32,
+) -> Result<Arc<Proposal>, LoadError> {
     if let Some(p) = state.network.cached_proposal(hash) {
         return Ok(p);
     }
@@ -103,7 +106,7 @@ pub async fn proposal_for(state: &AppState, hash: &Hash32) -> Result<Arc<Proposa
 
 /// Starts asking the peer validators that have not voted for `proposal`'s block, unless a
 /// fan-out for it is already running.
-pub fn solicit(state: &AppState, proposal: Arc<Proposal>) {
+pub(crate) fn solicit(state: &Arc<Consensus>, proposal: Arc<Proposal>) {
     let hash = proposal.block.hash;
     if state.network.peers.is_empty() || !state.network.begin(hash) {
         return;
@@ -120,7 +123,7 @@ pub fn solicit(state: &AppState, proposal: Arc<Proposal>) {
 
 /// Asks again for the newest block that is not final (validators that were down, or
 /// catching up, vote now; finalizing it finalizes its ancestors).
-pub async fn resolicit(state: &AppState) {
+pub(crate) async fn resolicit(state: &Arc<Consensus>) {
     if state.network.peers.is_empty() {
         return;
     }
@@ -142,7 +145,7 @@ pub async fn resolicit(state: &AppState) {
     }
 }
 
-async fn gather_votes(state: &AppState, proposal: &Arc<Proposal>) {
+async fn gather_votes(state: &Arc<Consensus>, proposal: &Arc<Proposal>) {
     let hash = proposal.block.hash;
     let targets: Vec<Arc<Peer>> = {
         let chain = state.chain.lock().await;
@@ -178,7 +181,7 @@ async fn gather_votes(state: &AppState, proposal: &Arc<Proposal>) {
         .collect();
     let deadline = tokio::time::sleep(FANOUT_DEADLINE);
     tokio::pin!(deadline);
-    let mut shutdown = state.shutdown.subscribe();
+    let mut shutdown = state.shutdown.clone();
     loop {
         let (peer, answer) = tokio::select! {
             next = calls.next() => match next {
@@ -224,7 +227,7 @@ async fn gather_votes(state: &AppState, proposal: &Arc<Proposal>) {
 }
 
 /// Sends the certificate to every peer, in parallel, without waiting for it.
-pub fn announce(state: &AppState, qc: QuorumCertificate) {
+pub(crate) fn announce(state: &Arc<Consensus>, qc: QuorumCertificate) {
     let task_state = state.clone();
     state.network.tasks.spawn(async move {
         let state = &task_state;
@@ -249,7 +252,7 @@ pub fn announce(state: &AppState, qc: QuorumCertificate) {
                 }
             })
             .collect();
-        let mut shutdown = state.shutdown.subscribe();
+        let mut shutdown = state.shutdown.clone();
         tokio::select! {
             _ = tokio::time::timeout(FANOUT_DEADLINE, calls.collect::<Vec<()>>()) => {}
             _ = shutdown.wait_for(|stop| *stop) => {}

@@ -17,63 +17,14 @@ use pin_project_lite::pin_project;
 use tokio::task::futures::TaskLocalFuture;
 use tower::{Layer, Service};
 
-use super::problem::{Problem, PROBLEM_JSON};
 use crate::metrics::Metrics;
-
-pub const TRACE_HEADER: &str = "x-trace-id";
-
-tokio::task_local! {
-    static TRACE_ID: String;
-}
-
-/// The trace id of the request being handled on this task.
-pub fn current_trace_id() -> Option<String> {
-    TRACE_ID.try_with(|t| t.clone()).ok()
-}
-
-/// A client's own trace id is kept when it is short and plain; otherwise a new one.
-pub(crate) fn trace_id_from(req: &Request<Body>) -> String {
-    req.headers()
-        .get(TRACE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|s| {
-            !s.is_empty()
-                && s.len() <= 128
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        })
-        .map(str::to_owned)
-        .unwrap_or_else(new_trace_id)
-}
-
-/// A process-unique id without a syscall per request: a random 64-bit prefix drawn once,
-/// then a counter. Unique within the process, unpredictable across processes.
-fn new_trace_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::OnceLock;
-    static PREFIX: OnceLock<u64> = OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = *PREFIX.get_or_init(|| {
-        let mut b = [0u8; 8];
-        if getrandom::fill(&mut b).is_err() {
-            // Never seen; the time still separates processes well enough for logs.
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or_default();
-            b = t.to_le_bytes();
-        }
-        u64::from_le_bytes(b)
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    // Hex by table rather than `format!`: this runs on every request that brings no id.
-    hex::encode(((u128::from(prefix) << 64) | u128::from(n)).to_be_bytes())
-}
+use crate::problem::{ErrorCode, Problem, PROBLEM_JSON};
+use crate::trace_id::{self, TRACE_HEADER};
 
 /// Inner layer (on matched routes only): hands the route template out to [`Trace`],
 /// which runs before routing and so cannot see it on the request.
 #[derive(Clone, Copy, Default)]
-pub struct CarryRouteLayer;
+pub(crate) struct CarryRouteLayer;
 
 impl<S> Layer<S> for CarryRouteLayer {
     type Service = CarryRoute<S>;
@@ -83,7 +34,7 @@ impl<S> Layer<S> for CarryRouteLayer {
 }
 
 #[derive(Clone)]
-pub struct CarryRoute<S> {
+pub(crate) struct CarryRoute<S> {
     inner: S,
 }
 
@@ -109,7 +60,7 @@ where
 }
 
 pin_project! {
-    pub struct CarryRouteFuture<F> {
+    pub(crate) struct CarryRouteFuture<F> {
         #[pin]
         inner: F,
         matched: Option<MatchedPath>,
@@ -137,12 +88,12 @@ where
 /// line. A hand-written service rather than `from_fn`: that one clones and boxes the
 /// inner service and boxes its future on every request (BENCHMARKS.md).
 #[derive(Clone)]
-pub struct TraceLayer {
+pub(crate) struct TraceLayer {
     metrics: Arc<Metrics>,
 }
 
 impl TraceLayer {
-    pub fn new(metrics: Arc<Metrics>) -> TraceLayer {
+    pub(crate) fn new(metrics: Arc<Metrics>) -> TraceLayer {
         TraceLayer { metrics }
     }
 }
@@ -158,7 +109,7 @@ impl<S> Layer<S> for TraceLayer {
 }
 
 #[derive(Clone)]
-pub struct Trace<S> {
+pub(crate) struct Trace<S> {
     inner: S,
     metrics: Arc<Metrics>,
 }
@@ -179,11 +130,11 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let start = Instant::now();
-        let trace_id = trace_id_from(&req);
+        let trace_id = trace_id::of_request(req.headers());
         let method = req.method().clone();
         // `call` of the services inside only builds their futures; the handlers run
         // when the future is polled, inside the task-local's scope.
-        let inner = TRACE_ID.scope(trace_id.clone(), self.inner.call(req));
+        let inner = trace_id::scope(trace_id.clone(), self.inner.call(req));
         TraceFuture {
             inner,
             start,
@@ -195,7 +146,7 @@ where
 }
 
 pin_project! {
-    pub struct TraceFuture<F> {
+    pub(crate) struct TraceFuture<F> {
         #[pin]
         inner: TaskLocalFuture<String, F>,
         start: Instant,
@@ -220,7 +171,7 @@ where
         let status = resp.status();
         if status.is_client_error() || status.is_server_error() {
             // In the scope again: the problem body carries the trace id.
-            resp = TRACE_ID.sync_scope(this.trace_id.clone(), || as_problem(resp));
+            resp = trace_id::sync_scope(this.trace_id.clone(), || as_problem(resp));
         }
         let route = resp.extensions().get::<MatchedPath>().cloned();
         let route = route.as_ref().map_or("unmatched", |p| p.as_str());
@@ -302,19 +253,25 @@ fn as_problem(resp: Response) -> Response {
         return resp;
     }
     let (code, detail) = match status {
-        StatusCode::NOT_FOUND => ("not_found", "no such route"),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "method not allowed on this route")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large"),
+        StatusCode::NOT_FOUND => (ErrorCode::NotFound, "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this route",
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (ErrorCode::PayloadTooLarge, "request body is too large"),
         // Problems and the load-shed answer are JSON already: a bare 503 is the
         // per-request timeout.
-        StatusCode::SERVICE_UNAVAILABLE => ("timeout", "the request did not complete in time"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send application/json"),
-        s if s.is_server_error() => ("internal", "the server failed to answer"),
-        _ => ("bad_request", "the request is not valid"),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            (ErrorCode::Timeout, "the request did not complete in time")
+        }
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            (ErrorCode::UnsupportedMediaType, "send application/json")
+        }
+        s if s.is_server_error() => (ErrorCode::Internal, "the server failed to answer"),
+        _ => (ErrorCode::BadRequest, "the request is not valid"),
     };
-    let mut p = Problem::new(status, code, detail);
+    // The status stays the framework's own (a 4xx the table does not name, say).
+    let mut p = Problem::new(code, detail).with_status(status);
     p.retry_after_s = resp
         .headers()
         .get(header::RETRY_AFTER)
@@ -322,25 +279,4 @@ fn as_problem(resp: Response) -> Response {
         .and_then(|v| v.parse().ok())
         .or((status == StatusCode::SERVICE_UNAVAILABLE).then_some(1));
     p.to_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_trace_ids_are_a_fixed_prefix_and_a_counter_in_hex() {
-        let a = new_trace_id();
-        let b = new_trace_id();
-        for id in [&a, &b] {
-            assert_eq!(id.len(), 32, "{id}");
-            assert!(
-                id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
-                "{id}"
-            );
-        }
-        assert_eq!(a[..16], b[..16], "one prefix per process");
-        let n = |id: &str| u64::from_str_radix(&id[16..], 16).unwrap();
-        assert!(n(&b) > n(&a), "{a} {b}");
-    }
 }

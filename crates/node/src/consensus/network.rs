@@ -1,12 +1,5 @@
-//! The validator network (SPEC §3.4, §5.3): the proposer asks every peer validator for
-//! its vote on each block ([`fanout`]), validators check a proposal before they store it
-//! and vote ([`accept`]), QCs finalize blocks everywhere ([`finality`]), and a node that
-//! was away pulls what it missed from the proposer ([`catchup`]).
-
-pub mod accept;
-pub mod catchup;
-pub mod fanout;
-pub mod finality;
+//! The validator network (`docs/protocol.md` §3.4): the peer validators, which of them
+//! proposes, and the peer tasks under way (fan-outs, announcements).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -24,19 +17,19 @@ use crate::peers::set::PeerSet;
 
 /// How long the proposer waits for the votes on one block before it leaves the block
 /// to the next round (every slot, the newest block that is not final is asked again).
-pub const FANOUT_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const FANOUT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Largest number of fan-outs running at once; past it a block's round is skipped and
 /// the next slot asks again. (Announcements are one per finalized block, each bounded by
 /// the deadline.)
-pub const MAX_PEER_TASKS: usize = 64;
+pub(crate) const MAX_PEER_TASKS: usize = 64;
 
 /// This node's view of the validator network.
-pub struct Network {
-    pub peers: PeerSet,
+pub(crate) struct Network {
+    pub(crate) peers: PeerSet,
     /// The key that signs every block: the genesis file's first validator.
-    pub proposer: PublicKey,
-    pub proposer_id: Hash32,
+    pub(crate) proposer: PublicKey,
+    pub(crate) proposer_id: Hash32,
     /// Blocks whose votes are being asked for now (one fan-out per block at a time).
     in_flight: Mutex<HashSet<Hash32>>,
     /// The proposal last built, reused while the same block is asked again.
@@ -44,15 +37,15 @@ pub struct Network {
     /// Equivocations already filed as slashing entries, by (proposer, height).
     reported: Mutex<HashSet<(Hash32, u64)>>,
     /// Every spawned peer task, so that shutdown can wait for them.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// Wakes the catch-up loop (a proposal named parents this node lacks).
-    pub catch_up: Notify,
+    pub(crate) catch_up: Notify,
 }
 
 impl Network {
     /// Peers: every genesis validator but this node, at its network address, and the
     /// configured peer URLs.
-    pub fn new(
+    pub(crate) fn new(
         genesis: &Genesis,
         node_id: &Hash32,
         configured: &[String],
@@ -86,37 +79,37 @@ impl Network {
 
     /// Marks `hash` as being asked for; false when a fan-out for it already runs or too
     /// many do.
-    fn begin(&self, hash: Hash32) -> bool {
+    pub(super) fn begin(&self, hash: Hash32) -> bool {
         let mut set = lock(&self.in_flight);
         set.len() < MAX_PEER_TASKS && set.insert(hash)
     }
 
-    fn end(&self, hash: &Hash32) {
+    pub(super) fn end(&self, hash: &Hash32) {
         lock(&self.in_flight).remove(hash);
     }
 
     /// The proposer among the peers, when the genesis gives its address.
-    pub fn proposer_peer(&self) -> Option<Arc<crate::peers::set::Peer>> {
+    pub(crate) fn proposer_peer(&self) -> Option<Arc<crate::peers::set::Peer>> {
         self.peers.by_validator(&self.proposer_id).cloned()
     }
 
-    pub fn is_in_flight(&self, hash: &Hash32) -> bool {
+    pub(crate) fn is_in_flight(&self, hash: &Hash32) -> bool {
         lock(&self.in_flight).contains(hash)
     }
 
-    fn cached_proposal(&self, hash: &Hash32) -> Option<Arc<Proposal>> {
+    pub(super) fn cached_proposal(&self, hash: &Hash32) -> Option<Arc<Proposal>> {
         lock(&self.last_proposal)
             .as_ref()
             .filter(|p| p.block.hash == *hash)
             .cloned()
     }
 
-    fn cache_proposal(&self, p: Arc<Proposal>) {
+    pub(super) fn cache_proposal(&self, p: Arc<Proposal>) {
         *lock(&self.last_proposal) = Some(p);
     }
 
     /// True the first time an equivocation at (proposer, height) is seen.
-    fn first_report(&self, proposer: Hash32, height: u64) -> bool {
+    pub(super) fn first_report(&self, proposer: Hash32, height: u64) -> bool {
         lock(&self.reported).insert((proposer, height))
     }
 }

@@ -19,25 +19,18 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::extract::{HashPath, JsonBytes, Q};
-use super::problem::Problem;
 use crate::cache::CacheKey;
 use crate::clock::{now_utc, rfc3339_ms};
+use crate::ingest::submit::{Refusal, SubmitError, Submitted};
+use crate::problem::{ErrorCode, Problem};
 use crate::state::AppState;
-use crate::submit::{submit_many, Refusal, Submitted};
 
 fn refusal_problem(f: Refusal) -> Problem {
     match f {
         Refusal::Schema(e) => {
-            Problem::bad_request(e.kind.code(), e.message.clone()).with_field(e.field)
+            Problem::new(ErrorCode::of_schema(e.kind), e.message.clone()).with_field(e.field)
         }
-        Refusal::Rule(r) => {
-            let status = if r.code == bizra_ledger::attestation::RuleCode::DuplicateNonce {
-                StatusCode::CONFLICT
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            Problem::new(status, r.code.as_str(), r.detail)
-        }
+        Refusal::Rule(r) => Problem::new(ErrorCode::Rule(r.code), r.detail),
     }
 }
 
@@ -56,12 +49,12 @@ fn existing_response(rec: &AttestationRecord) -> SubmitResponse {
     responses((status = 201, body = SubmitResponse), (status = 200, body = SubmitResponse),
         (status = 400, description = "schema or rule failure"), (status = 409, description = "duplicate_nonce"),
         (status = 413), (status = 415), (status = 503)))]
-pub async fn submit(
+pub(crate) async fn submit(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, Problem> {
     let parsed = Attestation::from_json(&body);
-    let mut results = submit_many(&state, vec![parsed]).await?;
+    let mut results = state.ingest.submit_many(vec![parsed]).await?;
     match results.pop() {
         Some(Submitted::Created {
             digest,
@@ -97,17 +90,17 @@ struct BatchRequest {
     request_body(content = Object, description = "{\"attestations\": [poi-1.0 attestation, ...]}"),
     responses((status = 200, body = BatchResponse), (status = 207, body = BatchResponse),
         (status = 400), (status = 413), (status = 415), (status = 503)))]
-pub async fn batch(
+pub(crate) async fn batch(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, Problem> {
     let req: BatchRequest = super::extract::parse_json(&body)?;
     if req.attestations.is_empty() {
-        return Err(Problem::bad_request("empty_batch", "attestations is empty"));
+        return Err(Problem::new(ErrorCode::EmptyBatch, "attestations is empty"));
     }
     if req.attestations.len() > MAX_BATCH {
-        return Err(Problem::bad_request(
-            "batch_too_large",
+        return Err(Problem::new(
+            ErrorCode::BatchTooLarge,
             format!("at most {MAX_BATCH} attestations per batch"),
         )
         .with_field("attestations"));
@@ -117,7 +110,7 @@ pub async fn batch(
         .into_iter()
         .map(Attestation::from_value)
         .collect();
-    let results = submit_many(&state, items).await?;
+    let results = state.ingest.submit_many(items).await?;
     let mut accepted = 0;
     let out: Vec<BatchItemResult> = results
         .into_iter()
@@ -166,8 +159,10 @@ pub async fn batch(
         rejected,
     };
     if accepted == 0 {
-        let mut p =
-            Problem::bad_request("batch_rejected", "no attestation of the batch was accepted");
+        let mut p = Problem::new(
+            ErrorCode::BatchRejected,
+            "no attestation of the batch was accepted",
+        );
         p.extra = serde_json::to_value(&body).ok().map(Box::new);
         return Err(p);
     }
@@ -193,7 +188,7 @@ fn item_field(index: usize, field: &str) -> String {
 #[utoipa::path(post, path = "/api/validator/attestation/verify", tag = "attestations",
     request_body(content = Object, description = "a poi-1.0 attestation"),
     responses((status = 200, body = VerifyResponse), (status = 400), (status = 413), (status = 415)))]
-pub async fn verify(
+pub(crate) async fn verify(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<VerifyResponse>, Problem> {
@@ -207,23 +202,24 @@ pub async fn verify(
     let owner = async {
         match bizra_ledger::crypto::PublicKey::parse(&att.attester.pubkey_ed25519) {
             Ok(pk) => state
+                .ingest
                 .nonces
                 .owner(pk, att.nonce.clone())
                 .await
-                .map_err(crate::submit::SubmitError::from)?
-                .map_err(crate::submit::SubmitError::from),
+                .map_err(SubmitError::from)?
+                .map_err(SubmitError::from),
             Err(_) => Ok(None),
         }
     };
     let signature_ok = async {
         match derived.signature_item() {
-            Some(item) => state.verifier.verify(item).await.map(Some),
+            Some(item) => state.ingest.verifier.verify(item).await.map(Some),
             None => Ok(None),
         }
     };
     let (owner, signature_ok) = tokio::join!(owner, signature_ok);
     let owner = owner?;
-    let signature_ok = signature_ok.map_err(crate::submit::SubmitError::from)?;
+    let signature_ok = signature_ok.map_err(SubmitError::from)?;
     let reasons = derived.reasons(&att, &state.anchor, now_utc(), owner, signature_ok);
     Ok(Json(VerifyResponse {
         valid: reasons.is_empty(),
@@ -265,7 +261,7 @@ fn view(
 #[utoipa::path(get, path = "/api/validator/attestation/{id}", tag = "attestations",
     params(("id" = String, Path, description = "attestation id (64 hex)")),
     responses((status = 200, body = AttestationView), (status = 400), (status = 404)))]
-pub async fn get_one(
+pub(crate) async fn get_one(
     State(state): State<AppState>,
     HashPath(id): HashPath,
     headers: HeaderMap,
@@ -318,26 +314,26 @@ pub async fn get_one(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// Only this attester id.
-    pub attester: Option<String>,
+    pub(crate) attester: Option<String>,
     /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// 1–500, default 50.
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 /// Newest first, with cursor pagination.
 #[utoipa::path(get, path = "/api/validator/attestations", tag = "attestations", params(ListQuery),
     responses((status = 200, body = AttestationPage), (status = 400)))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Q(q): Q<ListQuery>,
 ) -> Result<Json<AttestationPage>, Problem> {
     let limit = q.limit.unwrap_or(50);
     if !(1..=MAX_LIST_LIMIT.min(MAX_PAGE_LIMIT)).contains(&limit) {
-        return Err(Problem::bad_request(
-            "invalid_query",
+        return Err(Problem::new(
+            ErrorCode::InvalidQuery,
             format!("limit must be 1 to {MAX_LIST_LIMIT}"),
         )
         .with_field("limit"));
@@ -345,8 +341,11 @@ pub async fn list(
     let cursor = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(c.parse::<Cursor>().map_err(|_| {
-            Problem::bad_request("invalid_cursor", "cursor is not one this node issued")
-                .with_field("cursor")
+            Problem::new(
+                ErrorCode::InvalidCursor,
+                "cursor is not one this node issued",
+            )
+            .with_field("cursor")
         })?),
     };
     let page = state

@@ -2,6 +2,6 @@
 
 use axum::response::Html;
 
-pub async fn index() -> Html<&'static str> {
+pub(crate) async fn index() -> Html<&'static str> {
     Html(include_str!("dashboard.html"))
 }

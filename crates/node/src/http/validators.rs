@@ -13,17 +13,17 @@ use bizra_store::Store;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{parse_json, HashPath, JsonBytes, Q};
-use super::problem::Problem;
 use crate::clock::now_ms;
+use crate::problem::{ErrorCode, Problem};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ValidatorView {
+pub(crate) struct ValidatorView {
     #[serde(flatten)]
     #[schema(value_type = Object)]
-    pub record: ValidatorRecord,
-    pub effective_weight: u64,
-    pub poi_weight: f64,
+    pub(crate) record: ValidatorRecord,
+    pub(crate) effective_weight: u64,
+    pub(crate) poi_weight: f64,
 }
 
 fn view(r: &ValidatorRecord) -> ValidatorView {
@@ -36,51 +36,51 @@ fn view(r: &ValidatorRecord) -> ValidatorView {
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct ListQuery {
+pub(crate) struct ListQuery {
     /// pending, active, exiting, exited or slashed.
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// 1–500, default 100.
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// `next_cursor` of the previous page (a validator id).
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ValidatorPage {
-    pub items: Vec<ValidatorView>,
-    pub next_cursor: Option<String>,
+pub(crate) struct ValidatorPage {
+    pub(crate) items: Vec<ValidatorView>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct EntriesQuery {
+pub(crate) struct EntriesQuery {
     /// `pending` (filed, in no block yet) or `included`; both when absent.
-    pub status: Option<String>,
+    pub(crate) status: Option<String>,
     /// 1–500, default 100.
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EntryView {
+pub(crate) struct EntryView {
     /// This node's filing order.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// `register`, `exit` or `slash`.
-    pub kind: String,
+    pub(crate) kind: String,
     /// The registry epoch it was filed (or, from a block, applied) in.
-    pub epoch: u64,
+    pub(crate) epoch: u64,
     /// `pending` or `included`.
-    pub status: &'static str,
-    pub block_hash: Option<String>,
+    pub(crate) status: &'static str,
+    pub(crate) block_hash: Option<String>,
     #[schema(value_type = Object)]
-    pub entry: serde_json::Value,
+    pub(crate) entry: serde_json::Value,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EntryPage {
-    pub items: Vec<EntryView>,
-    pub next_cursor: Option<String>,
+pub(crate) struct EntryPage {
+    pub(crate) items: Vec<EntryView>,
+    pub(crate) next_cursor: Option<String>,
 }
 
 /// Registry entries this node holds, newest first: those filed here and waiting for a
@@ -88,7 +88,7 @@ pub struct EntryPage {
 /// it filed itself).
 #[utoipa::path(get, path = "/api/validator/entries", tag = "validators", params(EntriesQuery),
     responses((status = 200, body = EntryPage), (status = 400)))]
-pub async fn entries(
+pub(crate) async fn entries(
     State(state): State<AppState>,
     Q(q): Q<EntriesQuery>,
 ) -> Result<Json<EntryPage>, Problem> {
@@ -98,7 +98,7 @@ pub async fn entries(
         Some("included") => Some(true),
         Some(s) => {
             return Err(
-                Problem::bad_request("invalid_query", format!("unknown status {s:?}"))
+                Problem::new(ErrorCode::InvalidQuery, format!("unknown status {s:?}"))
                     .with_field("status"),
             )
         }
@@ -106,14 +106,17 @@ pub async fn entries(
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(
-            Problem::bad_request("invalid_query", "limit must be 1 to 500").with_field("limit"),
+            Problem::new(ErrorCode::InvalidQuery, "limit must be 1 to 500").with_field("limit"),
         );
     }
     let before: Option<u64> = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(c.parse().map_err(|_| {
-            Problem::bad_request("invalid_cursor", "cursor is not one this node issued")
-                .with_field("cursor")
+            Problem::new(
+                ErrorCode::InvalidCursor,
+                "cursor is not one this node issued",
+            )
+            .with_field("cursor")
         })?),
     };
     let mut all = state.store.registry_entries().await?;
@@ -148,7 +151,7 @@ pub async fn entries(
 /// Validators in id order.
 #[utoipa::path(get, path = "/api/validator/list", tag = "validators", params(ListQuery),
     responses((status = 200, body = ValidatorPage), (status = 400)))]
-pub async fn list(
+pub(crate) async fn list(
     State(state): State<AppState>,
     Q(q): Q<ListQuery>,
 ) -> Result<Json<ValidatorPage>, Problem> {
@@ -157,7 +160,7 @@ pub async fn list(
         Some(s) => Some(
             serde_json::from_value::<ValidatorStatus>(serde_json::Value::String(s.into()))
                 .map_err(|_| {
-                    Problem::bad_request("invalid_query", format!("unknown status {s:?}"))
+                    Problem::new(ErrorCode::InvalidQuery, format!("unknown status {s:?}"))
                         .with_field("status")
                 })?,
         ),
@@ -165,17 +168,20 @@ pub async fn list(
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(
-            Problem::bad_request("invalid_query", "limit must be 1 to 500").with_field("limit"),
+            Problem::new(ErrorCode::InvalidQuery, "limit must be 1 to 500").with_field("limit"),
         );
     }
     let after: Option<Hash32> = match q.cursor.as_deref() {
         None | Some("") => None,
         Some(c) => Some(c.parse().map_err(|_| {
-            Problem::bad_request("invalid_cursor", "cursor is not one this node issued")
-                .with_field("cursor")
+            Problem::new(
+                ErrorCode::InvalidCursor,
+                "cursor is not one this node issued",
+            )
+            .with_field("cursor")
         })?),
     };
-    let head = state.head.load_full();
+    let head = state.consensus.head.load_full();
     let mut items: Vec<ValidatorView> = head
         .registry
         .list(status)
@@ -194,21 +200,21 @@ pub async fn list(
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ValidatorStats {
+pub(crate) struct ValidatorStats {
     /// The registry's epoch (boundaries are applied at each slot).
-    pub epoch: u64,
-    pub validator_count: usize,
-    pub active_count: usize,
-    pub pending_count: usize,
-    pub total_active_weight: u64,
-    pub threshold_bps: u64,
+    pub(crate) epoch: u64,
+    pub(crate) validator_count: usize,
+    pub(crate) active_count: usize,
+    pub(crate) pending_count: usize,
+    pub(crate) total_active_weight: u64,
+    pub(crate) threshold_bps: u64,
     /// Least vote weight that finalizes a block now.
-    pub quorum_weight: u64,
+    pub(crate) quorum_weight: u64,
 }
 
 #[utoipa::path(get, path = "/api/validator/stats", tag = "validators", responses((status = 200, body = ValidatorStats)))]
-pub async fn stats(State(state): State<AppState>) -> Json<ValidatorStats> {
-    let head = state.head.load_full();
+pub(crate) async fn stats(State(state): State<AppState>) -> Json<ValidatorStats> {
+    let head = state.consensus.head.load_full();
     let total = head.registry.total_active_weight();
     let bps = bizra_ledger::params::FINALITY_THRESHOLD_BPS;
     Json(ValidatorStats {
@@ -225,11 +231,11 @@ pub async fn stats(State(state): State<AppState>) -> Json<ValidatorStats> {
 #[utoipa::path(get, path = "/api/validator/{id}", tag = "validators",
     params(("id" = String, Path, description = "validator id (64 hex)")),
     responses((status = 200, body = ValidatorView), (status = 400), (status = 404)))]
-pub async fn one(
+pub(crate) async fn one(
     State(state): State<AppState>,
     HashPath(id): HashPath,
 ) -> Result<Json<ValidatorView>, Problem> {
-    let head = state.head.load_full();
+    let head = state.consensus.head.load_full();
     head.registry
         .get(&id)
         .map(|r| Json(view(r)))
@@ -237,20 +243,20 @@ pub async fn one(
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EpochSummary {
-    pub epoch: u64,
-    pub from_ms: u64,
-    pub to_ms: u64,
-    pub attestation_count: u64,
-    pub total_impact: f64,
-    pub top_attesters: Vec<TopAttester>,
+pub(crate) struct EpochSummary {
+    pub(crate) epoch: u64,
+    pub(crate) from_ms: u64,
+    pub(crate) to_ms: u64,
+    pub(crate) attestation_count: u64,
+    pub(crate) total_impact: f64,
+    pub(crate) top_attesters: Vec<TopAttester>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TopAttester {
-    pub attester_id: String,
-    pub attestations: u64,
-    pub total_impact: f64,
+pub(crate) struct TopAttester {
+    pub(crate) attester_id: String,
+    pub(crate) attestations: u64,
+    pub(crate) total_impact: f64,
 }
 
 /// Attestations included in blocks of epoch `n`, and the ten attesters with the most
@@ -258,14 +264,17 @@ pub struct TopAttester {
 #[utoipa::path(get, path = "/api/validator/epoch/{n}/summary", tag = "validators",
     params(("n" = u64, Path, description = "epoch number")),
     responses((status = 200, body = EpochSummary), (status = 400), (status = 404)))]
-pub async fn epoch_summary(
+pub(crate) async fn epoch_summary(
     State(state): State<AppState>,
     Path(n): Path<String>,
 ) -> Result<Json<EpochSummary>, Problem> {
     let n: u64 = n.parse().map_err(|_| {
-        Problem::bad_request("invalid_path", format!("{n:?} is not an epoch number"))
+        Problem::new(
+            ErrorCode::InvalidPath,
+            format!("{n:?} is not an epoch number"),
+        )
     })?;
-    let genesis_ms = state.genesis_block.header.timestamp_ms;
+    let genesis_ms = state.consensus.genesis_block.header.timestamp_ms;
     let epoch_ms =
         (state.config.slot.as_millis() as u64).saturating_mul(bizra_ledger::params::EPOCH_SLOTS);
     let from_ms = genesis_ms.saturating_add(n.saturating_mul(epoch_ms));
@@ -293,12 +302,12 @@ pub async fn epoch_summary(
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct EntryAccepted {
-    pub entry_id: String,
-    pub entry_seq: u64,
+pub(crate) struct EntryAccepted {
+    pub(crate) entry_id: String,
+    pub(crate) entry_seq: u64,
     /// Always `pending`: the entry takes effect in the next block.
-    pub status: &'static str,
-    pub epoch: u64,
+    pub(crate) status: &'static str,
+    pub(crate) epoch: u64,
 }
 
 /// Checks an entry against the registry as it is now, then files it for the next block.
@@ -307,36 +316,37 @@ async fn file_entry(
     kind: &str,
     entry: RegistryEntry,
 ) -> Result<Response, Problem> {
-    if !state.is_proposer {
+    if !state.consensus.is_proposer {
         // Only the proposer makes blocks: an entry filed here would wait forever.
         let at = state
+            .consensus
             .genesis
             .validators
             .first()
             .map_or("", |v| v.network_address.as_str());
         return Err(Problem::new(
-            StatusCode::CONFLICT,
-            "not_proposer",
+            ErrorCode::NotProposer,
             format!(
                 "this node does not make blocks; file registry entries with the proposer at {at}"
             ),
-        ));
+        )
+        .with_status(StatusCode::CONFLICT));
     }
-    let head = state.head.load_full();
+    let head = state.consensus.head.load_full();
     let mut trial = (*head.registry).clone();
     let epoch = trial.epoch();
     trial
         .apply_entry(&entry, epoch)
-        .map_err(|e| Problem::bad_request(registry_code(&e), e.to_string()))?;
+        .map_err(|e| Problem::new(ErrorCode::of_registry(&e), e.to_string()))?;
     let id = entry
         .digest()
-        .map_err(|e| Problem::bad_request("schema", e.to_string()))?;
+        .map_err(|e| Problem::new(ErrorCode::Schema, e.to_string()))?;
     let body = serde_json::to_value(&entry).map_err(|e| Problem::internal(e.to_string()))?;
     let seq = state
         .store
         .insert_registry_entry(kind, &body, epoch)
         .await?;
-    state.producer_wake.notify_one();
+    state.ingest.pending.wake();
     Ok((
         StatusCode::ACCEPTED,
         Json(EntryAccepted {
@@ -349,29 +359,11 @@ async fn file_entry(
         .into_response())
 }
 
-fn registry_code(e: &bizra_ledger::registry::RegistryError) -> &'static str {
-    use bizra_ledger::registry::RegistryError::*;
-    match e {
-        UnknownValidator(_) => "unknown_validator",
-        AlreadyRegistered(_) => "already_registered",
-        NotActive(_) => "not_active",
-        AlreadySlashed(_) => "already_slashed",
-        Quarantined { .. } => "quarantined",
-        AlreadyPunished { .. } => "already_punished",
-        BadSignature => "bad_signature",
-        BadAddress => "invalid_network_address",
-        BadEvidence(_) => "bad_evidence",
-        WrongChain { .. } => "chain_mismatch",
-        WrongEpoch { .. } => "wrong_epoch",
-        _ => "registry_rejected",
-    }
-}
-
 /// A signed registration (`Registration`), for the registry's current epoch.
 #[utoipa::path(post, path = "/api/validator/register", tag = "validators",
     request_body(content = Object, description = "signed registration"),
     responses((status = 202, body = EntryAccepted), (status = 400), (status = 413), (status = 415)))]
-pub async fn register(
+pub(crate) async fn register(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, Problem> {
@@ -383,7 +375,7 @@ pub async fn register(
 #[utoipa::path(post, path = "/api/validator/exit", tag = "validators",
     request_body(content = Object, description = "signed exit request"),
     responses((status = 202, body = EntryAccepted), (status = 400), (status = 413), (status = 415)))]
-pub async fn exit(
+pub(crate) async fn exit(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, Problem> {
@@ -401,7 +393,7 @@ struct SlashRequest {
 #[utoipa::path(post, path = "/api/validator/slash", tag = "validators",
     request_body(content = Object, description = "{\"evidence\": ...}"),
     responses((status = 202, body = EntryAccepted), (status = 400), (status = 413), (status = 415)))]
-pub async fn slash(
+pub(crate) async fn slash(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Response, Problem> {

@@ -14,38 +14,38 @@ use bizra_wire::block::{BlockPage, BlockView, FinalityView, QcView, QcVoteView};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{HashPath, Q};
-use super::problem::Problem;
 use crate::cache::CacheKey;
-use crate::chain::TipView;
 use crate::clock::now_ms;
+use crate::consensus::chain::TipView;
+use crate::problem::{ErrorCode, Problem};
 use crate::state::AppState;
 
 /// Finality lag (blocks) from which `/api/consensus/health` answers 503.
-pub const MAX_HEALTHY_LAG: u64 = 10;
+pub(crate) const MAX_HEALTHY_LAG: u64 = 10;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Status {
-    pub chain_id: String,
+pub(crate) struct Status {
+    pub(crate) chain_id: String,
     #[schema(value_type = String)]
-    pub genesis_hash: Hash32,
-    pub height: u64,
-    pub finalized_height: u64,
-    pub tipset_size: usize,
-    pub epoch: u64,
-    pub slot: u64,
-    pub validator_count: usize,
-    pub active_validators: usize,
-    pub is_proposer: bool,
+    pub(crate) genesis_hash: Hash32,
+    pub(crate) height: u64,
+    pub(crate) finalized_height: u64,
+    pub(crate) tipset_size: usize,
+    pub(crate) epoch: u64,
+    pub(crate) slot: u64,
+    pub(crate) validator_count: usize,
+    pub(crate) active_validators: usize,
+    pub(crate) is_proposer: bool,
 }
 
 fn status_of(state: &AppState) -> Status {
-    let head = state.head.load();
+    let head = state.consensus.head.load();
     let now = now_ms();
-    let genesis_ms = state.genesis_block.header.timestamp_ms;
+    let genesis_ms = state.consensus.genesis_block.header.timestamp_ms;
     let slot_ms = state.config.slot.as_millis() as u64;
     Status {
         chain_id: state.anchor.chain_id.clone(),
-        genesis_hash: state.genesis_block.hash,
+        genesis_hash: state.consensus.genesis_block.hash,
         height: head.height,
         finalized_height: head.finalized_height,
         tipset_size: head.tips.len(),
@@ -53,33 +53,36 @@ fn status_of(state: &AppState) -> Status {
         slot: bizra_ledger::registry::slot_of_time(genesis_ms, now, slot_ms),
         validator_count: head.validator_count,
         active_validators: head.active_validators,
-        is_proposer: state.is_proposer,
+        is_proposer: state.consensus.is_proposer,
     }
 }
 
 #[utoipa::path(get, path = "/api/consensus/status", tag = "consensus", responses((status = 200, body = Status)))]
-pub async fn status(State(state): State<AppState>) -> Json<Status> {
+pub(crate) async fn status(State(state): State<AppState>) -> Json<Status> {
     Json(status_of(&state))
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Stats {
+pub(crate) struct Stats {
     #[serde(flatten)]
-    pub status: Status,
-    pub blocks_total: u64,
-    pub blocks_finalized: u64,
-    pub blocks_produced: u64,
-    pub attestations_accepted: u64,
-    pub attestations_pending: u64,
-    pub avg_block_time_ms: Option<f64>,
-    pub avg_finality_time_ms: Option<f64>,
+    pub(crate) status: Status,
+    pub(crate) blocks_total: u64,
+    pub(crate) blocks_finalized: u64,
+    pub(crate) blocks_produced: u64,
+    pub(crate) attestations_accepted: u64,
+    pub(crate) attestations_pending: u64,
+    pub(crate) avg_block_time_ms: Option<f64>,
+    pub(crate) avg_finality_time_ms: Option<f64>,
     /// Attestations included in blocks per second, over the last minute.
-    pub tps_1m: f64,
+    pub(crate) tps_1m: f64,
 }
 
 #[utoipa::path(get, path = "/api/consensus/stats", tag = "consensus", responses((status = 200, body = Stats)))]
-pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, Problem> {
-    let head = state.head.load_full();
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let head = state.consensus.head.load_full();
     let key = CacheKey::View("stats", head.view_id);
     if let Some(hit) = state.cache.serve(&key, &headers).await {
         return Ok(hit);
@@ -104,41 +107,41 @@ pub async fn stats(State(state): State<AppState>, headers: HeaderMap) -> Result<
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct GenesisValidatorView {
-    pub validator_id: String,
-    pub pubkey_ed25519: String,
-    pub stake_bond: u64,
-    pub network_address: String,
+pub(crate) struct GenesisValidatorView {
+    pub(crate) validator_id: String,
+    pub(crate) pubkey_ed25519: String,
+    pub(crate) stake_bond: u64,
+    pub(crate) network_address: String,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct GenesisView {
-    pub chain_id: String,
-    pub genesis_hash: String,
-    pub genesis_merkle_root: String,
-    pub genesis_time: String,
-    pub height: u64,
-    pub validators: Vec<GenesisValidatorView>,
-    pub parameters: Parameters,
+pub(crate) struct GenesisView {
+    pub(crate) chain_id: String,
+    pub(crate) genesis_hash: String,
+    pub(crate) genesis_merkle_root: String,
+    pub(crate) genesis_time: String,
+    pub(crate) height: u64,
+    pub(crate) validators: Vec<GenesisValidatorView>,
+    pub(crate) parameters: Parameters,
     #[schema(value_type = Object)]
-    pub header: BlockHeader,
+    pub(crate) header: BlockHeader,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Parameters {
-    pub slot_ms: u64,
-    pub epoch_slots: u64,
-    pub finality_threshold_bps: u64,
-    pub max_active_validators: usize,
-    pub max_block_attestations: usize,
+pub(crate) struct Parameters {
+    pub(crate) slot_ms: u64,
+    pub(crate) epoch_slots: u64,
+    pub(crate) finality_threshold_bps: u64,
+    pub(crate) max_active_validators: usize,
+    pub(crate) max_block_attestations: usize,
 }
 
 #[utoipa::path(get, path = "/api/consensus/genesis", tag = "consensus", responses((status = 200, body = GenesisView)))]
-pub async fn genesis(State(state): State<AppState>) -> Json<GenesisView> {
-    let g = &state.genesis;
+pub(crate) async fn genesis(State(state): State<AppState>) -> Json<GenesisView> {
+    let g = &state.consensus.genesis;
     Json(GenesisView {
         chain_id: g.chain_id.clone(),
-        genesis_hash: state.genesis_block.hash.to_hex(),
+        genesis_hash: state.consensus.genesis_block.hash.to_hex(),
         genesis_merkle_root: g.genesis_merkle_root.to_hex(),
         genesis_time: g.genesis_time.clone(),
         height: 0,
@@ -159,26 +162,26 @@ pub async fn genesis(State(state): State<AppState>) -> Json<GenesisView> {
             max_active_validators: bizra_ledger::params::MAX_ACTIVE_VALIDATORS,
             max_block_attestations: state.config.max_block_attestations,
         },
-        header: state.genesis_block.header.clone(),
+        header: state.consensus.genesis_block.header.clone(),
     })
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Tipset {
-    pub tips: Vec<TipView>,
-    pub count: usize,
-    pub height: u64,
+pub(crate) struct Tipset {
+    pub(crate) tips: Vec<TipView>,
+    pub(crate) count: usize,
+    pub(crate) height: u64,
     /// Vote weight gathered by the tips.
-    pub total_weight: u64,
-    pub finalized_height: u64,
+    pub(crate) total_weight: u64,
+    pub(crate) finalized_height: u64,
 }
 
 #[utoipa::path(get, path = "/api/consensus/tipset", tag = "consensus", responses((status = 200, body = Tipset)))]
-pub async fn tipset(
+pub(crate) async fn tipset(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let head = state.head.load();
+    let head = state.consensus.head.load();
     let key = CacheKey::View("tipset", head.view_id);
     if let Some(hit) = state.cache.serve(&key, &headers).await {
         return Ok(hit);
@@ -225,13 +228,13 @@ fn block_view(sb: StoredBlock) -> BlockView {
 }
 
 async fn load_block(state: &AppState, hash: &Hash32) -> Result<StoredBlock, Problem> {
-    if *hash == state.genesis_block.hash {
+    if *hash == state.consensus.genesis_block.hash {
         return Ok(StoredBlock {
-            block: state.genesis_block.clone(),
+            block: state.consensus.genesis_block.clone(),
             finalized: true,
-            finalized_at_ms: Some(state.genesis_block.header.timestamp_ms),
+            finalized_at_ms: Some(state.consensus.genesis_block.header.timestamp_ms),
             qc: None,
-            created_at_ms: state.genesis_block.header.timestamp_ms,
+            created_at_ms: state.consensus.genesis_block.header.timestamp_ms,
         });
     }
     state
@@ -244,7 +247,7 @@ async fn load_block(state: &AppState, hash: &Hash32) -> Result<StoredBlock, Prob
 #[utoipa::path(get, path = "/api/consensus/block/{hash}", tag = "consensus",
     params(("hash" = String, Path, description = "block hash (64 hex)")),
     responses((status = 200, body = BlockView), (status = 400), (status = 404)))]
-pub async fn block(
+pub(crate) async fn block(
     State(state): State<AppState>,
     HashPath(hash): HashPath,
     headers: HeaderMap,
@@ -266,23 +269,23 @@ pub async fn block(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
-pub struct BlocksQuery {
+pub(crate) struct BlocksQuery {
     /// First height (default 0).
-    pub from_height: Option<u64>,
+    pub(crate) from_height: Option<u64>,
     /// 1–1000, default 100.
-    pub limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 #[utoipa::path(get, path = "/api/consensus/blocks", tag = "consensus", params(BlocksQuery),
     responses((status = 200, body = BlockPage), (status = 400)))]
-pub async fn blocks(
+pub(crate) async fn blocks(
     State(state): State<AppState>,
     Q(q): Q<BlocksQuery>,
 ) -> Result<Json<BlockPage>, Problem> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
-        return Err(Problem::bad_request(
-            "invalid_query",
+        return Err(Problem::new(
+            ErrorCode::InvalidQuery,
             format!("limit must be 1 to {MAX_PAGE_LIMIT}"),
         )
         .with_field("limit"));
@@ -291,7 +294,7 @@ pub async fn blocks(
     let mut items = Vec::new();
     if from == 0 {
         items.push(block_view(
-            load_block(&state, &state.genesis_block.hash).await?,
+            load_block(&state, &state.consensus.genesis_block.hash).await?,
         ));
     }
     let want = limit as usize - items.len();
@@ -303,7 +306,7 @@ pub async fn blocks(
         items.extend(stored.into_iter().map(block_view));
     }
     let last = items.last().map(|b| b.header.height);
-    let head_height = state.head.load().height;
+    let head_height = state.consensus.head.load().height;
     let next_from_height = match last {
         Some(h) if items.len() == limit as usize && h < head_height => Some(h + 1),
         // A page cut inside one height (several blocks at it) continues at that height.
@@ -319,19 +322,19 @@ pub async fn blocks(
 #[utoipa::path(get, path = "/api/consensus/finality/{hash}", tag = "consensus",
     params(("hash" = String, Path, description = "block hash (64 hex)")),
     responses((status = 200, body = FinalityView), (status = 400), (status = 404)))]
-pub async fn finality(
+pub(crate) async fn finality(
     State(state): State<AppState>,
     HashPath(hash): HashPath,
 ) -> Result<Json<FinalityView>, Problem> {
     let sb = load_block(&state, &hash).await?;
-    let head = state.head.load_full();
+    let head = state.consensus.head.load_full();
     let active = bizra_ledger::finality::WeightTable::new(
         head.registry
             .active_set()
             .into_iter()
             .map(|r| (r.pubkey_ed25519, r.effective_weight())),
     );
-    let votes = if hash == state.genesis_block.hash {
+    let votes = if hash == state.consensus.genesis_block.hash {
         vec![]
     } else {
         state.store.votes_for(&hash).await?
@@ -352,19 +355,19 @@ pub async fn finality(
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ConsensusHealth {
-    pub healthy: bool,
-    pub height: u64,
-    pub finalized_height: u64,
-    pub finality_lag: u64,
-    pub max_lag: u64,
+pub(crate) struct ConsensusHealth {
+    pub(crate) healthy: bool,
+    pub(crate) height: u64,
+    pub(crate) finalized_height: u64,
+    pub(crate) finality_lag: u64,
+    pub(crate) max_lag: u64,
 }
 
 /// 503 when the finality lag reaches 10 blocks.
 #[utoipa::path(get, path = "/api/consensus/health", tag = "consensus",
     responses((status = 200, body = ConsensusHealth), (status = 503, body = ConsensusHealth)))]
-pub async fn health(State(state): State<AppState>) -> Response {
-    let head = state.head.load();
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
+    let head = state.consensus.head.load();
     let lag = head.height.saturating_sub(head.finalized_height);
     let healthy = lag < MAX_HEALTHY_LAG;
     let body = ConsensusHealth {

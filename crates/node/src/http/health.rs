@@ -11,29 +11,29 @@ use crate::state::AppState;
 
 /// The operational routes that monitors poll (liveness, readiness, metrics): never rate
 /// limited, and logged at debug when they succeed.
-pub fn is_probe(path: &str) -> bool {
+pub(crate) fn is_probe(path: &str) -> bool {
     matches!(path, "/health" | "/ready" | "/metrics")
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Health<'a> {
-    pub status: &'static str,
-    pub version: &'static str,
-    pub node_id: &'a str,
-    pub chain_id: &'a str,
-    pub uptime_s: u64,
+pub(crate) struct Health<'a> {
+    pub(crate) status: &'static str,
+    pub(crate) version: &'static str,
+    pub(crate) node_id: &'a str,
+    pub(crate) chain_id: &'a str,
+    pub(crate) uptime_s: u64,
 }
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/health", tag = "operations", responses((status = 200, body = Health)))]
 // A GET is answered by `super::entry`, ahead of the middleware; this handler serves HEAD
 // and the API description (doc comments here become the OpenAPI text).
-pub async fn health(State(state): State<AppState>) -> Response {
+pub(crate) async fn health(State(state): State<AppState>) -> Response {
     liveness(&state)
 }
 
 /// The liveness answer, for the handler and for `super::entry`.
-pub fn liveness(state: &AppState) -> Response {
+pub(crate) fn liveness(state: &AppState) -> Response {
     let health = Health {
         status: "healthy",
         version: env!("CARGO_PKG_VERSION"),
@@ -47,39 +47,34 @@ pub fn liveness(state: &AppState) -> Response {
         Ok(()) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "cannot serialize the liveness answer");
-            super::problem::Problem::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "liveness answer",
-            )
-            .to_response()
+            crate::problem::Problem::internal("the liveness answer did not serialize").to_response()
         }
     }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Check {
-    pub status: &'static str,
+pub(crate) struct Check {
+    pub(crate) status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
+    pub(crate) detail: Option<String>,
     /// Round trip of the probe, when it answered.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub latency_ms: Option<f64>,
+    pub(crate) latency_ms: Option<f64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Ready {
-    pub ready: bool,
-    pub checks: ReadyChecks,
+pub(crate) struct Ready {
+    pub(crate) ready: bool,
+    pub(crate) checks: ReadyChecks,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ReadyChecks {
-    pub store: Check,
+pub(crate) struct ReadyChecks {
+    pub(crate) store: Check,
     /// The L2 cache (Redis, which also holds the shared rate-limit state): `ok`, `down`
     /// or `disabled`.
-    pub cache_l2: Check,
-    pub peers: Check,
+    pub(crate) cache_l2: Check,
+    pub(crate) peers: Check,
 }
 
 /// Readiness: 200 when the store answers, else 503. Redis is reported but does not
@@ -88,7 +83,7 @@ pub struct ReadyChecks {
 /// either: a node serves reads and submissions while peers are away.
 #[utoipa::path(get, path = "/ready", tag = "operations",
     responses((status = 200, body = Ready), (status = 503, body = Ready)))]
-pub async fn ready(State(state): State<AppState>) -> Response {
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let store =
         match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
             Ok(Ok(())) => Check {
@@ -144,7 +139,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 fn peers_check(state: &AppState) -> Check {
-    let peers = state.network.peers.peers();
+    let peers = state.consensus.network.peers.peers();
     if peers.is_empty() {
         return Check {
             status: "not_configured",
@@ -172,7 +167,7 @@ fn peers_check(state: &AppState) -> Check {
 
 /// Prometheus text exposition.
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, content_type = "text/plain")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let pool = state.store.pool_stats();
     state.metrics.set_pool("idle", pool.idle as i64);
     state.metrics.set_pool("in_use", pool.in_use as i64);
@@ -183,11 +178,13 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .set(i64::from(pool.queued_writes));
     state
         .metrics
-        .set_queue("signature", state.verifier.queued());
-    state.metrics.set_queue("write", state.writer.queued());
+        .set_queue("signature", state.ingest.verifier.queued());
     state
         .metrics
-        .set_queue("nonce_lookup", state.nonces.queued());
+        .set_queue("write", state.ingest.writer.queued());
+    state
+        .metrics
+        .set_queue("nonce_lookup", state.ingest.nonces.queued());
     state.cache.export();
     state.metrics.refresh_log_sink();
     (

@@ -9,14 +9,14 @@ use crate::peers::set::PeerView;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Peers {
-    pub items: Vec<PeerView>,
-    pub count: usize,
+pub(crate) struct Peers {
+    pub(crate) items: Vec<PeerView>,
+    pub(crate) count: usize,
 }
 
 #[utoipa::path(get, path = "/api/p2p/peers", tag = "p2p", responses((status = 200, body = Peers)))]
-pub async fn peers(State(state): State<AppState>) -> Json<Peers> {
-    let items = state.network.peers.views();
+pub(crate) async fn peers(State(state): State<AppState>) -> Json<Peers> {
+    let items = state.consensus.network.peers.views();
     Json(Peers {
         count: items.len(),
         items,

@@ -18,12 +18,12 @@ use futures::StreamExt;
 use http_body::{Frame, SizeHint};
 
 /// Most bytes of a refused body read and thrown away.
-pub const DRAIN_MAX_BYTES: u64 = 16 * 1024 * 1024;
+pub(crate) const DRAIN_MAX_BYTES: u64 = 16 * 1024 * 1024;
 /// Longest time spent on it.
-pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN_MAX_TIME: Duration = Duration::from_secs(5);
 
 /// The outermost step of the middleware (`map_request`): the body, wrapped.
-pub fn drain_refused_body(req: Request) -> Request {
+pub(crate) fn drain_refused_body(req: Request) -> Request {
     req.map(|b| Body::new(DrainOnDrop(Some(b))))
 }
 

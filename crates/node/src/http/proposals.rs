@@ -5,44 +5,45 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::Json;
 use bizra_ledger::proposal::{Proposal, ProposalError};
 use bizra_ledger::vote::QuorumCertificate;
 use serde::Serialize;
 
 use super::extract::{parse_json, HashPath, JsonBytes};
-use super::problem::Problem;
+use crate::consensus::accept::{accept, vote, AcceptError, Stored};
+use crate::consensus::catchup::fill_gap;
+use crate::consensus::fanout::{proposal_for, LoadError, SubmitBlockReply};
+use crate::consensus::finality::{apply_certificate, FinalityStepError};
+use crate::problem::{ErrorCode, Problem};
 use crate::state::AppState;
-use crate::validator::accept::{accept, vote, AcceptError, Stored};
-use crate::validator::catchup::fill_gap;
-use crate::validator::fanout::{proposal_for, LoadError, SubmitBlockReply};
-use crate::validator::finality::{apply_certificate, FinalityStepError};
 
 #[utoipa::path(post, path = "/api/consensus/submit-block", tag = "consensus",
     request_body(content = Object, description = "{\"block\": block, \"attestations\": [poi-1.0 attestation, ...]}"),
     responses((status = 200, body = SubmitBlockReply), (status = 400), (status = 403),
         (status = 409, description = "unknown_parent (this node is catching up), equivocation or duplicate_nonce")))]
-pub async fn submit_block(
+pub(crate) async fn submit_block(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<SubmitBlockReply>, Problem> {
     let proposal: Arc<Proposal> = Arc::new(parse_json(&body)?);
     let hash = proposal.block.hash;
-    let stored = match accept(&state, proposal.clone()).await {
+    let stored = match accept(&state.consensus, proposal.clone()).await {
         // Fetch what is missing from the proposer, then check the proposal again.
-        Err(AcceptError::UnknownParents(_)) => match fill_gap(&state).await {
-            Ok(_) => accept(&state, proposal).await,
+        Err(AcceptError::UnknownParents(_)) => match fill_gap(&state.consensus).await {
+            Ok(_) => accept(&state.consensus, proposal).await,
             Err(e) => {
                 tracing::debug!(error = %e, "could not fill the gap before a proposal");
-                state.network.catch_up.notify_one();
-                accept(&state, proposal).await
+                state.consensus.network.catch_up.notify_one();
+                accept(&state.consensus, proposal).await
             }
         },
         other => other,
     }
     .map_err(accept_problem)?;
-    let vote = vote(&state, &hash).await.map_err(finality_problem)?;
+    let vote = vote(&state.consensus, &hash)
+        .await
+        .map_err(finality_problem)?;
     Ok(Json(SubmitBlockReply {
         block_hash: hash,
         stored: match stored {
@@ -62,18 +63,15 @@ fn accept_problem(e: AcceptError) -> Problem {
             bizra_ledger::block::BlockError::Signature
             | bizra_ledger::block::BlockError::Unsigned
             | bizra_ledger::block::BlockError::ProposerKey,
-        )) => Problem::new(StatusCode::FORBIDDEN, "not_proposer", detail),
-        AcceptError::Invalid(_) => Problem::bad_request("invalid_proposal", detail),
-        AcceptError::Dag(_) => Problem::bad_request("invalid_block", detail),
-        AcceptError::UnknownParents(_) => {
-            Problem::new(StatusCode::CONFLICT, "unknown_parent", detail)
-        }
-        AcceptError::Equivocation { .. } => {
-            Problem::new(StatusCode::CONFLICT, "equivocation", detail)
-        }
-        AcceptError::NonceConflict(_) => {
-            Problem::new(StatusCode::CONFLICT, "duplicate_nonce", detail)
-        }
+        )) => Problem::new(ErrorCode::NotProposer, detail),
+        AcceptError::Invalid(_) => Problem::new(ErrorCode::InvalidProposal, detail),
+        AcceptError::Dag(_) => Problem::new(ErrorCode::InvalidBlock, detail),
+        AcceptError::UnknownParents(_) => Problem::new(ErrorCode::UnknownParent, detail),
+        AcceptError::Equivocation { .. } => Problem::new(ErrorCode::Equivocation, detail),
+        AcceptError::NonceConflict(_) => Problem::new(
+            ErrorCode::Rule(bizra_ledger::attestation::RuleCode::DuplicateNonce),
+            detail,
+        ),
         AcceptError::Store(e) => e.into(),
         AcceptError::Stopped => Problem::unavailable(detail),
     }
@@ -83,33 +81,35 @@ fn finality_problem(e: FinalityStepError) -> Problem {
     let detail = e.to_string();
     match e {
         FinalityStepError::UnknownBlock(_) => Problem::not_found(detail),
-        FinalityStepError::Invalid(_) => Problem::bad_request("invalid_qc", detail),
+        FinalityStepError::Invalid(_) => Problem::new(ErrorCode::InvalidQc, detail),
         FinalityStepError::Store(e) => e.into(),
     }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct QcAccepted {
-    pub block_hash: String,
-    pub finalized: bool,
+pub(crate) struct QcAccepted {
+    pub(crate) block_hash: String,
+    pub(crate) finalized: bool,
     /// Blocks this certificate finalized here (0 when they already were).
-    pub newly_final: usize,
+    pub(crate) newly_final: usize,
 }
 
 #[utoipa::path(post, path = "/api/consensus/qc", tag = "consensus",
     request_body(content = Object, description = "{\"block_hash\", \"votes\": [{validator_id, signature}], \"weight\", \"total_weight\"}"),
     responses((status = 200, body = QcAccepted), (status = 400), (status = 404)))]
-pub async fn qc(
+pub(crate) async fn qc(
     State(state): State<AppState>,
     JsonBytes(body): JsonBytes,
 ) -> Result<Json<QcAccepted>, Problem> {
     let qc: QuorumCertificate = parse_json(&body)?;
-    let newly = apply_certificate(&state, &qc).await.map_err(|e| {
-        if matches!(e, FinalityStepError::UnknownBlock(_)) {
-            state.network.catch_up.notify_one();
-        }
-        finality_problem(e)
-    })?;
+    let newly = apply_certificate(&state.consensus, &qc)
+        .await
+        .map_err(|e| {
+            if matches!(e, FinalityStepError::UnknownBlock(_)) {
+                state.consensus.network.catch_up.notify_one();
+            }
+            finality_problem(e)
+        })?;
     Ok(Json(QcAccepted {
         block_hash: qc.block_hash.to_hex(),
         finalized: true,
@@ -120,14 +120,14 @@ pub async fn qc(
 #[utoipa::path(get, path = "/api/consensus/block/{hash}/proposal", tag = "consensus",
     params(("hash" = String, Path, description = "block hash (64 hex)")),
     responses((status = 200, description = "the block and its attestations, as submit-block takes them"), (status = 400), (status = 404)))]
-pub async fn proposal(
+pub(crate) async fn proposal(
     State(state): State<AppState>,
     HashPath(hash): HashPath,
 ) -> Result<Json<Proposal>, Problem> {
-    if hash == state.genesis_block.hash {
+    if hash == state.consensus.genesis_block.hash {
         return Err(Problem::not_found("the genesis block is not a proposal"));
     }
-    match proposal_for(&state, &hash).await {
+    match proposal_for(&state.consensus, &hash).await {
         Ok(p) => Ok(Json((*p).clone())),
         Err(LoadError::UnknownBlock(_)) => Err(Problem::not_found(format!("no block {hash}"))),
         Err(LoadError::Store(e)) => Err(e.into()),

@@ -28,7 +28,7 @@ use super::{attestations, consensus, events, health, p2p, proposals, validators}
     ),
     modifiers(&RateLimited),
 )]
-pub struct ApiDoc;
+pub(crate) struct ApiDoc;
 
 /// Adds the `429` answer to every operation the rate limiter covers, as
 /// `limit::classify` decides, so the document cannot drift from the middleware.
@@ -53,7 +53,7 @@ impl Modify for RateLimited {
             ];
             for (method, op) in ops {
                 let Some(op) = op else { continue };
-                if crate::limit::classify(&method, path).is_some() {
+                if super::rate_limit::classify(&method, path).is_some() {
                     op.responses
                         .responses
                         .insert("429".into(), answer.clone().into());
@@ -63,13 +63,13 @@ impl Modify for RateLimited {
     }
 }
 
-pub async fn openapi_json() -> Response {
+pub(crate) async fn openapi_json() -> Response {
     match ApiDoc::openapi().to_json() {
         Ok(text) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             text,
         )
             .into_response(),
-        Err(e) => super::problem::Problem::internal(e.to_string()).into_response(),
+        Err(e) => crate::problem::Problem::internal(e.to_string()).into_response(),
     }
 }
