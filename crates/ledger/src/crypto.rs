@@ -67,7 +67,7 @@ impl PublicKey {
     /// those R = identity, S = 0 verifies for every message: such a key proves nothing,
     /// so it may not attest, propose or vote. Signature checks themselves stay ZIP-215.
     ///
-    /// Keys that pass are remembered (see [`known_points`]): attesters sign many
+    /// Keys that pass are remembered (see `known_points`): attesters sign many
     /// attestations with one key, and decompressing it stood out in profiles of `/verify`.
     pub fn check_point(&self) -> Result<(), CryptoError> {
         if known_points::contains(&self.0) {

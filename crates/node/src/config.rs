@@ -559,4 +559,109 @@ mod tests {
             );
         }
     }
+
+    /// The default of the setting behind `--flag`, as the README's table states it, from
+    /// the settings in force when nothing is given; `None` where the node leaves it unset
+    /// or computes it.
+    fn default_of(flag: &str, c: &Config, pg: &bizra_store::PgConfig) -> Option<String> {
+        let rl = c
+            .rate_limit
+            .as_ref()
+            .expect("rate limiting is on by default");
+        let ms = |d: Duration| d.as_millis().to_string();
+        Some(match flag {
+            "listen" => c.listen.to_string(),
+            "data-dir" => c.data_dir.display().to_string(),
+            "slot-ms" => ms(c.slot),
+            "max-block-attestations" => c.max_block_attestations.to_string(),
+            "request-timeout-ms" => ms(c.request_timeout),
+            "max-concurrent-requests" => c.max_concurrent_requests.to_string(),
+            "cache-l1-bytes" => c.cache_l1_bytes.to_string(),
+            "log" => c.log.clone(),
+            "log-format" => format!("{:?}", c.log_format).to_lowercase(),
+            "redis-timeout-ms" => ms(c.redis_timeout),
+            "rate-limit" => "on".into(),
+            "rate-read-per-s" => rl.read.per_second.to_string(),
+            "rate-read-burst" => rl.read.burst.to_string(),
+            "rate-submit-per-s" => rl.submit.per_second.to_string(),
+            "rate-submit-burst" => rl.submit.burst.to_string(),
+            "rate-admin-per-s" => rl.admin.per_second.to_string(),
+            "rate-admin-burst" => rl.admin.burst.to_string(),
+            "db-acquire-timeout-ms" => ms(pg.acquire_timeout),
+            "db-statement-timeout-ms" => ms(pg.statement_timeout),
+            "db-pgbouncer" => pg.pgbouncer.to_string(),
+            "peer-timeout-ms" => ms(c.peer_call_timeout),
+            "peer-breaker-open-ms" => ms(c.peer_breaker_open),
+            "config" | "genesis" | "redis-url" | "redis-prefix" | "trusted-proxies"
+            | "database-url" | "database-schema" | "db-pool-size" | "peers" => return None,
+            other => panic!("the test does not know --{other}: add it to default_of"),
+        })
+    }
+
+    #[test]
+    fn the_readme_table_is_the_settings_with_their_defaults() {
+        use clap::Args as _;
+        let readme = include_str!("../../../README.md");
+        // `| `--flag` | `NODE0_X` | default |`
+        let rows: Vec<(String, String, String)> = readme
+            .lines()
+            .filter(|l| l.starts_with("| `--"))
+            .map(|l| {
+                let cells: Vec<&str> = l.trim_matches('|').split('|').map(str::trim).collect();
+                assert_eq!(cells.len(), 3, "a row of three cells: {l}");
+                let unquote = |c: &str| c.trim_matches('`').to_owned();
+                (
+                    unquote(cells[0]).trim_start_matches("--").to_owned(),
+                    unquote(cells[1]),
+                    cells[2].to_owned(),
+                )
+            })
+            .collect();
+        assert!(!rows.is_empty(), "the README has no configuration table");
+
+        let defaults = ConfigArgs::default();
+        let c = defaults.resolve().unwrap();
+        let pg = ConfigArgs {
+            database_url: Some("postgres://u@h/db".into()),
+            ..defaults
+        }
+        .resolve()
+        .unwrap()
+        .database
+        .unwrap();
+
+        let cmd = ConfigArgs::augment_args(clap::Command::new("node0"));
+        let mut flags = Vec::new();
+        for arg in cmd.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            flags.push(long.to_owned());
+            let env = arg
+                .get_env()
+                .and_then(|e| e.to_str())
+                .unwrap_or_else(|| panic!("--{long} has no environment variable"));
+            let row = rows
+                .iter()
+                .find(|(flag, _, _)| flag == long)
+                .unwrap_or_else(|| panic!("--{long} is missing from the README's table"));
+            assert_eq!(row.1, env, "--{long}: the README names another variable");
+            match default_of(long, &c, &pg) {
+                Some(want) => assert!(
+                    row.2.starts_with(&format!("`{want}`")),
+                    "--{long}: the default is `{want}`, the README says {:?}",
+                    row.2
+                ),
+                None => assert!(
+                    !row.2.starts_with('`'),
+                    "--{long} has no fixed default, the README states one: {:?}",
+                    row.2
+                ),
+            }
+        }
+        for (flag, _, _) in &rows {
+            assert!(
+                flags.contains(flag),
+                "the README names --{flag}, which does not exist"
+            );
+        }
+    }
 }

@@ -5,7 +5,7 @@
 //! `NODE0_TEST_DATABASE_URL` (or `NODE0_TEST_REDIS_URL`), the first test that asks starts a
 //! private server from the installed binaries, on a free port in a temporary directory,
 //! once per test process; it stops, and its directory is removed, when the process ends,
-//! however it ends ([`watchdog`]). With the variable set, tests use that server.
+//! however it ends (the `watchdog` module). With the variable set, tests use that server.
 //!
 //! Where the binaries are missing, every test that needs them fails at once with one line
 //! naming the package to install.

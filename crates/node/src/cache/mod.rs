@@ -6,7 +6,7 @@
 //! - **views** of the head (tipset, status, stats): a 60 s TTL, and dropped whenever a
 //!   block lands so that readers see the new head at once.
 //!
-//! Bodies of 1 KiB or more are stored compressed ([`codec`]) and sent as stored to
+//! Bodies of 1 KiB or more are stored compressed (`bizra_wire::Codec`) and sent as stored to
 //! clients that accept the codec. The first client that does not accept it costs one
 //! decompression; the entry then keeps its identity body too (weighed against the
 //! budget like the rest), so that such clients are not served a decompression per hit.
@@ -256,7 +256,7 @@ impl ResponseCache {
         self.put(key, value, false)
     }
 
-    /// [`Self::put_json`]; with `keep_identity`, a compressed entry keeps its identity
+    /// Stores `value` under `key`; with `keep_identity`, a compressed entry keeps its identity
     /// body as well (as [`Self::serve`] would after the first such request).
     fn put<T: serde::Serialize>(
         &self,

@@ -83,8 +83,8 @@ impl Gcra {
     }
 }
 
-/// [`Gcra::decide`] inside Redis, on Redis's clock (shared by all replicas).
-/// KEYS[1]: the client's TAT key; ARGV[1]: `T` in µs; ARGV[2]: burst.
+/// The GCRA step (`Gcra::decide` in the tests) inside Redis, on Redis's clock (shared by
+/// all replicas). `KEYS[1]`: the client's TAT key; `ARGV[1]`: `T` in µs; `ARGV[2]`: burst.
 /// Returns `{allowed, remaining, reset_us, retry_after_us}`. The TAT is written with
 /// `%.0f`: Lua's default number format would round microsecond timestamps.
 pub(crate) const SCRIPT: &str = r#"

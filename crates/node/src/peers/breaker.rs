@@ -94,9 +94,9 @@ pub(crate) struct Rejected {
     pub(crate) retry_after: Duration,
 }
 
-/// Leave to make one call. Pass it back to [`Breaker::record`] with the outcome, or to
-/// [`Breaker::forget`] if the call ended without one. Dropping it unused acts like
-/// `forget`, so a lost permit never holds a half-open probe slot.
+/// Leave to make one call. Pass it back to [`Breaker::record`] with the outcome, or drop
+/// it if the call ended without one (cancelled because a quorum was reached elsewhere):
+/// that frees its half-open probe slot and counts nothing.
 pub(crate) struct Permit {
     inner: Arc<Mutex<Inner>>,
     /// The half-open period this permit is a probe of; `None` for a call made while

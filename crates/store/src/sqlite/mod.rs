@@ -1,7 +1,7 @@
 //! The embedded store: one SQLite file in WAL mode (SPEC §5.4).
 //!
 //! - **One writer.** One thread owns the only read-write connection and runs every write
-//!   transaction whole ([`write_thread`]), so SQLite never answers `SQLITE_BUSY` between
+//!   transaction whole (`write_thread`), so SQLite never answers `SQLITE_BUSY` between
 //!   our own writers, and `seq` values are handed out in commit order (the cursor
 //!   guarantee). Writes use rusqlite on that thread; reads use sqlx's async pool.
 //! - **Readers.** A pool of read-only connections. In WAL mode they read the last

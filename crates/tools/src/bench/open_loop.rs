@@ -319,7 +319,7 @@ mod tests {
     fn demand_counts_one_kind() {
         let s = Schedule::new(100.0, Duration::from_secs(1));
         let kind_of = |i: u64| {
-            if i % 20 == 0 {
+            if i.is_multiple_of(20) {
                 Kind::AttestationSubmit
             } else {
                 Kind::AttestationGet
