@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Independent check of the BIZRA Node0 test vectors (SPEC §9), written from the spec, not
-from the Rust code.
+"""Independent check of the BIZRA Node0 test vectors (docs/protocol.md §9), written
+independently of the Rust code.
 
     python check.py               # check every vector file next to this script
     python check.py --self-test   # also show that a changed byte makes the check fail
@@ -9,8 +9,8 @@ from the Rust code.
 Recomputes, in Python:
   * attestations.json: the canonical bytes (rfc8785 of the attestation with
     signature.sig_base16 = ""), the BLAKE3 digest, the signing message, the signature
-    verdict, and the validation outcome (SPEC §2.3 rules 1-13, a strict schema check for
-    raw bodies);
+    verdict, and the validation outcome (docs/protocol.md §2.3 rules 1-13, a strict schema
+    check for raw bodies);
   * merkle.json: every root and every inclusion proof (RFC 9162 with BLAKE3), and verifies
     each proof with the algorithm of RFC 9162 §2.1.3.2;
   * blocks.json: the genesis file digest, the genesis block, every block hash (rfc8785 of
@@ -272,7 +272,7 @@ def verify_inclusion(index: int, size: int, leaf: bytes, path: list[bytes], root
 
 
 # -----------------------------------------------------------------------------------------
-# Attestations: strict schema and the rules of SPEC §2.3
+# Attestations: strict schema and the rules of docs/protocol.md §2.3
 # -----------------------------------------------------------------------------------------
 
 MAX_SAFE = 2**53 - 1
@@ -421,7 +421,7 @@ def impact_score(dims: dict, weights: dict) -> float:
 
 
 def rules(a, network, now: dt.datetime, prior) -> str:
-    """SPEC §2.3, in order; the first failure is returned, or "valid"."""
+    """docs/protocol.md §2.3, in order; the first failure is returned, or "valid"."""
     if a["version"] != "poi-1.0":
         return "invalid_version"
     if a["anchor"]["chain_id"] != network["chain_id"]:
@@ -662,7 +662,7 @@ def check_weights_top(doc):
     ]:
         c = refs[name]
         same(f"{name} inputs", (c["impact"], c["rep_score"], c["stake_bond"]), args)
-        same(f"{name} (SPEC §2.4)", c["expected"], want)
+        same(f"{name} (docs/protocol.md §2.4)", c["expected"], want)
 
 
 def check_signature_case(doc, c):

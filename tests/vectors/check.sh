@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks the SPEC §9 test vectors from Python: creates .venv/vectors at the workspace
-# root (gitignored), installs tests/vectors/requirements.txt quietly, runs check.py.
+# Checks the docs/protocol.md §9 test vectors from Python: creates .venv/vectors at the
+# workspace root (gitignored), installs tests/vectors/requirements.txt quietly, runs
+# check.py.
 # Extra arguments go to check.py (e.g. --self-test).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

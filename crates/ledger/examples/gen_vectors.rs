@@ -1,4 +1,5 @@
-//! Writes the test vectors of SPEC §9 into a directory (default `tests/vectors`):
+//! Writes the test vectors of docs/protocol.md §9 into a directory (default
+//! `tests/vectors`):
 //!
 //! ```text
 //! cargo run -p bizra-ledger --example gen_vectors -- tests/vectors
@@ -857,7 +858,7 @@ fn attestations() -> Attestations {
         }));
     }
     let file = json!({
-        "about": "poi-1.0 attestation vectors (SPEC §2.2, §2.3). Each case is checked at `now` on `network` with an empty nonce store, except where `prior` names the attestation already stored under the same key and nonce. canonical = RFC 8785 of the attestation with signature.sig_base16 = \"\"; digest = BLAKE3(canonical); signing message = b\"bizra/poi/v1\" ‖ digest (32 bytes); signature_valid = Ed25519 (ZIP-215) verdict of `signature` by `pubkey` over the signing message (null when either does not parse); expected = \"valid\" or the first failing rule's code. Cases with `body` are raw request bodies: expected is \"schema\" or \"invalid_json\" with the field path (for a syntax error, the path where this library's streaming parser stopped; other implementations need only agree on the kind).",
+        "about": "poi-1.0 attestation vectors (docs/protocol.md §2.2, §2.3). Each case is checked at `now` on `network` with an empty nonce store, except where `prior` names the attestation already stored under the same key and nonce. canonical = RFC 8785 of the attestation with signature.sig_base16 = \"\"; digest = BLAKE3(canonical); signing message = b\"bizra/poi/v1\" ‖ digest (32 bytes); signature_valid = Ed25519 (ZIP-215) verdict of `signature` by `pubkey` over the signing message (null when either does not parse); expected = \"valid\" or the first failing rule's code. Cases with `body` are raw request bodies: expected is \"schema\" or \"invalid_json\" with the field path (for a syntax error, the path where this library's streaming parser stopped; other implementations need only agree on the kind).",
         "now": NOW,
         "network": {
             "chain_id": net.chain_id,
@@ -899,7 +900,7 @@ fn merkle_vectors() -> Value {
         })
         .collect();
     json!({
-        "about": "RFC 9162 Merkle trees with BLAKE3 (SPEC §3.2): leaf = H(0x00 ‖ digest), node = H(0x01 ‖ left ‖ right), split at the largest power of two smaller than n, empty root = H(\"\"). leaves[i] = BLAKE3(i as 4-byte big-endian); the tree of size n is over leaves[0..n]. proofs[i] is the audit path of leaf i, bottom to top (RFC 9162 §2.1.3.1).",
+        "about": "RFC 9162 Merkle trees with BLAKE3 (docs/protocol.md §3.2): leaf = H(0x00 ‖ digest), node = H(0x01 ‖ left ‖ right), split at the largest power of two smaller than n, empty root = H(\"\"). leaves[i] = BLAKE3(i as 4-byte big-endian); the tree of size n is over leaves[0..n]. proofs[i] is the audit path of leaf i, bottom to top (RFC 9162 §2.1.3.1).",
         "leaves": leaves.iter().map(Hash32::to_hex).collect::<Vec<_>>(),
         "empty_root": merkle::root(&[]).to_hex(),
         "trees": trees,
@@ -1033,7 +1034,7 @@ fn blocks(valid_digests: &[Hash32]) -> Value {
         made.push((name.to_string(), b));
     }
     json!({
-        "about": "Genesis and blocks (SPEC §3.1). Block hash = BLAKE3(RFC 8785 of the header); the proposer signs b\"bizra/block/v1\" ‖ hash (32 bytes); header.proposer = BLAKE3(proposer public key bytes); att_root = Merkle root (merkle.json rules) of attestation_ids, which are digests of valid cases of attestations.json; height = 1 + max parent height. The genesis block: height 0, no parents, att_root = H(\"\"), att_count 0, proposer = BLAKE3(RFC 8785 of the genesis file), timestamp_ms = genesis_time, unsigned.",
+        "about": "Genesis and blocks (docs/protocol.md §3.1). Block hash = BLAKE3(RFC 8785 of the header); the proposer signs b\"bizra/block/v1\" ‖ hash (32 bytes); header.proposer = BLAKE3(proposer public key bytes); att_root = Merkle root (merkle.json rules) of attestation_ids, which are digests of valid cases of attestations.json; height = 1 + max parent height. The genesis block: height 0, no parents, att_root = H(\"\"), att_count 0, proposer = BLAKE3(RFC 8785 of the genesis file), timestamp_ms = genesis_time, unsigned.",
         "genesis": {
             "file": genesis,
             "file_canonical": String::from_utf8(to_canonical_bytes(&genesis).expect("canonical genesis")).expect("UTF-8"),
@@ -1136,7 +1137,7 @@ fn weights() -> Value {
         })
         .collect();
     json!({
-        "about": "SPEC §2.4. effective_weight = ⌊100 + 10·impact + 0.05·rep_score + 0.02·√stake_bond⌋ in IEEE doubles, evaluated left to right (raw is the value before the floor; rep_score and stake_bond are converted to the nearest double), 0 when not positive, saturating at 2^64 − 1. impact = Σ dimᵢ·weightᵢ over the dimensions in name order (UTF-8 byte order), starting from 0, a dimension without a weight counting 0.",
+        "about": "docs/protocol.md §2.4. effective_weight = ⌊100 + 10·impact + 0.05·rep_score + 0.02·√stake_bond⌋ in IEEE doubles, evaluated left to right (raw is the value before the floor; rep_score and stake_bond are converted to the nearest double), 0 when not positive, saturating at 2^64 − 1. impact = Σ dimᵢ·weightᵢ over the dimensions in name order (UTF-8 byte order), starting from 0, a dimension without a weight counting 0.",
         "effective_weight": effective,
         "impact_score": impacts,
     })
@@ -1466,7 +1467,7 @@ fn signatures() -> Value {
         })
         .collect();
     json!({
-        "about": "Ed25519 edge cases for ZIP-215 verification (SPEC §2.2): crate::crypto::verify's verdict on (pubkey, signature, message). Keys and R may be non-canonical encodings (y ≥ p, or x = 0 with the sign bit set) and small-order or mixed-order points; S must be < ℓ; the cofactored equation [8][S]B = [8]R + [8][k]A with k = SHA-512(R ‖ A ‖ M) mod ℓ over the encodings as given. expected: valid | bad_signature | pubkey_not_on_curve. The same verdict must come out of crate::crypto::verify_batch wherever the case sits in a batch.",
+        "about": "Ed25519 edge cases for ZIP-215 verification (docs/protocol.md §2.2): crate::crypto::verify's verdict on (pubkey, signature, message). Keys and R may be non-canonical encodings (y ≥ p, or x = 0 with the sign bit set) and small-order or mixed-order points; S must be < ℓ; the cofactored equation [8][S]B = [8]R + [8][k]A with k = SHA-512(R ‖ A ‖ M) mod ℓ over the encodings as given. expected: valid | bad_signature | pubkey_not_on_curve. The same verdict must come out of crate::crypto::verify_batch wherever the case sits in a batch.",
         "cases": out,
     })
 }

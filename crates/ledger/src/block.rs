@@ -1,4 +1,4 @@
-//! Block headers, block hashes and proposer signatures (SPEC §3.1).
+//! Block headers, block hashes and proposer signatures (docs/protocol.md §3.1).
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,5 @@
-//! The block DAG (SPEC §3.3): insertion with every structural check, tips, ancestors.
+//! The block DAG (docs/protocol.md §3.3): insertion with every structural check, tips,
+//! ancestors.
 //!
 //! The DAG holds headers only; attestation ids live in the store. Signatures are not
 //! checked here, since that needs the validator registry: callers check the proposer

@@ -1,6 +1,6 @@
-//! Weighted finality (SPEC §3.4): votes accumulate per block; a block is final when its
-//! voters hold ≥ 2/3 of the active weight, and finalizing a block finalizes every
-//! ancestor. The finalized set only grows.
+//! Weighted finality (docs/protocol.md §3.4, §3.6): votes accumulate per block; a block is
+//! final when its voters hold ≥ 2/3 of the active weight, and finalizing a block finalizes
+//! every ancestor. The finalized set only grows.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 

@@ -1,4 +1,5 @@
-//! The genesis file and the genesis block every node derives from it (SPEC §3.1).
+//! The genesis file and the genesis block every node derives from it (docs/protocol.md
+//! §3.1).
 
 use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;

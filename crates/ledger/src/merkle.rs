@@ -1,5 +1,5 @@
-//! RFC 9162 Merkle trees with BLAKE3 (SPEC §3.2): roots, inclusion proofs, and their
-//! verification by a client that does not trust the node.
+//! RFC 9162 Merkle trees with BLAKE3 (docs/protocol.md §3.2): roots, inclusion proofs, and
+//! their verification by a client that does not trust the node.
 
 use serde::{Deserialize, Serialize};
 

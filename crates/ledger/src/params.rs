@@ -1,4 +1,5 @@
-//! Protocol constants (SPEC §3.5) and the network identity attestations anchor to.
+//! Protocol constants (docs/protocol.md §11) and the network identity attestations anchor
+//! to.
 
 use serde::{Deserialize, Serialize};
 

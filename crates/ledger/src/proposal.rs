@@ -1,6 +1,6 @@
-//! A block proposal as the proposer sends it to the other validators (SPEC §3.4, §4
-//! `submit-block`): the signed block, the attestations it places in block order, and the
-//! registry entries it includes. Everything here is checkable without the DAG; parents
+//! A block proposal as the proposer sends it to the other validators (docs/protocol.md
+//! §4.2, `submit-block`): the signed block, the attestations it places in block order, and
+//! the registry entries it includes. Everything here is checkable without the DAG; parents
 //! and height are the DAG's, and entries are judged by the registry when applied.
 
 use std::collections::HashSet;
@@ -21,8 +21,8 @@ pub struct Proposal {
     pub block: Block,
     pub attestations: Vec<Attestation>,
     /// Registry entries (register, exit, slash) the block includes, in the order they
-    /// apply. The header does not commit to them (its fields are fixed by SPEC §3.1);
-    /// each entry carries its own signature or evidence.
+    /// apply. The header does not commit to them (header version 1 has no field for them,
+    /// docs/protocol.md §3.1); each entry carries its own signature or evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entries: Vec<RegistryEntry>,
 }

@@ -1,4 +1,4 @@
-//! Votes and quorum certificates (SPEC §3.4).
+//! Votes and quorum certificates (docs/protocol.md §3.4).
 
 use serde::{Deserialize, Serialize};
 

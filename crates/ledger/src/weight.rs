@@ -1,4 +1,4 @@
-//! Impact score and effective validator weight (SPEC §2.4).
+//! Impact score and effective validator weight (docs/protocol.md §2.4).
 
 use crate::attestation::types::NumberMap;
 

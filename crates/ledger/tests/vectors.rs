@@ -1,6 +1,6 @@
-//! The test vectors of SPEC §9 (`tests/vectors/*.json` at the workspace root), checked
-//! field by field against the library, plus the single-versus-batch verdict check of
-//! SPEC §2.2 over the adversarial signatures.
+//! The test vectors of docs/protocol.md §9 (`tests/vectors/*.json` at the workspace root),
+//! checked field by field against the library, plus the single-versus-batch verdict check
+//! of docs/protocol.md §2.2 over the adversarial signatures.
 //!
 //! Regenerate the files with
 //! `cargo run -p bizra-ledger --example gen_vectors -- tests/vectors`;
@@ -165,7 +165,7 @@ fn attestation_vectors() {
         let stored = att.to_canonical_json().expect("canonical json");
         assert_eq!(Attestation::from_json(&stored).expect("round trip"), att);
     }
-    // Every rule code of SPEC §2.3 has a vector, and so do both parse failures.
+    // Every rule code of docs/protocol.md §2.3 has a vector, and so do both parse failures.
     for code in attestation::RuleCode::ALL {
         assert!(codes_seen.contains(code.as_str()), "no vector for {code}");
     }
@@ -345,7 +345,7 @@ fn weight_vectors() {
         let c = cases(&file, "effective_weight")
             .iter()
             .find(|c| c["name"] == name)
-            .expect("SPEC §2.4 reference value present");
+            .expect("docs/protocol.md §2.4 reference value present");
         assert_eq!(c["expected"], want);
     }
     for c in cases(&file, "impact_score") {
@@ -364,7 +364,7 @@ fn weight_vectors() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Adversarial signatures: single and batch verdicts agree (SPEC §2.2)
+// Adversarial signatures: single and batch verdicts agree (docs/protocol.md §2.2)
 // ---------------------------------------------------------------------------------------
 
 struct SigCase {

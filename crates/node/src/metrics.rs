@@ -1,4 +1,4 @@
-//! Prometheus metrics (SPEC §6.3): one registry, typed families, rendered on `/metrics`.
+//! Prometheus metrics: one registry, typed families, rendered on `/metrics`.
 
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;

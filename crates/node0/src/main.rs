@@ -17,7 +17,7 @@ mod testnet;
 
 /// mimalloc instead of the system allocator: the request path allocates many small,
 /// short-lived buffers across threads, and glibc's malloc and free stood out in the
-/// node's profiles (BENCHMARKS.md, "CPU per request, build by build").
+/// node's profiles (bench/history/2026-11-29-second-day.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -35,8 +35,8 @@ struct Cli {
 /// The node the client tools talk to unless told otherwise: `node0 serve`'s default.
 const DEFAULT_NODE_URL: &str = "http://127.0.0.1:8080";
 
-/// The node a client tool talks to, given either way: `smoke URL` (as the issue and the
-/// README name it) or `--url URL` (as `bench` and `attest` take it).
+/// The node a client tool talks to, given either way: `smoke URL` (as the README names
+/// it) or `--url URL` (as `bench` and `attest` take it).
 #[derive(clap::Args, Debug)]
 struct NodeUrl {
     /// Base URL of the node.
@@ -76,8 +76,8 @@ enum Command {
         #[arg(long, default_value_t = 30)]
         finality_timeout_s: u64,
     },
-    /// Load generator and quality gates (SPEC §7): open model (constant arrival rate) or
-    /// closed loop; exits 2 when a gate fails.
+    /// Load generator and quality gates (`bench/gates.toml`): open model (constant arrival
+    /// rate) or closed loop; exits 2 when a gate fails.
     Bench(bizra_tools::bench::BenchArgs),
     /// Compress a ~612 KiB page of real signed attestations with each codec and level;
     /// print sizes, reductions, speeds, round-trip checks and the cache's codec as JSON.

@@ -1,5 +1,5 @@
-//! `node0 testnet` (SPEC §6.4): a local network of N validators, one complete data
-//! directory per node (key, the shared genesis, a config with its port and its peers),
+//! `node0 testnet` (README.md shows its use): a local network of N validators, one complete
+//! data directory per node (key, the shared genesis, a config with its port and its peers),
 //! so that each node also runs alone with `NODE0_DATA_DIR=DIR/node-i node0 serve`.
 
 use std::fs;

@@ -5,7 +5,7 @@
 //! - [`Store`] is the interface every backend implements. Its methods return
 //!   `impl Future + Send` (stable return-position `impl Trait` in traits), so generic code
 //!   can `tokio::spawn` them and no call is boxed or dynamically dispatched.
-//! - [`SqliteStore`] is the embedded backend (SPEC §5.4): one file, WAL, one writer
+//! - [`SqliteStore`] is the embedded backend: one file, WAL, one writer
 //!   connection, a pool of read-only readers.
 //! - [`PostgresStore`] is the shared backend: one pool, the same tables, usable by several
 //!   node replicas at once.
@@ -76,7 +76,7 @@ pub trait Store: Send + Sync + 'static {
 
     // --- attestations ---
 
-    /// Stores a batch in one transaction (the group commit of SPEC §5.2); one outcome per
+    /// Stores a batch in one transaction (the node's group commit); one outcome per
     /// item, in order. Duplicates inside the batch are judged against the items before
     /// them. Returns after the commit is durable.
     fn insert_attestations(

@@ -69,7 +69,7 @@ pub enum InsertOutcome {
     DuplicateNonce { existing_digest: Hash32 },
 }
 
-/// The life of an attestation (SPEC §2.5).
+/// The life of an attestation (docs/protocol.md §2.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AttestationStatus {
@@ -152,8 +152,8 @@ pub enum IdentityCheck {
     Matches,
 }
 
-/// A validator-registry ledger entry (registration, exit, slashing; SPEC §3.5). The body
-/// is opaque here: the registry types own its meaning.
+/// A validator-registry ledger entry (registration, exit, slashing; docs/protocol.md §3.5).
+/// The body is opaque here: the registry types own its meaning.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegistryEntry {
     pub seq: u64,

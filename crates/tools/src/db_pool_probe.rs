@@ -1,5 +1,5 @@
-//! `node0 db-pool-probe`: saturates the PostgreSQL store's connection pool (SPEC §5.4) and
-//! reports what waiting for a connection costs.
+//! `node0 db-pool-probe`: saturates the PostgreSQL store's connection pool and reports
+//! what waiting for a connection costs.
 //!
 //! It opens a real [`PostgresStore`] with the pool size and acquire timeout asked for and
 //! drives `--concurrency` tasks (default 4 × the pool) of real store operations against
@@ -61,7 +61,7 @@ const PRESIGN_PER_S: usize = 8_000;
 const PRESIGN_CAP: usize = 1_000_000;
 /// Error messages kept in the report, the first distinct ones.
 const ERROR_SAMPLES: usize = 5;
-/// The statement timeout the probe's store uses (the store's default, SPEC §5.4).
+/// The statement timeout the probe's store uses (the store's default).
 const STATEMENT_TIMEOUT: Duration = Duration::from_millis(7500);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]

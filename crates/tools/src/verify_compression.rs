@@ -4,8 +4,9 @@
 //! level the cache could use, checks every round trip, and reports sizes, reductions and
 //! speeds as JSON, with the codec the cache should use.
 //!
-//! The choice rule (issue 4): the cheapest codec whose reduction is within one point of
-//! Brotli q5's at ≥ 5× its compression speed, else the one with the best reduction.
+//! The choice rule (the "cache codec" gate of BENCHMARKS.md): the cheapest codec whose
+//! reduction is within one point of Brotli q5's at ≥ 5× its compression speed, else the one
+//! with the best reduction.
 
 use std::time::Instant;
 

@@ -5,7 +5,7 @@
 //! clients get the identity body. `node0 verify-compression` measures the codecs on a
 //! realistic payload and picks the cheapest one whose reduction is within one point of
 //! the best; on a page of signed attestations that is zstd level 1, with a better
-//! reduction than Brotli q5 and much faster (BENCHMARKS.md, "Cache codec"). It is the
+//! reduction than Brotli q5 and much faster (BENCHMARKS.md, "cache codec" row). It is the
 //! default.
 
 use std::io::{Read, Write};

@@ -1,4 +1,4 @@
-//! The validation rules of SPEC §2.3, in order; the first failure is reported.
+//! The validation rules of docs/protocol.md §2.3, in order; the first failure is reported.
 //!
 //! Rules 1–11 and the signature's format need nothing but the attestation, the network
 //! and the clock ([`check_rules`]). Rule 12, the signature itself, is separate so a node

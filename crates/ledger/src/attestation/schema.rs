@@ -159,8 +159,8 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-/// For `Option<T>` fields: absent is `None`, `null` is an error (SPEC §2.2: absent stays
-/// absent, never `null`), anything else must be a `T`.
+/// For `Option<T>` fields: absent is `None`, `null` is an error (docs/protocol.md §2.1: an
+/// optional member is absent or of its type, never `null`), anything else must be a `T`.
 pub(crate) fn non_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,

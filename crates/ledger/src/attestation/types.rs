@@ -1,4 +1,5 @@
-//! The `poi-1.0` attestation as it travels (SPEC §2.1), and its canonical bytes and digest.
+//! The `poi-1.0` attestation as it travels (docs/protocol.md §2.1), and its canonical bytes
+//! and digest.
 
 use std::collections::BTreeMap;
 
@@ -161,7 +162,8 @@ pub struct SignatureField {
 }
 
 impl Attestation {
-    /// The RFC 8785 bytes of the attestation with `sig_base16` set to `""` (SPEC §2.2).
+    /// The RFC 8785 bytes of the attestation with `sig_base16` set to `""`
+    /// (docs/protocol.md §2.2).
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, CanonicalError> {
         super::canonical::write(self, super::canonical::Signature::Blank)
     }

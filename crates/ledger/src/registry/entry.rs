@@ -185,8 +185,8 @@ impl ExitRequest {
 /// A change to the registry, included in a block. On the wire:
 /// `{"type": "register"|"exit"|"slash", ...fields}`.
 ///
-/// A slash entry carries only equivocation evidence: it is the one offense whose proof
-/// the spec defines, and it needs no signature because the evidence checks on its own.
+/// A slash entry carries only equivocation evidence: it is the one offense with a
+/// self-contained proof, and it needs no signature because the evidence checks on its own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 pub enum RegistryEntry {

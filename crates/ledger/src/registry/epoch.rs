@@ -1,4 +1,5 @@
-//! Slot and epoch arithmetic from the genesis time (SPEC §3.5: 2000 ms slots, 32 per epoch).
+//! Slot and epoch arithmetic from the genesis time (docs/protocol.md §3.5): 32 slots per
+//! epoch; the slot length is the caller's (the node's `slot_ms`, default 2000 ms).
 
 use crate::params::EPOCH_SLOTS;
 

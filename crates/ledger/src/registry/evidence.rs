@@ -1,4 +1,5 @@
-//! Equivocation evidence: two conflicting signed objects from one validator (SPEC §3.4).
+//! Equivocation evidence: two conflicting signed objects from one validator
+//! (docs/protocol.md §3.5).
 
 use serde::{Deserialize, Serialize};
 

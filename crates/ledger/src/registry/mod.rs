@@ -1,19 +1,20 @@
-//! The validator registry (SPEC §3.5): records, ledger entries, slashing, epochs.
+//! The validator registry (docs/protocol.md §3.5): records, ledger entries, slashing,
+//! epochs.
 //!
 //! Every node derives the same registry from the genesis file and the ledger entries in
 //! finalized order; nothing here reads a clock, so the caller passes the epoch in.
 //!
-//! Choices the spec leaves open:
+//! Choices made here (the resulting rules are in docs/protocol.md §3.5):
 //!
 //! - **Entries are bound to a chain and an epoch.** Registration and exit entries sign
 //!   `chain_id` and `epoch` besides their own fields and are accepted only in that epoch
 //!   on that chain, so an old entry cannot be replayed to pull a key back in or out of
 //!   the set. A node whose entry missed its epoch signs a new one.
 //! - **Only equivocation is slashed through a ledger entry.** It is the only offense with
-//!   a proof the spec defines (two conflicting signed objects), which any node can check
+//!   a self-contained proof (two conflicting signed objects), which any node can check
 //!   alone. FraudulentPoI, Censorship and KeyTheft have the penalties of the table in
 //!   [`Offense`] and [`Registry::apply_slash`], but no entry format: that needs an
-//!   authority decision (a quorum-signed verdict, say) which the spec does not define yet.
+//!   authority decision (a quorum-signed verdict, say) that the protocol does not define.
 //!   Each equivocation (offender, height) is punished once.
 //! - **Slashing a Slashed validator is refused** ([`RegistryError::AlreadySlashed`]), so the
 //!   second offense neither cuts again nor extends the quarantine. Evidence refused this way

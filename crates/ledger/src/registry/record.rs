@@ -1,4 +1,4 @@
-//! A validator's record in the registry and its status (SPEC §3.5).
+//! A validator's record in the registry and its status (docs/protocol.md §3.5).
 
 use serde::{Deserialize, Serialize};
 
@@ -81,8 +81,8 @@ impl ValidatorRecord {
         self.poi_weight_micro as f64 / 1e6
     }
 
-    /// ⌊100 + 10·impact + 0.05·rep + 0.02·√bond⌋ (SPEC §2.4), whatever the status; the
-    /// registry counts it only for the active set.
+    /// ⌊100 + 10·impact + 0.05·rep + 0.02·√bond⌋ (docs/protocol.md §2.4), whatever the
+    /// status; the registry counts it only for the active set.
     pub fn effective_weight(&self) -> u64 {
         weight::effective_weight(self.poi_weight(), self.rep_score, self.stake_bond)
     }

@@ -1,4 +1,5 @@
-//! The slashing table (SPEC §3.5) and its exact integer application to a record.
+//! The slashing table (docs/protocol.md §3.5) and its exact integer application to a
+//! record.
 
 use serde::{Deserialize, Serialize};
 
@@ -8,7 +9,7 @@ use crate::hash::Hash32;
 /// Factors are in basis points so that ⌊x·f⌋ is computed exactly.
 pub const BPS: u64 = 10_000;
 
-/// The offenses the spec punishes.
+/// The offenses of the slashing table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Offense {
     #[serde(rename = "equivocation")]

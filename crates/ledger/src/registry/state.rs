@@ -328,8 +328,8 @@ impl Registry {
     /// Slashes `id` for `offense` at `current_epoch` (which must be [`Registry::epoch`]).
     ///
     /// Equivocation reaches this through a checked slash entry. The other offenses have no
-    /// evidence format in the spec, so no ledger entry carries them; a node calls this only
-    /// on a decision every node makes alike (one recorded in the ledger), or the registries
+    /// evidence format, so no ledger entry carries them; a node calls this only on a
+    /// decision every node makes alike (one recorded in the ledger), or the registries
     /// diverge.
     ///
     /// A Slashed validator is refused with [`RegistryError::AlreadySlashed`]: its weight and

@@ -1,4 +1,4 @@
-//! The shared L2 tier of the response cache: Redis, behind L1 (SPEC §5.1).
+//! The shared L2 tier of the response cache: Redis, behind L1.
 //!
 //! An entry is the L1 entry as it is: the stored (compressed) body, its codec and its
 //! entity tag, in a small binary envelope, so a replica serves another's entry without
@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::redis_link::RedisLink;
 use bizra_wire::Codec;
 
-/// TTL of immutable entries in Redis (SPEC §5.1). Views use the L1 view TTL.
+/// TTL of immutable entries in Redis. Views use the L1 view TTL.
 pub(crate) const L2_TTL: Duration = Duration::from_secs(300);
 /// Writes waiting for the writer task; past it new writes are dropped.
 pub(crate) const WRITE_QUEUE: usize = 1024;

@@ -1,4 +1,4 @@
-//! The response cache (SPEC §5.1): serialized, compressed responses in memory (L1).
+//! The response cache: serialized, compressed responses in memory (L1).
 //!
 //! Two kinds of entries:
 //! - **immutable** objects (a finalized attestation or block): no TTL, strong `ETag`,

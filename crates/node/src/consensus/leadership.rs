@@ -1,7 +1,7 @@
-//! Which replica produces blocks when several share one PostgreSQL store (SPEC §5.4,
-//! issue 5): the one holding the store's `producer` lease. A background task renews it
-//! every [`RENEW_EVERY`] for [`LEASE_TTL`]; if the holder dies, its lease lapses and
-//! another replica takes it within about `LEASE_TTL + RENEW_EVERY`.
+//! Which replica produces blocks when several share one PostgreSQL store: the one holding
+//! the store's `producer` lease. A background task renews it every [`RENEW_EVERY`] for
+//! [`LEASE_TTL`]; if the holder dies, its lease lapses and another replica takes it within
+//! about `LEASE_TTL + RENEW_EVERY`.
 //!
 //! The holder counts itself leader only until `LEASE_TTL - SAFETY` after it *sent* its
 //! last successful renewal, so it stops producing before the database could hand the

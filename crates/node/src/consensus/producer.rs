@@ -1,4 +1,4 @@
-//! The block producer (SPEC §3.3–3.4): every slot, or as soon as
+//! The block producer (docs/protocol.md §3.3, §3.4): every slot, or as soon as
 //! `max_block_attestations` are pending, pack pending attestations into a block on the
 //! current tips, store it, vote for it as a validator and finalize it once the votes
 //! reach the threshold.

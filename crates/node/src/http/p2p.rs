@@ -1,5 +1,5 @@
 //! Peer status: every peer this node calls, with reachability, latency and its circuit
-//! breaker (SPEC §4, §5.3).
+//! breaker (`crate::peers`).
 
 use axum::extract::State;
 use axum::Json;

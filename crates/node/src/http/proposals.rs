@@ -1,5 +1,5 @@
-//! The validator network's routes (SPEC §4, §5.3): a proposal in, a vote out; a
-//! certificate in, finality marked; a stored block handed out as a proposal for a
+//! The validator network's routes (docs/protocol.md §4.2–§4.4): a proposal in, a vote out;
+//! a certificate in, finality marked; a stored block handed out as a proposal for a
 //! validator that is catching up.
 
 use std::sync::Arc;

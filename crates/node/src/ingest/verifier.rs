@@ -2,8 +2,8 @@
 //! (key, signature, message); one task takes everything queued (up to `max_batch`) as soon
 //! as a verification slot is free, checks the batch on the blocking pool, and answers each
 //! request. What arrives while every slot is busy waits for the next batch, so batches
-//! grow with the load and no request waits on a timer. (A gathering window of up to 2 ms,
-//! SPEC §5.2's bound, cost closed-loop submissions throughput: BENCHMARKS.md.)
+//! grow with the load and no request waits on a timer. (A gathering window of up to 2 ms
+//! cost closed-loop submission throughput: BENCHMARKS.md, decision log.)
 //!
 //! A batch of 64 costs about half as much per signature as single checks (BENCHMARKS.md),
 //! and verdicts are the same either way (ZIP-215, see `bizra_ledger::crypto`).

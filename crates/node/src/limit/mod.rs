@@ -1,4 +1,5 @@
-//! Rate limiting (SPEC §5.5): GCRA quotas per client address and route class.
+//! Rate limiting: GCRA quotas per client address and route class (README.md, "Rate
+//! limits").
 //!
 //! Without Redis the in-process limiter ([`local`]) decides. With Redis, one Lua script
 //! ([`gcra::SCRIPT`]) decides for all replicas in one round trip, against one TAT key

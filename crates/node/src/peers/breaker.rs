@@ -1,5 +1,5 @@
-//! A circuit breaker per peer validator (SPEC §5.3). Pure logic: no tasks, no timers,
-//! no I/O; every method takes the current time, so behaviour is deterministic in tests.
+//! A circuit breaker per peer validator. Pure logic: no tasks, no timers, no I/O; every
+//! method takes the current time, so behaviour is deterministic in tests.
 //!
 //! Closed, it counts call outcomes in a rolling window held as a fixed ring of time
 //! buckets, so memory stays constant however many calls are made. It opens when at
@@ -33,7 +33,7 @@ pub(crate) struct BreakerConfig {
 }
 
 impl Default for BreakerConfig {
-    /// SPEC §5.3: 50 % of at least 10 calls in 60 s; open 30 s; 3 probes, 3 to close.
+    /// 50 % of at least 10 calls in 60 s; open 30 s; 3 probes, 3 to close.
     fn default() -> BreakerConfig {
         BreakerConfig {
             window: Duration::from_secs(60),

@@ -1,6 +1,6 @@
-//! The retry policy for calls to peer validators (SPEC §5.3): at most 3 attempts with
-//! jittered 50 ms / 200 ms backoff, on connect and timeout errors only. An HTTP status
-//! is an answer, and a failure while reading or decoding a body may follow a request
+//! The retry policy for calls to peer validators: at most 3 attempts with jittered
+//! 50 ms / 200 ms backoff, on connect and timeout errors only. An HTTP status is an
+//! answer, and a failure while reading or decoding a body may follow a request
 //! the peer already acted on, so neither is ever retried.
 
 use std::future::Future;
@@ -21,7 +21,7 @@ pub(crate) struct RetryPolicy {
 }
 
 impl Default for RetryPolicy {
-    /// SPEC §5.3: 3 attempts, 50 ms then 200 ms, ±50 %.
+    /// 3 attempts, 50 ms then 200 ms, ±50 %.
     fn default() -> RetryPolicy {
         RetryPolicy {
             attempts: 3,

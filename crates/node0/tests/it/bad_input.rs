@@ -1,4 +1,4 @@
-//! The bad-input sweep of SPEC §8: every body a careless or hostile client can send, on
+//! The bad-input sweep: every body a careless or hostile client can send, on
 //! every route that takes a body, gets a 4xx problem: never a 5xx, a dropped connection
 //! or a hang, and the node keeps serving with its state intact.
 

@@ -1,6 +1,6 @@
-//! Refusals over HTTP: every validation code of SPEC §2.3, schema errors with their field
-//! path, every 4xx class of SPEC §4, and the 503s of the concurrency limit and the
-//! request timeout, each as RFC 9457 problem+json.
+//! Refusals over HTTP: every validation code of docs/protocol.md §2.3, schema errors with
+//! their field path, every 4xx class of the HTTP API, and the 503s of the concurrency limit
+//! and the request timeout, each as RFC 9457 problem+json.
 
 use crate::common::*;
 use bizra_ledger::attestation::types::Benchmarks;

@@ -1,4 +1,4 @@
-//! h2c (SPEC §5.6): a client that speaks HTTP/2 without TLS from its first byte ("prior
+//! h2c: a client that speaks HTTP/2 without TLS from its first byte ("prior
 //! knowledge") is served on the same port as HTTP/1.1, many requests at once on one
 //! connection, request bodies and compressed answers included.
 

@@ -1,4 +1,4 @@
-//! The validator network over real processes on loopback (issue 6): a 4-validator
+//! The validator network over real processes on loopback: a 4-validator
 //! testnet written by `node0 testnet --no-run`, each node a `node0 serve` on its own
 //! data directory, killed and restarted as the tests need.
 

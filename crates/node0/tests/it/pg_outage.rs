@@ -1,4 +1,4 @@
-//! PostgreSQL restarted under load (issue 5): during the outage requests fail with 503
+//! PostgreSQL restarted under load: during the outage requests fail with 503
 //! within the timeouts (never a hang, never a 500), the node recovers by itself, and no
 //! acknowledged attestation is lost.
 //!

@@ -1,8 +1,8 @@
-//! Validator registry entries over HTTP (SPEC §3.5): a signed registration is filed,
-//! included in the next block (Pending), activated at the next epoch boundary, and a
+//! Validator registry entries over HTTP (docs/protocol.md §3.5): a signed registration is
+//! filed, included in the next block (Pending), activated at the next epoch boundary, and a
 //! signed exit moves it to Exiting. With a second active validator that runs no node, the
-//! genesis validator alone holds half the weight: blocks stop finalizing, and the API
-//! shows why.
+//! genesis validator alone holds half the weight: blocks stop finalizing, and the API shows
+//! why.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! Two `node0 serve` replicas on one PostgreSQL schema (issue 5): one holds the producer
+//! Two `node0 serve` replicas on one PostgreSQL schema: one holds the producer
 //! lease and makes blocks, the other serves reads and accepts submissions and follows the
 //! chain from the store. The producer is killed mid-load; the other takes over, and every
 //! acknowledged attestation ends up in exactly one block.

@@ -1,5 +1,5 @@
-//! The PostgreSQL store (SPEC §5.4): the same tables and guarantees as the embedded one,
-//! shared by every replica of a node.
+//! The PostgreSQL store: the same tables and guarantees as the embedded one, shared by
+//! every replica of a node.
 //!
 //! - **One pool** of `2 × cores + 4` connections by default (at most 256); a caller waits
 //!   at most `acquire_timeout` for one, every statement at most `statement_timeout`, idle
@@ -48,7 +48,8 @@ pub const MAX_POOL_SIZE: u32 = 256;
 /// Called with how long each connection acquire waited (also for ones that timed out).
 pub type AcquireObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
-/// Settings of the PostgreSQL store. [`PgConfig::new`] gives the SPEC §5.4 defaults.
+/// Settings of the PostgreSQL store. [`PgConfig::new`] gives the defaults (the `--db-*`
+/// rows of README.md).
 #[derive(Clone)]
 pub struct PgConfig {
     /// `postgres://user@host:port/database?...`
@@ -98,8 +99,8 @@ impl PgConfig {
     }
 }
 
-/// `2 × cores + 4` (SPEC §5.4): enough to keep every core busy while as many connections
-/// wait on I/O, without the per-connection memory of a larger pool.
+/// `2 × cores + 4`: enough to keep every core busy while as many connections wait on
+/// I/O, without the per-connection memory of a larger pool.
 pub fn default_pool_size(cores: u32) -> u32 {
     (2 * cores + 4).min(MAX_POOL_SIZE)
 }

@@ -1,4 +1,4 @@
-//! Validator-registry ledger entries (SPEC §3.5), opaque JSON to the store.
+//! Validator-registry ledger entries (docs/protocol.md §3.5), opaque JSON to the store.
 
 use bizra_ledger::Hash32;
 use sqlx::postgres::PgRow;

@@ -1,4 +1,5 @@
-//! Votes (SPEC §3.4). Stored as received; their signatures are checked by the caller.
+//! Votes (docs/protocol.md §3.4). Stored as received; their signatures are checked by the
+//! caller.
 
 use bizra_ledger::vote::Vote;
 use bizra_ledger::Hash32;

@@ -112,8 +112,8 @@ fn misplaced(
 /// Attestations placed per write transaction. A block's placement rewrites each of its
 /// attestation rows; done in one transaction, a full block held the single writer long
 /// enough to stall every submission behind it (BENCHMARKS.md). In transactions of this
-/// size, group commits run between them; a group waits behind at most one, so this
-/// size sets the submit path's tail (BENCHMARKS.md, fifth sitting, compares sizes).
+/// size, group commits run between them; a group waits behind at most one, so this size
+/// sets the submit path's tail (bench/history/2026-11-29-fifth-sitting.md compares sizes).
 pub(super) const PLACE_PER_TRANSACTION: usize = 128;
 
 /// Places `ids` (starting at block index `first`) in `block`; an error when any of them

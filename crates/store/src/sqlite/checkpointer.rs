@@ -1,8 +1,8 @@
 //! Copies the WAL into the database file from a thread and connection of its own.
 //!
 //! SQLite's automatic checkpoint runs on the connection that commits, where it took a
-//! large share of the writer thread's time under a submit load (BENCHMARKS.md, fifth
-//! sitting).
+//! large share of the writer thread's time under a submit load
+//! (bench/history/2026-11-29-fifth-sitting.md).
 //! Passive checkpoints block neither the writer nor readers, so this thread runs one every
 //! [`CHECKPOINT_EVERY`]; the writer keeps a high automatic threshold as a backstop.
 
@@ -18,7 +18,7 @@ use crate::error::StoreError;
 /// How often the WAL is checkpointed. Under sustained writes a passive checkpoint
 /// rarely catches the writer idle, so the WAL is not restarted from its start; the
 /// writer's own checkpoint at its threshold (8192 pages, after a commit) is what
-/// restarts it, and bounds the file (BENCHMARKS.md, fifth sitting).
+/// restarts it, and bounds the file (bench/history/2026-11-29-fifth-sitting.md).
 pub(super) const CHECKPOINT_EVERY: Duration = Duration::from_millis(50);
 
 pub(super) struct Checkpointer {

@@ -1,4 +1,4 @@
-//! The embedded store: one SQLite file in WAL mode (SPEC §5.4).
+//! The embedded store: one SQLite file in WAL mode.
 //!
 //! - **One writer.** One thread owns the only read-write connection and runs every write
 //!   transaction whole (`write_thread`), so SQLite never answers `SQLITE_BUSY` between

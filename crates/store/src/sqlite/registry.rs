@@ -1,5 +1,6 @@
-//! Validator-registry ledger entries (SPEC §3.5), kept as opaque JSON: the registry rules
-//! live in the ledger crate, the store only orders entries and records their block.
+//! Validator-registry ledger entries (docs/protocol.md §3.5), kept as opaque JSON: the
+//! registry rules live in the ledger crate, the store only orders entries and records their
+//! block.
 
 use bizra_ledger::Hash32;
 use rusqlite::{params, Connection};

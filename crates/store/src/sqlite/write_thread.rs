@@ -4,9 +4,9 @@
 //!
 //! Why not sqlx for writes: sqlx runs each statement as a round trip between the caller's
 //! task and its connection's worker thread, and sends every returned row over a channel.
-//! During a group commit of a few statements the worker spent much of its time waiting
-//! for the next statement (BENCHMARKS.md, fourth sitting). Here a transaction is one
-//! hand-off each way.
+//! During a group commit of a few statements the worker spent much of its time waiting for
+//! the next statement (bench/history/2026-11-29-fourth-sitting.md). Here a transaction is
+//! one hand-off each way.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;

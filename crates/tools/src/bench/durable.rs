@@ -1,5 +1,5 @@
 //! `--verify-durable`: after the run, read back every attestation the node acknowledged
-//! with 201 (the issue requires every acknowledged attestation to be readable afterwards).
+//! with 201 (every acknowledged attestation must be readable afterwards).
 
 use futures::stream::{self, StreamExt};
 use serde::Serialize;

@@ -1,4 +1,4 @@
-//! `node0 bench`: the load generator and quality gates of SPEC §7.
+//! `node0 bench`: the load generator and the quality gates of `bench/gates.toml`.
 //!
 //! - open model (`--mode open --rate R`): constant arrival rate, latency from each
 //!   request's intended send time ([`open_loop`]);
