@@ -3,7 +3,7 @@
 
 use bizra_ledger::attestation::builder::Draft;
 use bizra_ledger::attestation::Attestation;
-use bizra_ledger::block::Block;
+use bizra_ledger::block::{Block, BlockContent};
 use bizra_ledger::crypto::{verify, verify_batch, BatchItem, Keypair};
 use bizra_ledger::dag::Dag;
 use bizra_ledger::genesis::Genesis;
@@ -116,11 +116,15 @@ fn dag_insert(c: &mut Criterion) {
     let mut blocks = Vec::new();
     for i in 0..1000u64 {
         let b = Block::propose(
-            dag.chain_id(),
-            dag.next_height(),
-            dag.next_parents(),
-            vec![Hash32::digest(&i.to_le_bytes())],
-            i,
+            BlockContent {
+                chain_id: dag.chain_id().into(),
+                epoch: 0,
+                height: dag.next_height(),
+                parents: dag.next_parents(),
+                attestation_ids: vec![Hash32::digest(&i.to_le_bytes())],
+                entry_ids: vec![],
+                timestamp_ms: i,
+            },
             &kp,
         )
         .expect("block");

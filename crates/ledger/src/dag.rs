@@ -261,7 +261,7 @@ pub(crate) mod tests {
             .max()
             .unwrap()
             + 1;
-        Block::propose(
+        propose(
             dag.chain_id(),
             height,
             parents,
@@ -270,6 +270,28 @@ pub(crate) mod tests {
             &Keypair::from_seed([1; 32]),
         )
         .unwrap()
+    }
+
+    fn propose(
+        chain_id: &str,
+        height: u64,
+        parents: Vec<Hash32>,
+        attestation_ids: Vec<Hash32>,
+        timestamp_ms: u64,
+        key: &Keypair,
+    ) -> Result<Block, BlockError> {
+        Block::propose(
+            crate::block::BlockContent {
+                chain_id: chain_id.into(),
+                epoch: 0,
+                height,
+                parents,
+                attestation_ids,
+                entry_ids: vec![],
+                timestamp_ms,
+            },
+            key,
+        )
     }
 
     #[test]
@@ -307,10 +329,10 @@ pub(crate) mod tests {
 
         let kp = Keypair::from_seed([1; 32]);
         let unknown = Hash32::digest(b"nope");
-        let orphan = Block::propose(dag.chain_id(), 2, vec![unknown], vec![], 5, &kp).unwrap();
+        let orphan = propose(dag.chain_id(), 2, vec![unknown], vec![], 5, &kp).unwrap();
         assert_eq!(dag.insert(&orphan), Err(DagError::UnknownParent(unknown)));
 
-        let tall = Block::propose(dag.chain_id(), 5, vec![a.hash], vec![], 5, &kp).unwrap();
+        let tall = propose(dag.chain_id(), 5, vec![a.hash], vec![], 5, &kp).unwrap();
         assert_eq!(
             dag.insert(&tall),
             Err(DagError::WrongHeight {
@@ -318,13 +340,15 @@ pub(crate) mod tests {
                 got: 5
             })
         );
-        let other = Block::propose("other", 2, vec![a.hash], vec![], 5, &kp).unwrap();
+        let other = propose("other", 2, vec![a.hash], vec![], 5, &kp).unwrap();
         assert!(matches!(
             dag.insert(&other),
             Err(DagError::ChainMismatch { .. })
         ));
         let mut forged = child(&dag, vec![a.hash], 9);
-        forged.header.parents = (0..9u8).map(|i| Hash32::digest(&[i])).collect();
+        forged.header.parents = (0..=MAX_PARENTS as u32)
+            .map(|i| Hash32::digest(&i.to_be_bytes()))
+            .collect();
         assert!(matches!(dag.insert(&forged), Err(DagError::Block(_))));
         // Failed inserts changed nothing.
         assert_eq!(dag.len(), 2);

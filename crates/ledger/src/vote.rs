@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{self, Keypair, PublicKey, SignatureBytes, VOTE_TAG};
 use crate::hash::Hash32;
 
-/// A validator's signature over `b"bizra/vote/v1"` ‖ block hash.
+/// A validator's signature over `b"bizra/vote/v2"` ‖ block hash.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Vote {
