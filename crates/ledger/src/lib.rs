@@ -4,6 +4,7 @@
 pub mod attestation;
 pub mod block;
 pub mod canonical;
+pub mod consensus;
 pub mod crypto;
 pub mod dag;
 pub mod finality;
