@@ -8,6 +8,7 @@
 pub mod commit;
 pub mod committee;
 pub mod dag;
+pub mod engine;
 pub mod order;
 
 #[cfg(test)]
