@@ -119,6 +119,10 @@ impl Dag {
         self.start
     }
 
+    pub fn start_timestamp_ms(&self) -> u64 {
+        self.start_timestamp_ms
+    }
+
     pub fn len(&self) -> usize {
         self.blocks.len()
     }
@@ -311,6 +315,36 @@ impl Dag {
             });
         }
         verify_certificate(qc, committee)?;
+        self.by_height
+            .entry(h.height)
+            .or_default()
+            .insert(h.proposer, block.hash);
+        self.blocks.insert(block.hash, block.header.clone());
+        Ok(Inserted::New)
+    }
+
+    /// Adds a block this node checked and certified before (a restart replaying its
+    /// store): no check but the one-block-per-slot rule. Its parents may be missing when
+    /// they were below the horizon as it arrived; they were then, as now, out of reach
+    /// of every commit.
+    pub fn restore(&mut self, block: &Block) -> Result<Inserted, DagError> {
+        if self.blocks.contains_key(&block.hash) {
+            return Ok(Inserted::Known);
+        }
+        let h = &block.header;
+        if h.epoch != self.epoch {
+            return Err(DagError::Epoch {
+                expected: self.epoch,
+                got: h.epoch,
+            });
+        }
+        if let Some(existing) = self.block_of(h.height, &h.proposer) {
+            return Err(DagError::Equivocation {
+                proposer: h.proposer,
+                height: h.height,
+                existing,
+            });
+        }
         self.by_height
             .entry(h.height)
             .or_default()

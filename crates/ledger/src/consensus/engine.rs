@@ -135,6 +135,12 @@ impl Engine {
         self.dag.insert(block, qc, &self.committee)
     }
 
+    /// Adds a certified block of the current epoch that this node checked before
+    /// ([`Dag::restore`]).
+    pub fn restore(&mut self, block: &Block) -> Result<Inserted, DagError> {
+        self.dag.restore(block)
+    }
+
     /// Runs the commit rule. When its last leader closes the epoch, nothing more is
     /// committed until [`Engine::begin_next_epoch`].
     pub fn commit(&mut self) -> Commits {

@@ -316,19 +316,11 @@ async fn file_entry(
     kind: &str,
     entry: RegistryEntry,
 ) -> Result<Response, Problem> {
-    if !state.consensus.is_proposer {
-        // Only the proposer makes blocks: an entry filed here would wait forever.
-        let at = state
-            .consensus
-            .genesis
-            .validators
-            .first()
-            .map_or("", |v| v.network_address.as_str());
+    if !state.consensus.is_validator() {
+        // Only validators make blocks: an entry filed here would wait forever.
         return Err(Problem::new(
-            ErrorCode::NotProposer,
-            format!(
-                "this node does not make blocks; file registry entries with the proposer at {at}"
-            ),
+            ErrorCode::NotValidator,
+            "this node is not a validator of the current epoch and makes no blocks; file registry entries with a validator",
         )
         .with_status(StatusCode::CONFLICT));
     }

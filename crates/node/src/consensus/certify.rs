@@ -1,0 +1,122 @@
+//! A block becomes certified (docs/protocol.md §3.4): its certificate is checked against
+//! the epoch's committee and the block against the DAG, then the certificate is stored,
+//! the block enters the DAG and the commit rule runs. Checked before the store write, so
+//! the store never holds a certificate the replay at start would refuse.
+
+use std::sync::Arc;
+
+use bizra_ledger::block::Block;
+use bizra_ledger::consensus::dag::DagError;
+use bizra_ledger::finality::{verify_certificate, FinalityError};
+use bizra_ledger::vote::QuorumCertificate;
+use bizra_ledger::Hash32;
+use bizra_store::{Store, StoreError};
+use serde_json::json;
+
+use super::chain::{Chain, ChainError};
+use super::commit::commit_ready;
+use super::Consensus;
+use crate::clock::now_ms;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CertifyError {
+    #[error("block is of epoch {got}; this node is in epoch {current}")]
+    Epoch { current: u64, got: u64 },
+    #[error("parent blocks not certified here: {}", list(.0))]
+    MissingParents(Vec<Hash32>),
+    #[error("certificate: {0}")]
+    Certificate(#[from] FinalityError),
+    #[error("certificate is for block {got}, not {expected}")]
+    WrongBlock { expected: Hash32, got: Hash32 },
+    #[error("block: {0}")]
+    Dag(#[from] DagError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+}
+
+pub(crate) fn list(hashes: &[Hash32]) -> String {
+    hashes
+        .iter()
+        .map(|h| h.to_hex())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether the block was certified before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Certified {
+    New,
+    Known,
+}
+
+/// The parents of `block` that the DAG lacks and still needs (those below its horizon
+/// are out of every commit's reach and are not asked for).
+pub(crate) fn missing_parents(chain: &Chain, block: &Block) -> Vec<Hash32> {
+    let dag = chain.engine.dag();
+    if block.header.height <= 1 || block.header.height - 1 < dag.horizon() {
+        return Vec::new();
+    }
+    block
+        .header
+        .parents
+        .iter()
+        .filter(|p| !dag.contains(p))
+        .copied()
+        .collect()
+}
+
+/// Certifies a block that is stored here (the caller stored it and its attestations).
+pub(crate) async fn certify(
+    state: &Arc<Consensus>,
+    chain: &mut Chain,
+    block: &Block,
+    qc: &QuorumCertificate,
+) -> Result<Certified, CertifyError> {
+    if chain.engine.dag().contains(&block.hash) {
+        return Ok(Certified::Known);
+    }
+    if qc.block_hash != block.hash {
+        return Err(CertifyError::WrongBlock {
+            expected: block.hash,
+            got: qc.block_hash,
+        });
+    }
+    if block.header.epoch != chain.engine.epoch() {
+        return Err(CertifyError::Epoch {
+            current: chain.engine.epoch(),
+            got: block.header.epoch,
+        });
+    }
+    let missing = missing_parents(chain, block);
+    if !missing.is_empty() {
+        return Err(CertifyError::MissingParents(missing));
+    }
+    let committee = chain.engine.committee();
+    let weight = verify_certificate(qc, committee)?;
+    chain.engine.dag().check(block, committee, None).or_else(|e| match e {
+        // Parents below the horizon: the insert takes it without them.
+        DagError::UnknownParent(_) => Ok(()),
+        e => Err(e),
+    })?;
+    let stored = QuorumCertificate {
+        weight,
+        total_weight: committee.total(),
+        ..qc.clone()
+    };
+    state.store.mark_certified(&stored, now_ms()).await?;
+    chain.engine.insert(block, &stored)?;
+    chain.uncertified.remove(&block.hash);
+    chain.certified_blocks += 1;
+    chain.note_quorums(now_ms());
+    state.metrics.blocks_certified.inc();
+    state.events.publish(
+        "block_certified",
+        json!({"hash": block.hash, "epoch": block.header.epoch, "height": block.header.height, "proposer": block.header.proposer, "weight": weight}),
+    );
+    commit_ready(state, chain).await?;
+    state.publish_head(chain);
+    state.certified.notify_waiters();
+    Ok(Certified::New)
+}
