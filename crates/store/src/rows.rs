@@ -147,6 +147,7 @@ impl BlockRow<'_> {
                 header,
                 signature,
                 attestation_ids,
+                entry_ids: Vec::new(),
             },
             finalized: self.finalized,
             finalized_at_ms: self

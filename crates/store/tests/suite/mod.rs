@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bizra_ledger::attestation::builder::Draft;
 use bizra_ledger::attestation::Attestation;
-use bizra_ledger::block::Block;
+use bizra_ledger::block::{Block, BlockContent};
 use bizra_ledger::crypto::Keypair;
 use bizra_ledger::genesis::Genesis;
 use bizra_ledger::params::NetworkAnchor;
@@ -119,7 +119,19 @@ pub(crate) fn genesis_block() -> Block {
 }
 
 pub(crate) fn propose(height: u64, parents: Vec<Hash32>, ids: Vec<Hash32>, ts: u64) -> Block {
-    Block::propose(CHAIN, height, parents, ids, ts, &key(200)).expect("block")
+    Block::propose(
+        BlockContent {
+            chain_id: CHAIN.into(),
+            epoch: 0,
+            height,
+            parents,
+            attestation_ids: ids,
+            entry_ids: vec![],
+            timestamp_ms: ts,
+        },
+        &key(200),
+    )
+    .expect("block")
 }
 
 pub(crate) fn qc_for(hash: Hash32) -> QuorumCertificate {
