@@ -126,18 +126,22 @@ pub(crate) fn entry_not_placed(seq: u64, stored: bool) -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use bizra_ledger::block::BlockContent;
     use bizra_ledger::crypto::Keypair;
 
     use super::*;
 
     fn block(ids: Vec<Hash32>) -> Block {
-        let parent = Hash32::digest(b"parent");
         Block::propose(
-            "test",
-            1,
-            vec![parent],
-            ids,
-            5,
+            BlockContent {
+                chain_id: "test".into(),
+                epoch: 0,
+                height: 1,
+                parents: vec![Hash32::digest(b"parent")],
+                attestation_ids: ids,
+                entry_ids: vec![],
+                timestamp_ms: 5,
+            },
             &Keypair::from_seed([7; 32]),
         )
         .expect("a well-formed block")
