@@ -13,9 +13,9 @@
 //!   static dispatch, so the node is not generic over the store. Tests that must run on
 //!   every backend are generic over [`Store`] (`tests/suite`).
 //! - What does not depend on the driver is written once, in the crate's own modules
-//!   (`rows`, `placement`, `identity`, `migrations`, `codec`): row checks, verdicts,
-//!   migration bookkeeping. `sqlite` and `postgres` hold their SQL, transactions and
-//!   driver calls.
+//!   (`rows`, `placement`, `identity`, `header_version`, `migrations`, `codec`): row
+//!   checks, verdicts, migration bookkeeping. `sqlite` and `postgres` hold their SQL,
+//!   transactions and driver calls.
 //!
 //! # Semantics every backend keeps
 //! - A write returns only after it has committed durably; a batch is one transaction.
@@ -24,6 +24,8 @@
 //!   commit order from its single writer; PostgreSQL from an advisory lock that every
 //!   attestation insert holds until it commits.)
 //! - An attestation is in at most one block; finality never reverts.
+//! - A store holding block headers of another version than this build's is refused at
+//!   open, before any migration (`header_version`).
 
 use std::future::Future;
 
@@ -36,6 +38,7 @@ mod any;
 mod codec;
 pub mod cursor;
 pub mod error;
+mod header_version;
 mod identity;
 mod migrations;
 mod placement;
@@ -47,6 +50,7 @@ pub mod types;
 pub use any::AnyStore;
 pub use cursor::{Cursor, CursorError, Page};
 pub use error::StoreError;
+pub use header_version::META_HEADER_VERSION;
 pub use postgres::{PgConfig, PostgresStore};
 pub use sqlite::{SqliteConfig, SqliteStore};
 pub use types::*;
@@ -67,7 +71,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Binds an empty store to this chain, or checks that it already belongs to it; a
-    /// different chain id or genesis hash is a `Conflict` (refuse to start).
+    /// different chain id or genesis hash is a `Conflict` (refuse to start). Binding
+    /// records the block header version too ([`META_HEADER_VERSION`]).
     fn bind_identity(
         &self,
         chain_id: &str,

@@ -132,13 +132,12 @@ mod tests {
     use super::*;
 
     fn block(ids: Vec<Hash32>) -> Block {
-        let parent = Hash32::digest(b"parent");
         Block::propose(
             BlockContent {
                 chain_id: "test".into(),
                 epoch: 0,
                 height: 1,
-                parents: vec![parent],
+                parents: vec![Hash32::digest(b"parent")],
                 attestation_ids: ids,
                 entry_ids: vec![],
                 timestamp_ms: 5,

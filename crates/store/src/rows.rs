@@ -37,8 +37,8 @@ pub(crate) use select_record;
 macro_rules! select_block {
     ($tail:literal) => {
         concat!(
-            "SELECT hash, header, signature, attestation_ids, finalized, finalized_at_ms, qc, \
-             created_at_ms FROM blocks ",
+            "SELECT hash, header, signature, attestation_ids, entry_ids, finalized, \
+             finalized_at_ms, qc, created_at_ms FROM blocks ",
             $tail
         )
     };
@@ -111,6 +111,7 @@ pub(crate) struct BlockRow<'r> {
     pub header: &'r str,
     pub signature: Option<&'r [u8]>,
     pub attestation_ids: &'r [u8],
+    pub entry_ids: &'r [u8],
     pub finalized: bool,
     pub finalized_at_ms: Option<i64>,
     pub qc: Option<&'r str>,
@@ -134,6 +135,14 @@ impl BlockRow<'_> {
                 attestation_ids.len()
             )));
         }
+        let entry_ids = unpack_hashes(self.entry_ids, "block entry ids")?;
+        if header.entries_count != entry_ids.len() as u64 {
+            return Err(StoreError::corrupt(format!(
+                "block {hash} header counts {} registry entries, row holds {}",
+                header.entries_count,
+                entry_ids.len()
+            )));
+        }
         let qc = self
             .qc
             .map(|q| {
@@ -147,7 +156,7 @@ impl BlockRow<'_> {
                 header,
                 signature,
                 attestation_ids,
-                entry_ids: Vec::new(),
+                entry_ids,
             },
             finalized: self.finalized,
             finalized_at_ms: self

@@ -19,6 +19,7 @@ fn stored_block(row: &PgRow) -> Result<StoredBlock, StoreError> {
         header: row.try_get("header")?,
         signature: row.try_get("signature")?,
         attestation_ids: row.try_get("attestation_ids")?,
+        entry_ids: row.try_get("entry_ids")?,
         finalized: row.try_get("finalized")?,
         finalized_at_ms: row.try_get("finalized_at_ms")?,
         qc: row.try_get("qc")?,
@@ -104,7 +105,8 @@ pub(super) async fn insert(
     let inserted = store
         .query(
             "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
-             created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (hash) DO NOTHING",
+             entry_ids, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (hash) DO NOTHING",
         )
         .bind(block.hash.as_bytes().as_slice())
         .bind(row.height)
@@ -112,6 +114,7 @@ pub(super) async fn insert(
         .bind(&row.header)
         .bind(block.signature.as_ref().map(|s| s.0.to_vec()))
         .bind(pack_hashes(&block.attestation_ids))
+        .bind(pack_hashes(&block.entry_ids))
         .bind(row.created)
         .execute(&mut *tx)
         .await?;

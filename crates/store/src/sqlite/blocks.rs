@@ -24,6 +24,7 @@ fn stored_block(row: &SqliteRow) -> Result<StoredBlock, StoreError> {
         header: row.try_get("header")?,
         signature: row.try_get("signature")?,
         attestation_ids: row.try_get("attestation_ids")?,
+        entry_ids: row.try_get("entry_ids")?,
         finalized: row.try_get::<i64, _>("finalized")? != 0,
         finalized_at_ms: row.try_get("finalized_at_ms")?,
         qc: row.try_get("qc")?,
@@ -62,6 +63,7 @@ fn by_hash_in(tx: &Transaction<'_>, hash: &Hash32) -> Result<Option<StoredBlock>
             header: text(row, "header")?,
             signature: opt_blob(row, "signature")?,
             attestation_ids: blob(row, "attestation_ids")?,
+            entry_ids: blob(row, "entry_ids")?,
             finalized: row.get::<_, i64>("finalized")? != 0,
             finalized_at_ms: row.get("finalized_at_ms")?,
             qc: opt_text(row, "qc")?,
@@ -297,7 +299,7 @@ fn insert_first(
     check_placeable(&tx, block)?;
     tx.execute(
         "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
-         created_at_ms, placed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         entry_ids, created_at_ms, placed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         params![
             block.hash.as_bytes(),
             row.height,
@@ -305,6 +307,7 @@ fn insert_first(
             row.header,
             block.signature.as_ref().map(|s| s.0.as_slice()),
             pack_hashes(ids),
+            pack_hashes(&block.entry_ids),
             row.created,
             i64::from(first == ids.len()),
         ],

@@ -18,7 +18,7 @@ use bizra_ledger::vote::{QcVote, QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
 use bizra_store::{
     AttestationStatus, BlockInsert, Cursor, IdentityCheck, InsertOutcome, NewAttestation, Store,
-    StoreError, StoredBlock, META_CHAIN_ID,
+    StoreError, StoredBlock, META_CHAIN_ID, META_HEADER_VERSION,
 };
 
 /// Opens the backend under test; calling `open` again reaches the same data.
@@ -119,6 +119,17 @@ pub(crate) fn genesis_block() -> Block {
 }
 
 pub(crate) fn propose(height: u64, parents: Vec<Hash32>, ids: Vec<Hash32>, ts: u64) -> Block {
+    propose_with_entries(height, parents, ids, vec![], ts)
+}
+
+/// [`propose`] with registry entry ids; the store keeps them as opaque digests.
+pub(crate) fn propose_with_entries(
+    height: u64,
+    parents: Vec<Hash32>,
+    ids: Vec<Hash32>,
+    entry_ids: Vec<Hash32>,
+    ts: u64,
+) -> Block {
     Block::propose(
         BlockContent {
             chain_id: CHAIN.into(),
@@ -126,12 +137,17 @@ pub(crate) fn propose(height: u64, parents: Vec<Hash32>, ids: Vec<Hash32>, ts: u
             height,
             parents,
             attestation_ids: ids,
-            entry_ids: vec![],
+            entry_ids,
             timestamp_ms: ts,
         },
         &key(200),
     )
     .expect("block")
+}
+
+/// Registry entry ids as a block names them.
+pub(crate) fn entry_ids(n: u8) -> Vec<Hash32> {
+    (0..n).map(|i| Hash32::digest(&[b'e', i])).collect()
 }
 
 pub(crate) fn qc_for(hash: Hash32) -> QuorumCertificate {
@@ -726,8 +742,12 @@ pub(crate) async fn registry_entries<H: Harness>(h: &H) {
 
     let genesis = genesis_block();
     s.insert_block(&genesis, 1).await.unwrap();
-    let b1 = propose(1, vec![genesis.hash], vec![], 10);
+    // The block names its two entries by digest, in block order, and keeps them so.
+    let b1 = propose_with_entries(1, vec![genesis.hash], vec![], entry_ids(2), 10);
     s.insert_block(&b1, 10).await.unwrap();
+    let stored = s.get_block(&b1.hash).await.unwrap().expect("stored");
+    assert_eq!(stored.block.entry_ids, entry_ids(2));
+    assert_eq!(stored.block, b1);
     s.mark_registry_entries_included(&b1.hash, &seqs[..2])
         .await
         .unwrap();
@@ -782,6 +802,11 @@ pub(crate) async fn meta_and_identity<H: Harness>(h: &H) {
         s.get_meta(META_CHAIN_ID).await.unwrap().as_deref(),
         Some(CHAIN)
     );
+    // Binding records the header version, which the next open checks.
+    assert_eq!(
+        s.get_meta(META_HEADER_VERSION).await.unwrap().as_deref(),
+        Some("2")
+    );
     let err = s
         .bind_identity(CHAIN, &Hash32::digest(b"other genesis"))
         .await
@@ -794,7 +819,13 @@ pub(crate) async fn meta_and_identity<H: Harness>(h: &H) {
 pub(crate) async fn reopen_keeps_everything<H: Harness>(h: &H) {
     let items = batch(&key(1), "alice", 0, 20);
     let genesis = genesis_block();
-    let b1 = propose(1, vec![genesis.hash], digests(&items[..5]), 100);
+    let b1 = propose_with_entries(
+        1,
+        vec![genesis.hash],
+        digests(&items[..5]),
+        entry_ids(3),
+        100,
+    );
     let qc = qc_for(b1.hash);
     let vote = Vote::sign(b1.hash, &key(200));
     let before_records;
