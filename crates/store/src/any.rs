@@ -119,6 +119,14 @@ impl Store for AnyStore {
         detached!(self, s => s.insert_attestations(&items).await)
     }
 
+    async fn insert_block_attestations(
+        &self,
+        items: &[NewAttestation],
+    ) -> Result<Vec<BlockAttestation>, StoreError> {
+        let items = items.to_vec();
+        detached!(self, s => s.insert_block_attestations(&items).await)
+    }
+
     async fn nonce_owner(
         &self,
         pubkey: &PublicKey,

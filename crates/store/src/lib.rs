@@ -13,9 +13,9 @@
 //!   static dispatch, so the node is not generic over the store. Tests that must run on
 //!   every backend are generic over [`Store`] (`tests/suite`).
 //! - What does not depend on the driver is written once, in the crate's own modules
-//!   (`rows`, `placement`, `identity`, `header_version`, `migrations`, `codec`): row
-//!   checks, verdicts, migration bookkeeping. `sqlite` and `postgres` hold their SQL,
-//!   transactions and driver calls.
+//!   (`rows`, `placement`, `contested`, `identity`, `header_version`, `migrations`,
+//!   `codec`): row checks, verdicts, migration bookkeeping. `sqlite` and `postgres` hold
+//!   their SQL, transactions and driver calls.
 //!
 //! # Semantics every backend keeps
 //! - A write returns only after it has committed durably; a batch is one transaction.
@@ -36,6 +36,7 @@ use bizra_ledger::Hash32;
 
 mod any;
 mod codec;
+mod contested;
 pub mod cursor;
 pub mod error;
 mod header_version;
@@ -89,7 +90,19 @@ pub trait Store: Send + Sync + 'static {
         items: &[NewAttestation],
     ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
 
-    /// The digest of the attestation that used `nonce` under `pubkey`, if any.
+    /// Stores the attestations a block carries (another validator's), in one transaction;
+    /// one outcome per item, in order. An item new here goes into `attestations` as a
+    /// submission would (`Stored`); one whose digest is stored already, in either table or
+    /// earlier in the call, is `Known`; one whose attester key and nonce another digest
+    /// holds in `attestations` is kept as a contested attestation (`Contested`): the
+    /// ledger order decides between them. Never refuses an item for its nonce.
+    fn insert_block_attestations(
+        &self,
+        items: &[NewAttestation],
+    ) -> impl Future<Output = Result<Vec<BlockAttestation>, StoreError>> + Send;
+
+    /// The digest of the attestation that used `nonce` under `pubkey`, if any. Answers
+    /// from `attestations` only (the submit rule), never from contested attestations.
     fn nonce_owner(
         &self,
         pubkey: &PublicKey,
@@ -103,6 +116,8 @@ pub trait Store: Send + Sync + 'static {
         pairs: &[(PublicKey, String)],
     ) -> impl Future<Output = Result<Vec<Option<Hash32>>, StoreError>> + Send;
 
+    /// The attestation with this digest, submitted here or carried by a block (a
+    /// contested attestation has no placement here).
     fn get_attestation(
         &self,
         digest: &Hash32,

@@ -33,6 +33,22 @@ macro_rules! select_record {
 }
 pub(crate) use select_record;
 
+/// [`select_record!`] of `contested_attestations`: the same columns, with no placement
+/// (a contested attestation is in another validator's block, never placed here). Only
+/// used after `UNION ALL` with [`select_record!`], which types its NULL columns.
+macro_rules! select_contested {
+    ($tail:literal) => {
+        concat!(
+            "SELECT a.seq, a.digest, a.attester_pubkey, a.nonce, a.attester_id, a.body, \
+             a.impact_score, a.received_at_ms, NULL AS block_hash, NULL AS block_index, \
+             NULL AS block_height, NULL AS block_finalized \
+             FROM contested_attestations a ",
+            $tail
+        )
+    };
+}
+pub(crate) use select_contested;
+
 /// `SELECT` of a full block row followed by `$tail`. Columns match [`BlockRow`].
 macro_rules! select_block {
     ($tail:literal) => {

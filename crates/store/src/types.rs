@@ -69,6 +69,20 @@ pub enum InsertOutcome {
     DuplicateNonce { existing_digest: Hash32 },
 }
 
+/// What happened to one item of [`crate::Store::insert_block_attestations`]: attestations
+/// carried by a block, stored whatever their nonce says (the ledger order decides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockAttestation {
+    /// Inserted now into `attestations` (counted, and pending until placed).
+    Stored,
+    /// The digest was already stored, in `attestations` or as a contested attestation
+    /// (earlier, or earlier in the same call).
+    Known,
+    /// Inserted now as a contested attestation: `owner`, another digest, holds its
+    /// attester key and nonce in `attestations`.
+    Contested { owner: Hash32 },
+}
+
 /// The life of an attestation (docs/protocol.md §2.5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]

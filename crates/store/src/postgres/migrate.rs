@@ -23,6 +23,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "entry_ids",
         sql: include_str!("../../migrations/postgres/0002_entry_ids.sql"),
     },
+    Migration {
+        version: 3,
+        name: "dag_ledger",
+        sql: include_str!("../../migrations/postgres/0003_dag_ledger.sql"),
+    },
 ];
 const _: () = assert!(migrations::is_well_formed(MIGRATIONS));
 

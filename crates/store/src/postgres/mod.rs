@@ -314,6 +314,13 @@ impl Store for PostgresStore {
         attestations::insert(self, items).await
     }
 
+    async fn insert_block_attestations(
+        &self,
+        items: &[NewAttestation],
+    ) -> Result<Vec<BlockAttestation>, StoreError> {
+        attestations::insert_from_block(self, items).await
+    }
+
     async fn nonce_owner(
         &self,
         pubkey: &PublicKey,

@@ -29,6 +29,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "entry_ids",
         sql: include_str!("../../migrations/sqlite/0003_entry_ids.sql"),
     },
+    Migration {
+        version: 4,
+        name: "dag_ledger",
+        sql: include_str!("../../migrations/sqlite/0004_dag_ledger.sql"),
+    },
 ];
 const _: () = assert!(migrations::is_well_formed(MIGRATIONS));
 

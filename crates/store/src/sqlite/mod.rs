@@ -172,6 +172,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn insert_block_attestations(
+        &self,
+        items: &[NewAttestation],
+    ) -> Result<Vec<BlockAttestation>, StoreError> {
+        let items = items.to_vec();
+        self.writer
+            .run(move |conn| attestations::insert_from_block(conn, &items))
+            .await
+    }
+
     async fn nonce_owner(
         &self,
         pubkey: &PublicKey,

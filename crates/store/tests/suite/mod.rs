@@ -17,8 +17,8 @@ use bizra_ledger::params::NetworkAnchor;
 use bizra_ledger::vote::{QcVote, QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
 use bizra_store::{
-    AttestationStatus, BlockInsert, Cursor, IdentityCheck, InsertOutcome, NewAttestation, Store,
-    StoreError, StoredBlock, META_CHAIN_ID, META_HEADER_VERSION,
+    AttestationStatus, BlockAttestation, BlockInsert, Cursor, IdentityCheck, InsertOutcome,
+    NewAttestation, Store, StoreError, StoredBlock, META_CHAIN_ID, META_HEADER_VERSION,
 };
 
 /// Opens the backend under test; calling `open` again reaches the same data.
@@ -41,6 +41,8 @@ macro_rules! store_suite {
             nonce_owners_answers_each_pair_in_order,
             duplicates_within_one_batch,
             empty_batch_and_unrepresentable_input,
+            block_attestations_are_stored_known_or_contested,
+            block_attestations_refuse_what_the_tables_cannot_hold,
             pagination_never_skips_or_repeats_under_concurrent_inserts,
             attester_filter_pages_only_that_attester,
             insert_block_includes_attestations_and_proofs_rebuild,
@@ -342,6 +344,143 @@ pub(crate) async fn empty_batch_and_unrepresentable_input<H: Harness>(h: &H) {
     // Nothing of a refused batch was written.
     assert_eq!(s.count_attestations().await.unwrap(), 0);
     assert!(s.get_attestation(&good.digest).await.unwrap().is_none());
+}
+
+/// Attestations carried by another validator's block: new ones are stored as a
+/// submission would be, known ones are left alone, and a body whose key and nonce another
+/// digest holds here is kept as contested, never refused, never pending, and never the
+/// submit rule's owner of that nonce.
+pub(crate) async fn block_attestations_are_stored_known_or_contested<H: Harness>(h: &H) {
+    let s = h.open().await;
+    assert_eq!(s.insert_block_attestations(&[]).await.unwrap(), vec![]);
+    let kp = key(1);
+    let x = new_att(&signed(&kp, "alice", 7, 0), 10);
+    let y = new_att(&signed(&kp, "alice", 7, 1), 11); // x's key and nonce, another body
+    let a = new_att(&signed(&kp, "alice", 1, 0), 12);
+    let z = new_att(&signed(&kp, "alice", 8, 0), 13);
+    let z2 = new_att(&signed(&kp, "alice", 8, 1), 14); // z's key and nonce, same call
+    let seq_x = insert_all(&s, std::slice::from_ref(&x)).await[0];
+
+    let items = vec![
+        a.clone(),
+        x.clone(),
+        y.clone(),
+        a.clone(),
+        y.clone(),
+        z.clone(),
+        z2.clone(),
+    ];
+    let out = s.insert_block_attestations(&items).await.unwrap();
+    assert_eq!(
+        out,
+        vec![
+            BlockAttestation::Stored,
+            BlockAttestation::Known,
+            BlockAttestation::Contested { owner: x.digest },
+            BlockAttestation::Known,
+            BlockAttestation::Known,
+            BlockAttestation::Stored,
+            BlockAttestation::Contested { owner: z.digest },
+        ]
+    );
+    // Only rows of `attestations` count, and only they wait for a block.
+    assert_eq!(s.count_attestations().await.unwrap(), 3);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 3);
+    assert_eq!(
+        s.pending_attestations(100).await.unwrap(),
+        vec![x.digest, a.digest, z.digest]
+    );
+
+    // A contested attestation is found with its own body, in no block here.
+    for (item, received) in [(&y, 11), (&z2, 14)] {
+        let r = s
+            .get_attestation(&item.digest)
+            .await
+            .unwrap()
+            .expect("kept");
+        assert_eq!(r.digest, item.digest);
+        assert_eq!(r.body, item.body);
+        assert_eq!(
+            (r.attester_pubkey, r.nonce.as_str()),
+            (kp.public(), item.nonce.as_str())
+        );
+        assert_eq!(
+            (r.attester_id.as_str(), r.received_at_ms),
+            ("alice", received)
+        );
+        assert_eq!(r.impact_score, item.impact_score);
+        assert_eq!(r.status, AttestationStatus::Accepted);
+        assert!(r.block.is_none());
+    }
+    // Its seq comes from the one sequence: no seq names two attestations, and later rows
+    // are numbered after it.
+    let mut seqs = Vec::new();
+    for d in [x.digest, a.digest, y.digest, z.digest, z2.digest] {
+        seqs.push(s.get_attestation(&d).await.unwrap().unwrap().seq);
+    }
+    assert_eq!(seqs[0], seq_x);
+    assert_eq!(seqs.iter().collect::<HashSet<_>>().len(), 5, "{seqs:?}");
+    let later = insert_all(&s, &batch(&key(2), "bob", 0, 1)).await[0];
+    assert!(seqs.iter().all(|&q| q < later), "{seqs:?} then {later}");
+
+    // The submit rule still answers from `attestations` alone.
+    assert_eq!(
+        s.nonce_owner(&kp.public(), &x.nonce).await.unwrap(),
+        Some(x.digest)
+    );
+    assert_eq!(
+        s.nonce_owners(&[(kp.public(), z.nonce.clone())])
+            .await
+            .unwrap(),
+        vec![Some(z.digest)]
+    );
+    assert_eq!(
+        s.insert_attestations(std::slice::from_ref(&y))
+            .await
+            .unwrap(),
+        vec![InsertOutcome::DuplicateNonce {
+            existing_digest: x.digest
+        }]
+    );
+    // Contested attestations are not in the newest-first list of submissions.
+    let listed: Vec<Hash32> = s
+        .list_attestations(None, None, 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r.digest)
+        .collect();
+    assert!(!listed.contains(&y.digest) && !listed.contains(&z2.digest));
+    assert_eq!(listed.len(), 4);
+
+    // The same block again (a second proposer's block, a retry): all known, no change.
+    let again = s.insert_block_attestations(&items).await.unwrap();
+    assert!(
+        again.iter().all(|o| *o == BlockAttestation::Known),
+        "{again:?}"
+    );
+    assert_eq!(s.count_attestations().await.unwrap(), 4);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 4);
+}
+
+pub(crate) async fn block_attestations_refuse_what_the_tables_cannot_hold<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let x = new_att(&signed(&key(1), "alice", 7, 0), 10);
+    insert_all(&s, std::slice::from_ref(&x)).await;
+    let good = new_att(&signed(&key(1), "alice", 1, 0), 1);
+    let rival = new_att(&signed(&key(1), "alice", 7, 1), 1);
+    let mut nan = new_att(&signed(&key(1), "alice", 2, 0), 1);
+    nan.impact_score = f64::NAN;
+    let err = s
+        .insert_block_attestations(&[good.clone(), rival.clone(), nan])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    // Nothing of the refused call was written, in either table.
+    assert!(s.get_attestation(&good.digest).await.unwrap().is_none());
+    assert!(s.get_attestation(&rival.digest).await.unwrap().is_none());
+    assert_eq!(s.count_attestations().await.unwrap(), 1);
 }
 
 pub(crate) async fn pagination_never_skips_or_repeats_under_concurrent_inserts<H: Harness>(h: &H) {

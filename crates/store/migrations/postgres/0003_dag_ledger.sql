@@ -1,0 +1,26 @@
+-- Schema version 3: the leaderless DAG (docs/protocol.md §3.3–§3.6). Every validator
+-- proposes, blocks are certified by quorum certificates and committed in one ledger order.
+-- The same tables as the embedded store (migrations/sqlite/0004_dag_ledger.sql).
+
+-- Block-borne attestations whose (attester key, nonce) another digest holds in
+-- `attestations` (two bodies submitted to two validators at once); the ledger order
+-- decides between them. `seq` comes from the sequence of `attestations.seq`.
+CREATE TABLE contested_attestations (
+    digest          BYTEA  PRIMARY KEY CHECK (length(digest) = 32),
+    seq             BIGINT NOT NULL UNIQUE,
+    attester_pubkey BYTEA  NOT NULL CHECK (length(attester_pubkey) = 32),
+    nonce           TEXT   NOT NULL,
+    attester_id     TEXT   NOT NULL,
+    body            BYTEA  NOT NULL,
+    impact_score    DOUBLE PRECISION NOT NULL,
+    received_at_ms  BIGINT NOT NULL
+);
+CREATE INDEX contested_by_nonce ON contested_attestations (attester_pubkey, nonce);
+-- The identity sequence's name, resolved now (the default then names it by OID).
+DO $$
+BEGIN
+    EXECUTE format(
+        'ALTER TABLE contested_attestations ALTER COLUMN seq SET DEFAULT nextval(%L::regclass)',
+        pg_get_serial_sequence('attestations', 'seq'));
+END
+$$;
