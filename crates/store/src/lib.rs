@@ -23,7 +23,7 @@
 //!   newest-first cursor pages never skip or repeat under concurrent inserts. (SQLite gets
 //!   commit order from its single writer; PostgreSQL from an advisory lock that every
 //!   attestation insert holds until it commits.)
-//! - An attestation is in at most one block; finality never reverts.
+//! - An attestation has at most one placement, its first block's; finality never reverts.
 //! - A store holding block headers of another version than this build's is refused at
 //!   open, before any migration (`header_version`).
 
@@ -153,10 +153,12 @@ pub trait Store: Send + Sync + 'static {
 
     // --- blocks and finality ---
 
-    /// Stores a block and places each of its attestations in it, in one transaction.
-    /// `NotFound` when an attestation is not stored, `Conflict` when one is already in
-    /// another block (or twice in this one) or the hash is stored with other content;
-    /// nothing is written then. The identical block again is `AlreadyStored`.
+    /// Stores a block and places its attestations in it, in one transaction. An
+    /// attestation keeps its first placement: one already in another block (two
+    /// validators included it) stays there, and a contested one is never placed.
+    /// `NotFound` when an attestation is not stored (in either table), `Conflict` when one
+    /// is twice in this block or the hash is stored with other content; nothing is
+    /// written then. The identical block again is `AlreadyStored`.
     fn insert_block(
         &self,
         block: &Block,

@@ -1,5 +1,7 @@
 //! Blocks, their attestations' placement (one UNNEST statement per block), and finality.
 
+use std::collections::HashSet;
+
 use bizra_ledger::block::Block;
 use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
@@ -7,9 +9,9 @@ use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::PostgresStore;
-use crate::codec::{clamp_limit, pack_hashes, qc_column, to_i64, to_u64};
+use crate::codec::{clamp_limit, pack_hashes, qc_column, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
-use crate::placement::{already_stored, Misplacement, NewBlockRow};
+use crate::placement::{already_stored, check_known, check_repeats, NewBlockRow};
 use crate::rows::{select_block, BlockRow};
 use crate::types::{BlockInsert, StoredBlock};
 
@@ -43,30 +45,6 @@ pub(super) async fn by_hash(
         .transpose()
 }
 
-/// Why a block's attestations could not all be placed: the first one that is unknown,
-/// already in another block, or twice in this one.
-async fn misplaced(
-    store: &PostgresStore,
-    conn: &mut PgConnection,
-    block: &Block,
-) -> Result<StoreError, StoreError> {
-    let mut why = Misplacement::new(block);
-    for digest in &block.attestation_ids {
-        if let Some(e) = why.repeated(digest) {
-            return Ok(e);
-        }
-        let owner: Option<Option<Vec<u8>>> = store
-            .query_scalar("SELECT block_hash FROM attestations WHERE digest = $1")
-            .bind(digest.as_bytes().as_slice())
-            .fetch_optional(&mut *conn)
-            .await?;
-        if let Some(e) = why.owned(digest, owner.as_ref().map(Option::as_deref)) {
-            return Ok(e);
-        }
-    }
-    Ok(why.unexplained())
-}
-
 /// `fence`: (lease name, holder) that must still hold the lease, checked inside the
 /// transaction that stores the block.
 pub(super) async fn insert(
@@ -76,6 +54,7 @@ pub(super) async fn insert(
     fence: Option<(&str, &str)>,
 ) -> Result<BlockInsert, StoreError> {
     let row = NewBlockRow::new(block, created_at_ms)?;
+    check_repeats(block)?;
     let count = i64::try_from(block.attestation_ids.len())
         .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
 
@@ -128,6 +107,7 @@ pub(super) async fn insert(
             .map(|d| d.as_bytes().as_slice())
             .collect();
         let indexes: Vec<i64> = (0..count).collect();
+        // An attestation keeps its first placement: only rows in no block yet.
         let placed = store
             .query(
                 "UPDATE attestations a SET block_hash = $1, block_index = v.idx \
@@ -138,16 +118,32 @@ pub(super) async fn insert(
             .bind(&digests)
             .bind(&indexes)
             .execute(&mut *tx)
-            .await?;
-        if placed.rows_affected() != count as u64 {
-            // Diagnose inside the transaction, then drop it: nothing is written.
-            return Err(misplaced(store, &mut tx, block).await?);
+            .await?
+            .rows_affected();
+        if placed != count as u64 {
+            // Placed elsewhere already, contested, or not stored: only the last is an
+            // error, and returning drops the transaction, so nothing is written.
+            let found: Vec<Vec<u8>> = store
+                .query_scalar(
+                    "SELECT digest FROM attestations WHERE digest = ANY($1) \
+                     UNION ALL SELECT digest FROM contested_attestations WHERE digest = ANY($1)",
+                )
+                .bind(&digests)
+                .fetch_all(&mut *tx)
+                .await?;
+            let known = found
+                .iter()
+                .map(|d| to_hash(d, "attestation digest"))
+                .collect::<Result<HashSet<_>, _>>()?;
+            check_known(&block.attestation_ids, &known)?;
         }
-        store
-            .query("UPDATE counters SET value = value - $1 WHERE name = 'pending_attestations'")
-            .bind(count)
-            .execute(&mut *tx)
-            .await?;
+        if placed > 0 {
+            store
+                .query("UPDATE counters SET value = value - $1 WHERE name = 'pending_attestations'")
+                .bind(placed as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
     }
     tx.commit().await?;
     Ok(BlockInsert::Inserted)

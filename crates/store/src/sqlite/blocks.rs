@@ -14,7 +14,7 @@ use super::columns::{blob, opt_blob, opt_text, text};
 use super::write_thread::{begin, WriteThread};
 use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
-use crate::placement::{already_stored, Misplacement, NewBlockRow};
+use crate::placement::{already_stored, check_known, check_repeats, NewBlockRow};
 use crate::rows::{select_block, BlockRow};
 use crate::types::{BlockInsert, StoredBlock};
 
@@ -75,8 +75,8 @@ fn by_hash_in(tx: &Transaction<'_>, hash: &Hash32) -> Result<Option<StoredBlock>
     }
 }
 
-/// `UPDATE` placing `n` attestations (digest, index pairs, then the block hash) that are
-/// in no block yet.
+/// `UPDATE` placing those of `n` attestations (digest, index pairs, then the block hash)
+/// that are in no block yet: an attestation keeps its first placement.
 static PLACE: PerChunk = PerChunk::new(|n| {
     format!(
         "WITH v(digest, idx) AS (VALUES {}) \
@@ -87,30 +87,6 @@ static PLACE: PerChunk = PerChunk::new(|n| {
     )
 });
 
-/// Why a chunk of a block's attestations could not all be placed: the first one that is
-/// unknown, already in another block, or twice in this one.
-fn misplaced(
-    tx: &Transaction<'_>,
-    block: &Block,
-    chunk: &[Hash32],
-) -> Result<StoreError, StoreError> {
-    let mut why = Misplacement::new(block);
-    let mut owner_of =
-        tx.prepare_cached("SELECT block_hash FROM attestations WHERE digest = ?1")?;
-    for digest in chunk {
-        if let Some(e) = why.repeated(digest) {
-            return Ok(e);
-        }
-        let owner: Option<Option<Vec<u8>>> = owner_of
-            .query_row([digest.as_bytes()], |r| r.get(0))
-            .optional()?;
-        if let Some(e) = why.owned(digest, owner.as_ref().map(Option::as_deref)) {
-            return Ok(e);
-        }
-    }
-    Ok(why.unexplained())
-}
-
 /// Attestations placed per write transaction. A block's placement rewrites each of its
 /// attestation rows; done in one transaction, a full block held the single writer long
 /// enough to stall every submission behind it (BENCHMARKS.md). In transactions of this
@@ -118,14 +94,17 @@ fn misplaced(
 /// sets the submit path's tail (bench/history/2026-11-29-fifth-sitting.md compares sizes).
 pub(super) const PLACE_PER_TRANSACTION: usize = 128;
 
-/// Places `ids` (starting at block index `first`) in `block`; an error when any of them
-/// is not an unplaced attestation.
+/// Places those of `ids` (starting at block index `first`) that are in no block yet in
+/// `block`, and takes them off the pending count. The ids were checked to be stored
+/// attestations, once each ([`check_placeable`]); rows are never deleted, so that holds
+/// in the later transactions too.
 fn place(
     tx: &Transaction<'_>,
     block: &Block,
     first: usize,
     ids: &[Hash32],
 ) -> Result<(), StoreError> {
+    let mut placed = 0usize;
     let mut at = 0;
     while at < ids.len() {
         let n = chunk_len(ids.len() - at);
@@ -141,55 +120,28 @@ fn place(
             values.push(index);
         }
         values.push(block.hash.as_bytes());
-        let placed = tx
+        placed += tx
             .prepare_cached(PLACE.sql(n))?
             .execute(values.as_slice())?;
-        if placed != n {
-            return Err(misplaced(tx, block, chunk)?);
-        }
         at += n;
     }
-    let n = i64::try_from(ids.len())
-        .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
-    if n > 0 {
+    let placed =
+        i64::try_from(placed).map_err(|_| StoreError::Invalid("too many attestations".into()))?;
+    if placed > 0 {
         tx.prepare_cached(
             "UPDATE counters SET value = value - ?1 WHERE name = 'pending_attestations'",
         )?
-        .execute([n])?;
+        .execute([placed])?;
     }
     Ok(())
 }
 
-/// Checks, without writing, that every id is a known attestation in no block, once.
+/// Checks, without writing, that every id is a stored attestation (in either table), once.
 fn check_placeable(tx: &Transaction<'_>, block: &Block) -> Result<(), StoreError> {
-    let ids = &block.attestation_ids;
-    let mut why = Misplacement::new(block);
-    if let Some(e) = ids.iter().find_map(|d| why.repeated(d)) {
-        return Err(e);
-    }
-    let mut at = 0;
-    while at < ids.len() {
-        let n = chunk_len(ids.len() - at);
-        let chunk = &ids[at..at + n];
-        let unplaced: i64 = tx.prepare_cached(UNPLACED_COUNT.sql(n))?.query_row(
-            rusqlite::params_from_iter(chunk.iter().map(|d| d.as_bytes())),
-            |r| r.get(0),
-        )?;
-        if unplaced != n as i64 {
-            return Err(misplaced(tx, block, chunk)?);
-        }
-        at += n;
-    }
-    Ok(())
+    check_repeats(block)?;
+    let known = super::attestations::known_in(tx, &block.attestation_ids)?;
+    check_known(&block.attestation_ids, &known)
 }
-
-/// `SELECT count(*)` of the unplaced attestations among `n` digests.
-static UNPLACED_COUNT: PerChunk = PerChunk::new(|n| {
-    format!(
-        "SELECT count(*) FROM attestations WHERE digest IN ({}) AND block_hash IS NULL",
-        rows("?", n)
-    )
-});
 
 /// Removes a block whose placement did not finish, and returns its attestations to the
 /// pending queue. Nothing can refer to it: it was never acknowledged to its caller.

@@ -47,6 +47,7 @@ macro_rules! store_suite {
             attester_filter_pages_only_that_attester,
             insert_block_includes_attestations_and_proofs_rebuild,
             insert_block_is_all_or_nothing,
+            a_block_keeps_first_placements_and_holds_contested_ones,
             a_large_block_is_placed_whole,
             finalization,
             blocks_from_height_orders_by_height_then_hash,
@@ -674,6 +675,39 @@ pub(crate) async fn a_large_block_is_placed_whole<H: Harness>(h: &H) {
         s.insert_block(&b1, 12).await.unwrap(),
         BlockInsert::AlreadyStored
     );
+
+    // Another validator's block with all of them, in reverse order: the 1,250 placed in
+    // b1 keep their place, the last 50 are placed in it (over several transactions on the
+    // embedded store).
+    let mut reversed = ids.clone();
+    reversed.reverse();
+    let b1b = Block::propose(
+        BlockContent {
+            chain_id: CHAIN.into(),
+            epoch: 0,
+            height: 1,
+            parents: vec![genesis.hash],
+            attestation_ids: reversed,
+            entry_ids: vec![],
+            timestamp_ms: 12,
+        },
+        &key(201),
+    )
+    .unwrap();
+    assert_eq!(
+        s.insert_block(&b1b, 12).await.unwrap(),
+        BlockInsert::Inserted
+    );
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    for (d, want) in [
+        (ids[1_299], (b1b.hash, 0)),
+        (ids[1_250], (b1b.hash, 49)),
+        (ids[1_249], (b1.hash, 1_249)),
+        (ids[0], (b1.hash, 0)),
+    ] {
+        let r = s.get_attestation(&d).await.unwrap().unwrap();
+        assert_eq!(r.block.map(|b| (b.hash, b.index)), Some(want));
+    }
 }
 
 pub(crate) async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
@@ -700,10 +734,10 @@ pub(crate) async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert!(s.get_block(&twice.hash).await.unwrap().is_none());
 
-    // An attestation already in another block.
+    // Twice in one block, even with a good block stored that holds it.
     let b1 = propose(1, vec![genesis.hash], vec![ids[0], ids[1]], 12);
     s.insert_block(&b1, 12).await.unwrap();
-    let b1b = propose(1, vec![genesis.hash], vec![ids[2], ids[1]], 13);
+    let b1b = propose(1, vec![genesis.hash], vec![ids[2], ids[1], ids[2]], 13);
     let err = s.insert_block(&b1b, 13).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert!(s.get_block(&b1b.hash).await.unwrap().is_none());
@@ -711,11 +745,97 @@ pub(crate) async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
     assert_eq!(a2.status, AttestationStatus::Accepted);
     assert_eq!(s.count_pending_attestations().await.unwrap(), 2);
 
+    // A hash stored with other content.
+    let mut other = b1.clone();
+    other.signature = None;
+    let err = s.insert_block(&other, 14).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+
     // A block whose header does not hash to its hash is refused before any write.
     let mut forged = propose(2, vec![b1.hash], vec![ids[2]], 14);
     forged.header.timestamp_ms += 1;
     let err = s.insert_block(&forged, 14).await.unwrap_err();
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+}
+
+/// Two validators may include the same attestation, and a block may carry contested
+/// ones: an attestation keeps its first placement, a contested one is never placed, and
+/// only the rest are placed (and leave the pending count).
+pub(crate) async fn a_block_keeps_first_placements_and_holds_contested_ones<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let kp = key(1);
+    let x = new_att(&signed(&kp, "alice", 1, 0), 1);
+    let a = new_att(&signed(&kp, "alice", 2, 0), 2);
+    let c = new_att(&signed(&kp, "alice", 3, 0), 3);
+    let y = new_att(&signed(&kp, "alice", 1, 1), 4); // x's nonce
+    insert_all(&s, &[x.clone(), a.clone(), c.clone()]).await;
+    assert_eq!(
+        s.insert_block_attestations(std::slice::from_ref(&y))
+            .await
+            .unwrap(),
+        vec![BlockAttestation::Contested { owner: x.digest }]
+    );
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let b1 = propose(1, vec![genesis.hash], vec![x.digest, a.digest], 10);
+    s.insert_block(&b1, 10).await.unwrap();
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 1);
+
+    // Another proposer's block at the same height: a (placed in b1), y (contested), c.
+    let b1b = Block::propose(
+        BlockContent {
+            chain_id: CHAIN.into(),
+            epoch: 0,
+            height: 1,
+            parents: vec![genesis.hash],
+            attestation_ids: vec![a.digest, y.digest, c.digest],
+            entry_ids: vec![],
+            timestamp_ms: 11,
+        },
+        &key(201),
+    )
+    .unwrap();
+    assert_eq!(
+        s.insert_block(&b1b, 11).await.unwrap(),
+        BlockInsert::Inserted
+    );
+    let at = |d: Hash32| {
+        let s = &s;
+        async move {
+            let r = s.get_attestation(&d).await.unwrap().unwrap();
+            (r.status, r.block.map(|b| (b.hash, b.index)))
+        }
+    };
+    assert_eq!(
+        at(a.digest).await,
+        (AttestationStatus::Included, Some((b1.hash, 1)))
+    );
+    assert_eq!(
+        at(c.digest).await,
+        (AttestationStatus::Included, Some((b1b.hash, 2)))
+    );
+    assert_eq!(at(y.digest).await, (AttestationStatus::Accepted, None));
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    assert!(s.pending_attestations(10).await.unwrap().is_empty());
+    assert_eq!(s.get_block(&b1b.hash).await.unwrap().unwrap().block, b1b);
+    // Again: the identical block, nothing changes.
+    assert_eq!(
+        s.insert_block(&b1b, 12).await.unwrap(),
+        BlockInsert::AlreadyStored
+    );
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+
+    // A contested digest twice is still twice; an unknown one is still unknown.
+    let twice = propose(2, vec![b1.hash], vec![y.digest, x.digest, y.digest], 20);
+    let err = s.insert_block(&twice, 20).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let unknown = Hash32::digest(b"unknown");
+    let missing = propose(2, vec![b1.hash], vec![y.digest, unknown], 21);
+    let err = s.insert_block(&missing, 21).await.unwrap_err();
+    assert_eq!(err, StoreError::NotFound(format!("attestation {unknown}")));
+    for b in [&twice, &missing] {
+        assert!(s.get_block(&b.hash).await.unwrap().is_none());
+    }
 }
 
 pub(crate) async fn finalization<H: Harness>(h: &H) {
