@@ -221,8 +221,22 @@ impl Store for AnyStore {
         dispatch!(self, s => s.blocks_from_height(from, limit).await)
     }
 
+    async fn blocks_of_epoch(
+        &self,
+        epoch: u64,
+        from_height: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        dispatch!(self, s => s.blocks_of_epoch(epoch, from_height, limit).await)
+    }
+
     async fn all_blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
         dispatch!(self, s => s.all_blocks().await)
+    }
+
+    async fn mark_certified(&self, qc: &QuorumCertificate, at_ms: u64) -> Result<bool, StoreError> {
+        let qc = qc.clone();
+        detached!(self, s => s.mark_certified(&qc, at_ms).await)
     }
 
     async fn finalized_height(&self) -> Result<Option<u64>, StoreError> {

@@ -198,8 +198,27 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<StoredBlock>, StoreError>> + Send;
 
-    /// Every block by height then hash, for rebuilding the in-memory DAG at start.
+    /// The blocks of `epoch` with height ≥ `from_height`, by height then hash (the API,
+    /// peers catching up); `limit` clamped as for lists.
+    fn blocks_of_epoch(
+        &self,
+        epoch: u64,
+        from_height: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<StoredBlock>, StoreError>> + Send;
+
+    /// Every block by epoch, height and hash, for rebuilding the in-memory DAG at start.
     fn all_blocks(&self) -> impl Future<Output = Result<Vec<StoredBlock>, StoreError>> + Send;
+
+    /// Stores `qc` on its block (`qc.block_hash`) as the block's own certificate, with
+    /// `at_ms` as `certified_at_ms`: `true` when the block was not certified before, `false`
+    /// when it was (the first certificate and its time stay). `NotFound` for an unknown
+    /// block. The caller checks the certificate.
+    fn mark_certified(
+        &self,
+        qc: &QuorumCertificate,
+        at_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Height of the highest finalized block; `None` before any.
     fn finalized_height(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;

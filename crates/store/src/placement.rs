@@ -19,6 +19,7 @@ use crate::types::{BlockInsert, StoredBlock};
 /// transaction begins.
 pub(crate) struct NewBlockRow {
     pub header: String,
+    pub epoch: i64,
     pub height: i64,
     pub timestamp: i64,
     pub created: i64,
@@ -33,6 +34,7 @@ impl NewBlockRow {
         Ok(NewBlockRow {
             header: serde_json::to_string(&block.header)
                 .map_err(|e| StoreError::Invalid(format!("block {} header: {e}", block.hash)))?,
+            epoch: to_i64(block.header.epoch, "block epoch")?,
             height: to_i64(block.header.height, "block height")?,
             timestamp: to_i64(block.header.timestamp_ms, "block timestamp_ms")?,
             created: to_i64(created_at_ms, "created_at_ms")?,
@@ -120,6 +122,9 @@ mod tests {
             finalized_at_ms: None,
             qc: None,
             created_at_ms: 1,
+            certified: false,
+            certified_at_ms: None,
+            commit_seq: None,
         }
     }
 

@@ -54,7 +54,7 @@ macro_rules! select_block {
     ($tail:literal) => {
         concat!(
             "SELECT hash, header, signature, attestation_ids, entry_ids, finalized, \
-             finalized_at_ms, qc, created_at_ms FROM blocks ",
+             finalized_at_ms, qc, created_at_ms, certified_at_ms, commit_seq FROM blocks ",
             $tail
         )
     };
@@ -132,6 +132,8 @@ pub(crate) struct BlockRow<'r> {
     pub finalized_at_ms: Option<i64>,
     pub qc: Option<&'r str>,
     pub created_at_ms: i64,
+    pub certified_at_ms: Option<i64>,
+    pub commit_seq: Option<i64>,
 }
 
 impl BlockRow<'_> {
@@ -181,6 +183,15 @@ impl BlockRow<'_> {
                 .transpose()?,
             qc,
             created_at_ms: to_u64(self.created_at_ms, "created_at_ms")?,
+            certified: self.certified_at_ms.is_some(),
+            certified_at_ms: self
+                .certified_at_ms
+                .map(|v| to_u64(v, "certified_at_ms"))
+                .transpose()?,
+            commit_seq: self
+                .commit_seq
+                .map(|v| to_u64(v, "commit_seq"))
+                .transpose()?,
         })
     }
 }

@@ -138,15 +138,22 @@ impl AttestationRecord {
     }
 }
 
-/// A block with what the store knows about its finality.
+/// A block with what the store knows about its certification and commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBlock {
     pub block: Block,
+    /// Committed: in the ledger's block order (docs/protocol.md §3.6).
     pub finalized: bool,
+    /// When it was committed.
     pub finalized_at_ms: Option<u64>,
-    /// Set on the block a QC was formed for; its ancestors are final through it.
+    /// The block's own QC, once certified ([`crate::Store::mark_certified`]).
     pub qc: Option<QuorumCertificate>,
     pub created_at_ms: u64,
+    /// A QC for it is stored.
+    pub certified: bool,
+    pub certified_at_ms: Option<u64>,
+    /// Its position in the ledger's block order (0, 1, 2, …), once committed.
+    pub commit_seq: Option<u64>,
 }
 
 /// What [`crate::Store::insert_block`] did.

@@ -24,3 +24,13 @@ BEGIN
         pg_get_serial_sequence('attestations', 'seq'));
 END
 $$;
+
+-- Blocks: the epoch of their header, when their own QC was stored (certified), and their
+-- position in the ledger's block order (committed; `finalized` and `finalized_at_ms` now
+-- mean committed). NULL until then.
+ALTER TABLE blocks ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0 CHECK (epoch >= 0);
+ALTER TABLE blocks ADD COLUMN certified_at_ms BIGINT;
+ALTER TABLE blocks ADD COLUMN commit_seq BIGINT CHECK (commit_seq IS NULL OR commit_seq >= 0);
+UPDATE blocks SET epoch = COALESCE((header::jsonb ->> 'epoch')::bigint, 0);
+CREATE INDEX blocks_by_epoch ON blocks (epoch, height, hash);
+CREATE UNIQUE INDEX blocks_by_commit_seq ON blocks (commit_seq) WHERE commit_seq IS NOT NULL;

@@ -18,3 +18,13 @@ CREATE TABLE contested_attestations (
     received_at_ms  INTEGER NOT NULL
 );
 CREATE INDEX contested_by_nonce ON contested_attestations (attester_pubkey, nonce);
+
+-- Blocks: the epoch of their header (epoch pages, the rebuild's order), when their own QC
+-- was stored (certified), and their position in the ledger's block order (committed;
+-- `finalized` and `finalized_at_ms` now mean committed). NULL until then.
+ALTER TABLE blocks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0 CHECK (epoch >= 0);
+ALTER TABLE blocks ADD COLUMN certified_at_ms INTEGER;
+ALTER TABLE blocks ADD COLUMN commit_seq INTEGER CHECK (commit_seq IS NULL OR commit_seq >= 0);
+UPDATE blocks SET epoch = COALESCE(json_extract(header, '$.epoch'), 0);
+CREATE INDEX blocks_by_epoch ON blocks (epoch, height, hash);
+CREATE UNIQUE INDEX blocks_by_commit_seq ON blocks (commit_seq) WHERE commit_seq IS NOT NULL;

@@ -26,6 +26,8 @@ fn stored_block(row: &PgRow) -> Result<StoredBlock, StoreError> {
         finalized_at_ms: row.try_get("finalized_at_ms")?,
         qc: row.try_get("qc")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        certified_at_ms: row.try_get("certified_at_ms")?,
+        commit_seq: row.try_get("commit_seq")?,
     }
     .into_stored()
 }
@@ -84,7 +86,7 @@ pub(super) async fn insert(
     let inserted = store
         .query(
             "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
-             entry_ids, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             entry_ids, created_at_ms, epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (hash) DO NOTHING",
         )
         .bind(block.hash.as_bytes().as_slice())
@@ -95,6 +97,7 @@ pub(super) async fn insert(
         .bind(pack_hashes(&block.attestation_ids))
         .bind(pack_hashes(&block.entry_ids))
         .bind(row.created)
+        .bind(row.epoch)
         .execute(&mut *tx)
         .await?;
     if inserted.rows_affected() == 0 {
@@ -213,15 +216,78 @@ pub(super) async fn mark_finalized(
     Ok(newly)
 }
 
-/// Blocks from `from` up, by height then hash; every one when `limit` is `None`.
+/// Stores `qc` on its block as the block's own certificate: `true` when the block was not
+/// certified before (the first certificate and its time stay).
+pub(super) async fn mark_certified(
+    store: &PostgresStore,
+    qc: &QuorumCertificate,
+    at_ms: u64,
+) -> Result<bool, StoreError> {
+    let at = to_i64(at_ms, "certified_at_ms")?;
+    let (hash, json) = qc_column(qc)?;
+    let mut c = store.acquire().await?;
+    // One statement: the update, or why there was none.
+    let row = store
+        .query(
+            "WITH u AS (UPDATE blocks SET qc = $1, certified_at_ms = $2 \
+             WHERE hash = $3 AND certified_at_ms IS NULL RETURNING 1) \
+             SELECT EXISTS (SELECT 1 FROM u) AS changed, \
+             EXISTS (SELECT 1 FROM blocks WHERE hash = $3) AS stored",
+        )
+        .bind(&json)
+        .bind(at)
+        .bind(hash.as_bytes().as_slice())
+        .fetch_one(&mut *c)
+        .await?;
+    let (changed, stored): (bool, bool) = (row.try_get("changed")?, row.try_get("stored")?);
+    if !changed && !stored {
+        return Err(StoreError::NotFound(format!("block {hash}")));
+    }
+    Ok(changed)
+}
+
+/// The blocks of `epoch` from height `from` up, by height then hash.
+pub(super) async fn of_epoch(
+    store: &PostgresStore,
+    epoch: u64,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<StoredBlock>, StoreError> {
+    // Beyond i64 nothing is stored: an empty page, not an error.
+    let (Ok(epoch), Ok(from)) = (i64::try_from(epoch), i64::try_from(from)) else {
+        return Ok(Vec::new());
+    };
+    let mut c = store.acquire().await?;
+    let rows = store
+        .query(select_block!(
+            "WHERE epoch = $1 AND height >= $2 ORDER BY height, hash LIMIT $3"
+        ))
+        .bind(epoch)
+        .bind(from)
+        .bind(i64::from(clamp_limit(limit)))
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter().map(stored_block).collect()
+}
+
+/// Every block by epoch, height and hash (the rebuild at start).
+pub(super) async fn all(store: &PostgresStore) -> Result<Vec<StoredBlock>, StoreError> {
+    let mut c = store.acquire().await?;
+    let rows = store
+        .query(select_block!("ORDER BY epoch, height, hash"))
+        .fetch_all(&mut *c)
+        .await?;
+    rows.iter().map(stored_block).collect()
+}
+
+/// Blocks from `from` up, by height then hash.
 pub(super) async fn from_height(
     store: &PostgresStore,
     from: u64,
-    limit: Option<u32>,
+    limit: u32,
 ) -> Result<Vec<StoredBlock>, StoreError> {
     let from = i64::try_from(from).unwrap_or(i64::MAX);
-    // LIMIT NULL is no limit.
-    let limit = limit.map(|l| i64::from(clamp_limit(l)));
+    let limit = i64::from(clamp_limit(limit));
     let mut c = store.acquire().await?;
     let rows = store
         .query(select_block!(

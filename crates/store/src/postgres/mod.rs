@@ -413,11 +413,24 @@ impl Store for PostgresStore {
         from: u64,
         limit: u32,
     ) -> Result<Vec<StoredBlock>, StoreError> {
-        blocks::from_height(self, from, Some(limit)).await
+        blocks::from_height(self, from, limit).await
+    }
+
+    async fn blocks_of_epoch(
+        &self,
+        epoch: u64,
+        from_height: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        blocks::of_epoch(self, epoch, from_height, limit).await
     }
 
     async fn all_blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
-        blocks::from_height(self, 0, None).await
+        blocks::all(self).await
+    }
+
+    async fn mark_certified(&self, qc: &QuorumCertificate, at_ms: u64) -> Result<bool, StoreError> {
+        blocks::mark_certified(self, qc, at_ms).await
     }
 
     async fn finalized_height(&self) -> Result<Option<u64>, StoreError> {

@@ -29,6 +29,8 @@ fn stored_block(row: &SqliteRow) -> Result<StoredBlock, StoreError> {
         finalized_at_ms: row.try_get("finalized_at_ms")?,
         qc: row.try_get("qc")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        certified_at_ms: row.try_get("certified_at_ms")?,
+        commit_seq: row.try_get("commit_seq")?,
     }
     .into_stored()
 }
@@ -68,6 +70,8 @@ fn by_hash_in(tx: &Transaction<'_>, hash: &Hash32) -> Result<Option<StoredBlock>
             finalized_at_ms: row.get("finalized_at_ms")?,
             qc: opt_text(row, "qc")?,
             created_at_ms: row.get("created_at_ms")?,
+            certified_at_ms: row.get("certified_at_ms")?,
+            commit_seq: row.get("commit_seq")?,
         }
         .into_stored()
         .map(Some),
@@ -251,7 +255,8 @@ fn insert_first(
     check_placeable(&tx, block)?;
     tx.execute(
         "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
-         entry_ids, created_at_ms, placed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+         entry_ids, created_at_ms, placed, epoch) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             block.hash.as_bytes(),
             row.height,
@@ -262,6 +267,7 @@ fn insert_first(
             pack_hashes(&block.entry_ids),
             row.created,
             i64::from(first == ids.len()),
+            row.epoch,
         ],
     )?;
     place(&tx, block, 0, &ids[..first])?;
@@ -325,15 +331,67 @@ pub(super) fn mark_finalized(
     Ok(newly)
 }
 
-/// Blocks from `from` up, by height then hash; every one when `limit` is `None`.
+/// Stores `qc` on its block as the block's own certificate, on the writer thread: `true`
+/// when the block was not certified before (the first certificate and its time stay).
+pub(super) fn mark_certified(
+    conn: &mut Connection,
+    qc: &(Hash32, String),
+    at_ms: u64,
+) -> Result<bool, StoreError> {
+    let at = to_i64(at_ms, "certified_at_ms")?;
+    let (hash, json) = qc;
+    let tx = begin(conn)?;
+    let changed = tx
+        .prepare_cached(
+            "UPDATE blocks SET qc = ?1, certified_at_ms = ?2 \
+             WHERE hash = ?3 AND certified_at_ms IS NULL",
+        )?
+        .execute(params![json, at, hash.as_bytes()])?;
+    if changed == 0 && !exists(&tx, hash)? {
+        return Err(StoreError::NotFound(format!("block {hash}")));
+    }
+    tx.commit()?;
+    Ok(changed == 1)
+}
+
+/// The blocks of `epoch` from height `from` up, by height then hash.
+pub(super) async fn of_epoch(
+    readers: &SqlitePool,
+    epoch: u64,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<StoredBlock>, StoreError> {
+    // Beyond i64 nothing is stored: an empty page, not an error.
+    let (Ok(epoch), Ok(from)) = (i64::try_from(epoch), i64::try_from(from)) else {
+        return Ok(Vec::new());
+    };
+    let rows = sqlx::query(select_block!(
+        "WHERE epoch = ?1 AND height >= ?2 ORDER BY height, hash LIMIT ?3"
+    ))
+    .bind(epoch)
+    .bind(from)
+    .bind(i64::from(clamp_limit(limit)))
+    .fetch_all(readers)
+    .await?;
+    rows.iter().map(stored_block).collect()
+}
+
+/// Every block by epoch, height and hash (the rebuild at start).
+pub(super) async fn all(readers: &SqlitePool) -> Result<Vec<StoredBlock>, StoreError> {
+    let rows = sqlx::query(select_block!("ORDER BY epoch, height, hash"))
+        .fetch_all(readers)
+        .await?;
+    rows.iter().map(stored_block).collect()
+}
+
+/// Blocks from `from` up, by height then hash.
 pub(super) async fn from_height(
     readers: &SqlitePool,
     from: u64,
-    limit: Option<u32>,
+    limit: u32,
 ) -> Result<Vec<StoredBlock>, StoreError> {
     let from = i64::try_from(from).unwrap_or(i64::MAX);
-    // SQLite reads LIMIT -1 as "no limit".
-    let limit = limit.map_or(-1, |l| i64::from(clamp_limit(l)));
+    let limit = i64::from(clamp_limit(limit));
     let rows = sqlx::query(select_block!(
         "WHERE height >= ?1 ORDER BY height, hash LIMIT ?2"
     ))

@@ -281,11 +281,27 @@ impl Store for SqliteStore {
         from: u64,
         limit: u32,
     ) -> Result<Vec<StoredBlock>, StoreError> {
-        blocks::from_height(&self.readers, from, Some(limit)).await
+        blocks::from_height(&self.readers, from, limit).await
+    }
+
+    async fn blocks_of_epoch(
+        &self,
+        epoch: u64,
+        from_height: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        blocks::of_epoch(&self.readers, epoch, from_height, limit).await
     }
 
     async fn all_blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
-        blocks::from_height(&self.readers, 0, None).await
+        blocks::all(&self.readers).await
+    }
+
+    async fn mark_certified(&self, qc: &QuorumCertificate, at_ms: u64) -> Result<bool, StoreError> {
+        let qc = qc_column(qc)?;
+        self.writer
+            .run(move |conn| blocks::mark_certified(conn, &qc, at_ms))
+            .await
     }
 
     async fn finalized_height(&self) -> Result<Option<u64>, StoreError> {

@@ -51,6 +51,8 @@ macro_rules! store_suite {
             a_large_block_is_placed_whole,
             finalization,
             blocks_from_height_orders_by_height_then_hash,
+            blocks_of_epoch_by_height_then_hash,
+            certification_is_stored_once,
             votes_are_idempotent,
             registry_entries,
             meta_and_identity,
@@ -144,6 +146,30 @@ pub(crate) fn propose_with_entries(
             timestamp_ms: ts,
         },
         &key(200),
+    )
+    .expect("block")
+}
+
+/// A block of `epoch` by the validator with key seed `proposer`.
+pub(crate) fn propose_by(
+    proposer: u8,
+    epoch: u64,
+    height: u64,
+    parents: Vec<Hash32>,
+    ids: Vec<Hash32>,
+    ts: u64,
+) -> Block {
+    Block::propose(
+        BlockContent {
+            chain_id: CHAIN.into(),
+            epoch,
+            height,
+            parents,
+            attestation_ids: ids,
+            entry_ids: vec![],
+            timestamp_ms: ts,
+        },
+        &key(proposer),
     )
     .expect("block")
 }
@@ -942,6 +968,92 @@ pub(crate) async fn blocks_from_height_orders_by_height_then_hash<H: Harness>(h:
         all.iter().find(|b| b.block.hash == m3.hash).unwrap().block,
         m3
     );
+}
+
+/// Epoch pages (the API, peers catching up) and the rebuild's order across epochs.
+pub(crate) async fn blocks_of_epoch_by_height_then_hash<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    let e0: Vec<Block> = (0..3)
+        .map(|p| propose_by(10 + p, 0, 1, vec![genesis.hash], vec![], 10))
+        .collect();
+    let close = propose_by(10, 0, 2, vec![e0[0].hash, e0[1].hash], vec![], 20);
+    let e1h1: Vec<Block> = (0..3)
+        .map(|p| propose_by(10 + p, 1, 1, vec![close.hash], vec![], 30))
+        .collect();
+    let e1h2 = propose_by(11, 1, 2, e1h1.iter().map(|b| b.hash).collect(), vec![], 40);
+    let mut scrambled = vec![&e1h2, &close, &genesis];
+    scrambled.extend(e1h1.iter().rev());
+    scrambled.extend(e0.iter());
+    for b in scrambled {
+        s.insert_block(b, 1).await.unwrap();
+    }
+    let key_of = |b: &Block| (b.header.epoch, b.header.height, b.hash);
+    let keys = |v: Vec<StoredBlock>| v.iter().map(|b| key_of(&b.block)).collect::<Vec<_>>();
+    let mut epoch1: Vec<_> = e1h1.iter().chain([&e1h2]).map(key_of).collect();
+    epoch1.sort();
+    assert_eq!(keys(s.blocks_of_epoch(1, 0, 100).await.unwrap()), epoch1);
+    assert_eq!(keys(s.blocks_of_epoch(1, 1, 2).await.unwrap()), epoch1[..2]);
+    assert_eq!(
+        keys(s.blocks_of_epoch(1, 2, 100).await.unwrap()),
+        epoch1[3..]
+    );
+    let mut epoch0: Vec<_> = [&genesis, &close]
+        .into_iter()
+        .chain(&e0)
+        .map(key_of)
+        .collect();
+    epoch0.sort();
+    assert_eq!(keys(s.blocks_of_epoch(0, 0, 100).await.unwrap()), epoch0);
+    assert!(s.blocks_of_epoch(2, 0, 100).await.unwrap().is_empty());
+    assert!(s
+        .blocks_of_epoch(u64::MAX, 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .blocks_of_epoch(1, u64::MAX, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    // Limit 0 still gives one block, as lists do.
+    assert_eq!(s.blocks_of_epoch(1, 0, 0).await.unwrap().len(), 1);
+    // The rebuild: epoch 0 before epoch 1, though epoch 1 has the same heights.
+    let all = keys(s.all_blocks().await.unwrap());
+    assert_eq!(all, [epoch0, epoch1].concat());
+    let stored = s.blocks_of_epoch(1, 2, 1).await.unwrap();
+    assert_eq!(stored[0].block, e1h2);
+}
+
+/// A block is certified once: its own QC and the time it was stored stay.
+pub(crate) async fn certification_is_stored_once<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let b1 = propose(1, vec![genesis.hash], vec![], 100);
+    let b1b = propose_by(201, 0, 1, vec![genesis.hash], vec![], 100);
+    s.insert_block(&b1, 100).await.unwrap();
+    s.insert_block(&b1b, 100).await.unwrap();
+    let fresh = s.get_block(&b1.hash).await.unwrap().unwrap();
+    assert!(!fresh.certified && fresh.certified_at_ms.is_none() && fresh.qc.is_none());
+
+    let err = s
+        .mark_certified(&qc_for(Hash32::digest(b"missing")), 200)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let qc = qc_for(b1.hash);
+    assert!(s.mark_certified(&qc, 200).await.unwrap());
+    let mut later = qc_for(b1.hash);
+    later.weight = 1;
+    assert!(!s.mark_certified(&later, 300).await.unwrap());
+    let stored = s.get_block(&b1.hash).await.unwrap().unwrap();
+    assert!(stored.certified);
+    assert_eq!((stored.certified_at_ms, stored.qc), (Some(200), Some(qc)));
+    // Certified is not committed.
+    assert!(!stored.finalized && stored.finalized_at_ms.is_none() && stored.commit_seq.is_none());
+    let other = s.get_block(&b1b.hash).await.unwrap().unwrap();
+    assert!(!other.certified && other.qc.is_none());
 }
 
 pub(crate) async fn votes_are_idempotent<H: Harness>(h: &H) {
