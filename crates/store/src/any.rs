@@ -199,14 +199,44 @@ impl Store for AnyStore {
         detached!(self, s => s.insert_block_fenced(&block, created_at_ms, &lease, &holder).await)
     }
 
-    async fn mark_finalized(
+    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        let batch = batch.clone();
+        detached!(self, s => s.commit(&batch).await)
+    }
+
+    async fn ledger_len(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.ledger_len().await)
+    }
+
+    async fn count_rejected(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count_rejected().await)
+    }
+
+    async fn ledger_page(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError> {
+        dispatch!(self, s => s.ledger_page(from, limit).await)
+    }
+
+    async fn ledger_lookup(
         &self,
-        hashes: &[Hash32],
-        qc: Option<&QuorumCertificate>,
-        at_ms: u64,
-    ) -> Result<u64, StoreError> {
-        let (hashes, qc) = (hashes.to_vec(), qc.cloned());
-        detached!(self, s => s.mark_finalized(&hashes, qc.as_ref(), at_ms).await)
+        digests: &[Hash32],
+        pairs: &[(PublicKey, String)],
+    ) -> Result<(Vec<bool>, Vec<Option<Hash32>>), StoreError> {
+        dispatch!(self, s => s.ledger_lookup(digests, pairs).await)
+    }
+
+    async fn commit_state(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        dispatch!(self, s => s.commit_state().await)
+    }
+
+    async fn committed_blocks(&self) -> Result<Vec<Hash32>, StoreError> {
+        dispatch!(self, s => s.committed_blocks().await)
+    }
+
+    async fn attestation_keys(
+        &self,
+        digests: &[Hash32],
+    ) -> Result<Vec<Option<(PublicKey, String)>>, StoreError> {
+        dispatch!(self, s => s.attestation_keys(digests).await)
     }
 
     async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {

@@ -13,9 +13,9 @@
 //!   static dispatch, so the node is not generic over the store. Tests that must run on
 //!   every backend are generic over [`Store`] (`tests/suite`).
 //! - What does not depend on the driver is written once, in the crate's own modules
-//!   (`rows`, `placement`, `contested`, `identity`, `header_version`, `migrations`,
-//!   `codec`): row checks, verdicts, migration bookkeeping. `sqlite` and `postgres` hold
-//!   their SQL, transactions and driver calls.
+//!   (`rows`, `placement`, `contested`, `ledger`, `identity`, `header_version`,
+//!   `migrations`, `codec`): row checks, verdicts, migration bookkeeping. `sqlite` and
+//!   `postgres` hold their SQL, transactions and driver calls.
 //!
 //! # Semantics every backend keeps
 //! - A write returns only after it has committed durably; a batch is one transaction.
@@ -41,6 +41,7 @@ pub mod cursor;
 pub mod error;
 mod header_version;
 mod identity;
+mod ledger;
 mod migrations;
 mod placement;
 pub mod postgres;
@@ -176,16 +177,6 @@ pub trait Store: Send + Sync + 'static {
         holder: &str,
     ) -> impl Future<Output = Result<BlockInsert, StoreError>> + Send;
 
-    /// Marks `hashes` final (the caller passes the head and its newly final ancestors) and
-    /// stores `qc` on its own block, in one transaction. Returns how many were not final
-    /// before. `NotFound` for an unknown hash.
-    fn mark_finalized(
-        &self,
-        hashes: &[Hash32],
-        qc: Option<&QuorumCertificate>,
-        at_ms: u64,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
     fn get_block(
         &self,
         hash: &Hash32,
@@ -223,6 +214,60 @@ pub trait Store: Send + Sync + 'static {
     /// Height of the highest finalized block; `None` before any.
     fn finalized_height(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 
+    // --- the ledger (docs/protocol.md §3.6) ---
+
+    /// One step of the ledger order, in ONE transaction: marks `batch.blocks` committed in
+    /// that order (`finalized`, `finalized_at_ms = batch.at_ms`, `commit_seq` continuing
+    /// the stored block order), appends `batch.appended` to the ledger, records
+    /// `batch.rejected`, marks the registry entries `batch.entries` committed in that order
+    /// (`commit_seq` continuing the stored entry order), and stores `batch.state` as meta
+    /// [`META_COMMIT_STATE`]. An attestation the batch settles that is in no block here (a
+    /// `revive` released it) is placed where the ledger met it. `Conflict` when the first
+    /// `log_index` is not the ledger's length or the rest do not follow one by one, when a
+    /// block or entry is already committed (or twice in the batch), a row names a block
+    /// that is not committed by the end of the batch, or a rejected digest would be in the
+    /// ledger; `NotFound` for an unknown block, entry or attestation. Nothing is written
+    /// then. A digest rejected before keeps its first rejection.
+    fn commit(&self, batch: &CommitBatch) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How many attestations the ledger holds: the next `log_index`.
+    fn ledger_len(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// How many attestations the ledger order rejected.
+    fn count_rejected(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Ledger rows from `log_index` `from` up, in ledger order; `limit` clamped to
+    /// 1..=[`MAX_PAGE_LIMIT`].
+    fn ledger_page(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<LedgerRow>, StoreError>> + Send;
+
+    /// Which of `digests` are in the ledger, and for each (key, nonce) of `pairs` the
+    /// ledger digest that used it (through either attestation table), each answer in the
+    /// order asked; one snapshot, one round trip per chunk.
+    fn ledger_lookup(
+        &self,
+        digests: &[Hash32],
+        pairs: &[(PublicKey, String)],
+    ) -> impl Future<Output = Result<(Vec<bool>, Vec<Option<Hash32>>), StoreError>> + Send;
+
+    /// The state the last [`Store::commit`] stored; `None` before any.
+    fn commit_state(
+        &self,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, StoreError>> + Send;
+
+    /// The committed blocks by `commit_seq` (the rebuild compares its replay with it).
+    fn committed_blocks(&self) -> impl Future<Output = Result<Vec<Hash32>, StoreError>> + Send;
+
+    /// The attester key and nonce of each digest (from either attestation table), one
+    /// answer per digest in order; multi-row statements in chunks.
+    fn attestation_keys(
+        &self,
+        digests: &[Hash32],
+    ) -> impl Future<Output = Result<Vec<Option<(PublicKey, String)>>, StoreError>> + Send;
+
     // --- votes ---
 
     /// Stores a vote; `false` when this validator's vote for this block was already there.
@@ -245,7 +290,7 @@ pub trait Store: Send + Sync + 'static {
         epoch: u64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Entries not yet in a block, oldest first.
+    /// Entries in no block and not committed, oldest first.
     fn pending_registry_entries(
         &self,
     ) -> impl Future<Output = Result<Vec<RegistryEntry>, StoreError>> + Send;

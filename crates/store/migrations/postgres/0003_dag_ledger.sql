@@ -34,3 +34,30 @@ ALTER TABLE blocks ADD COLUMN commit_seq BIGINT CHECK (commit_seq IS NULL OR com
 UPDATE blocks SET epoch = COALESCE((header::jsonb ->> 'epoch')::bigint, 0);
 CREATE INDEX blocks_by_epoch ON blocks (epoch, height, hash);
 CREATE UNIQUE INDEX blocks_by_commit_seq ON blocks (commit_seq) WHERE commit_seq IS NOT NULL;
+
+-- The ledger (docs/protocol.md §3.6): finalized attestations in ledger order, without a
+-- gap in `log_index`; the block and index are where the ledger order met each one.
+CREATE TABLE ledger (
+    log_index   BIGINT PRIMARY KEY CHECK (log_index >= 0),
+    digest      BYTEA  NOT NULL UNIQUE CHECK (length(digest) = 32),
+    block_hash  BYTEA  NOT NULL REFERENCES blocks (hash),
+    block_index BIGINT NOT NULL CHECK (block_index >= 0)
+);
+
+-- Attestations the ledger order rejected (`duplicate_nonce`), with the ledger digest
+-- that used their attester key and nonce first.
+CREATE TABLE rejected_attestations (
+    digest      BYTEA  PRIMARY KEY CHECK (length(digest) = 32),
+    owner       BYTEA  NOT NULL REFERENCES ledger (digest),
+    block_hash  BYTEA  NOT NULL REFERENCES blocks (hash),
+    block_index BIGINT NOT NULL CHECK (block_index >= 0)
+);
+
+-- Registry entries: their position in the ledger's entry order once committed.
+ALTER TABLE registry_entries ADD COLUMN commit_seq BIGINT
+    CHECK (commit_seq IS NULL OR commit_seq >= 0);
+CREATE UNIQUE INDEX registry_by_commit_seq ON registry_entries (commit_seq)
+    WHERE commit_seq IS NOT NULL;
+CREATE INDEX registry_by_block ON registry_entries (block_hash) WHERE block_hash IS NOT NULL;
+
+INSERT INTO counters (name, value) VALUES ('ledger', 0), ('rejected', 0);

@@ -28,3 +28,32 @@ ALTER TABLE blocks ADD COLUMN commit_seq INTEGER CHECK (commit_seq IS NULL OR co
 UPDATE blocks SET epoch = COALESCE(json_extract(header, '$.epoch'), 0);
 CREATE INDEX blocks_by_epoch ON blocks (epoch, height, hash);
 CREATE UNIQUE INDEX blocks_by_commit_seq ON blocks (commit_seq) WHERE commit_seq IS NOT NULL;
+
+-- The ledger (docs/protocol.md §3.6): finalized attestations in ledger order. `log_index`
+-- continues without a gap (`commit` checks it); the block and index are where the ledger
+-- order met the attestation, in a committed block.
+CREATE TABLE ledger (
+    log_index   INTEGER PRIMARY KEY NOT NULL CHECK (log_index >= 0),
+    digest      BLOB    NOT NULL UNIQUE CHECK (length(digest) = 32),
+    block_hash  BLOB    NOT NULL REFERENCES blocks (hash),
+    block_index INTEGER NOT NULL CHECK (block_index >= 0)
+);
+
+-- Attestations the ledger order rejected (`duplicate_nonce`): `owner` is the digest in
+-- the ledger that used their attester key and nonce first.
+CREATE TABLE rejected_attestations (
+    digest      BLOB    PRIMARY KEY NOT NULL CHECK (length(digest) = 32),
+    owner       BLOB    NOT NULL REFERENCES ledger (digest),
+    block_hash  BLOB    NOT NULL REFERENCES blocks (hash),
+    block_index INTEGER NOT NULL CHECK (block_index >= 0)
+);
+
+-- Registry entries: their position in the ledger's entry order once committed. An entry
+-- is pending while it is in no block and not committed.
+ALTER TABLE registry_entries ADD COLUMN commit_seq INTEGER
+    CHECK (commit_seq IS NULL OR commit_seq >= 0);
+CREATE UNIQUE INDEX registry_by_commit_seq ON registry_entries (commit_seq)
+    WHERE commit_seq IS NOT NULL;
+CREATE INDEX registry_by_block ON registry_entries (block_hash) WHERE block_hash IS NOT NULL;
+
+INSERT INTO counters (name, value) VALUES ('ledger', 0), ('rejected', 0);

@@ -34,7 +34,15 @@ fn record(row: &PgRow) -> Result<AttestationRecord, StoreError> {
         block_hash: row.try_get("block_hash")?,
         block_index: row.try_get("block_index")?,
         block_height: row.try_get("block_height")?,
-        block_finalized: row.try_get("block_finalized")?,
+        block_certified_at: row.try_get("block_certified_at")?,
+        log_index: row.try_get("log_index")?,
+        ledger_block: row.try_get("ledger_block")?,
+        ledger_index: row.try_get("ledger_index")?,
+        ledger_height: row.try_get("ledger_height")?,
+        rejected_by: row.try_get("rejected_by")?,
+        rejected_block: row.try_get("rejected_block")?,
+        rejected_index: row.try_get("rejected_index")?,
+        rejected_height: row.try_get("rejected_height")?,
     }
     .into_record()
 }

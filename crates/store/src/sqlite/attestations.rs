@@ -37,10 +37,15 @@ fn record(row: &SqliteRow) -> Result<AttestationRecord, StoreError> {
         block_hash: row.try_get("block_hash")?,
         block_index: row.try_get("block_index")?,
         block_height: row.try_get("block_height")?,
-        // SQLite has no boolean: 0 or 1.
-        block_finalized: row
-            .try_get::<Option<i64>, _>("block_finalized")?
-            .map(|f| f != 0),
+        block_certified_at: row.try_get("block_certified_at")?,
+        log_index: row.try_get("log_index")?,
+        ledger_block: row.try_get("ledger_block")?,
+        ledger_index: row.try_get("ledger_index")?,
+        ledger_height: row.try_get("ledger_height")?,
+        rejected_by: row.try_get("rejected_by")?,
+        rejected_block: row.try_get("rejected_block")?,
+        rejected_index: row.try_get("rejected_index")?,
+        rejected_height: row.try_get("rejected_height")?,
     }
     .into_record()
 }
@@ -368,9 +373,15 @@ fn by_digest_in(
             block_hash: opt_blob(row, "block_hash")?,
             block_index: row.get("block_index")?,
             block_height: row.get("block_height")?,
-            block_finalized: row
-                .get::<_, Option<i64>>("block_finalized")?
-                .map(|f| f != 0),
+            block_certified_at: row.get("block_certified_at")?,
+            log_index: row.get("log_index")?,
+            ledger_block: opt_blob(row, "ledger_block")?,
+            ledger_index: row.get("ledger_index")?,
+            ledger_height: row.get("ledger_height")?,
+            rejected_by: opt_blob(row, "rejected_by")?,
+            rejected_block: opt_blob(row, "rejected_block")?,
+            rejected_index: row.get("rejected_index")?,
+            rejected_height: row.get("rejected_height")?,
         }
         .into_record()
         .map(Some),

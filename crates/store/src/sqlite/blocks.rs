@@ -148,9 +148,24 @@ fn check_placeable(tx: &Transaction<'_>, block: &Block) -> Result<(), StoreError
 }
 
 /// Removes a block whose placement did not finish, and returns its attestations to the
-/// pending queue. Nothing can refer to it: it was never acknowledged to its caller.
+/// pending queue. Nothing can refer to it: it was never acknowledged to its caller. An
+/// attestation it placed that the ledger settled meanwhile (through another block) moves
+/// to where the ledger met it instead: a settled attestation is never pending.
 fn undo_unplaced(tx: &Transaction<'_>, hash: &Hash32) -> Result<(), StoreError> {
     let hash = hash.as_bytes();
+    for settled in ["ledger", "rejected_attestations"] {
+        tx.execute(
+            &format!(
+                "UPDATE attestations SET \
+                 block_hash = (SELECT s.block_hash FROM {settled} s \
+                 WHERE s.digest = attestations.digest), \
+                 block_index = (SELECT s.block_index FROM {settled} s \
+                 WHERE s.digest = attestations.digest) \
+                 WHERE block_hash = ?1 AND digest IN (SELECT digest FROM {settled})"
+            ),
+            [hash],
+        )?;
+    }
     tx.execute(
         "UPDATE counters SET value = value + \
          (SELECT count(*) FROM attestations WHERE block_hash = ?1) \
@@ -292,43 +307,6 @@ fn place_more(
     }
     tx.commit()?;
     Ok(())
-}
-
-/// Marks `hashes` final (and stores `qc` on its head block), on the writer thread.
-pub(super) fn mark_finalized(
-    conn: &mut Connection,
-    hashes: &[Hash32],
-    qc: Option<&(Hash32, String)>,
-    at_ms: u64,
-) -> Result<u64, StoreError> {
-    let at = to_i64(at_ms, "finalized_at_ms")?;
-    let tx = begin(conn)?;
-    let mut newly = 0u64;
-    for hash in hashes {
-        // `finalized = 0` in the filter: finality never reverts and its time never moves.
-        let changed = tx
-            .prepare_cached(
-                "UPDATE blocks SET finalized = 1, finalized_at_ms = ?1 \
-                 WHERE hash = ?2 AND finalized = 0",
-            )?
-            .execute(params![at, hash.as_bytes()])?;
-        if changed == 1 {
-            newly += 1;
-        } else if !exists(&tx, hash)? {
-            return Err(StoreError::NotFound(format!("block {hash}")));
-        }
-    }
-    if let Some((head, json)) = qc {
-        // The first certificate stays: a later one proves nothing new.
-        let changed = tx
-            .prepare_cached("UPDATE blocks SET qc = ?1 WHERE hash = ?2 AND qc IS NULL")?
-            .execute(params![json, head.as_bytes()])?;
-        if changed == 0 && !exists(&tx, head)? {
-            return Err(StoreError::NotFound(format!("block {head}")));
-        }
-    }
-    tx.commit()?;
-    Ok(newly)
 }
 
 /// Stores `qc` on its block as the block's own certificate, on the writer thread: `true`

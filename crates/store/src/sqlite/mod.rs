@@ -17,6 +17,7 @@ mod blocks;
 mod checkpointer;
 mod chunks;
 mod columns;
+mod ledger;
 mod meta;
 mod migrate;
 mod registry;
@@ -37,7 +38,7 @@ use sqlx::SqlitePool;
 use crate::codec::{qc_column, registry_body_column};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
-use crate::rows::{COUNT_ALL, COUNT_PENDING};
+use crate::rows::{COUNT_ALL, COUNT_LEDGER, COUNT_PENDING, COUNT_REJECTED};
 use crate::types::*;
 use crate::Store;
 use write_thread::WriteThread;
@@ -258,17 +259,49 @@ impl Store for SqliteStore {
         blocks::insert(&self.writer, block, created_at_ms).await
     }
 
-    async fn mark_finalized(
-        &self,
-        hashes: &[Hash32],
-        qc: Option<&QuorumCertificate>,
-        at_ms: u64,
-    ) -> Result<u64, StoreError> {
-        let hashes = hashes.to_vec();
-        let qc = qc.map(qc_column).transpose()?;
+    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        let batch = batch.clone();
         self.writer
-            .run(move |conn| blocks::mark_finalized(conn, &hashes, qc.as_ref(), at_ms))
+            .run(move |conn| {
+                let c = crate::ledger::Commit::new(&batch)?;
+                ledger::commit(conn, &c)
+            })
             .await
+    }
+
+    async fn ledger_len(&self) -> Result<u64, StoreError> {
+        attestations::counter(&self.readers, COUNT_LEDGER).await
+    }
+
+    async fn count_rejected(&self) -> Result<u64, StoreError> {
+        attestations::counter(&self.readers, COUNT_REJECTED).await
+    }
+
+    async fn ledger_page(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError> {
+        ledger::page(&self.readers, from, limit).await
+    }
+
+    async fn ledger_lookup(
+        &self,
+        digests: &[Hash32],
+        pairs: &[(PublicKey, String)],
+    ) -> Result<(Vec<bool>, Vec<Option<Hash32>>), StoreError> {
+        ledger::lookup(&self.readers, digests, pairs).await
+    }
+
+    async fn commit_state(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        crate::ledger::commit_state(meta::get(&self.readers, META_COMMIT_STATE).await?)
+    }
+
+    async fn committed_blocks(&self) -> Result<Vec<Hash32>, StoreError> {
+        ledger::committed_blocks(&self.readers).await
+    }
+
+    async fn attestation_keys(
+        &self,
+        digests: &[Hash32],
+    ) -> Result<Vec<Option<(PublicKey, String)>>, StoreError> {
+        ledger::keys(&self.readers, digests).await
     }
 
     async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {

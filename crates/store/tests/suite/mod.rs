@@ -17,8 +17,9 @@ use bizra_ledger::params::NetworkAnchor;
 use bizra_ledger::vote::{QcVote, QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
 use bizra_store::{
-    AttestationStatus, BlockAttestation, BlockInsert, Cursor, IdentityCheck, InsertOutcome,
-    NewAttestation, Store, StoreError, StoredBlock, META_CHAIN_ID, META_HEADER_VERSION,
+    AttestationStatus, BlockAttestation, BlockInsert, CommitBatch, Cursor, IdentityCheck,
+    InsertOutcome, LedgerRow, NewAttestation, RejectedRow, Store, StoreError, StoredBlock,
+    META_CHAIN_ID, META_HEADER_VERSION,
 };
 
 /// Opens the backend under test; calling `open` again reaches the same data.
@@ -49,7 +50,11 @@ macro_rules! store_suite {
             insert_block_is_all_or_nothing,
             a_block_keeps_first_placements_and_holds_contested_ones,
             a_large_block_is_placed_whole,
-            finalization,
+            commit_writes_the_ledger_in_one_step,
+            a_commit_that_does_not_fit_writes_nothing,
+            a_second_rejection_keeps_the_first,
+            ledger_lookup_and_attestation_keys,
+            status_follows_the_life_of_an_attestation,
             blocks_from_height_orders_by_height_then_hash,
             blocks_of_epoch_by_height_then_hash,
             certification_is_stored_once,
@@ -864,66 +869,638 @@ pub(crate) async fn a_block_keeps_first_placements_and_holds_contested_ones<H: H
     }
 }
 
-pub(crate) async fn finalization<H: Harness>(h: &H) {
-    let s = h.open().await;
-    let items = batch(&key(1), "alice", 0, 3);
-    insert_all(&s, &items).await;
-    let genesis = genesis_block();
-    s.insert_block(&genesis, 1).await.unwrap();
-    assert_eq!(s.finalized_height().await.unwrap(), None);
-    assert_eq!(s.mark_finalized(&[genesis.hash], None, 1).await.unwrap(), 1);
-    assert_eq!(s.finalized_height().await.unwrap(), Some(0));
+// ---------------------------------------------------------------- the ledger
 
-    let b1 = propose(1, vec![genesis.hash], digests(&items[..2]), 100);
-    let b2 = propose(2, vec![b1.hash], digests(&items[2..]), 200);
-    s.insert_block(&b1, 100).await.unwrap();
-    s.insert_block(&b2, 200).await.unwrap();
+/// Two validators' blocks at height 1 and one at height 2, with what a commit needs:
+/// `x`, `a`, `c` and `b` submitted here, `y` carried by b1b with x's key and nonce
+/// (contested), registry entries in b1 and b1b.
+pub(crate) struct World {
+    pub x: NewAttestation,
+    pub a: NewAttestation,
+    pub c: NewAttestation,
+    pub y: NewAttestation,
+    pub b: NewAttestation,
+    pub genesis: Block,
+    pub b1: Block,
+    pub b1b: Block,
+    pub b2: Block,
+    pub entries: Vec<u64>,
+}
 
-    // The QC is for b2; finalizing it finalizes b1 too (the caller names both).
-    let qc = qc_for(b2.hash);
-    let newly = s
-        .mark_finalized(&[b1.hash, b2.hash], Some(&qc), 300)
-        .await
-        .unwrap();
-    assert_eq!(newly, 2);
-    assert_eq!(s.finalized_height().await.unwrap(), Some(2));
-    let stored = s.get_block(&b2.hash).await.unwrap().unwrap();
-    assert!(stored.finalized);
-    assert_eq!(stored.finalized_at_ms, Some(300));
-    assert_eq!(stored.qc, Some(qc.clone()));
-    assert!(s.get_block(&b1.hash).await.unwrap().unwrap().qc.is_none());
-    for d in digests(&items) {
-        let r = s.get_attestation(&d).await.unwrap().unwrap();
-        assert_eq!(r.status, AttestationStatus::Finalized);
-    }
-
-    // Again: nothing new, and the first finality time and QC stay.
-    let mut later = qc_for(b2.hash);
-    later.weight = 1;
+pub(crate) async fn world<S: Store>(s: &S) -> World {
+    let k1 = key(1);
+    let x = new_att(&signed(&k1, "alice", 1, 0), 10);
+    let a = new_att(&signed(&k1, "alice", 2, 0), 11);
+    let c = new_att(&signed(&k1, "alice", 3, 0), 12);
+    let y = new_att(&signed(&k1, "alice", 1, 1), 13);
+    let b = new_att(&signed(&key(2), "bob", 1, 0), 14);
+    insert_all(s, &[x.clone(), a.clone(), c.clone(), b.clone()]).await;
     assert_eq!(
-        s.mark_finalized(&[b2.hash], Some(&later), 999)
+        s.insert_block_attestations(std::slice::from_ref(&y))
             .await
             .unwrap(),
-        0
+        vec![BlockAttestation::Contested { owner: x.digest }]
     );
-    let stored = s.get_block(&b2.hash).await.unwrap().unwrap();
-    assert_eq!((stored.finalized_at_ms, stored.qc), (Some(300), Some(qc)));
+    let genesis = genesis_block();
+    let b1 = propose_by(200, 0, 1, vec![genesis.hash], vec![x.digest, a.digest], 100);
+    let b1b = propose_by(
+        201,
+        0,
+        1,
+        vec![genesis.hash],
+        vec![y.digest, a.digest, c.digest],
+        101,
+    );
+    let b2 = propose_by(200, 0, 2, vec![b1.hash, b1b.hash], vec![b.digest], 200);
+    for blk in [&genesis, &b1, &b1b, &b2] {
+        s.insert_block(blk, blk.header.timestamp_ms).await.unwrap();
+    }
+    let mut entries = Vec::new();
+    for i in 0..3u64 {
+        let body = serde_json::json!({ "entry": i });
+        entries.push(s.insert_registry_entry("register", &body, 0).await.unwrap());
+    }
+    s.mark_registry_entries_included(&b1.hash, &entries[..2])
+        .await
+        .unwrap();
+    s.mark_registry_entries_included(&b1b.hash, &entries[2..])
+        .await
+        .unwrap();
+    World {
+        x,
+        a,
+        c,
+        y,
+        b,
+        genesis,
+        b1,
+        b1b,
+        b2,
+        entries,
+    }
+}
 
-    // An unknown block is an error and rolls back the whole call.
-    let b3 = propose(3, vec![b2.hash], vec![], 400);
-    s.insert_block(&b3, 400).await.unwrap();
-    let err = s
-        .mark_finalized(&[b3.hash, Hash32::digest(b"missing")], None, 500)
+pub(crate) fn ledger_row(log_index: u64, digest: Hash32, block: &Block, index: u64) -> LedgerRow {
+    LedgerRow {
+        log_index,
+        digest,
+        block_hash: block.hash,
+        block_index: index,
+    }
+}
+
+impl World {
+    /// The ledger order committing b1 then b1b: x first (so y is rejected), then a (b1b's
+    /// copy is a duplicate), then c.
+    pub(crate) fn first_commit(&self) -> CommitBatch {
+        CommitBatch {
+            blocks: vec![self.b1.hash, self.b1b.hash],
+            appended: vec![
+                ledger_row(0, self.x.digest, &self.b1, 0),
+                ledger_row(1, self.a.digest, &self.b1, 1),
+                ledger_row(2, self.c.digest, &self.b1b, 2),
+            ],
+            rejected: vec![RejectedRow {
+                digest: self.y.digest,
+                owner: self.x.digest,
+                block_hash: self.b1b.hash,
+                block_index: 0,
+            }],
+            entries: self.entries.clone(),
+            state: serde_json::json!({"epoch": 0, "last_leader_height": 0}),
+            at_ms: 500,
+        }
+    }
+
+    /// Then b2.
+    pub(crate) fn second_commit(&self) -> CommitBatch {
+        CommitBatch {
+            blocks: vec![self.b2.hash],
+            appended: vec![ledger_row(3, self.b.digest, &self.b2, 0)],
+            rejected: vec![],
+            entries: vec![],
+            state: serde_json::json!({"epoch": 0, "last_leader_height": 2}),
+            at_ms: 600,
+        }
+    }
+}
+
+/// Status, block (hash, height, index), log_index and rejected_by of one attestation.
+type Seen = (
+    AttestationStatus,
+    Option<(Hash32, u64, u64)>,
+    Option<u64>,
+    Option<Hash32>,
+);
+
+async fn seen<S: Store>(s: &S, digest: &Hash32) -> Seen {
+    let r = s.get_attestation(digest).await.unwrap().expect("stored");
+    (
+        r.status,
+        r.block.map(|b| (b.hash, b.height, b.index)),
+        r.log_index,
+        r.rejected_by,
+    )
+}
+
+/// Everything a commit writes, to show a refused one wrote nothing.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    ledger: Vec<LedgerRow>,
+    ledger_len: u64,
+    rejected: u64,
+    committed: Vec<Hash32>,
+    blocks: Vec<(Hash32, bool, Option<u64>, Option<u64>)>,
+    state: Option<serde_json::Value>,
+    entries: Vec<(u64, Option<Hash32>, Option<u64>)>,
+    pending: u64,
+    records: Vec<Seen>,
+}
+
+async fn snapshot<S: Store>(s: &S, w: &World) -> Snapshot {
+    let mut records = Vec::new();
+    for d in [w.x.digest, w.a.digest, w.c.digest, w.y.digest, w.b.digest] {
+        records.push(seen(s, &d).await);
+    }
+    Snapshot {
+        ledger: s.ledger_page(0, 1000).await.unwrap(),
+        ledger_len: s.ledger_len().await.unwrap(),
+        rejected: s.count_rejected().await.unwrap(),
+        committed: s.committed_blocks().await.unwrap(),
+        blocks: s
+            .all_blocks()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| (b.block.hash, b.finalized, b.finalized_at_ms, b.commit_seq))
+            .collect(),
+        state: s.commit_state().await.unwrap(),
+        entries: s
+            .registry_entries()
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| (e.seq, e.block_hash, e.commit_seq))
+            .collect(),
+        pending: s.count_pending_attestations().await.unwrap(),
+        records,
+    }
+}
+
+/// One commit writes the blocks' order, the ledger, the rejections, the entries' order and
+/// the state; every attestation's record follows.
+pub(crate) async fn commit_writes_the_ledger_in_one_step<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let w = world(&s).await;
+    assert_eq!(s.ledger_len().await.unwrap(), 0);
+    assert_eq!(s.commit_state().await.unwrap(), None);
+    assert!(s.committed_blocks().await.unwrap().is_empty());
+    assert!(s.ledger_page(0, 10).await.unwrap().is_empty());
+    assert_eq!(s.finalized_height().await.unwrap(), None);
+
+    s.commit(&w.first_commit()).await.unwrap();
+    assert_eq!(s.ledger_len().await.unwrap(), 3);
+    assert_eq!(s.count_rejected().await.unwrap(), 1);
+    assert_eq!(
+        s.ledger_page(0, 10).await.unwrap(),
+        w.first_commit().appended
+    );
+    assert_eq!(
+        s.ledger_page(1, 1).await.unwrap(),
+        w.first_commit().appended[1..2]
+    );
+    assert!(s.ledger_page(3, 10).await.unwrap().is_empty());
+    assert!(s.ledger_page(u64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.committed_blocks().await.unwrap(),
+        vec![w.b1.hash, w.b1b.hash]
+    );
+    for (blk, seq) in [(&w.b1, 0), (&w.b1b, 1)] {
+        let stored = s.get_block(&blk.hash).await.unwrap().unwrap();
+        assert!(stored.finalized);
+        assert_eq!(
+            (stored.finalized_at_ms, stored.commit_seq),
+            (Some(500), Some(seq))
+        );
+    }
+    let b2 = s.get_block(&w.b2.hash).await.unwrap().unwrap();
+    assert!(!b2.finalized && b2.commit_seq.is_none() && b2.finalized_at_ms.is_none());
+    assert_eq!(s.finalized_height().await.unwrap(), Some(1));
+    assert_eq!(
+        s.commit_state().await.unwrap(),
+        Some(w.first_commit().state)
+    );
+
+    // Finalized: the ledger's block and index and the log_index; rejected: the block
+    // where the ledger order met it and the owner.
+    assert_eq!(
+        seen(&s, &w.x.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((w.b1.hash, 1, 0)),
+            Some(0),
+            None
+        )
+    );
+    assert_eq!(
+        seen(&s, &w.a.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((w.b1.hash, 1, 1)),
+            Some(1),
+            None
+        )
+    );
+    assert_eq!(
+        seen(&s, &w.c.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((w.b1b.hash, 1, 2)),
+            Some(2),
+            None
+        )
+    );
+    assert_eq!(
+        seen(&s, &w.y.digest).await,
+        (
+            AttestationStatus::Rejected,
+            Some((w.b1b.hash, 1, 0)),
+            None,
+            Some(w.x.digest)
+        )
+    );
+    // The entries, committed in that order, are no longer pending; a new one is.
+    let entries = s.registry_entries().await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.commit_seq).collect::<Vec<_>>(),
+        vec![Some(0), Some(1), Some(2)]
+    );
+    assert!(s.pending_registry_entries().await.unwrap().is_empty());
+    let fresh = s
+        .insert_registry_entry("exit", &serde_json::json!({"v": 9}), 0)
         .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    assert!(!s.get_block(&b3.hash).await.unwrap().unwrap().finalized);
-    let err = s
-        .mark_finalized(&[b3.hash], Some(&qc_for(Hash32::digest(b"x"))), 500)
-        .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+        .unwrap();
+    let pending = s.pending_registry_entries().await.unwrap();
+    assert_eq!(
+        pending.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![fresh]
+    );
+    assert_eq!((pending[0].block_hash, pending[0].commit_seq), (None, None));
+    // Counters: the four submissions are all placed now.
+    assert_eq!(s.count_attestations().await.unwrap(), 4);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+
+    // The next step continues both orders and replaces the state.
+    s.commit(&w.second_commit()).await.unwrap();
+    assert_eq!(s.ledger_len().await.unwrap(), 4);
+    assert_eq!(
+        s.committed_blocks().await.unwrap(),
+        vec![w.b1.hash, w.b1b.hash, w.b2.hash]
+    );
+    assert_eq!(
+        s.get_block(&w.b2.hash).await.unwrap().unwrap().commit_seq,
+        Some(2)
+    );
+    assert_eq!(
+        s.commit_state().await.unwrap(),
+        Some(w.second_commit().state)
+    );
     assert_eq!(s.finalized_height().await.unwrap(), Some(2));
+    assert_eq!(
+        seen(&s, &w.b.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((w.b2.hash, 2, 0)),
+            Some(3),
+            None
+        )
+    );
+    // A step that commits nothing new but the state (an empty leader block's history).
+    let idle = CommitBatch {
+        state: serde_json::json!({"epoch": 1}),
+        at_ms: 700,
+        ..CommitBatch::default()
+    };
+    s.commit(&idle).await.unwrap();
+    assert_eq!(s.ledger_len().await.unwrap(), 4);
+    assert_eq!(
+        s.commit_state().await.unwrap(),
+        Some(serde_json::json!({"epoch": 1}))
+    );
+}
+
+/// A commit that does not fit what is stored is refused whole: nothing of it is written.
+pub(crate) async fn a_commit_that_does_not_fit_writes_nothing<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let w = world(&s).await;
+    let b3 = propose_by(200, 0, 3, vec![w.b2.hash], vec![], 300);
+    s.insert_block(&b3, 300).await.unwrap();
+    let fourth = s
+        .insert_registry_entry("exit", &serde_json::json!({"v": 4}), 0)
+        .await
+        .unwrap();
+    s.mark_registry_entries_included(&w.b2.hash, &[fourth])
+        .await
+        .unwrap();
+
+    // Before any commit: a ledger that does not start at 0.
+    let mut late = w.first_commit();
+    for r in &mut late.appended {
+        r.log_index += 1;
+    }
+    let before = snapshot(&s, &w).await;
+    let err = s.commit(&late).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(snapshot(&s, &w).await, before);
+
+    s.commit(&w.first_commit()).await.unwrap();
+    let before = snapshot(&s, &w).await;
+    // The second step, spoiled in each way in turn; every part of it that is fine would
+    // have been written (block b2, entry `fourth`, state, the ledger row of b).
+    let good = || {
+        let mut g = w.second_commit();
+        g.entries = vec![fourth];
+        g
+    };
+    let unknown_block = Hash32::digest(b"no such block");
+    let unknown_att = Hash32::digest(b"no such attestation");
+    type Expected = fn(&StoreError) -> bool;
+    let mut cases: Vec<(&str, CommitBatch, Expected)> = Vec::new();
+    let conflict: Expected = |e| matches!(e, StoreError::Conflict(_));
+    let not_found: Expected = |e| matches!(e, StoreError::NotFound(_));
+    let mut gap = good();
+    gap.appended[0].log_index = 4;
+    cases.push(("a gap in log_index", gap, conflict));
+    let mut rewrite = good();
+    rewrite.appended[0].log_index = 2;
+    cases.push(("a log_index the ledger has", rewrite, conflict));
+    let mut again = good();
+    again.blocks.push(w.b1.hash);
+    cases.push(("a block already committed", again, conflict));
+    let mut unknown = good();
+    unknown.blocks.push(unknown_block);
+    cases.push(("an unknown block", unknown, not_found));
+    let mut entry_again = good();
+    entry_again.entries.push(w.entries[0]);
+    cases.push(("an entry already committed", entry_again, conflict));
+    let mut entry_unknown = good();
+    entry_unknown.entries.push(9_999);
+    cases.push(("an unknown entry", entry_unknown, not_found));
+    let mut att_unknown = good();
+    att_unknown
+        .appended
+        .push(ledger_row(4, unknown_att, &w.b2, 1));
+    cases.push(("an unknown attestation", att_unknown, not_found));
+    let mut outside = good();
+    outside.appended[0].block_hash = b3.hash;
+    cases.push(("a row in a block not committed", outside, conflict));
+    let mut twice = good();
+    twice.appended.push(ledger_row(4, w.a.digest, &w.b2, 1));
+    cases.push(("a digest the ledger holds", twice, conflict));
+    let mut reject_finalized = good();
+    reject_finalized.rejected.push(RejectedRow {
+        digest: w.c.digest,
+        owner: w.x.digest,
+        block_hash: w.b2.hash,
+        block_index: 0,
+    });
+    cases.push(("rejecting a finalized digest", reject_finalized, conflict));
+    let mut append_rejected = good();
+    append_rejected
+        .appended
+        .push(ledger_row(4, w.y.digest, &w.b2, 1));
+    cases.push(("appending a rejected digest", append_rejected, conflict));
+    let mut no_owner = good();
+    no_owner.rejected.push(RejectedRow {
+        digest: w.b.digest,
+        owner: unknown_att,
+        block_hash: w.b2.hash,
+        block_index: 0,
+    });
+    no_owner.appended.clear();
+    cases.push(("an owner not in the ledger", no_owner, conflict));
+    let mut dup_block = good();
+    dup_block.blocks.push(w.b2.hash);
+    cases.push(("a block twice", dup_block, conflict));
+
+    for (what, batch, expected) in cases {
+        let err = s.commit(&batch).await.unwrap_err();
+        assert!(expected(&err), "{what}: {err:?}");
+        assert_eq!(snapshot(&s, &w).await, before, "{what} wrote something");
+        let stored = s.get_block(&w.b2.hash).await.unwrap().unwrap();
+        assert!(!stored.finalized, "{what}");
+    }
+    // The unspoiled step is accepted, so the refusals were about what was spoiled.
+    s.commit(&good()).await.unwrap();
+    assert_eq!(s.ledger_len().await.unwrap(), 4);
+    let entry = s.registry_entries().await.unwrap();
+    assert_eq!(entry.last().map(|e| e.commit_seq), Some(Some(3)));
+}
+
+/// The ledger order meets a rejected attestation again in every later block holding it;
+/// the first rejection stays.
+pub(crate) async fn a_second_rejection_keeps_the_first<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let w = world(&s).await;
+    s.commit(&w.first_commit()).await.unwrap();
+    let b3 = propose_by(202, 0, 2, vec![w.b1.hash], vec![w.y.digest], 250);
+    s.insert_block(&b3, 250).await.unwrap();
+    s.commit(&CommitBatch {
+        blocks: vec![b3.hash],
+        rejected: vec![RejectedRow {
+            digest: w.y.digest,
+            owner: w.x.digest,
+            block_hash: b3.hash,
+            block_index: 0,
+        }],
+        state: serde_json::json!({}),
+        at_ms: 600,
+        ..CommitBatch::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.count_rejected().await.unwrap(), 1);
+    assert_eq!(
+        seen(&s, &w.y.digest).await,
+        (
+            AttestationStatus::Rejected,
+            Some((w.b1b.hash, 1, 0)),
+            None,
+            Some(w.x.digest)
+        )
+    );
+}
+
+/// What the ledger order asks the store before it places a batch: which digests the
+/// ledger holds, which digest used a key and nonce (through either table), and the key
+/// and nonce of each digest.
+pub(crate) async fn ledger_lookup_and_attestation_keys<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let w = world(&s).await;
+    let k1 = key(1).public();
+    let k2 = key(2).public();
+    let nobody = Hash32::digest(b"nobody");
+    assert_eq!(s.ledger_lookup(&[], &[]).await.unwrap(), (vec![], vec![]));
+    assert_eq!(s.attestation_keys(&[]).await.unwrap(), vec![]);
+    assert_eq!(
+        s.attestation_keys(&[w.y.digest, nobody, w.x.digest, w.b.digest])
+            .await
+            .unwrap(),
+        vec![
+            Some((k1, w.y.nonce.clone())),
+            None,
+            Some((k1, w.x.nonce.clone())),
+            Some((k2, w.b.nonce.clone())),
+        ]
+    );
+    let asked = [w.x.digest, w.y.digest, nobody, w.b.digest];
+    let pairs = [
+        (k1, w.x.nonce.clone()),
+        (k1, w.a.nonce.clone()),
+        (k2, w.b.nonce.clone()),
+        (k1, "free".to_string()),
+    ];
+    assert_eq!(
+        s.ledger_lookup(&asked, &pairs).await.unwrap(),
+        (vec![false; 4], vec![None; 4])
+    );
+
+    // The ledger order takes y (the contested body) first this time: x is rejected.
+    s.commit(&CommitBatch {
+        blocks: vec![w.b1b.hash, w.b1.hash],
+        appended: vec![
+            ledger_row(0, w.y.digest, &w.b1b, 0),
+            ledger_row(1, w.a.digest, &w.b1b, 1),
+            ledger_row(2, w.c.digest, &w.b1b, 2),
+        ],
+        rejected: vec![RejectedRow {
+            digest: w.x.digest,
+            owner: w.y.digest,
+            block_hash: w.b1.hash,
+            block_index: 0,
+        }],
+        entries: vec![],
+        state: serde_json::json!({}),
+        at_ms: 500,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.ledger_lookup(&asked, &pairs).await.unwrap(),
+        (
+            vec![false, true, false, false],
+            vec![Some(w.y.digest), Some(w.a.digest), None, None]
+        )
+    );
+    // The contested body is finalized at the ledger's block, which is not a placement.
+    assert_eq!(
+        seen(&s, &w.y.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((w.b1b.hash, 1, 0)),
+            Some(0),
+            None
+        )
+    );
+    assert_eq!(
+        seen(&s, &w.x.digest).await,
+        (
+            AttestationStatus::Rejected,
+            Some((w.b1.hash, 1, 0)),
+            None,
+            Some(w.y.digest)
+        )
+    );
+    // The submit rule still names x, the body submitted here.
+    assert_eq!(
+        s.nonce_owner(&k1, &w.x.nonce).await.unwrap(),
+        Some(w.x.digest)
+    );
+
+    // More than one statement's worth of each.
+    let many = batch(&key(3), "carol", 0, 300);
+    insert_all(&s, &many).await;
+    let mut asked: Vec<Hash32> = digests(&many);
+    asked.insert(150, w.y.digest);
+    let keys = s.attestation_keys(&asked).await.unwrap();
+    assert_eq!(keys.len(), 301);
+    assert_eq!(keys[150], Some((k1, w.y.nonce.clone())));
+    assert_eq!(keys[300], Some((key(3).public(), many[299].nonce.clone())));
+    let mut pairs: Vec<(bizra_ledger::crypto::PublicKey, String)> = many
+        .iter()
+        .map(|a| (a.attester_pubkey, a.nonce.clone()))
+        .collect();
+    pairs.push((k1, w.c.nonce.clone()));
+    let (found, owners) = s.ledger_lookup(&asked, &pairs).await.unwrap();
+    assert_eq!(found.iter().filter(|f| **f).count(), 1);
+    assert!(found[150]);
+    assert!(owners[..300].iter().all(Option::is_none));
+    assert_eq!(owners[300], Some(w.c.digest));
+}
+
+/// accepted → included → certified → finalized, each with what the record carries then.
+pub(crate) async fn status_follows_the_life_of_an_attestation<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let w = world(&s).await;
+    let d = new_att(&signed(&key(4), "dave", 1, 0), 20);
+    insert_all(&s, std::slice::from_ref(&d)).await;
+    assert_eq!(
+        seen(&s, &d.digest).await,
+        (AttestationStatus::Accepted, None, None, None)
+    );
+    let b3 = propose_by(200, 0, 3, vec![w.b2.hash], vec![d.digest], 300);
+    s.insert_block(&b3, 300).await.unwrap();
+    assert_eq!(
+        seen(&s, &d.digest).await,
+        (
+            AttestationStatus::Included,
+            Some((b3.hash, 3, 0)),
+            None,
+            None
+        )
+    );
+    assert!(s.mark_certified(&qc_for(b3.hash), 310).await.unwrap());
+    assert_eq!(
+        seen(&s, &d.digest).await,
+        (
+            AttestationStatus::Certified,
+            Some((b3.hash, 3, 0)),
+            None,
+            None
+        )
+    );
+    // Before the commit x is certified in b1 and y (contested) accepted.
+    assert!(s.mark_certified(&qc_for(w.b1.hash), 320).await.unwrap());
+    assert_eq!(seen(&s, &w.x.digest).await.0, AttestationStatus::Certified);
+    assert_eq!(
+        seen(&s, &w.y.digest).await,
+        (AttestationStatus::Accepted, None, None, None)
+    );
+    s.commit(&w.first_commit()).await.unwrap();
+    s.commit(&w.second_commit()).await.unwrap();
+    s.commit(&CommitBatch {
+        blocks: vec![b3.hash],
+        appended: vec![ledger_row(4, d.digest, &b3, 0)],
+        state: serde_json::json!({}),
+        at_ms: 400,
+        ..CommitBatch::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        seen(&s, &d.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((b3.hash, 3, 0)),
+            Some(4),
+            None
+        )
+    );
+    // accepted → rejected: y never had a placement here.
+    assert_eq!(seen(&s, &w.y.digest).await.0, AttestationStatus::Rejected);
+    let listed = s.list_attestations(Some("dave"), None, 10).await.unwrap();
+    assert_eq!(listed.items[0].log_index, Some(4));
+    assert_eq!(listed.items[0].status, AttestationStatus::Finalized);
 }
 
 pub(crate) async fn blocks_from_height_orders_by_height_then_hash<H: Harness>(h: &H) {
@@ -1208,9 +1785,36 @@ pub(crate) async fn reopen_keeps_everything<H: Harness>(h: &H) {
         last_seq = *seqs.last().unwrap();
         s.insert_block(&genesis, 1).await.unwrap();
         s.insert_block(&b1, 100).await.unwrap();
-        s.mark_finalized(&[genesis.hash, b1.hash], Some(&qc), 150)
+        assert!(s.mark_certified(&qc, 140).await.unwrap());
+        // Another validator's block with a rival body of items[3]'s nonce.
+        let rival = new_att(&signed(&key(1), "alice", 3, 1), 7);
+        s.insert_block_attestations(std::slice::from_ref(&rival))
             .await
             .unwrap();
+        let b1b = propose_by(201, 0, 1, vec![genesis.hash], vec![rival.digest], 101);
+        s.insert_block(&b1b, 101).await.unwrap();
+        s.commit(&CommitBatch {
+            blocks: vec![genesis.hash, b1.hash, b1b.hash],
+            appended: (0..5)
+                .map(|i| LedgerRow {
+                    log_index: i,
+                    digest: items[i as usize].digest,
+                    block_hash: b1.hash,
+                    block_index: i,
+                })
+                .collect(),
+            rejected: vec![RejectedRow {
+                digest: rival.digest,
+                owner: items[3].digest,
+                block_hash: b1b.hash,
+                block_index: 0,
+            }],
+            entries: vec![],
+            state: serde_json::json!({"epoch": 0, "leader_height": 0}),
+            at_ms: 150,
+        })
+        .await
+        .unwrap();
         s.insert_vote(&vote).await.unwrap();
         s.insert_registry_entry("exit", &serde_json::json!({"v": 1}), 3)
             .await
@@ -1230,11 +1834,42 @@ pub(crate) async fn reopen_keeps_everything<H: Harness>(h: &H) {
     assert_eq!(s.count_attestations().await.unwrap(), 20);
     assert_eq!(s.count_pending_attestations().await.unwrap(), 15);
     let r = s.get_attestation(&items[3].digest).await.unwrap().unwrap();
-    assert_eq!(r.status, AttestationStatus::Finalized);
+    assert_eq!(
+        (r.status, r.log_index),
+        (AttestationStatus::Finalized, Some(3))
+    );
+    let rival = signed(&key(1), "alice", 3, 1).1;
+    let r = s
+        .get_attestation(&rival)
+        .await
+        .unwrap()
+        .expect("contested kept");
+    assert_eq!(
+        (r.status, r.rejected_by),
+        (AttestationStatus::Rejected, Some(items[3].digest))
+    );
     let stored = s.get_block(&b1.hash).await.unwrap().unwrap();
     assert_eq!((stored.block, stored.qc), (b1.clone(), Some(qc)));
+    assert_eq!(
+        (
+            stored.certified_at_ms,
+            stored.commit_seq,
+            stored.finalized_at_ms
+        ),
+        (Some(140), Some(1), Some(150))
+    );
     assert_eq!(s.finalized_height().await.unwrap(), Some(1));
-    assert_eq!(s.all_blocks().await.unwrap().len(), 2);
+    assert_eq!(s.ledger_len().await.unwrap(), 5);
+    assert_eq!(s.count_rejected().await.unwrap(), 1);
+    assert_eq!(s.ledger_page(0, 100).await.unwrap().len(), 5);
+    let committed = s.committed_blocks().await.unwrap();
+    assert_eq!(committed[..2], [genesis.hash, b1.hash]);
+    assert_eq!(committed.len(), 3);
+    assert_eq!(
+        s.commit_state().await.unwrap(),
+        Some(serde_json::json!({"epoch": 0, "leader_height": 0}))
+    );
+    assert_eq!(s.all_blocks().await.unwrap().len(), 3);
     assert_eq!(s.votes_for(&b1.hash).await.unwrap(), vec![vote]);
     assert_eq!(s.registry_entries().await.unwrap().len(), 1);
     // Still idempotent, and seq keeps growing after a reopen.
