@@ -204,6 +204,11 @@ impl Store for AnyStore {
         detached!(self, s => s.commit(&batch).await)
     }
 
+    async fn revive(&self, blocks: &[Hash32]) -> Result<u64, StoreError> {
+        let blocks = blocks.to_vec();
+        detached!(self, s => s.revive(&blocks).await)
+    }
+
     async fn ledger_len(&self) -> Result<u64, StoreError> {
         dispatch!(self, s => s.ledger_len().await)
     }

@@ -1,6 +1,6 @@
 //! The ledger (docs/protocol.md §3.6), the parts that do not depend on the driver: a
 //! commit batch checked and turned into column values before any transaction, the
-//! verdicts on what a commit refers to, and the rows the ledger reads return. Each backend
+//! verdicts on what a commit or a revive refers to, and the rows the ledger reads return. Each backend
 //! keeps its statements and runs a commit as one transaction.
 //!
 //! What a commit may not do, whatever the backend (nothing is written then):
@@ -174,6 +174,18 @@ pub(crate) fn entry_not_committed(seq: u64, committed: Option<bool>) -> StoreErr
         None => StoreError::NotFound(format!("registry entry {seq}")),
         Some(true) => StoreError::Conflict(format!("registry entry {seq} is already committed")),
         Some(false) => StoreError::Conflict(format!("registry entry {seq} could not be committed")),
+    }
+}
+
+/// Why block `hash` cannot be revived (released as dead): `committed` is what its row
+/// says (`None`: no such block). A committed block never reverts.
+pub(crate) fn not_revivable(hash: &Hash32, committed: Option<bool>) -> Option<StoreError> {
+    match committed {
+        None => Some(StoreError::NotFound(format!("block {hash}"))),
+        Some(true) => Some(StoreError::Conflict(format!(
+            "block {hash} is committed; it cannot be revived"
+        ))),
+        Some(false) => None,
     }
 }
 
@@ -378,6 +390,15 @@ mod tests {
         assert!(matches!(
             block_not_committed(&b, Some(true)),
             StoreError::Conflict(_)
+        ));
+        assert_eq!(not_revivable(&b, Some(false)), None);
+        assert!(matches!(
+            not_revivable(&b, Some(true)),
+            Some(StoreError::Conflict(_))
+        ));
+        assert!(matches!(
+            not_revivable(&b, None),
+            Some(StoreError::NotFound(_))
         ));
         assert!(matches!(
             entry_not_committed(3, None),

@@ -268,6 +268,16 @@ pub trait Store: Send + Sync + 'static {
         digests: &[Hash32],
     ) -> impl Future<Output = Result<Vec<Option<(PublicKey, String)>>, StoreError>> + Send;
 
+    /// Releases the work of blocks that will never be committed (below the GC window, or
+    /// of an epoch that closed without them), in one transaction: every attestation whose
+    /// placement is one of them and that is neither in the ledger nor rejected is in no
+    /// block again (pending, and counted so), and every registry entry included in one of
+    /// them that is not committed is pending again. Returns how many attestations became
+    /// pending. Idempotent: a second call releases nothing. `NotFound` for an unknown
+    /// block, `Conflict` for a committed one (finality never reverts); nothing is written
+    /// then.
+    fn revive(&self, blocks: &[Hash32]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
     // --- votes ---
 
     /// Stores a vote; `false` when this validator's vote for this block was already there.

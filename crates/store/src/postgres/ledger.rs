@@ -1,7 +1,7 @@
-//! The ledger: a commit as one transaction of `UNNEST` statements, and the ledger's reads
-//! (`crate::ledger` holds the checks and verdicts both backends share).
+//! The ledger: a commit (and a revive) as one transaction of `UNNEST` statements, and the
+//! ledger's reads (`crate::ledger` holds the checks and verdicts both backends share).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use bizra_ledger::crypto::PublicKey;
 use bizra_ledger::Hash32;
@@ -12,7 +12,7 @@ use crate::codec::{clamp_limit, to_hash};
 use crate::error::StoreError;
 use crate::ledger::{
     bad_rejection, block_not_committed, block_outside, check_stored, entry_not_committed,
-    keys_in_order, was_rejected, Commit, KeyColumns, Keys, LedgerColumns, Lookup,
+    keys_in_order, not_revivable, was_rejected, Commit, KeyColumns, Keys, LedgerColumns, Lookup,
 };
 use crate::rows::{counter_value, NonceOwnerRow, COUNT_LEDGER};
 use crate::types::{CommitBatch, LedgerRow, META_COMMIT_STATE};
@@ -224,6 +224,64 @@ pub(super) async fn commit(store: &PostgresStore, batch: &CommitBatch) -> Result
         .await?;
     tx.commit().await?;
     Ok(())
+}
+
+/// Releases the work of blocks that will never be committed, in one transaction under the
+/// commit lock (so no commit settles an attestation between the check and the release):
+/// attestations placed in them that the ledger has not settled are pending again, and so
+/// are their registry entries that are not committed. Returns how many attestations.
+pub(super) async fn revive(store: &PostgresStore, blocks: &[Hash32]) -> Result<u64, StoreError> {
+    if blocks.is_empty() {
+        return Ok(0);
+    }
+    let hashes = bytes(blocks.iter().copied());
+    let mut conn = store.acquire().await?;
+    let mut tx = conn.begin().await?;
+    store.lock(&mut tx, LockPurpose::Commit).await?;
+    let rows = store
+        .query("SELECT hash, commit_seq IS NOT NULL AS committed FROM blocks WHERE hash = ANY($1)")
+        .bind(&hashes)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut states = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let hash = to_hash(row.try_get::<&[u8], _>("hash")?, "block hash")?;
+        states.insert(hash, row.try_get::<bool, _>("committed")?);
+    }
+    if let Some(e) = blocks
+        .iter()
+        .find_map(|h| not_revivable(h, states.get(h).copied()))
+    {
+        return Err(e);
+    }
+    let released: i64 = store
+        .query_scalar(
+            "WITH u AS (UPDATE attestations a SET block_hash = NULL, block_index = NULL \
+             WHERE a.block_hash = ANY($1) \
+             AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.digest = a.digest) \
+             AND NOT EXISTS (SELECT 1 FROM rejected_attestations r WHERE r.digest = a.digest) \
+             RETURNING 1) SELECT count(*) FROM u",
+        )
+        .bind(&hashes)
+        .fetch_one(&mut *tx)
+        .await?;
+    store
+        .query(
+            "UPDATE registry_entries SET block_hash = NULL \
+             WHERE block_hash = ANY($1) AND commit_seq IS NULL",
+        )
+        .bind(&hashes)
+        .execute(&mut *tx)
+        .await?;
+    if released > 0 {
+        store
+            .query("UPDATE counters SET value = value + $1 WHERE name = 'pending_attestations'")
+            .bind(released)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    crate::codec::to_u64(released, "released attestations")
 }
 
 /// Whether block `hash` is committed; `None` when there is no such block.

@@ -401,6 +401,10 @@ impl Store for PostgresStore {
         ledger::commit(self, batch).await
     }
 
+    async fn revive(&self, blocks: &[Hash32]) -> Result<u64, StoreError> {
+        ledger::revive(self, blocks).await
+    }
+
     async fn ledger_len(&self) -> Result<u64, StoreError> {
         attestations::counter(self, COUNT_LEDGER).await
     }

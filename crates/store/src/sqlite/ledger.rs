@@ -1,5 +1,5 @@
-//! The ledger: a commit in one transaction on the writer thread, and the ledger's reads on
-//! the reader pool (`crate::ledger` holds the checks and verdicts both backends share).
+//! The ledger: a commit (and a revive) in one transaction on the writer thread, and the
+//! ledger's reads on the reader pool (`crate::ledger` holds the checks and verdicts both backends share).
 
 use bizra_ledger::crypto::PublicKey;
 use bizra_ledger::Hash32;
@@ -13,7 +13,7 @@ use crate::codec::{clamp_limit, to_hash};
 use crate::error::StoreError;
 use crate::ledger::{
     bad_rejection, block_not_committed, block_outside, check_stored, entry_not_committed,
-    keys_in_order, was_rejected, Commit, KeyColumns, Keys, LedgerColumns, Lookup,
+    keys_in_order, not_revivable, was_rejected, Commit, KeyColumns, Keys, LedgerColumns, Lookup,
 };
 use crate::rows::{counter_value, NonceOwnerRow, COUNT_LEDGER, COUNT_PENDING, COUNT_REJECTED};
 use crate::types::{LedgerRow, META_COMMIT_STATE};
@@ -194,6 +194,43 @@ pub(super) fn commit(conn: &mut Connection, c: &Commit<'_>) -> Result<(), StoreE
     ])?;
     tx.commit()?;
     Ok(())
+}
+
+/// Releases the work of blocks that will never be committed, in one transaction: every
+/// attestation placed in one of them that the ledger has not settled (neither in it nor
+/// rejected) is in no block again, pending and counted, and every registry entry included
+/// in one of them that is not committed is pending again. Returns how many attestations
+/// became pending; a second call finds nothing left to release.
+pub(super) fn revive(conn: &mut Connection, blocks: &[Hash32]) -> Result<u64, StoreError> {
+    let tx = begin(conn)?;
+    let mut released = 0usize;
+    for hash in blocks {
+        if let Some(e) = not_revivable(hash, committed(&tx, hash)?) {
+            return Err(e);
+        }
+        released += tx
+            .prepare_cached(
+                "UPDATE attestations SET block_hash = NULL, block_index = NULL \
+                 WHERE block_hash = ?1 \
+                 AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.digest = attestations.digest) \
+                 AND NOT EXISTS (SELECT 1 FROM rejected_attestations r \
+                 WHERE r.digest = attestations.digest)",
+            )?
+            .execute([hash.as_bytes()])?;
+        tx.prepare_cached(
+            "UPDATE registry_entries SET block_hash = NULL \
+             WHERE block_hash = ?1 AND commit_seq IS NULL",
+        )?
+        .execute([hash.as_bytes()])?;
+    }
+    let released =
+        i64::try_from(released).map_err(|_| StoreError::Invalid("too many attestations".into()))?;
+    if released > 0 {
+        tx.prepare_cached("UPDATE counters SET value = value + ?1 WHERE name = ?2")?
+            .execute(params![released, COUNT_PENDING])?;
+    }
+    tx.commit()?;
+    crate::codec::to_u64(released, "released attestations")
 }
 
 /// Whether block `hash` (fully placed) is committed; `None` when there is no such block.

@@ -269,6 +269,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn revive(&self, blocks: &[Hash32]) -> Result<u64, StoreError> {
+        let blocks = blocks.to_vec();
+        self.writer
+            .run(move |conn| ledger::revive(conn, &blocks))
+            .await
+    }
+
     async fn ledger_len(&self) -> Result<u64, StoreError> {
         attestations::counter(&self.readers, COUNT_LEDGER).await
     }

@@ -55,6 +55,7 @@ macro_rules! store_suite {
             a_second_rejection_keeps_the_first,
             ledger_lookup_and_attestation_keys,
             status_follows_the_life_of_an_attestation,
+            revive_releases_the_work_of_dead_blocks,
             blocks_from_height_orders_by_height_then_hash,
             blocks_of_epoch_by_height_then_hash,
             certification_is_stored_once,
@@ -1436,6 +1437,177 @@ pub(crate) async fn ledger_lookup_and_attestation_keys<H: Harness>(h: &H) {
     assert!(found[150]);
     assert!(owners[..300].iter().all(Option::is_none));
     assert_eq!(owners[300], Some(w.c.digest));
+}
+
+/// A dead block's work is released: what the ledger has not settled is pending again (an
+/// attestation also held by a live block included), its uncommitted entries too; settled
+/// attestations and committed entries stay. A later commit places a released attestation
+/// where the ledger met it.
+pub(crate) async fn revive_releases_the_work_of_dead_blocks<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let kp = key(5);
+    let att = |n: u64, v: u8| new_att(&signed(&kp, "erin", n, v), 30 + n);
+    let (d1, d2, f, g, hh) = (att(1, 0), att(2, 0), att(3, 0), att(4, 0), att(5, 0));
+    let (gr, hr) = (att(4, 1), att(5, 1)); // rivals of g and hh, carried by blocks
+    insert_all(
+        &s,
+        &[d1.clone(), d2.clone(), f.clone(), g.clone(), hh.clone()],
+    )
+    .await;
+    s.insert_block_attestations(&[gr.clone(), hr.clone()])
+        .await
+        .unwrap();
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    // The dead block places all five first; two live blocks hold some of them too.
+    let ids = |v: &[&NewAttestation]| v.iter().map(|a| a.digest).collect::<Vec<_>>();
+    let dead = propose_by(
+        202,
+        0,
+        1,
+        vec![genesis.hash],
+        ids(&[&d1, &d2, &f, &g, &hh]),
+        10,
+    );
+    let l1 = propose_by(203, 0, 1, vec![genesis.hash], ids(&[&f, &gr, &g]), 11);
+    let l2 = propose_by(204, 0, 1, vec![genesis.hash], ids(&[&d2, &hr, &hh]), 12);
+    for b in [&dead, &l1, &l2] {
+        s.insert_block(b, 20).await.unwrap();
+    }
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    let mut entries = Vec::new();
+    for i in 0..2 {
+        entries.push(
+            s.insert_registry_entry("register", &serde_json::json!({ "e": i }), 0)
+                .await
+                .unwrap(),
+        );
+    }
+    s.mark_registry_entries_included(&dead.hash, &entries)
+        .await
+        .unwrap();
+    // l1 commits first: f is finalized, gr wins g's nonce, and entries[1] is committed.
+    s.commit(&CommitBatch {
+        blocks: vec![l1.hash],
+        appended: vec![
+            ledger_row(0, f.digest, &l1, 0),
+            ledger_row(1, gr.digest, &l1, 1),
+        ],
+        rejected: vec![RejectedRow {
+            digest: g.digest,
+            owner: gr.digest,
+            block_hash: l1.hash,
+            block_index: 2,
+        }],
+        entries: vec![entries[1]],
+        state: serde_json::json!({}),
+        at_ms: 30,
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(s.revive(&[]).await.unwrap(), 0);
+    assert_eq!(s.revive(&[dead.hash]).await.unwrap(), 3);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 3);
+    assert_eq!(
+        s.pending_attestations(10).await.unwrap(),
+        vec![d1.digest, d2.digest, hh.digest]
+    );
+    for a in [&d1, &d2, &hh] {
+        assert_eq!(
+            seen(&s, &a.digest).await,
+            (AttestationStatus::Accepted, None, None, None)
+        );
+    }
+    assert_eq!(seen(&s, &f.digest).await.0, AttestationStatus::Finalized);
+    assert_eq!(
+        seen(&s, &g.digest).await,
+        (
+            AttestationStatus::Rejected,
+            Some((l1.hash, 1, 2)),
+            None,
+            Some(gr.digest)
+        )
+    );
+    let pending: Vec<u64> = s
+        .pending_registry_entries()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(pending, vec![entries[0]]);
+    let committed = s.registry_entries().await.unwrap();
+    assert_eq!(
+        (committed[1].block_hash, committed[1].commit_seq),
+        (Some(dead.hash), Some(0))
+    );
+
+    // Idempotent: nothing left to release.
+    assert_eq!(s.revive(&[dead.hash, dead.hash]).await.unwrap(), 0);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 3);
+    // A committed block never reverts, an unknown one is unknown; nothing is written,
+    // not even for the blocks before them in the call.
+    let err = s.revive(&[l2.hash, l1.hash]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = s
+        .revive(&[l2.hash, Hash32::digest(b"no such block")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 3);
+    assert_eq!(seen(&s, &d2.digest).await.0, AttestationStatus::Accepted);
+
+    // l2 commits: d2 and hr join the ledger and hh is rejected; the two released ones
+    // are placed where the ledger met them, and are no longer pending.
+    s.commit(&CommitBatch {
+        blocks: vec![l2.hash],
+        appended: vec![
+            ledger_row(2, d2.digest, &l2, 0),
+            ledger_row(3, hr.digest, &l2, 1),
+        ],
+        rejected: vec![RejectedRow {
+            digest: hh.digest,
+            owner: hr.digest,
+            block_hash: l2.hash,
+            block_index: 2,
+        }],
+        entries: vec![],
+        state: serde_json::json!({}),
+        at_ms: 40,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 1);
+    assert_eq!(s.pending_attestations(10).await.unwrap(), vec![d1.digest]);
+    assert_eq!(
+        seen(&s, &d2.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((l2.hash, 1, 0)),
+            Some(2),
+            None
+        )
+    );
+    // A new block takes the last one (and the released entry) again.
+    let again = propose_by(202, 0, 2, vec![l1.hash], vec![d1.digest], 50);
+    s.insert_block(&again, 50).await.unwrap();
+    s.mark_registry_entries_included(&again.hash, &entries[..1])
+        .await
+        .unwrap();
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    assert_eq!(
+        seen(&s, &d1.digest).await,
+        (
+            AttestationStatus::Included,
+            Some((again.hash, 2, 0)),
+            None,
+            None
+        )
+    );
+    assert!(s.pending_registry_entries().await.unwrap().is_empty());
+    // Released from dead, never again counted as its work.
+    assert_eq!(s.revive(&[dead.hash]).await.unwrap(), 0);
 }
 
 /// accepted → included → certified → finalized, each with what the record carries then.
