@@ -13,9 +13,9 @@
 //!   static dispatch, so the node is not generic over the store. Tests that must run on
 //!   every backend are generic over [`Store`] (`tests/suite`).
 //! - What does not depend on the driver is written once, in the crate's own modules
-//!   (`rows`, `placement`, `identity`, `migrations`, `codec`): row checks, verdicts,
-//!   migration bookkeeping. `sqlite` and `postgres` hold their SQL, transactions and
-//!   driver calls.
+//!   (`rows`, `placement`, `contested`, `ledger`, `identity`, `header_version`,
+//!   `migrations`, `codec`): row checks, verdicts, migration bookkeeping. `sqlite` and
+//!   `postgres` hold their SQL, transactions and driver calls.
 //!
 //! # Semantics every backend keeps
 //! - A write returns only after it has committed durably; a batch is one transaction.
@@ -23,7 +23,9 @@
 //!   newest-first cursor pages never skip or repeat under concurrent inserts. (SQLite gets
 //!   commit order from its single writer; PostgreSQL from an advisory lock that every
 //!   attestation insert holds until it commits.)
-//! - An attestation is in at most one block; finality never reverts.
+//! - An attestation has at most one placement, its first block's; finality never reverts.
+//! - A store holding block headers of another version than this build's is refused at
+//!   open, before any migration (`header_version`).
 
 use std::future::Future;
 
@@ -34,9 +36,12 @@ use bizra_ledger::Hash32;
 
 mod any;
 mod codec;
+mod contested;
 pub mod cursor;
 pub mod error;
+mod header_version;
 mod identity;
+mod ledger;
 mod migrations;
 mod placement;
 pub mod postgres;
@@ -47,6 +52,7 @@ pub mod types;
 pub use any::AnyStore;
 pub use cursor::{Cursor, CursorError, Page};
 pub use error::StoreError;
+pub use header_version::META_HEADER_VERSION;
 pub use postgres::{PgConfig, PostgresStore};
 pub use sqlite::{SqliteConfig, SqliteStore};
 pub use types::*;
@@ -67,7 +73,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
 
     /// Binds an empty store to this chain, or checks that it already belongs to it; a
-    /// different chain id or genesis hash is a `Conflict` (refuse to start).
+    /// different chain id or genesis hash is a `Conflict` (refuse to start). Binding
+    /// records the block header version too ([`META_HEADER_VERSION`]).
     fn bind_identity(
         &self,
         chain_id: &str,
@@ -84,7 +91,19 @@ pub trait Store: Send + Sync + 'static {
         items: &[NewAttestation],
     ) -> impl Future<Output = Result<Vec<InsertOutcome>, StoreError>> + Send;
 
-    /// The digest of the attestation that used `nonce` under `pubkey`, if any.
+    /// Stores the attestations a block carries (another validator's), in one transaction;
+    /// one outcome per item, in order. An item new here goes into `attestations` as a
+    /// submission would (`Stored`); one whose digest is stored already, in either table or
+    /// earlier in the call, is `Known`; one whose attester key and nonce another digest
+    /// holds in `attestations` is kept as a contested attestation (`Contested`): the
+    /// ledger order decides between them. Never refuses an item for its nonce.
+    fn insert_block_attestations(
+        &self,
+        items: &[NewAttestation],
+    ) -> impl Future<Output = Result<Vec<BlockAttestation>, StoreError>> + Send;
+
+    /// The digest of the attestation that used `nonce` under `pubkey`, if any. Answers
+    /// from `attestations` only (the submit rule), never from contested attestations.
     fn nonce_owner(
         &self,
         pubkey: &PublicKey,
@@ -98,6 +117,8 @@ pub trait Store: Send + Sync + 'static {
         pairs: &[(PublicKey, String)],
     ) -> impl Future<Output = Result<Vec<Option<Hash32>>, StoreError>> + Send;
 
+    /// The attestation with this digest, submitted here or carried by a block (a
+    /// contested attestation has no placement here).
     fn get_attestation(
         &self,
         digest: &Hash32,
@@ -133,10 +154,12 @@ pub trait Store: Send + Sync + 'static {
 
     // --- blocks and finality ---
 
-    /// Stores a block and places each of its attestations in it, in one transaction.
-    /// `NotFound` when an attestation is not stored, `Conflict` when one is already in
-    /// another block (or twice in this one) or the hash is stored with other content;
-    /// nothing is written then. The identical block again is `AlreadyStored`.
+    /// Stores a block and places its attestations in it, in one transaction. An
+    /// attestation keeps its first placement: one already in another block (two
+    /// validators included it) stays there, and a contested one is never placed.
+    /// `NotFound` when an attestation is not stored (in either table), `Conflict` when one
+    /// is twice in this block or the hash is stored with other content; nothing is
+    /// written then. The identical block again is `AlreadyStored`.
     fn insert_block(
         &self,
         block: &Block,
@@ -154,16 +177,6 @@ pub trait Store: Send + Sync + 'static {
         holder: &str,
     ) -> impl Future<Output = Result<BlockInsert, StoreError>> + Send;
 
-    /// Marks `hashes` final (the caller passes the head and its newly final ancestors) and
-    /// stores `qc` on its own block, in one transaction. Returns how many were not final
-    /// before. `NotFound` for an unknown hash.
-    fn mark_finalized(
-        &self,
-        hashes: &[Hash32],
-        qc: Option<&QuorumCertificate>,
-        at_ms: u64,
-    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
-
     fn get_block(
         &self,
         hash: &Hash32,
@@ -176,11 +189,94 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Vec<StoredBlock>, StoreError>> + Send;
 
-    /// Every block by height then hash, for rebuilding the in-memory DAG at start.
+    /// The blocks of `epoch` with height ≥ `from_height`, by height then hash (the API,
+    /// peers catching up); `limit` clamped as for lists.
+    fn blocks_of_epoch(
+        &self,
+        epoch: u64,
+        from_height: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<StoredBlock>, StoreError>> + Send;
+
+    /// Every block by epoch, height and hash, for rebuilding the in-memory DAG at start.
     fn all_blocks(&self) -> impl Future<Output = Result<Vec<StoredBlock>, StoreError>> + Send;
+
+    /// Stores `qc` on its block (`qc.block_hash`) as the block's own certificate, with
+    /// `at_ms` as `certified_at_ms`: `true` when the block was not certified before, `false`
+    /// when it was (the first certificate and its time stay). `NotFound` for an unknown
+    /// block. The caller checks the certificate.
+    fn mark_certified(
+        &self,
+        qc: &QuorumCertificate,
+        at_ms: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Height of the highest finalized block; `None` before any.
     fn finalized_height(&self) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    // --- the ledger (docs/protocol.md §3.6) ---
+
+    /// One step of the ledger order, in ONE transaction: marks `batch.blocks` committed in
+    /// that order (`finalized`, `finalized_at_ms = batch.at_ms`, `commit_seq` continuing
+    /// the stored block order), appends `batch.appended` to the ledger, records
+    /// `batch.rejected`, marks the registry entries `batch.entries` committed in that order
+    /// (`commit_seq` continuing the stored entry order), and stores `batch.state` as meta
+    /// [`META_COMMIT_STATE`]. An attestation the batch settles that is in no block here (a
+    /// `revive` released it) is placed where the ledger met it. `Conflict` when the first
+    /// `log_index` is not the ledger's length or the rest do not follow one by one, when a
+    /// block or entry is already committed (or twice in the batch), a row names a block
+    /// that is not committed by the end of the batch, or a rejected digest would be in the
+    /// ledger; `NotFound` for an unknown block, entry or attestation. Nothing is written
+    /// then. A digest rejected before keeps its first rejection.
+    fn commit(&self, batch: &CommitBatch) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// How many attestations the ledger holds: the next `log_index`.
+    fn ledger_len(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// How many attestations the ledger order rejected.
+    fn count_rejected(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Ledger rows from `log_index` `from` up, in ledger order; `limit` clamped to
+    /// 1..=[`MAX_PAGE_LIMIT`].
+    fn ledger_page(
+        &self,
+        from: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<LedgerRow>, StoreError>> + Send;
+
+    /// Which of `digests` are in the ledger, and for each (key, nonce) of `pairs` the
+    /// ledger digest that used it (through either attestation table), each answer in the
+    /// order asked; one snapshot, one round trip per chunk.
+    fn ledger_lookup(
+        &self,
+        digests: &[Hash32],
+        pairs: &[(PublicKey, String)],
+    ) -> impl Future<Output = Result<(Vec<bool>, Vec<Option<Hash32>>), StoreError>> + Send;
+
+    /// The state the last [`Store::commit`] stored; `None` before any.
+    fn commit_state(
+        &self,
+    ) -> impl Future<Output = Result<Option<serde_json::Value>, StoreError>> + Send;
+
+    /// The committed blocks by `commit_seq` (the rebuild compares its replay with it).
+    fn committed_blocks(&self) -> impl Future<Output = Result<Vec<Hash32>, StoreError>> + Send;
+
+    /// The attester key and nonce of each digest (from either attestation table), one
+    /// answer per digest in order; multi-row statements in chunks.
+    fn attestation_keys(
+        &self,
+        digests: &[Hash32],
+    ) -> impl Future<Output = Result<Vec<Option<(PublicKey, String)>>, StoreError>> + Send;
+
+    /// Releases the work of blocks that will never be committed (below the GC window, or
+    /// of an epoch that closed without them), in one transaction: every attestation whose
+    /// placement is one of them and that is neither in the ledger nor rejected is in no
+    /// block again (pending, and counted so), and every registry entry included in one of
+    /// them that is not committed is pending again. Returns how many attestations became
+    /// pending. Idempotent: a second call releases nothing. `NotFound` for an unknown
+    /// block, `Conflict` for a committed one (finality never reverts); nothing is written
+    /// then.
+    fn revive(&self, blocks: &[Hash32]) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     // --- votes ---
 
@@ -204,7 +300,7 @@ pub trait Store: Send + Sync + 'static {
         epoch: u64,
     ) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
-    /// Entries not yet in a block, oldest first.
+    /// Entries in no block and not committed, oldest first.
     fn pending_registry_entries(
         &self,
     ) -> impl Future<Output = Result<Vec<RegistryEntry>, StoreError>> + Send;

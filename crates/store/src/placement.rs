@@ -1,15 +1,17 @@
 //! Storing a block and placing its attestations (and registry entries) in it, the parts
 //! that do not depend on the driver: the block's checked column values, what a hash that
-//! is already stored means, and why a placement did not place everything it was given.
-//! Each backend keeps its statements and its transactions (one on PostgreSQL, several on
-//! SQLite).
+//! is already stored means, and which attestations a block may not hold. An attestation
+//! keeps its first placement: a block holding one already placed in another block (two
+//! validators included it) places only the others, and a contested attestation (carried
+//! by another validator's block) is never placed. Each backend keeps its statements and
+//! its transactions (one on PostgreSQL, several on SQLite).
 
 use std::collections::HashSet;
 
 use bizra_ledger::block::Block;
 use bizra_ledger::Hash32;
 
-use crate::codec::{to_hash, to_i64};
+use crate::codec::to_i64;
 use crate::error::StoreError;
 use crate::types::{BlockInsert, StoredBlock};
 
@@ -17,6 +19,7 @@ use crate::types::{BlockInsert, StoredBlock};
 /// transaction begins.
 pub(crate) struct NewBlockRow {
     pub header: String,
+    pub epoch: i64,
     pub height: i64,
     pub timestamp: i64,
     pub created: i64,
@@ -31,6 +34,7 @@ impl NewBlockRow {
         Ok(NewBlockRow {
             header: serde_json::to_string(&block.header)
                 .map_err(|e| StoreError::Invalid(format!("block {} header: {e}", block.hash)))?,
+            epoch: to_i64(block.header.epoch, "block epoch")?,
             height: to_i64(block.header.height, "block height")?,
             timestamp: to_i64(block.header.timestamp_ms, "block timestamp_ms")?,
             created: to_i64(created_at_ms, "created_at_ms")?,
@@ -54,62 +58,26 @@ pub(crate) fn already_stored(
     }
 }
 
-/// Why placing some of a block's attestations placed fewer rows than it was given. The
-/// backend walks the digests in block order, asking [`Misplacement::repeated`] first and
-/// then, with the row it looked up, [`Misplacement::owned`]; the first answer is the
-/// error. Two steps so that a repeated digest costs no lookup.
-pub(crate) struct Misplacement<'b> {
-    block: &'b Block,
-    seen: HashSet<Hash32>,
+/// A block may hold an attestation once. Checked before any transaction, so that a
+/// repeated digest costs no lookup: a `Conflict` naming the first one repeated.
+pub(crate) fn check_repeats(block: &Block) -> Result<(), StoreError> {
+    let mut seen = HashSet::with_capacity(block.attestation_ids.len());
+    match block.attestation_ids.iter().find(|d| !seen.insert(**d)) {
+        Some(digest) => Err(StoreError::Conflict(format!(
+            "attestation {digest} appears twice in block {}",
+            block.hash
+        ))),
+        None => Ok(()),
+    }
 }
 
-impl<'b> Misplacement<'b> {
-    pub(crate) fn new(block: &'b Block) -> Misplacement<'b> {
-        Misplacement {
-            block,
-            // Sized for a walk of the whole block (SQLite's check before placing), so
-            // that walk allocates once.
-            seen: HashSet::with_capacity(block.attestation_ids.len()),
-        }
-    }
-
-    /// A conflict when `digest` came before in this walk.
-    pub(crate) fn repeated(&mut self, digest: &Hash32) -> Option<StoreError> {
-        (!self.seen.insert(*digest)).then(|| {
-            StoreError::Conflict(format!(
-                "attestation {digest} appears twice in block {}",
-                self.block.hash
-            ))
-        })
-    }
-
-    /// What the row of `digest` says: `owner` is `None` when no attestation has that
-    /// digest, else its `block_hash` column. A row already in this block is not a
-    /// problem: the placement that failed may have placed it.
-    pub(crate) fn owned(
-        &self,
-        digest: &Hash32,
-        owner: Option<Option<&[u8]>>,
-    ) -> Option<StoreError> {
-        match owner {
-            None => Some(StoreError::NotFound(format!("attestation {digest}"))),
-            Some(Some(other)) if other != self.block.hash.as_bytes().as_slice() => {
-                Some(StoreError::Conflict(format!(
-                    "attestation {digest} is already in block {}",
-                    // The message is the point here; a malformed column reads as "?".
-                    to_hash(other, "block hash").map_or_else(|_| "?".to_string(), |h| h.to_hex())
-                )))
-            }
-            Some(_) => None,
-        }
-    }
-
-    /// When no digest explained it (rows changed between the placement and the walk).
-    pub(crate) fn unexplained(&self) -> StoreError {
-        StoreError::Conflict(format!(
-            "the attestations of block {} could not all be placed",
-            self.block.hash
-        ))
+/// A block may hold only stored attestations (submitted here, or carried by a block and
+/// stored with [`crate::Store::insert_block_attestations`], contested ones included):
+/// `NotFound` naming the first of `ids` (in block order) that `known` lacks.
+pub(crate) fn check_known(ids: &[Hash32], known: &HashSet<Hash32>) -> Result<(), StoreError> {
+    match ids.iter().find(|d| !known.contains(*d)) {
+        Some(digest) => Err(StoreError::NotFound(format!("attestation {digest}"))),
+        None => Ok(()),
     }
 }
 
@@ -126,18 +94,22 @@ pub(crate) fn entry_not_placed(seq: u64, stored: bool) -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use bizra_ledger::block::BlockContent;
     use bizra_ledger::crypto::Keypair;
 
     use super::*;
 
     fn block(ids: Vec<Hash32>) -> Block {
-        let parent = Hash32::digest(b"parent");
         Block::propose(
-            "test",
-            1,
-            vec![parent],
-            ids,
-            5,
+            BlockContent {
+                chain_id: "test".into(),
+                epoch: 0,
+                height: 1,
+                parents: vec![Hash32::digest(b"parent")],
+                attestation_ids: ids,
+                entry_ids: vec![],
+                timestamp_ms: 5,
+            },
             &Keypair::from_seed([7; 32]),
         )
         .expect("a well-formed block")
@@ -150,6 +122,9 @@ mod tests {
             finalized_at_ms: None,
             qc: None,
             created_at_ms: 1,
+            certified: false,
+            certified_at_ms: None,
+            commit_seq: None,
         }
     }
 
@@ -192,42 +167,23 @@ mod tests {
     }
 
     #[test]
-    fn the_first_misplaced_attestation_is_named() {
+    fn a_block_holds_each_attestation_once_and_only_stored_ones() {
         let (a, c) = (Hash32::digest(b"a"), Hash32::digest(b"c"));
-        let b = block(vec![a, c]);
-        let elsewhere = Hash32::digest(b"another block");
-        let mut why = Misplacement::new(&b);
-
-        assert!(why.repeated(&a).is_none());
-        // In no block yet, or already in this one (placed by the failed statement).
-        assert!(why.owned(&a, Some(None)).is_none());
-        assert!(why.owned(&a, Some(Some(b.hash.as_bytes()))).is_none());
-
-        let Some(StoreError::Conflict(twice)) = why.repeated(&a) else {
-            panic!("a second copy is a conflict");
-        };
+        assert_eq!(check_repeats(&block(vec![a, c])), Ok(()));
+        let twice = block(vec![a, c, a]);
         assert_eq!(
-            twice,
-            format!("attestation {a} appears twice in block {}", b.hash)
-        );
-        assert_eq!(
-            why.owned(&c, None),
-            Some(StoreError::NotFound(format!("attestation {c}")))
-        );
-        assert_eq!(
-            why.owned(&c, Some(Some(elsewhere.as_bytes()))),
-            Some(StoreError::Conflict(format!(
-                "attestation {c} is already in block {}",
-                elsewhere.to_hex()
+            check_repeats(&twice),
+            Err(StoreError::Conflict(format!(
+                "attestation {a} appears twice in block {}",
+                twice.hash
             )))
         );
+        let known: HashSet<Hash32> = [a].into();
+        assert_eq!(check_known(&[a, a], &known), Ok(()));
         assert_eq!(
-            why.owned(&c, Some(Some(&[1, 2, 3]))),
-            Some(StoreError::Conflict(format!(
-                "attestation {c} is already in block ?"
-            )))
+            check_known(&[a, c], &known),
+            Err(StoreError::NotFound(format!("attestation {c}")))
         );
-        assert!(matches!(why.unexplained(), StoreError::Conflict(_)));
     }
 
     #[test]

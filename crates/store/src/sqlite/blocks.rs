@@ -14,7 +14,7 @@ use super::columns::{blob, opt_blob, opt_text, text};
 use super::write_thread::{begin, WriteThread};
 use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
-use crate::placement::{already_stored, Misplacement, NewBlockRow};
+use crate::placement::{already_stored, check_known, check_repeats, NewBlockRow};
 use crate::rows::{select_block, BlockRow};
 use crate::types::{BlockInsert, StoredBlock};
 
@@ -24,10 +24,13 @@ fn stored_block(row: &SqliteRow) -> Result<StoredBlock, StoreError> {
         header: row.try_get("header")?,
         signature: row.try_get("signature")?,
         attestation_ids: row.try_get("attestation_ids")?,
+        entry_ids: row.try_get("entry_ids")?,
         finalized: row.try_get::<i64, _>("finalized")? != 0,
         finalized_at_ms: row.try_get("finalized_at_ms")?,
         qc: row.try_get("qc")?,
         created_at_ms: row.try_get("created_at_ms")?,
+        certified_at_ms: row.try_get("certified_at_ms")?,
+        commit_seq: row.try_get("commit_seq")?,
     }
     .into_stored()
 }
@@ -62,10 +65,13 @@ fn by_hash_in(tx: &Transaction<'_>, hash: &Hash32) -> Result<Option<StoredBlock>
             header: text(row, "header")?,
             signature: opt_blob(row, "signature")?,
             attestation_ids: blob(row, "attestation_ids")?,
+            entry_ids: blob(row, "entry_ids")?,
             finalized: row.get::<_, i64>("finalized")? != 0,
             finalized_at_ms: row.get("finalized_at_ms")?,
             qc: opt_text(row, "qc")?,
             created_at_ms: row.get("created_at_ms")?,
+            certified_at_ms: row.get("certified_at_ms")?,
+            commit_seq: row.get("commit_seq")?,
         }
         .into_stored()
         .map(Some),
@@ -73,8 +79,8 @@ fn by_hash_in(tx: &Transaction<'_>, hash: &Hash32) -> Result<Option<StoredBlock>
     }
 }
 
-/// `UPDATE` placing `n` attestations (digest, index pairs, then the block hash) that are
-/// in no block yet.
+/// `UPDATE` placing those of `n` attestations (digest, index pairs, then the block hash)
+/// that are in no block yet: an attestation keeps its first placement.
 static PLACE: PerChunk = PerChunk::new(|n| {
     format!(
         "WITH v(digest, idx) AS (VALUES {}) \
@@ -85,30 +91,6 @@ static PLACE: PerChunk = PerChunk::new(|n| {
     )
 });
 
-/// Why a chunk of a block's attestations could not all be placed: the first one that is
-/// unknown, already in another block, or twice in this one.
-fn misplaced(
-    tx: &Transaction<'_>,
-    block: &Block,
-    chunk: &[Hash32],
-) -> Result<StoreError, StoreError> {
-    let mut why = Misplacement::new(block);
-    let mut owner_of =
-        tx.prepare_cached("SELECT block_hash FROM attestations WHERE digest = ?1")?;
-    for digest in chunk {
-        if let Some(e) = why.repeated(digest) {
-            return Ok(e);
-        }
-        let owner: Option<Option<Vec<u8>>> = owner_of
-            .query_row([digest.as_bytes()], |r| r.get(0))
-            .optional()?;
-        if let Some(e) = why.owned(digest, owner.as_ref().map(Option::as_deref)) {
-            return Ok(e);
-        }
-    }
-    Ok(why.unexplained())
-}
-
 /// Attestations placed per write transaction. A block's placement rewrites each of its
 /// attestation rows; done in one transaction, a full block held the single writer long
 /// enough to stall every submission behind it (BENCHMARKS.md). In transactions of this
@@ -116,14 +98,17 @@ fn misplaced(
 /// sets the submit path's tail (bench/history/2026-11-29-fifth-sitting.md compares sizes).
 pub(super) const PLACE_PER_TRANSACTION: usize = 128;
 
-/// Places `ids` (starting at block index `first`) in `block`; an error when any of them
-/// is not an unplaced attestation.
+/// Places those of `ids` (starting at block index `first`) that are in no block yet in
+/// `block`, and takes them off the pending count. The ids were checked to be stored
+/// attestations, once each ([`check_placeable`]); rows are never deleted, so that holds
+/// in the later transactions too.
 fn place(
     tx: &Transaction<'_>,
     block: &Block,
     first: usize,
     ids: &[Hash32],
 ) -> Result<(), StoreError> {
+    let mut placed = 0usize;
     let mut at = 0;
     while at < ids.len() {
         let n = chunk_len(ids.len() - at);
@@ -139,60 +124,48 @@ fn place(
             values.push(index);
         }
         values.push(block.hash.as_bytes());
-        let placed = tx
+        placed += tx
             .prepare_cached(PLACE.sql(n))?
             .execute(values.as_slice())?;
-        if placed != n {
-            return Err(misplaced(tx, block, chunk)?);
-        }
         at += n;
     }
-    let n = i64::try_from(ids.len())
-        .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
-    if n > 0 {
+    let placed =
+        i64::try_from(placed).map_err(|_| StoreError::Invalid("too many attestations".into()))?;
+    if placed > 0 {
         tx.prepare_cached(
             "UPDATE counters SET value = value - ?1 WHERE name = 'pending_attestations'",
         )?
-        .execute([n])?;
+        .execute([placed])?;
     }
     Ok(())
 }
 
-/// Checks, without writing, that every id is a known attestation in no block, once.
+/// Checks, without writing, that every id is a stored attestation (in either table), once.
 fn check_placeable(tx: &Transaction<'_>, block: &Block) -> Result<(), StoreError> {
-    let ids = &block.attestation_ids;
-    let mut why = Misplacement::new(block);
-    if let Some(e) = ids.iter().find_map(|d| why.repeated(d)) {
-        return Err(e);
-    }
-    let mut at = 0;
-    while at < ids.len() {
-        let n = chunk_len(ids.len() - at);
-        let chunk = &ids[at..at + n];
-        let unplaced: i64 = tx.prepare_cached(UNPLACED_COUNT.sql(n))?.query_row(
-            rusqlite::params_from_iter(chunk.iter().map(|d| d.as_bytes())),
-            |r| r.get(0),
-        )?;
-        if unplaced != n as i64 {
-            return Err(misplaced(tx, block, chunk)?);
-        }
-        at += n;
-    }
-    Ok(())
+    check_repeats(block)?;
+    let known = super::attestations::known_in(tx, &block.attestation_ids)?;
+    check_known(&block.attestation_ids, &known)
 }
-
-/// `SELECT count(*)` of the unplaced attestations among `n` digests.
-static UNPLACED_COUNT: PerChunk = PerChunk::new(|n| {
-    format!(
-        "SELECT count(*) FROM attestations WHERE digest IN ({}) AND block_hash IS NULL",
-        rows("?", n)
-    )
-});
 
 /// Removes a block whose placement did not finish, and returns its attestations to the
-/// pending queue. Nothing can refer to it: it was never acknowledged to its caller.
+/// pending queue. Nothing can refer to it: it was never acknowledged to its caller. An
+/// attestation it placed that the ledger settled meanwhile (through another block) moves
+/// to where the ledger met it instead: a settled attestation is never pending.
 fn undo_unplaced(tx: &Transaction<'_>, hash: &Hash32) -> Result<(), StoreError> {
     let hash = hash.as_bytes();
+    for settled in ["ledger", "rejected_attestations"] {
+        tx.execute(
+            &format!(
+                "UPDATE attestations SET \
+                 block_hash = (SELECT s.block_hash FROM {settled} s \
+                 WHERE s.digest = attestations.digest), \
+                 block_index = (SELECT s.block_index FROM {settled} s \
+                 WHERE s.digest = attestations.digest) \
+                 WHERE block_hash = ?1 AND digest IN (SELECT digest FROM {settled})"
+            ),
+            [hash],
+        )?;
+    }
     tx.execute(
         "UPDATE counters SET value = value + \
          (SELECT count(*) FROM attestations WHERE block_hash = ?1) \
@@ -297,7 +270,8 @@ fn insert_first(
     check_placeable(&tx, block)?;
     tx.execute(
         "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
-         created_at_ms, placed) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         entry_ids, created_at_ms, placed, epoch) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             block.hash.as_bytes(),
             row.height,
@@ -305,8 +279,10 @@ fn insert_first(
             row.header,
             block.signature.as_ref().map(|s| s.0.as_slice()),
             pack_hashes(ids),
+            pack_hashes(&block.entry_ids),
             row.created,
             i64::from(first == ids.len()),
+            row.epoch,
         ],
     )?;
     place(&tx, block, 0, &ids[..first])?;
@@ -333,52 +309,67 @@ fn place_more(
     Ok(())
 }
 
-/// Marks `hashes` final (and stores `qc` on its head block), on the writer thread.
-pub(super) fn mark_finalized(
+/// Stores `qc` on its block as the block's own certificate, on the writer thread: `true`
+/// when the block was not certified before (the first certificate and its time stay).
+pub(super) fn mark_certified(
     conn: &mut Connection,
-    hashes: &[Hash32],
-    qc: Option<&(Hash32, String)>,
+    qc: &(Hash32, String),
     at_ms: u64,
-) -> Result<u64, StoreError> {
-    let at = to_i64(at_ms, "finalized_at_ms")?;
+) -> Result<bool, StoreError> {
+    let at = to_i64(at_ms, "certified_at_ms")?;
+    let (hash, json) = qc;
     let tx = begin(conn)?;
-    let mut newly = 0u64;
-    for hash in hashes {
-        // `finalized = 0` in the filter: finality never reverts and its time never moves.
-        let changed = tx
-            .prepare_cached(
-                "UPDATE blocks SET finalized = 1, finalized_at_ms = ?1 \
-                 WHERE hash = ?2 AND finalized = 0",
-            )?
-            .execute(params![at, hash.as_bytes()])?;
-        if changed == 1 {
-            newly += 1;
-        } else if !exists(&tx, hash)? {
-            return Err(StoreError::NotFound(format!("block {hash}")));
-        }
-    }
-    if let Some((head, json)) = qc {
-        // The first certificate stays: a later one proves nothing new.
-        let changed = tx
-            .prepare_cached("UPDATE blocks SET qc = ?1 WHERE hash = ?2 AND qc IS NULL")?
-            .execute(params![json, head.as_bytes()])?;
-        if changed == 0 && !exists(&tx, head)? {
-            return Err(StoreError::NotFound(format!("block {head}")));
-        }
+    let changed = tx
+        .prepare_cached(
+            "UPDATE blocks SET qc = ?1, certified_at_ms = ?2 \
+             WHERE hash = ?3 AND certified_at_ms IS NULL",
+        )?
+        .execute(params![json, at, hash.as_bytes()])?;
+    if changed == 0 && !exists(&tx, hash)? {
+        return Err(StoreError::NotFound(format!("block {hash}")));
     }
     tx.commit()?;
-    Ok(newly)
+    Ok(changed == 1)
 }
 
-/// Blocks from `from` up, by height then hash; every one when `limit` is `None`.
+/// The blocks of `epoch` from height `from` up, by height then hash.
+pub(super) async fn of_epoch(
+    readers: &SqlitePool,
+    epoch: u64,
+    from: u64,
+    limit: u32,
+) -> Result<Vec<StoredBlock>, StoreError> {
+    // Beyond i64 nothing is stored: an empty page, not an error.
+    let (Ok(epoch), Ok(from)) = (i64::try_from(epoch), i64::try_from(from)) else {
+        return Ok(Vec::new());
+    };
+    let rows = sqlx::query(select_block!(
+        "WHERE epoch = ?1 AND height >= ?2 ORDER BY height, hash LIMIT ?3"
+    ))
+    .bind(epoch)
+    .bind(from)
+    .bind(i64::from(clamp_limit(limit)))
+    .fetch_all(readers)
+    .await?;
+    rows.iter().map(stored_block).collect()
+}
+
+/// Every block by epoch, height and hash (the rebuild at start).
+pub(super) async fn all(readers: &SqlitePool) -> Result<Vec<StoredBlock>, StoreError> {
+    let rows = sqlx::query(select_block!("ORDER BY epoch, height, hash"))
+        .fetch_all(readers)
+        .await?;
+    rows.iter().map(stored_block).collect()
+}
+
+/// Blocks from `from` up, by height then hash.
 pub(super) async fn from_height(
     readers: &SqlitePool,
     from: u64,
-    limit: Option<u32>,
+    limit: u32,
 ) -> Result<Vec<StoredBlock>, StoreError> {
     let from = i64::try_from(from).unwrap_or(i64::MAX);
-    // SQLite reads LIMIT -1 as "no limit".
-    let limit = limit.map_or(-1, |l| i64::from(clamp_limit(l)));
+    let limit = i64::from(clamp_limit(limit));
     let rows = sqlx::query(select_block!(
         "WHERE height >= ?1 ORDER BY height, hash LIMIT ?2"
     ))

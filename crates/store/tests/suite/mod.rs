@@ -10,15 +10,16 @@ use std::sync::Arc;
 
 use bizra_ledger::attestation::builder::Draft;
 use bizra_ledger::attestation::Attestation;
-use bizra_ledger::block::Block;
+use bizra_ledger::block::{Block, BlockContent};
 use bizra_ledger::crypto::Keypair;
 use bizra_ledger::genesis::Genesis;
 use bizra_ledger::params::NetworkAnchor;
 use bizra_ledger::vote::{QcVote, QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
 use bizra_store::{
-    AttestationStatus, BlockInsert, Cursor, IdentityCheck, InsertOutcome, NewAttestation, Store,
-    StoreError, StoredBlock, META_CHAIN_ID,
+    AttestationStatus, BlockAttestation, BlockInsert, CommitBatch, Cursor, IdentityCheck,
+    InsertOutcome, LedgerRow, NewAttestation, RejectedRow, Store, StoreError, StoredBlock,
+    META_CHAIN_ID, META_HEADER_VERSION,
 };
 
 /// Opens the backend under test; calling `open` again reaches the same data.
@@ -41,13 +42,23 @@ macro_rules! store_suite {
             nonce_owners_answers_each_pair_in_order,
             duplicates_within_one_batch,
             empty_batch_and_unrepresentable_input,
+            block_attestations_are_stored_known_or_contested,
+            block_attestations_refuse_what_the_tables_cannot_hold,
             pagination_never_skips_or_repeats_under_concurrent_inserts,
             attester_filter_pages_only_that_attester,
             insert_block_includes_attestations_and_proofs_rebuild,
             insert_block_is_all_or_nothing,
+            a_block_keeps_first_placements_and_holds_contested_ones,
             a_large_block_is_placed_whole,
-            finalization,
+            commit_writes_the_ledger_in_one_step,
+            a_commit_that_does_not_fit_writes_nothing,
+            a_second_rejection_keeps_the_first,
+            ledger_lookup_and_attestation_keys,
+            status_follows_the_life_of_an_attestation,
+            revive_releases_the_work_of_dead_blocks,
             blocks_from_height_orders_by_height_then_hash,
+            blocks_of_epoch_by_height_then_hash,
+            certification_is_stored_once,
             votes_are_idempotent,
             registry_entries,
             meta_and_identity,
@@ -119,7 +130,59 @@ pub(crate) fn genesis_block() -> Block {
 }
 
 pub(crate) fn propose(height: u64, parents: Vec<Hash32>, ids: Vec<Hash32>, ts: u64) -> Block {
-    Block::propose(CHAIN, height, parents, ids, ts, &key(200)).expect("block")
+    propose_with_entries(height, parents, ids, vec![], ts)
+}
+
+/// [`propose`] with registry entry ids; the store keeps them as opaque digests.
+pub(crate) fn propose_with_entries(
+    height: u64,
+    parents: Vec<Hash32>,
+    ids: Vec<Hash32>,
+    entry_ids: Vec<Hash32>,
+    ts: u64,
+) -> Block {
+    Block::propose(
+        BlockContent {
+            chain_id: CHAIN.into(),
+            epoch: 0,
+            height,
+            parents,
+            attestation_ids: ids,
+            entry_ids,
+            timestamp_ms: ts,
+        },
+        &key(200),
+    )
+    .expect("block")
+}
+
+/// A block of `epoch` by the validator with key seed `proposer`.
+pub(crate) fn propose_by(
+    proposer: u8,
+    epoch: u64,
+    height: u64,
+    parents: Vec<Hash32>,
+    ids: Vec<Hash32>,
+    ts: u64,
+) -> Block {
+    Block::propose(
+        BlockContent {
+            chain_id: CHAIN.into(),
+            epoch,
+            height,
+            parents,
+            attestation_ids: ids,
+            entry_ids: vec![],
+            timestamp_ms: ts,
+        },
+        &key(proposer),
+    )
+    .expect("block")
+}
+
+/// Registry entry ids as a block names them.
+pub(crate) fn entry_ids(n: u8) -> Vec<Hash32> {
+    (0..n).map(|i| Hash32::digest(&[b'e', i])).collect()
 }
 
 pub(crate) fn qc_for(hash: Hash32) -> QuorumCertificate {
@@ -316,6 +379,143 @@ pub(crate) async fn empty_batch_and_unrepresentable_input<H: Harness>(h: &H) {
     assert!(s.get_attestation(&good.digest).await.unwrap().is_none());
 }
 
+/// Attestations carried by another validator's block: new ones are stored as a
+/// submission would be, known ones are left alone, and a body whose key and nonce another
+/// digest holds here is kept as contested, never refused, never pending, and never the
+/// submit rule's owner of that nonce.
+pub(crate) async fn block_attestations_are_stored_known_or_contested<H: Harness>(h: &H) {
+    let s = h.open().await;
+    assert_eq!(s.insert_block_attestations(&[]).await.unwrap(), vec![]);
+    let kp = key(1);
+    let x = new_att(&signed(&kp, "alice", 7, 0), 10);
+    let y = new_att(&signed(&kp, "alice", 7, 1), 11); // x's key and nonce, another body
+    let a = new_att(&signed(&kp, "alice", 1, 0), 12);
+    let z = new_att(&signed(&kp, "alice", 8, 0), 13);
+    let z2 = new_att(&signed(&kp, "alice", 8, 1), 14); // z's key and nonce, same call
+    let seq_x = insert_all(&s, std::slice::from_ref(&x)).await[0];
+
+    let items = vec![
+        a.clone(),
+        x.clone(),
+        y.clone(),
+        a.clone(),
+        y.clone(),
+        z.clone(),
+        z2.clone(),
+    ];
+    let out = s.insert_block_attestations(&items).await.unwrap();
+    assert_eq!(
+        out,
+        vec![
+            BlockAttestation::Stored,
+            BlockAttestation::Known,
+            BlockAttestation::Contested { owner: x.digest },
+            BlockAttestation::Known,
+            BlockAttestation::Known,
+            BlockAttestation::Stored,
+            BlockAttestation::Contested { owner: z.digest },
+        ]
+    );
+    // Only rows of `attestations` count, and only they wait for a block.
+    assert_eq!(s.count_attestations().await.unwrap(), 3);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 3);
+    assert_eq!(
+        s.pending_attestations(100).await.unwrap(),
+        vec![x.digest, a.digest, z.digest]
+    );
+
+    // A contested attestation is found with its own body, in no block here.
+    for (item, received) in [(&y, 11), (&z2, 14)] {
+        let r = s
+            .get_attestation(&item.digest)
+            .await
+            .unwrap()
+            .expect("kept");
+        assert_eq!(r.digest, item.digest);
+        assert_eq!(r.body, item.body);
+        assert_eq!(
+            (r.attester_pubkey, r.nonce.as_str()),
+            (kp.public(), item.nonce.as_str())
+        );
+        assert_eq!(
+            (r.attester_id.as_str(), r.received_at_ms),
+            ("alice", received)
+        );
+        assert_eq!(r.impact_score, item.impact_score);
+        assert_eq!(r.status, AttestationStatus::Accepted);
+        assert!(r.block.is_none());
+    }
+    // Its seq comes from the one sequence: no seq names two attestations, and later rows
+    // are numbered after it.
+    let mut seqs = Vec::new();
+    for d in [x.digest, a.digest, y.digest, z.digest, z2.digest] {
+        seqs.push(s.get_attestation(&d).await.unwrap().unwrap().seq);
+    }
+    assert_eq!(seqs[0], seq_x);
+    assert_eq!(seqs.iter().collect::<HashSet<_>>().len(), 5, "{seqs:?}");
+    let later = insert_all(&s, &batch(&key(2), "bob", 0, 1)).await[0];
+    assert!(seqs.iter().all(|&q| q < later), "{seqs:?} then {later}");
+
+    // The submit rule still answers from `attestations` alone.
+    assert_eq!(
+        s.nonce_owner(&kp.public(), &x.nonce).await.unwrap(),
+        Some(x.digest)
+    );
+    assert_eq!(
+        s.nonce_owners(&[(kp.public(), z.nonce.clone())])
+            .await
+            .unwrap(),
+        vec![Some(z.digest)]
+    );
+    assert_eq!(
+        s.insert_attestations(std::slice::from_ref(&y))
+            .await
+            .unwrap(),
+        vec![InsertOutcome::DuplicateNonce {
+            existing_digest: x.digest
+        }]
+    );
+    // Contested attestations are not in the newest-first list of submissions.
+    let listed: Vec<Hash32> = s
+        .list_attestations(None, None, 100)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|r| r.digest)
+        .collect();
+    assert!(!listed.contains(&y.digest) && !listed.contains(&z2.digest));
+    assert_eq!(listed.len(), 4);
+
+    // The same block again (a second proposer's block, a retry): all known, no change.
+    let again = s.insert_block_attestations(&items).await.unwrap();
+    assert!(
+        again.iter().all(|o| *o == BlockAttestation::Known),
+        "{again:?}"
+    );
+    assert_eq!(s.count_attestations().await.unwrap(), 4);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 4);
+}
+
+pub(crate) async fn block_attestations_refuse_what_the_tables_cannot_hold<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let x = new_att(&signed(&key(1), "alice", 7, 0), 10);
+    insert_all(&s, std::slice::from_ref(&x)).await;
+    let good = new_att(&signed(&key(1), "alice", 1, 0), 1);
+    let rival = new_att(&signed(&key(1), "alice", 7, 1), 1);
+    let mut nan = new_att(&signed(&key(1), "alice", 2, 0), 1);
+    nan.impact_score = f64::NAN;
+    let err = s
+        .insert_block_attestations(&[good.clone(), rival.clone(), nan])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    // Nothing of the refused call was written, in either table.
+    assert!(s.get_attestation(&good.digest).await.unwrap().is_none());
+    assert!(s.get_attestation(&rival.digest).await.unwrap().is_none());
+    assert_eq!(s.count_attestations().await.unwrap(), 1);
+}
+
 pub(crate) async fn pagination_never_skips_or_repeats_under_concurrent_inserts<H: Harness>(h: &H) {
     let s = Arc::new(h.open().await);
     let initial = batch(&key(1), "alice", 0, 250);
@@ -507,6 +707,39 @@ pub(crate) async fn a_large_block_is_placed_whole<H: Harness>(h: &H) {
         s.insert_block(&b1, 12).await.unwrap(),
         BlockInsert::AlreadyStored
     );
+
+    // Another validator's block with all of them, in reverse order: the 1,250 placed in
+    // b1 keep their place, the last 50 are placed in it (over several transactions on the
+    // embedded store).
+    let mut reversed = ids.clone();
+    reversed.reverse();
+    let b1b = Block::propose(
+        BlockContent {
+            chain_id: CHAIN.into(),
+            epoch: 0,
+            height: 1,
+            parents: vec![genesis.hash],
+            attestation_ids: reversed,
+            entry_ids: vec![],
+            timestamp_ms: 12,
+        },
+        &key(201),
+    )
+    .unwrap();
+    assert_eq!(
+        s.insert_block(&b1b, 12).await.unwrap(),
+        BlockInsert::Inserted
+    );
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    for (d, want) in [
+        (ids[1_299], (b1b.hash, 0)),
+        (ids[1_250], (b1b.hash, 49)),
+        (ids[1_249], (b1.hash, 1_249)),
+        (ids[0], (b1.hash, 0)),
+    ] {
+        let r = s.get_attestation(&d).await.unwrap().unwrap();
+        assert_eq!(r.block.map(|b| (b.hash, b.index)), Some(want));
+    }
 }
 
 pub(crate) async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
@@ -533,16 +766,22 @@ pub(crate) async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert!(s.get_block(&twice.hash).await.unwrap().is_none());
 
-    // An attestation already in another block.
+    // Twice in one block, even with a good block stored that holds it.
     let b1 = propose(1, vec![genesis.hash], vec![ids[0], ids[1]], 12);
     s.insert_block(&b1, 12).await.unwrap();
-    let b1b = propose(1, vec![genesis.hash], vec![ids[2], ids[1]], 13);
+    let b1b = propose(1, vec![genesis.hash], vec![ids[2], ids[1], ids[2]], 13);
     let err = s.insert_block(&b1b, 13).await.unwrap_err();
     assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
     assert!(s.get_block(&b1b.hash).await.unwrap().is_none());
     let a2 = s.get_attestation(&ids[2]).await.unwrap().unwrap();
     assert_eq!(a2.status, AttestationStatus::Accepted);
     assert_eq!(s.count_pending_attestations().await.unwrap(), 2);
+
+    // A hash stored with other content.
+    let mut other = b1.clone();
+    other.signature = None;
+    let err = s.insert_block(&other, 14).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
 
     // A block whose header does not hash to its hash is refused before any write.
     let mut forged = propose(2, vec![b1.hash], vec![ids[2]], 14);
@@ -551,66 +790,889 @@ pub(crate) async fn insert_block_is_all_or_nothing<H: Harness>(h: &H) {
     assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
 }
 
-pub(crate) async fn finalization<H: Harness>(h: &H) {
+/// Two validators may include the same attestation, and a block may carry contested
+/// ones: an attestation keeps its first placement, a contested one is never placed, and
+/// only the rest are placed (and leave the pending count).
+pub(crate) async fn a_block_keeps_first_placements_and_holds_contested_ones<H: Harness>(h: &H) {
     let s = h.open().await;
-    let items = batch(&key(1), "alice", 0, 3);
-    insert_all(&s, &items).await;
-    let genesis = genesis_block();
-    s.insert_block(&genesis, 1).await.unwrap();
-    assert_eq!(s.finalized_height().await.unwrap(), None);
-    assert_eq!(s.mark_finalized(&[genesis.hash], None, 1).await.unwrap(), 1);
-    assert_eq!(s.finalized_height().await.unwrap(), Some(0));
-
-    let b1 = propose(1, vec![genesis.hash], digests(&items[..2]), 100);
-    let b2 = propose(2, vec![b1.hash], digests(&items[2..]), 200);
-    s.insert_block(&b1, 100).await.unwrap();
-    s.insert_block(&b2, 200).await.unwrap();
-
-    // The QC is for b2; finalizing it finalizes b1 too (the caller names both).
-    let qc = qc_for(b2.hash);
-    let newly = s
-        .mark_finalized(&[b1.hash, b2.hash], Some(&qc), 300)
-        .await
-        .unwrap();
-    assert_eq!(newly, 2);
-    assert_eq!(s.finalized_height().await.unwrap(), Some(2));
-    let stored = s.get_block(&b2.hash).await.unwrap().unwrap();
-    assert!(stored.finalized);
-    assert_eq!(stored.finalized_at_ms, Some(300));
-    assert_eq!(stored.qc, Some(qc.clone()));
-    assert!(s.get_block(&b1.hash).await.unwrap().unwrap().qc.is_none());
-    for d in digests(&items) {
-        let r = s.get_attestation(&d).await.unwrap().unwrap();
-        assert_eq!(r.status, AttestationStatus::Finalized);
-    }
-
-    // Again: nothing new, and the first finality time and QC stay.
-    let mut later = qc_for(b2.hash);
-    later.weight = 1;
+    let kp = key(1);
+    let x = new_att(&signed(&kp, "alice", 1, 0), 1);
+    let a = new_att(&signed(&kp, "alice", 2, 0), 2);
+    let c = new_att(&signed(&kp, "alice", 3, 0), 3);
+    let y = new_att(&signed(&kp, "alice", 1, 1), 4); // x's nonce
+    insert_all(&s, &[x.clone(), a.clone(), c.clone()]).await;
     assert_eq!(
-        s.mark_finalized(&[b2.hash], Some(&later), 999)
+        s.insert_block_attestations(std::slice::from_ref(&y))
             .await
             .unwrap(),
-        0
+        vec![BlockAttestation::Contested { owner: x.digest }]
     );
-    let stored = s.get_block(&b2.hash).await.unwrap().unwrap();
-    assert_eq!((stored.finalized_at_ms, stored.qc), (Some(300), Some(qc)));
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let b1 = propose(1, vec![genesis.hash], vec![x.digest, a.digest], 10);
+    s.insert_block(&b1, 10).await.unwrap();
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 1);
 
-    // An unknown block is an error and rolls back the whole call.
-    let b3 = propose(3, vec![b2.hash], vec![], 400);
-    s.insert_block(&b3, 400).await.unwrap();
-    let err = s
-        .mark_finalized(&[b3.hash, Hash32::digest(b"missing")], None, 500)
+    // Another proposer's block at the same height: a (placed in b1), y (contested), c.
+    let b1b = Block::propose(
+        BlockContent {
+            chain_id: CHAIN.into(),
+            epoch: 0,
+            height: 1,
+            parents: vec![genesis.hash],
+            attestation_ids: vec![a.digest, y.digest, c.digest],
+            entry_ids: vec![],
+            timestamp_ms: 11,
+        },
+        &key(201),
+    )
+    .unwrap();
+    assert_eq!(
+        s.insert_block(&b1b, 11).await.unwrap(),
+        BlockInsert::Inserted
+    );
+    let at = |d: Hash32| {
+        let s = &s;
+        async move {
+            let r = s.get_attestation(&d).await.unwrap().unwrap();
+            (r.status, r.block.map(|b| (b.hash, b.index)))
+        }
+    };
+    assert_eq!(
+        at(a.digest).await,
+        (AttestationStatus::Included, Some((b1.hash, 1)))
+    );
+    assert_eq!(
+        at(c.digest).await,
+        (AttestationStatus::Included, Some((b1b.hash, 2)))
+    );
+    assert_eq!(at(y.digest).await, (AttestationStatus::Accepted, None));
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    assert!(s.pending_attestations(10).await.unwrap().is_empty());
+    assert_eq!(s.get_block(&b1b.hash).await.unwrap().unwrap().block, b1b);
+    // Again: the identical block, nothing changes.
+    assert_eq!(
+        s.insert_block(&b1b, 12).await.unwrap(),
+        BlockInsert::AlreadyStored
+    );
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+
+    // A contested digest twice is still twice; an unknown one is still unknown.
+    let twice = propose(2, vec![b1.hash], vec![y.digest, x.digest, y.digest], 20);
+    let err = s.insert_block(&twice, 20).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let unknown = Hash32::digest(b"unknown");
+    let missing = propose(2, vec![b1.hash], vec![y.digest, unknown], 21);
+    let err = s.insert_block(&missing, 21).await.unwrap_err();
+    assert_eq!(err, StoreError::NotFound(format!("attestation {unknown}")));
+    for b in [&twice, &missing] {
+        assert!(s.get_block(&b.hash).await.unwrap().is_none());
+    }
+}
+
+// ---------------------------------------------------------------- the ledger
+
+/// Two validators' blocks at height 1 and one at height 2, with what a commit needs:
+/// `x`, `a`, `c` and `b` submitted here, `y` carried by b1b with x's key and nonce
+/// (contested), registry entries in b1 and b1b.
+pub(crate) struct World {
+    pub x: NewAttestation,
+    pub a: NewAttestation,
+    pub c: NewAttestation,
+    pub y: NewAttestation,
+    pub b: NewAttestation,
+    pub genesis: Block,
+    pub b1: Block,
+    pub b1b: Block,
+    pub b2: Block,
+    pub entries: Vec<u64>,
+}
+
+pub(crate) async fn world<S: Store>(s: &S) -> World {
+    let k1 = key(1);
+    let x = new_att(&signed(&k1, "alice", 1, 0), 10);
+    let a = new_att(&signed(&k1, "alice", 2, 0), 11);
+    let c = new_att(&signed(&k1, "alice", 3, 0), 12);
+    let y = new_att(&signed(&k1, "alice", 1, 1), 13);
+    let b = new_att(&signed(&key(2), "bob", 1, 0), 14);
+    insert_all(s, &[x.clone(), a.clone(), c.clone(), b.clone()]).await;
+    assert_eq!(
+        s.insert_block_attestations(std::slice::from_ref(&y))
+            .await
+            .unwrap(),
+        vec![BlockAttestation::Contested { owner: x.digest }]
+    );
+    let genesis = genesis_block();
+    let b1 = propose_by(200, 0, 1, vec![genesis.hash], vec![x.digest, a.digest], 100);
+    let b1b = propose_by(
+        201,
+        0,
+        1,
+        vec![genesis.hash],
+        vec![y.digest, a.digest, c.digest],
+        101,
+    );
+    let b2 = propose_by(200, 0, 2, vec![b1.hash, b1b.hash], vec![b.digest], 200);
+    for blk in [&genesis, &b1, &b1b, &b2] {
+        s.insert_block(blk, blk.header.timestamp_ms).await.unwrap();
+    }
+    let mut entries = Vec::new();
+    for i in 0..3u64 {
+        let body = serde_json::json!({ "entry": i });
+        entries.push(s.insert_registry_entry("register", &body, 0).await.unwrap());
+    }
+    s.mark_registry_entries_included(&b1.hash, &entries[..2])
         .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
-    assert!(!s.get_block(&b3.hash).await.unwrap().unwrap().finalized);
-    let err = s
-        .mark_finalized(&[b3.hash], Some(&qc_for(Hash32::digest(b"x"))), 500)
+        .unwrap();
+    s.mark_registry_entries_included(&b1b.hash, &entries[2..])
         .await
-        .unwrap_err();
-    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+        .unwrap();
+    World {
+        x,
+        a,
+        c,
+        y,
+        b,
+        genesis,
+        b1,
+        b1b,
+        b2,
+        entries,
+    }
+}
+
+pub(crate) fn ledger_row(log_index: u64, digest: Hash32, block: &Block, index: u64) -> LedgerRow {
+    LedgerRow {
+        log_index,
+        digest,
+        block_hash: block.hash,
+        block_index: index,
+    }
+}
+
+impl World {
+    /// The ledger order committing b1 then b1b: x first (so y is rejected), then a (b1b's
+    /// copy is a duplicate), then c.
+    pub(crate) fn first_commit(&self) -> CommitBatch {
+        CommitBatch {
+            blocks: vec![self.b1.hash, self.b1b.hash],
+            appended: vec![
+                ledger_row(0, self.x.digest, &self.b1, 0),
+                ledger_row(1, self.a.digest, &self.b1, 1),
+                ledger_row(2, self.c.digest, &self.b1b, 2),
+            ],
+            rejected: vec![RejectedRow {
+                digest: self.y.digest,
+                owner: self.x.digest,
+                block_hash: self.b1b.hash,
+                block_index: 0,
+            }],
+            entries: self.entries.clone(),
+            state: serde_json::json!({"epoch": 0, "last_leader_height": 0}),
+            at_ms: 500,
+        }
+    }
+
+    /// Then b2.
+    pub(crate) fn second_commit(&self) -> CommitBatch {
+        CommitBatch {
+            blocks: vec![self.b2.hash],
+            appended: vec![ledger_row(3, self.b.digest, &self.b2, 0)],
+            rejected: vec![],
+            entries: vec![],
+            state: serde_json::json!({"epoch": 0, "last_leader_height": 2}),
+            at_ms: 600,
+        }
+    }
+}
+
+/// Status, block (hash, height, index), log_index and rejected_by of one attestation.
+type Seen = (
+    AttestationStatus,
+    Option<(Hash32, u64, u64)>,
+    Option<u64>,
+    Option<Hash32>,
+);
+
+async fn seen<S: Store>(s: &S, digest: &Hash32) -> Seen {
+    let r = s.get_attestation(digest).await.unwrap().expect("stored");
+    (
+        r.status,
+        r.block.map(|b| (b.hash, b.height, b.index)),
+        r.log_index,
+        r.rejected_by,
+    )
+}
+
+/// Everything a commit writes, to show a refused one wrote nothing.
+#[derive(Debug, PartialEq)]
+struct Snapshot {
+    ledger: Vec<LedgerRow>,
+    ledger_len: u64,
+    rejected: u64,
+    committed: Vec<Hash32>,
+    blocks: Vec<(Hash32, bool, Option<u64>, Option<u64>)>,
+    state: Option<serde_json::Value>,
+    entries: Vec<(u64, Option<Hash32>, Option<u64>)>,
+    pending: u64,
+    records: Vec<Seen>,
+}
+
+async fn snapshot<S: Store>(s: &S, w: &World) -> Snapshot {
+    let mut records = Vec::new();
+    for d in [w.x.digest, w.a.digest, w.c.digest, w.y.digest, w.b.digest] {
+        records.push(seen(s, &d).await);
+    }
+    Snapshot {
+        ledger: s.ledger_page(0, 1000).await.unwrap(),
+        ledger_len: s.ledger_len().await.unwrap(),
+        rejected: s.count_rejected().await.unwrap(),
+        committed: s.committed_blocks().await.unwrap(),
+        blocks: s
+            .all_blocks()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| (b.block.hash, b.finalized, b.finalized_at_ms, b.commit_seq))
+            .collect(),
+        state: s.commit_state().await.unwrap(),
+        entries: s
+            .registry_entries()
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| (e.seq, e.block_hash, e.commit_seq))
+            .collect(),
+        pending: s.count_pending_attestations().await.unwrap(),
+        records,
+    }
+}
+
+/// One commit writes the blocks' order, the ledger, the rejections, the entries' order and
+/// the state; every attestation's record follows.
+pub(crate) async fn commit_writes_the_ledger_in_one_step<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let w = world(&s).await;
+    assert_eq!(s.ledger_len().await.unwrap(), 0);
+    assert_eq!(s.commit_state().await.unwrap(), None);
+    assert!(s.committed_blocks().await.unwrap().is_empty());
+    assert!(s.ledger_page(0, 10).await.unwrap().is_empty());
+    assert_eq!(s.finalized_height().await.unwrap(), None);
+
+    s.commit(&w.first_commit()).await.unwrap();
+    assert_eq!(s.ledger_len().await.unwrap(), 3);
+    assert_eq!(s.count_rejected().await.unwrap(), 1);
+    assert_eq!(
+        s.ledger_page(0, 10).await.unwrap(),
+        w.first_commit().appended
+    );
+    assert_eq!(
+        s.ledger_page(1, 1).await.unwrap(),
+        w.first_commit().appended[1..2]
+    );
+    assert!(s.ledger_page(3, 10).await.unwrap().is_empty());
+    assert!(s.ledger_page(u64::MAX, 10).await.unwrap().is_empty());
+    assert_eq!(
+        s.committed_blocks().await.unwrap(),
+        vec![w.b1.hash, w.b1b.hash]
+    );
+    for (blk, seq) in [(&w.b1, 0), (&w.b1b, 1)] {
+        let stored = s.get_block(&blk.hash).await.unwrap().unwrap();
+        assert!(stored.finalized);
+        assert_eq!(
+            (stored.finalized_at_ms, stored.commit_seq),
+            (Some(500), Some(seq))
+        );
+    }
+    let b2 = s.get_block(&w.b2.hash).await.unwrap().unwrap();
+    assert!(!b2.finalized && b2.commit_seq.is_none() && b2.finalized_at_ms.is_none());
+    assert_eq!(s.finalized_height().await.unwrap(), Some(1));
+    assert_eq!(
+        s.commit_state().await.unwrap(),
+        Some(w.first_commit().state)
+    );
+
+    // Finalized: the ledger's block and index and the log_index; rejected: the block
+    // where the ledger order met it and the owner.
+    assert_eq!(
+        seen(&s, &w.x.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((w.b1.hash, 1, 0)),
+            Some(0),
+            None
+        )
+    );
+    assert_eq!(
+        seen(&s, &w.a.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((w.b1.hash, 1, 1)),
+            Some(1),
+            None
+        )
+    );
+    assert_eq!(
+        seen(&s, &w.c.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((w.b1b.hash, 1, 2)),
+            Some(2),
+            None
+        )
+    );
+    assert_eq!(
+        seen(&s, &w.y.digest).await,
+        (
+            AttestationStatus::Rejected,
+            Some((w.b1b.hash, 1, 0)),
+            None,
+            Some(w.x.digest)
+        )
+    );
+    // The entries, committed in that order, are no longer pending; a new one is.
+    let entries = s.registry_entries().await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.commit_seq).collect::<Vec<_>>(),
+        vec![Some(0), Some(1), Some(2)]
+    );
+    assert!(s.pending_registry_entries().await.unwrap().is_empty());
+    let fresh = s
+        .insert_registry_entry("exit", &serde_json::json!({"v": 9}), 0)
+        .await
+        .unwrap();
+    let pending = s.pending_registry_entries().await.unwrap();
+    assert_eq!(
+        pending.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![fresh]
+    );
+    assert_eq!((pending[0].block_hash, pending[0].commit_seq), (None, None));
+    // Counters: the four submissions are all placed now.
+    assert_eq!(s.count_attestations().await.unwrap(), 4);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+
+    // The next step continues both orders and replaces the state.
+    s.commit(&w.second_commit()).await.unwrap();
+    assert_eq!(s.ledger_len().await.unwrap(), 4);
+    assert_eq!(
+        s.committed_blocks().await.unwrap(),
+        vec![w.b1.hash, w.b1b.hash, w.b2.hash]
+    );
+    assert_eq!(
+        s.get_block(&w.b2.hash).await.unwrap().unwrap().commit_seq,
+        Some(2)
+    );
+    assert_eq!(
+        s.commit_state().await.unwrap(),
+        Some(w.second_commit().state)
+    );
     assert_eq!(s.finalized_height().await.unwrap(), Some(2));
+    assert_eq!(
+        seen(&s, &w.b.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((w.b2.hash, 2, 0)),
+            Some(3),
+            None
+        )
+    );
+    // A step that commits nothing new but the state (an empty leader block's history).
+    let idle = CommitBatch {
+        state: serde_json::json!({"epoch": 1}),
+        at_ms: 700,
+        ..CommitBatch::default()
+    };
+    s.commit(&idle).await.unwrap();
+    assert_eq!(s.ledger_len().await.unwrap(), 4);
+    assert_eq!(
+        s.commit_state().await.unwrap(),
+        Some(serde_json::json!({"epoch": 1}))
+    );
+}
+
+/// A commit that does not fit what is stored is refused whole: nothing of it is written.
+pub(crate) async fn a_commit_that_does_not_fit_writes_nothing<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let w = world(&s).await;
+    let b3 = propose_by(200, 0, 3, vec![w.b2.hash], vec![], 300);
+    s.insert_block(&b3, 300).await.unwrap();
+    let fourth = s
+        .insert_registry_entry("exit", &serde_json::json!({"v": 4}), 0)
+        .await
+        .unwrap();
+    s.mark_registry_entries_included(&w.b2.hash, &[fourth])
+        .await
+        .unwrap();
+
+    // Before any commit: a ledger that does not start at 0.
+    let mut late = w.first_commit();
+    for r in &mut late.appended {
+        r.log_index += 1;
+    }
+    let before = snapshot(&s, &w).await;
+    let err = s.commit(&late).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(snapshot(&s, &w).await, before);
+
+    s.commit(&w.first_commit()).await.unwrap();
+    let before = snapshot(&s, &w).await;
+    // The second step, spoiled in each way in turn; every part of it that is fine would
+    // have been written (block b2, entry `fourth`, state, the ledger row of b).
+    let good = || {
+        let mut g = w.second_commit();
+        g.entries = vec![fourth];
+        g
+    };
+    let unknown_block = Hash32::digest(b"no such block");
+    let unknown_att = Hash32::digest(b"no such attestation");
+    type Expected = fn(&StoreError) -> bool;
+    let mut cases: Vec<(&str, CommitBatch, Expected)> = Vec::new();
+    let conflict: Expected = |e| matches!(e, StoreError::Conflict(_));
+    let not_found: Expected = |e| matches!(e, StoreError::NotFound(_));
+    let mut gap = good();
+    gap.appended[0].log_index = 4;
+    cases.push(("a gap in log_index", gap, conflict));
+    let mut rewrite = good();
+    rewrite.appended[0].log_index = 2;
+    cases.push(("a log_index the ledger has", rewrite, conflict));
+    let mut again = good();
+    again.blocks.push(w.b1.hash);
+    cases.push(("a block already committed", again, conflict));
+    let mut unknown = good();
+    unknown.blocks.push(unknown_block);
+    cases.push(("an unknown block", unknown, not_found));
+    let mut entry_again = good();
+    entry_again.entries.push(w.entries[0]);
+    cases.push(("an entry already committed", entry_again, conflict));
+    let mut entry_unknown = good();
+    entry_unknown.entries.push(9_999);
+    cases.push(("an unknown entry", entry_unknown, not_found));
+    let mut att_unknown = good();
+    att_unknown
+        .appended
+        .push(ledger_row(4, unknown_att, &w.b2, 1));
+    cases.push(("an unknown attestation", att_unknown, not_found));
+    let mut outside = good();
+    outside.appended[0].block_hash = b3.hash;
+    cases.push(("a row in a block not committed", outside, conflict));
+    let mut twice = good();
+    twice.appended.push(ledger_row(4, w.a.digest, &w.b2, 1));
+    cases.push(("a digest the ledger holds", twice, conflict));
+    let mut reject_finalized = good();
+    reject_finalized.rejected.push(RejectedRow {
+        digest: w.c.digest,
+        owner: w.x.digest,
+        block_hash: w.b2.hash,
+        block_index: 0,
+    });
+    cases.push(("rejecting a finalized digest", reject_finalized, conflict));
+    let mut append_rejected = good();
+    append_rejected
+        .appended
+        .push(ledger_row(4, w.y.digest, &w.b2, 1));
+    cases.push(("appending a rejected digest", append_rejected, conflict));
+    let mut no_owner = good();
+    no_owner.rejected.push(RejectedRow {
+        digest: w.b.digest,
+        owner: unknown_att,
+        block_hash: w.b2.hash,
+        block_index: 0,
+    });
+    no_owner.appended.clear();
+    cases.push(("an owner not in the ledger", no_owner, conflict));
+    let mut dup_block = good();
+    dup_block.blocks.push(w.b2.hash);
+    cases.push(("a block twice", dup_block, conflict));
+
+    for (what, batch, expected) in cases {
+        let err = s.commit(&batch).await.unwrap_err();
+        assert!(expected(&err), "{what}: {err:?}");
+        assert_eq!(snapshot(&s, &w).await, before, "{what} wrote something");
+        let stored = s.get_block(&w.b2.hash).await.unwrap().unwrap();
+        assert!(!stored.finalized, "{what}");
+    }
+    // The unspoiled step is accepted, so the refusals were about what was spoiled.
+    s.commit(&good()).await.unwrap();
+    assert_eq!(s.ledger_len().await.unwrap(), 4);
+    let entry = s.registry_entries().await.unwrap();
+    assert_eq!(entry.last().map(|e| e.commit_seq), Some(Some(3)));
+}
+
+/// The ledger order meets a rejected attestation again in every later block holding it;
+/// the first rejection stays.
+pub(crate) async fn a_second_rejection_keeps_the_first<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let w = world(&s).await;
+    s.commit(&w.first_commit()).await.unwrap();
+    let b3 = propose_by(202, 0, 2, vec![w.b1.hash], vec![w.y.digest], 250);
+    s.insert_block(&b3, 250).await.unwrap();
+    s.commit(&CommitBatch {
+        blocks: vec![b3.hash],
+        rejected: vec![RejectedRow {
+            digest: w.y.digest,
+            owner: w.x.digest,
+            block_hash: b3.hash,
+            block_index: 0,
+        }],
+        state: serde_json::json!({}),
+        at_ms: 600,
+        ..CommitBatch::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.count_rejected().await.unwrap(), 1);
+    assert_eq!(
+        seen(&s, &w.y.digest).await,
+        (
+            AttestationStatus::Rejected,
+            Some((w.b1b.hash, 1, 0)),
+            None,
+            Some(w.x.digest)
+        )
+    );
+}
+
+/// What the ledger order asks the store before it places a batch: which digests the
+/// ledger holds, which digest used a key and nonce (through either table), and the key
+/// and nonce of each digest.
+pub(crate) async fn ledger_lookup_and_attestation_keys<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let w = world(&s).await;
+    let k1 = key(1).public();
+    let k2 = key(2).public();
+    let nobody = Hash32::digest(b"nobody");
+    assert_eq!(s.ledger_lookup(&[], &[]).await.unwrap(), (vec![], vec![]));
+    assert_eq!(s.attestation_keys(&[]).await.unwrap(), vec![]);
+    assert_eq!(
+        s.attestation_keys(&[w.y.digest, nobody, w.x.digest, w.b.digest])
+            .await
+            .unwrap(),
+        vec![
+            Some((k1, w.y.nonce.clone())),
+            None,
+            Some((k1, w.x.nonce.clone())),
+            Some((k2, w.b.nonce.clone())),
+        ]
+    );
+    let asked = [w.x.digest, w.y.digest, nobody, w.b.digest];
+    let pairs = [
+        (k1, w.x.nonce.clone()),
+        (k1, w.a.nonce.clone()),
+        (k2, w.b.nonce.clone()),
+        (k1, "free".to_string()),
+    ];
+    assert_eq!(
+        s.ledger_lookup(&asked, &pairs).await.unwrap(),
+        (vec![false; 4], vec![None; 4])
+    );
+
+    // The ledger order takes y (the contested body) first this time: x is rejected.
+    s.commit(&CommitBatch {
+        blocks: vec![w.b1b.hash, w.b1.hash],
+        appended: vec![
+            ledger_row(0, w.y.digest, &w.b1b, 0),
+            ledger_row(1, w.a.digest, &w.b1b, 1),
+            ledger_row(2, w.c.digest, &w.b1b, 2),
+        ],
+        rejected: vec![RejectedRow {
+            digest: w.x.digest,
+            owner: w.y.digest,
+            block_hash: w.b1.hash,
+            block_index: 0,
+        }],
+        entries: vec![],
+        state: serde_json::json!({}),
+        at_ms: 500,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        s.ledger_lookup(&asked, &pairs).await.unwrap(),
+        (
+            vec![false, true, false, false],
+            vec![Some(w.y.digest), Some(w.a.digest), None, None]
+        )
+    );
+    // The contested body is finalized at the ledger's block, which is not a placement.
+    assert_eq!(
+        seen(&s, &w.y.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((w.b1b.hash, 1, 0)),
+            Some(0),
+            None
+        )
+    );
+    assert_eq!(
+        seen(&s, &w.x.digest).await,
+        (
+            AttestationStatus::Rejected,
+            Some((w.b1.hash, 1, 0)),
+            None,
+            Some(w.y.digest)
+        )
+    );
+    // The submit rule still names x, the body submitted here.
+    assert_eq!(
+        s.nonce_owner(&k1, &w.x.nonce).await.unwrap(),
+        Some(w.x.digest)
+    );
+
+    // More than one statement's worth of each.
+    let many = batch(&key(3), "carol", 0, 300);
+    insert_all(&s, &many).await;
+    let mut asked: Vec<Hash32> = digests(&many);
+    asked.insert(150, w.y.digest);
+    let keys = s.attestation_keys(&asked).await.unwrap();
+    assert_eq!(keys.len(), 301);
+    assert_eq!(keys[150], Some((k1, w.y.nonce.clone())));
+    assert_eq!(keys[300], Some((key(3).public(), many[299].nonce.clone())));
+    let mut pairs: Vec<(bizra_ledger::crypto::PublicKey, String)> = many
+        .iter()
+        .map(|a| (a.attester_pubkey, a.nonce.clone()))
+        .collect();
+    pairs.push((k1, w.c.nonce.clone()));
+    let (found, owners) = s.ledger_lookup(&asked, &pairs).await.unwrap();
+    assert_eq!(found.iter().filter(|f| **f).count(), 1);
+    assert!(found[150]);
+    assert!(owners[..300].iter().all(Option::is_none));
+    assert_eq!(owners[300], Some(w.c.digest));
+}
+
+/// A dead block's work is released: what the ledger has not settled is pending again (an
+/// attestation also held by a live block included), its uncommitted entries too; settled
+/// attestations and committed entries stay. A later commit places a released attestation
+/// where the ledger met it.
+pub(crate) async fn revive_releases_the_work_of_dead_blocks<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let kp = key(5);
+    let att = |n: u64, v: u8| new_att(&signed(&kp, "erin", n, v), 30 + n);
+    let (d1, d2, f, g, hh) = (att(1, 0), att(2, 0), att(3, 0), att(4, 0), att(5, 0));
+    let (gr, hr) = (att(4, 1), att(5, 1)); // rivals of g and hh, carried by blocks
+    insert_all(
+        &s,
+        &[d1.clone(), d2.clone(), f.clone(), g.clone(), hh.clone()],
+    )
+    .await;
+    s.insert_block_attestations(&[gr.clone(), hr.clone()])
+        .await
+        .unwrap();
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    // The dead block places all five first; two live blocks hold some of them too.
+    let ids = |v: &[&NewAttestation]| v.iter().map(|a| a.digest).collect::<Vec<_>>();
+    let dead = propose_by(
+        202,
+        0,
+        1,
+        vec![genesis.hash],
+        ids(&[&d1, &d2, &f, &g, &hh]),
+        10,
+    );
+    let l1 = propose_by(203, 0, 1, vec![genesis.hash], ids(&[&f, &gr, &g]), 11);
+    let l2 = propose_by(204, 0, 1, vec![genesis.hash], ids(&[&d2, &hr, &hh]), 12);
+    for b in [&dead, &l1, &l2] {
+        s.insert_block(b, 20).await.unwrap();
+    }
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    let mut entries = Vec::new();
+    for i in 0..2 {
+        entries.push(
+            s.insert_registry_entry("register", &serde_json::json!({ "e": i }), 0)
+                .await
+                .unwrap(),
+        );
+    }
+    s.mark_registry_entries_included(&dead.hash, &entries)
+        .await
+        .unwrap();
+    // l1 commits first: f is finalized, gr wins g's nonce, and entries[1] is committed.
+    s.commit(&CommitBatch {
+        blocks: vec![l1.hash],
+        appended: vec![
+            ledger_row(0, f.digest, &l1, 0),
+            ledger_row(1, gr.digest, &l1, 1),
+        ],
+        rejected: vec![RejectedRow {
+            digest: g.digest,
+            owner: gr.digest,
+            block_hash: l1.hash,
+            block_index: 2,
+        }],
+        entries: vec![entries[1]],
+        state: serde_json::json!({}),
+        at_ms: 30,
+    })
+    .await
+    .unwrap();
+
+    assert_eq!(s.revive(&[]).await.unwrap(), 0);
+    assert_eq!(s.revive(&[dead.hash]).await.unwrap(), 3);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 3);
+    assert_eq!(
+        s.pending_attestations(10).await.unwrap(),
+        vec![d1.digest, d2.digest, hh.digest]
+    );
+    for a in [&d1, &d2, &hh] {
+        assert_eq!(
+            seen(&s, &a.digest).await,
+            (AttestationStatus::Accepted, None, None, None)
+        );
+    }
+    assert_eq!(seen(&s, &f.digest).await.0, AttestationStatus::Finalized);
+    assert_eq!(
+        seen(&s, &g.digest).await,
+        (
+            AttestationStatus::Rejected,
+            Some((l1.hash, 1, 2)),
+            None,
+            Some(gr.digest)
+        )
+    );
+    let pending: Vec<u64> = s
+        .pending_registry_entries()
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(pending, vec![entries[0]]);
+    let committed = s.registry_entries().await.unwrap();
+    assert_eq!(
+        (committed[1].block_hash, committed[1].commit_seq),
+        (Some(dead.hash), Some(0))
+    );
+
+    // Idempotent: nothing left to release.
+    assert_eq!(s.revive(&[dead.hash, dead.hash]).await.unwrap(), 0);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 3);
+    // A committed block never reverts, an unknown one is unknown; nothing is written,
+    // not even for the blocks before them in the call.
+    let err = s.revive(&[l2.hash, l1.hash]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let err = s
+        .revive(&[l2.hash, Hash32::digest(b"no such block")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 3);
+    assert_eq!(seen(&s, &d2.digest).await.0, AttestationStatus::Accepted);
+
+    // l2 commits: d2 and hr join the ledger and hh is rejected; the two released ones
+    // are placed where the ledger met them, and are no longer pending.
+    s.commit(&CommitBatch {
+        blocks: vec![l2.hash],
+        appended: vec![
+            ledger_row(2, d2.digest, &l2, 0),
+            ledger_row(3, hr.digest, &l2, 1),
+        ],
+        rejected: vec![RejectedRow {
+            digest: hh.digest,
+            owner: hr.digest,
+            block_hash: l2.hash,
+            block_index: 2,
+        }],
+        entries: vec![],
+        state: serde_json::json!({}),
+        at_ms: 40,
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 1);
+    assert_eq!(s.pending_attestations(10).await.unwrap(), vec![d1.digest]);
+    assert_eq!(
+        seen(&s, &d2.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((l2.hash, 1, 0)),
+            Some(2),
+            None
+        )
+    );
+    // A new block takes the last one (and the released entry) again.
+    let again = propose_by(202, 0, 2, vec![l1.hash], vec![d1.digest], 50);
+    s.insert_block(&again, 50).await.unwrap();
+    s.mark_registry_entries_included(&again.hash, &entries[..1])
+        .await
+        .unwrap();
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    assert_eq!(
+        seen(&s, &d1.digest).await,
+        (
+            AttestationStatus::Included,
+            Some((again.hash, 2, 0)),
+            None,
+            None
+        )
+    );
+    assert!(s.pending_registry_entries().await.unwrap().is_empty());
+    // Released from dead, never again counted as its work.
+    assert_eq!(s.revive(&[dead.hash]).await.unwrap(), 0);
+}
+
+/// accepted → included → certified → finalized, each with what the record carries then.
+pub(crate) async fn status_follows_the_life_of_an_attestation<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let w = world(&s).await;
+    let d = new_att(&signed(&key(4), "dave", 1, 0), 20);
+    insert_all(&s, std::slice::from_ref(&d)).await;
+    assert_eq!(
+        seen(&s, &d.digest).await,
+        (AttestationStatus::Accepted, None, None, None)
+    );
+    let b3 = propose_by(200, 0, 3, vec![w.b2.hash], vec![d.digest], 300);
+    s.insert_block(&b3, 300).await.unwrap();
+    assert_eq!(
+        seen(&s, &d.digest).await,
+        (
+            AttestationStatus::Included,
+            Some((b3.hash, 3, 0)),
+            None,
+            None
+        )
+    );
+    assert!(s.mark_certified(&qc_for(b3.hash), 310).await.unwrap());
+    assert_eq!(
+        seen(&s, &d.digest).await,
+        (
+            AttestationStatus::Certified,
+            Some((b3.hash, 3, 0)),
+            None,
+            None
+        )
+    );
+    // Before the commit x is certified in b1 and y (contested) accepted.
+    assert!(s.mark_certified(&qc_for(w.b1.hash), 320).await.unwrap());
+    assert_eq!(seen(&s, &w.x.digest).await.0, AttestationStatus::Certified);
+    assert_eq!(
+        seen(&s, &w.y.digest).await,
+        (AttestationStatus::Accepted, None, None, None)
+    );
+    s.commit(&w.first_commit()).await.unwrap();
+    s.commit(&w.second_commit()).await.unwrap();
+    s.commit(&CommitBatch {
+        blocks: vec![b3.hash],
+        appended: vec![ledger_row(4, d.digest, &b3, 0)],
+        state: serde_json::json!({}),
+        at_ms: 400,
+        ..CommitBatch::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        seen(&s, &d.digest).await,
+        (
+            AttestationStatus::Finalized,
+            Some((b3.hash, 3, 0)),
+            Some(4),
+            None
+        )
+    );
+    // accepted → rejected: y never had a placement here.
+    assert_eq!(seen(&s, &w.y.digest).await.0, AttestationStatus::Rejected);
+    let listed = s.list_attestations(Some("dave"), None, 10).await.unwrap();
+    assert_eq!(listed.items[0].log_index, Some(4));
+    assert_eq!(listed.items[0].status, AttestationStatus::Finalized);
 }
 
 pub(crate) async fn blocks_from_height_orders_by_height_then_hash<H: Harness>(h: &H) {
@@ -655,6 +1717,92 @@ pub(crate) async fn blocks_from_height_orders_by_height_then_hash<H: Harness>(h:
         all.iter().find(|b| b.block.hash == m3.hash).unwrap().block,
         m3
     );
+}
+
+/// Epoch pages (the API, peers catching up) and the rebuild's order across epochs.
+pub(crate) async fn blocks_of_epoch_by_height_then_hash<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    let e0: Vec<Block> = (0..3)
+        .map(|p| propose_by(10 + p, 0, 1, vec![genesis.hash], vec![], 10))
+        .collect();
+    let close = propose_by(10, 0, 2, vec![e0[0].hash, e0[1].hash], vec![], 20);
+    let e1h1: Vec<Block> = (0..3)
+        .map(|p| propose_by(10 + p, 1, 1, vec![close.hash], vec![], 30))
+        .collect();
+    let e1h2 = propose_by(11, 1, 2, e1h1.iter().map(|b| b.hash).collect(), vec![], 40);
+    let mut scrambled = vec![&e1h2, &close, &genesis];
+    scrambled.extend(e1h1.iter().rev());
+    scrambled.extend(e0.iter());
+    for b in scrambled {
+        s.insert_block(b, 1).await.unwrap();
+    }
+    let key_of = |b: &Block| (b.header.epoch, b.header.height, b.hash);
+    let keys = |v: Vec<StoredBlock>| v.iter().map(|b| key_of(&b.block)).collect::<Vec<_>>();
+    let mut epoch1: Vec<_> = e1h1.iter().chain([&e1h2]).map(key_of).collect();
+    epoch1.sort();
+    assert_eq!(keys(s.blocks_of_epoch(1, 0, 100).await.unwrap()), epoch1);
+    assert_eq!(keys(s.blocks_of_epoch(1, 1, 2).await.unwrap()), epoch1[..2]);
+    assert_eq!(
+        keys(s.blocks_of_epoch(1, 2, 100).await.unwrap()),
+        epoch1[3..]
+    );
+    let mut epoch0: Vec<_> = [&genesis, &close]
+        .into_iter()
+        .chain(&e0)
+        .map(key_of)
+        .collect();
+    epoch0.sort();
+    assert_eq!(keys(s.blocks_of_epoch(0, 0, 100).await.unwrap()), epoch0);
+    assert!(s.blocks_of_epoch(2, 0, 100).await.unwrap().is_empty());
+    assert!(s
+        .blocks_of_epoch(u64::MAX, 0, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(s
+        .blocks_of_epoch(1, u64::MAX, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    // Limit 0 still gives one block, as lists do.
+    assert_eq!(s.blocks_of_epoch(1, 0, 0).await.unwrap().len(), 1);
+    // The rebuild: epoch 0 before epoch 1, though epoch 1 has the same heights.
+    let all = keys(s.all_blocks().await.unwrap());
+    assert_eq!(all, [epoch0, epoch1].concat());
+    let stored = s.blocks_of_epoch(1, 2, 1).await.unwrap();
+    assert_eq!(stored[0].block, e1h2);
+}
+
+/// A block is certified once: its own QC and the time it was stored stay.
+pub(crate) async fn certification_is_stored_once<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let b1 = propose(1, vec![genesis.hash], vec![], 100);
+    let b1b = propose_by(201, 0, 1, vec![genesis.hash], vec![], 100);
+    s.insert_block(&b1, 100).await.unwrap();
+    s.insert_block(&b1b, 100).await.unwrap();
+    let fresh = s.get_block(&b1.hash).await.unwrap().unwrap();
+    assert!(!fresh.certified && fresh.certified_at_ms.is_none() && fresh.qc.is_none());
+
+    let err = s
+        .mark_certified(&qc_for(Hash32::digest(b"missing")), 200)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let qc = qc_for(b1.hash);
+    assert!(s.mark_certified(&qc, 200).await.unwrap());
+    let mut later = qc_for(b1.hash);
+    later.weight = 1;
+    assert!(!s.mark_certified(&later, 300).await.unwrap());
+    let stored = s.get_block(&b1.hash).await.unwrap().unwrap();
+    assert!(stored.certified);
+    assert_eq!((stored.certified_at_ms, stored.qc), (Some(200), Some(qc)));
+    // Certified is not committed.
+    assert!(!stored.finalized && stored.finalized_at_ms.is_none() && stored.commit_seq.is_none());
+    let other = s.get_block(&b1b.hash).await.unwrap().unwrap();
+    assert!(!other.certified && other.qc.is_none());
 }
 
 pub(crate) async fn votes_are_idempotent<H: Harness>(h: &H) {
@@ -714,8 +1862,12 @@ pub(crate) async fn registry_entries<H: Harness>(h: &H) {
 
     let genesis = genesis_block();
     s.insert_block(&genesis, 1).await.unwrap();
-    let b1 = propose(1, vec![genesis.hash], vec![], 10);
+    // The block names its two entries by digest, in block order, and keeps them so.
+    let b1 = propose_with_entries(1, vec![genesis.hash], vec![], entry_ids(2), 10);
     s.insert_block(&b1, 10).await.unwrap();
+    let stored = s.get_block(&b1.hash).await.unwrap().expect("stored");
+    assert_eq!(stored.block.entry_ids, entry_ids(2));
+    assert_eq!(stored.block, b1);
     s.mark_registry_entries_included(&b1.hash, &seqs[..2])
         .await
         .unwrap();
@@ -770,6 +1922,11 @@ pub(crate) async fn meta_and_identity<H: Harness>(h: &H) {
         s.get_meta(META_CHAIN_ID).await.unwrap().as_deref(),
         Some(CHAIN)
     );
+    // Binding records the header version, which the next open checks.
+    assert_eq!(
+        s.get_meta(META_HEADER_VERSION).await.unwrap().as_deref(),
+        Some("2")
+    );
     let err = s
         .bind_identity(CHAIN, &Hash32::digest(b"other genesis"))
         .await
@@ -782,7 +1939,13 @@ pub(crate) async fn meta_and_identity<H: Harness>(h: &H) {
 pub(crate) async fn reopen_keeps_everything<H: Harness>(h: &H) {
     let items = batch(&key(1), "alice", 0, 20);
     let genesis = genesis_block();
-    let b1 = propose(1, vec![genesis.hash], digests(&items[..5]), 100);
+    let b1 = propose_with_entries(
+        1,
+        vec![genesis.hash],
+        digests(&items[..5]),
+        entry_ids(3),
+        100,
+    );
     let qc = qc_for(b1.hash);
     let vote = Vote::sign(b1.hash, &key(200));
     let before_records;
@@ -794,9 +1957,36 @@ pub(crate) async fn reopen_keeps_everything<H: Harness>(h: &H) {
         last_seq = *seqs.last().unwrap();
         s.insert_block(&genesis, 1).await.unwrap();
         s.insert_block(&b1, 100).await.unwrap();
-        s.mark_finalized(&[genesis.hash, b1.hash], Some(&qc), 150)
+        assert!(s.mark_certified(&qc, 140).await.unwrap());
+        // Another validator's block with a rival body of items[3]'s nonce.
+        let rival = new_att(&signed(&key(1), "alice", 3, 1), 7);
+        s.insert_block_attestations(std::slice::from_ref(&rival))
             .await
             .unwrap();
+        let b1b = propose_by(201, 0, 1, vec![genesis.hash], vec![rival.digest], 101);
+        s.insert_block(&b1b, 101).await.unwrap();
+        s.commit(&CommitBatch {
+            blocks: vec![genesis.hash, b1.hash, b1b.hash],
+            appended: (0..5)
+                .map(|i| LedgerRow {
+                    log_index: i,
+                    digest: items[i as usize].digest,
+                    block_hash: b1.hash,
+                    block_index: i,
+                })
+                .collect(),
+            rejected: vec![RejectedRow {
+                digest: rival.digest,
+                owner: items[3].digest,
+                block_hash: b1b.hash,
+                block_index: 0,
+            }],
+            entries: vec![],
+            state: serde_json::json!({"epoch": 0, "leader_height": 0}),
+            at_ms: 150,
+        })
+        .await
+        .unwrap();
         s.insert_vote(&vote).await.unwrap();
         s.insert_registry_entry("exit", &serde_json::json!({"v": 1}), 3)
             .await
@@ -816,11 +2006,42 @@ pub(crate) async fn reopen_keeps_everything<H: Harness>(h: &H) {
     assert_eq!(s.count_attestations().await.unwrap(), 20);
     assert_eq!(s.count_pending_attestations().await.unwrap(), 15);
     let r = s.get_attestation(&items[3].digest).await.unwrap().unwrap();
-    assert_eq!(r.status, AttestationStatus::Finalized);
+    assert_eq!(
+        (r.status, r.log_index),
+        (AttestationStatus::Finalized, Some(3))
+    );
+    let rival = signed(&key(1), "alice", 3, 1).1;
+    let r = s
+        .get_attestation(&rival)
+        .await
+        .unwrap()
+        .expect("contested kept");
+    assert_eq!(
+        (r.status, r.rejected_by),
+        (AttestationStatus::Rejected, Some(items[3].digest))
+    );
     let stored = s.get_block(&b1.hash).await.unwrap().unwrap();
     assert_eq!((stored.block, stored.qc), (b1.clone(), Some(qc)));
+    assert_eq!(
+        (
+            stored.certified_at_ms,
+            stored.commit_seq,
+            stored.finalized_at_ms
+        ),
+        (Some(140), Some(1), Some(150))
+    );
     assert_eq!(s.finalized_height().await.unwrap(), Some(1));
-    assert_eq!(s.all_blocks().await.unwrap().len(), 2);
+    assert_eq!(s.ledger_len().await.unwrap(), 5);
+    assert_eq!(s.count_rejected().await.unwrap(), 1);
+    assert_eq!(s.ledger_page(0, 100).await.unwrap().len(), 5);
+    let committed = s.committed_blocks().await.unwrap();
+    assert_eq!(committed[..2], [genesis.hash, b1.hash]);
+    assert_eq!(committed.len(), 3);
+    assert_eq!(
+        s.commit_state().await.unwrap(),
+        Some(serde_json::json!({"epoch": 0, "leader_height": 0}))
+    );
+    assert_eq!(s.all_blocks().await.unwrap().len(), 3);
     assert_eq!(s.votes_for(&b1.hash).await.unwrap(), vec![vote]);
     assert_eq!(s.registry_entries().await.unwrap().len(), 1);
     // Still idempotent, and seq keeps growing after a reopen.
