@@ -46,6 +46,7 @@ mod migrations;
 mod placement;
 pub mod postgres;
 mod rows;
+mod signing;
 pub mod sqlite;
 pub mod types;
 
@@ -277,6 +278,37 @@ pub trait Store: Send + Sync + 'static {
     /// block, `Conflict` for a committed one (finality never reverts); nothing is written
     /// then.
     fn revive(&self, blocks: &[Hash32]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // --- the signing guard (docs/protocol.md §3.4) ---
+
+    /// Records that this validator signs `block` for the slot (`epoch`, `height`,
+    /// `proposer`), its own block or its vote for another's: `First` when the slot was
+    /// free (durably committed before this returns, so the signature may leave the node),
+    /// `Again` when this very block was recorded before, `Conflict` naming the block that
+    /// was. Atomic across every process sharing the store.
+    fn record_signing(
+        &self,
+        epoch: u64,
+        height: u64,
+        proposer: &Hash32,
+        block: &Hash32,
+        at_ms: u64,
+    ) -> impl Future<Output = Result<Signing, StoreError>> + Send;
+
+    /// Stores this validator's own block: records the signing of its slot
+    /// (`block.header.epoch`, height, proposer) and stores the block with its placement as
+    /// [`Store::insert_block`] does, fenced by the lease (`name`, `holder`) when given as
+    /// [`Store::insert_block_fenced`] is, in one transaction. When another block holds the
+    /// slot nothing is written and the answer is `Conflict` (the caller serves the stored
+    /// block instead); `Again` when this block held it already (the block is stored, or
+    /// found stored). The embedded store takes the slot in the first of a large block's
+    /// transactions: a crash before the last leaves the slot taken and the block removed.
+    fn insert_own_block(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        lease: Option<(&str, &str)>,
+    ) -> impl Future<Output = Result<Signing, StoreError>> + Send;
 
     // --- votes ---
 
