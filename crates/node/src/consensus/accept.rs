@@ -130,35 +130,93 @@ pub(crate) async fn accept(
     Ok(Stored::New)
 }
 
-/// Files the block's registry entries in this node's store as included in `block`, so a
-/// restart replays them at the block as the proposer does. Returns them with their seqs.
+/// Files the block's registry entries in this node's store as included in `block`, in
+/// block order, so a restart replays them at the block as the proposer does. Returns
+/// them with their seqs.
+///
+/// Each entry is stored once however often this runs for one block: an earlier run that
+/// did not get the block into the DAG (its request was dropped once the proposer had its
+/// quorum, or a later step failed) may have filed some of them as pending, or all of
+/// them as included (one transaction marks them), and those rows are used again.
 async fn store_entries(
     state: &Arc<Consensus>,
     block: &Hash32,
     entries: &[RegistryEntry],
     epoch: u64,
 ) -> Result<Vec<(u64, RegistryEntry)>, StoreError> {
-    let mut stored = Vec::with_capacity(entries.len());
-    for e in entries {
-        let body = serde_json::to_value(e).map_err(|err| StoreError::Invalid(err.to_string()))?;
-        let kind = match e {
-            RegistryEntry::Register(_) => "register",
-            RegistryEntry::Exit(_) => "exit",
-            RegistryEntry::Slash { .. } => "slash",
+    if entries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let invalid = |err: &dyn std::fmt::Display| StoreError::Invalid(err.to_string());
+    let ids = entries
+        .iter()
+        .map(|e| e.digest().map_err(|err| invalid(&err)))
+        .collect::<Result<Vec<Hash32>, _>>()?;
+    let digest_of = |body: serde_json::Value| {
+        serde_json::from_value::<RegistryEntry>(body)
+            .ok()
+            .and_then(|e| e.digest().ok())
+    };
+    let mut in_block = Vec::new();
+    let mut pending: Vec<(u64, Option<Hash32>)> = Vec::new();
+    for row in state.store.registry_entries().await? {
+        match row.block_hash {
+            Some(b) if b == *block => in_block.push((row.seq, digest_of(row.body))),
+            None => pending.push((row.seq, digest_of(row.body))),
+            Some(_) => {}
+        }
+    }
+    if !in_block.is_empty() {
+        // Rows come oldest first, which is the order they were filed in: block order.
+        if !in_block
+            .iter()
+            .map(|(_, d)| *d)
+            .eq(ids.iter().map(|id| Some(*id)))
+        {
+            return Err(StoreError::Conflict(format!(
+                "the registry entries stored with block {block} are not the ones it names"
+            )));
+        }
+        return Ok(in_block
+            .into_iter()
+            .map(|(seq, _)| seq)
+            .zip(entries.iter().cloned())
+            .collect());
+    }
+    let mut stored: Vec<(u64, RegistryEntry)> = Vec::with_capacity(entries.len());
+    for (e, id) in entries.iter().zip(&ids) {
+        // Only a row after the one before, so that seq order stays block order (a restart
+        // replays the block's entries in seq order).
+        let after = stored.last().map(|(seq, _)| *seq);
+        let earlier = pending
+            .iter_mut()
+            .find(|(seq, d)| *d == Some(*id) && after.is_none_or(|a| *seq > a));
+        let seq = match earlier {
+            Some((seq, digest)) => {
+                // Used once: a block naming one entry twice files it twice.
+                *digest = None;
+                *seq
+            }
+            None => {
+                let body = serde_json::to_value(e).map_err(|err| invalid(&err))?;
+                let kind = match e {
+                    RegistryEntry::Register(_) => "register",
+                    RegistryEntry::Exit(_) => "exit",
+                    RegistryEntry::Slash { .. } => "slash",
+                };
+                state
+                    .store
+                    .insert_registry_entry(kind, &body, epoch)
+                    .await?
+            }
         };
-        let seq = state
-            .store
-            .insert_registry_entry(kind, &body, epoch)
-            .await?;
         stored.push((seq, e.clone()));
     }
-    if !stored.is_empty() {
-        let seqs: Vec<u64> = stored.iter().map(|(s, _)| *s).collect();
-        state
-            .store
-            .mark_registry_entries_included(block, &seqs)
-            .await?;
-    }
+    let seqs: Vec<u64> = stored.iter().map(|(s, _)| *s).collect();
+    state
+        .store
+        .mark_registry_entries_included(block, &seqs)
+        .await?;
     Ok(stored)
 }
 
@@ -209,6 +267,7 @@ async fn report_equivocation(state: &Arc<Consensus>, first: &Block, second: &Blo
     // Only the headers and signatures are evidence; the ids would only make it larger.
     let strip = |b: &Block| Block {
         attestation_ids: vec![],
+        entry_ids: vec![],
         ..b.clone()
     };
     let entry = RegistryEntry::Slash {

@@ -41,6 +41,8 @@ pub(crate) enum LoadError {
     Attestation(Hash32),
     #[error("stored registry entry {0} is unreadable")]
     Entry(u64),
+    #[error("the registry entries stored with block {0} are not the ones it names")]
+    Entries(Hash32),
 }
 
 /// The proposal for a stored block: the block, its attestations read from the store,
@@ -68,21 +70,29 @@ pub(crate) async fn load_proposal(
     })
 }
 
-/// The registry entries a stored block includes, in filing order. Reads every entry:
-/// only for blocks asked for again (resolicit, catch-up), not for each new block.
+/// The registry entries a stored block includes, in filing order, which is block order
+/// (the proposer files them in pending order, a validator in the block's). Checked
+/// against the block's `entry_ids`, which a validator requires of the proposal. Reads
+/// every entry: only for blocks asked for again (resolicit, catch-up), not for each new
+/// block.
 async fn included_entries(
     state: &Arc<Consensus>,
-    block: &Hash32,
+    block: &Block,
 ) -> Result<Vec<RegistryEntry>, LoadError> {
     let mut entries: Vec<(u64, RegistryEntry)> = Vec::new();
     for e in state.store.registry_entries().await? {
-        if e.block_hash.as_ref() == Some(block) {
+        if e.block_hash == Some(block.hash) {
             let entry = serde_json::from_value(e.body).map_err(|_| LoadError::Entry(e.seq))?;
             entries.push((e.seq, entry));
         }
     }
     entries.sort_by_key(|(seq, _)| *seq);
-    Ok(entries.into_iter().map(|(_, e)| e).collect())
+    let entries: Vec<RegistryEntry> = entries.into_iter().map(|(_, e)| e).collect();
+    let ids = entries.iter().map(|e| e.digest().ok());
+    if !ids.eq(block.entry_ids.iter().map(|id| Some(*id))) {
+        return Err(LoadError::Entries(block.hash));
+    }
+    Ok(entries)
 }
 
 /// The proposal for `hash`, from the last one built when it is that block.
@@ -98,7 +108,7 @@ pub(crate) async fn proposal_for(
         .get_block(hash)
         .await?
         .ok_or(LoadError::UnknownBlock(*hash))?;
-    let entries = included_entries(state, hash).await?;
+    let entries = included_entries(state, &sb.block).await?;
     let p = Arc::new(load_proposal(state, sb.block, entries).await?);
     state.network.cache_proposal(p.clone());
     Ok(p)

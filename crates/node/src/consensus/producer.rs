@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bizra_ledger::block::Block;
+use bizra_ledger::block::{Block, BlockContent};
+use bizra_ledger::registry::RegistryEntry;
 use bizra_ledger::vote::Vote;
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
@@ -152,10 +153,14 @@ pub(crate) async fn produce_once(state: &Arc<Consensus>) -> Result<Option<usize>
         state.publish_head(&chain);
     }
     let pending = state.store.pending_attestations(max as u32).await?;
-    let entries = state.store.pending_registry_entries().await?;
+    let (entries, unreadable) = includable(state.store.pending_registry_entries().await?);
     if pending.is_empty() && entries.is_empty() {
         state.pending.none_left();
         return Ok(None);
+    }
+    // Logged once per block made, not once per slot: they stay pending.
+    for (seq, why) in &unreadable {
+        tracing::error!(seq, error = %why, "stored registry entry does not parse; left out of the block");
     }
     let parents = chain.dag.next_parents();
     let parent_time = parents
@@ -169,11 +174,15 @@ pub(crate) async fn produce_once(state: &Arc<Consensus>) -> Result<Option<usize>
     chain.advance_registry(block_epoch);
     let count = pending.len();
     let block = Block::propose(
-        chain.dag.chain_id(),
-        chain.dag.next_height(),
-        parents,
-        pending,
-        timestamp,
+        BlockContent {
+            chain_id: chain.dag.chain_id().to_string(),
+            epoch: block_epoch,
+            height: chain.dag.next_height(),
+            parents,
+            attestation_ids: pending,
+            entry_ids: entries.iter().map(|e| e.id).collect(),
+            timestamp_ms: timestamp,
+        },
         &state.key,
     )
     .map_err(|e| ProduceError::Build(e.to_string()))?;
@@ -208,12 +217,8 @@ pub(crate) async fn produce_once(state: &Arc<Consensus>) -> Result<Option<usize>
         .map_err(|e| ProduceError::Build(e.to_string()))?;
     chain.note_block(&block);
     state.metrics.blocks_produced.inc();
-    // The proposal carries the entries as the registry applies them (unparsable ones
-    // are skipped by both).
-    let proposal_entries: Vec<bizra_ledger::registry::RegistryEntry> = entries
-        .iter()
-        .filter_map(|e| serde_json::from_value(e.body.clone()).ok())
-        .collect();
+    // The proposal carries exactly the block's entries, in block order.
+    let proposal_entries: Vec<RegistryEntry> = entries.iter().map(|e| e.entry.clone()).collect();
     if !entries.is_empty() {
         apply_registry_entries(state, &mut chain, &block.hash, entries).await?;
     }
@@ -244,28 +249,51 @@ pub(crate) async fn produce_once(state: &Arc<Consensus>) -> Result<Option<usize>
     Ok(Some(count))
 }
 
-/// Places pending registry entries in the new block and applies them to the registry.
+/// A pending registry entry that can go into a block: parsed, with its digest.
+struct Includable {
+    seq: u64,
+    entry: RegistryEntry,
+    id: Hash32,
+}
+
+/// The pending entries a block can include, in filing order, and those it cannot (with
+/// why): an entry that does not parse has no digest the header could commit to.
+fn includable(pending: Vec<bizra_store::RegistryEntry>) -> (Vec<Includable>, Vec<(u64, String)>) {
+    let mut ok = Vec::with_capacity(pending.len());
+    let mut unreadable = Vec::new();
+    for e in pending {
+        let parsed = serde_json::from_value::<RegistryEntry>(e.body)
+            .map_err(|err| err.to_string())
+            .and_then(|entry| {
+                let id = entry.digest().map_err(|err| err.to_string())?;
+                Ok((entry, id))
+            });
+        match parsed {
+            Ok((entry, id)) => ok.push(Includable {
+                seq: e.seq,
+                entry,
+                id,
+            }),
+            Err(why) => unreadable.push((e.seq, why)),
+        }
+    }
+    (ok, unreadable)
+}
+
+/// Places the block's registry entries in it and applies them to the registry, in block
+/// order.
 async fn apply_registry_entries(
     state: &Arc<Consensus>,
     chain: &mut super::chain::Chain,
     block: &Hash32,
-    entries: Vec<bizra_store::RegistryEntry>,
+    entries: Vec<Includable>,
 ) -> Result<(), ProduceError> {
     let seqs: Vec<u64> = entries.iter().map(|e| e.seq).collect();
     state
         .store
         .mark_registry_entries_included(block, &seqs)
         .await?;
-    let parsed: Vec<_> = entries
-        .into_iter()
-        .filter_map(|e| match serde_json::from_value(e.body) {
-            Ok(entry) => Some((e.seq, entry)),
-            Err(err) => {
-                tracing::error!(seq = e.seq, error = %err, "stored registry entry does not parse");
-                None
-            }
-        })
-        .collect();
+    let parsed: Vec<(u64, RegistryEntry)> = entries.into_iter().map(|e| (e.seq, e.entry)).collect();
     for (seq, result) in chain.apply_entries(&parsed) {
         match result {
             Ok(applied) => state.events.publish(
@@ -282,4 +310,51 @@ async fn apply_registry_entries(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use bizra_ledger::crypto::Keypair;
+    use bizra_ledger::registry::ExitRequest;
+
+    use super::*;
+
+    fn stored(seq: u64, body: serde_json::Value) -> bizra_store::RegistryEntry {
+        bizra_store::RegistryEntry {
+            seq,
+            kind: "exit".into(),
+            epoch: 0,
+            body,
+            block_hash: None,
+        }
+    }
+
+    #[test]
+    fn only_entries_that_parse_go_into_a_block_in_filing_order() {
+        let exit = |epoch| {
+            RegistryEntry::Exit(
+                ExitRequest::sign("c", epoch, &Keypair::from_seed([3; 32])).expect("signed"),
+            )
+        };
+        let (first, second) = (exit(0), exit(1));
+        let pending = vec![
+            stored(4, serde_json::to_value(&first).expect("json")),
+            stored(5, serde_json::json!({"not": "an entry"})),
+            stored(6, serde_json::to_value(&second).expect("json")),
+        ];
+        let (ok, unreadable) = includable(pending);
+        let got: Vec<(u64, Hash32)> = ok.iter().map(|e| (e.seq, e.id)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (4, first.digest().expect("digest")),
+                (6, second.digest().expect("digest"))
+            ]
+        );
+        assert_eq!(ok[1].entry, second);
+        assert_eq!(
+            unreadable.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(),
+            vec![5]
+        );
+    }
 }

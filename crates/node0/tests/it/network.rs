@@ -7,8 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
-use bizra_ledger::block::Block;
+use bizra_ledger::block::{Block, BlockContent};
 use bizra_ledger::crypto::Keypair;
+use bizra_ledger::registry::epoch_of_time;
 use bizra_ledger::vote::{QcVote, QuorumCertificate};
 use bizra_ledger::Hash32;
 use serde_json::{json, Value};
@@ -455,7 +456,8 @@ async fn forged_proposals_and_certificates_are_refused() {
         .parse()
         .expect("hex");
     let height = view["block"]["height"].as_u64().expect("height");
-    let genesis: Hash32 = proposer.get_ok("/api/consensus/genesis").await["genesis_hash"]
+    let genesis_view = proposer.get_ok("/api/consensus/genesis").await;
+    let genesis: Hash32 = genesis_view["genesis_hash"]
         .as_str()
         .expect("genesis_hash")
         .parse()
@@ -465,10 +467,37 @@ async fn forged_proposals_and_certificates_are_refused() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("clock")
         .as_millis() as u64;
+    // The epoch of `now`, as the producer sets it; no registry entries.
+    let epoch = epoch_of_time(
+        genesis_view["header"]["timestamp_ms"]
+            .as_u64()
+            .expect("genesis time"),
+        now,
+        genesis_view["parameters"]["slot_ms"]
+            .as_u64()
+            .expect("slot_ms"),
+    );
+    let propose_in = |epoch: u64, height: u64, parents: Vec<Hash32>, ids, key: &Keypair| {
+        Block::propose(
+            BlockContent {
+                chain_id: chain_id.into(),
+                epoch,
+                height,
+                parents,
+                attestation_ids: ids,
+                entry_ids: vec![],
+                timestamp_ms: now,
+            },
+            key,
+        )
+        .expect("block")
+    };
+    let propose =
+        |height, parents, ids, key: &Keypair| propose_in(epoch, height, parents, ids, key);
 
     // A block signed by a key that is not the proposer's.
     let outsider = Keypair::generate();
-    let block = Block::propose(chain_id, 1, vec![genesis], vec![], now, &outsider).expect("block");
+    let block = propose(1, vec![genesis], vec![], &outsider);
     let r = validator
         .post_json(
             "/api/consensus/submit-block",
@@ -477,8 +506,7 @@ async fn forged_proposals_and_certificates_are_refused() {
         .await;
     r.problem(403, "not_proposer");
     // A validator's key is not the proposer's either.
-    let block =
-        Block::propose(chain_id, 1, vec![genesis], vec![], now, &net.key(2)).expect("block");
+    let block = propose(1, vec![genesis], vec![], &net.key(2));
     let r = validator
         .post_json(
             "/api/consensus/submit-block",
@@ -490,15 +518,7 @@ async fn forged_proposals_and_certificates_are_refused() {
     // Signed by the proposer, but the attestations do not match the ids.
     let key0 = net.key(0);
     let stranger = Hash32::digest(b"not an attestation");
-    let block = Block::propose(
-        chain_id,
-        height + 1,
-        vec![block_hash],
-        vec![stranger],
-        now,
-        &key0,
-    )
-    .expect("block");
+    let block = propose(height + 1, vec![block_hash], vec![stranger], &key0);
     let r = validator
         .post_json(
             "/api/consensus/submit-block",
@@ -509,8 +529,15 @@ async fn forged_proposals_and_certificates_are_refused() {
 
     // A second block at a height where the proposer already signed one: equivocation.
     // (The first attestation of a fresh network is in block 1.)
+    // Equivocation is two blocks of one epoch (docs/protocol.md §3.4): the second takes
+    // the first one's.
     assert_eq!(height, 1, "{view}");
-    let other = Block::propose(chain_id, height, vec![genesis], vec![], now, &key0).expect("block");
+    let first_epoch = proposer
+        .get_ok(&format!("/api/consensus/block/{block_hash}"))
+        .await["header"]["epoch"]
+        .as_u64()
+        .expect("epoch");
+    let other = propose_in(first_epoch, height, vec![genesis], vec![], &key0);
     let r = validator
         .post_json(
             "/api/consensus/submit-block",
@@ -520,15 +547,7 @@ async fn forged_proposals_and_certificates_are_refused() {
     r.problem(409, "equivocation");
 
     // A proposal whose parents this node never saw.
-    let orphan = Block::propose(
-        chain_id,
-        50,
-        vec![Hash32::digest(b"unknown")],
-        vec![],
-        now,
-        &key0,
-    )
-    .expect("block");
+    let orphan = propose(50, vec![Hash32::digest(b"unknown")], vec![], &key0);
     let r = validator
         .post_json(
             "/api/consensus/submit-block",
@@ -538,8 +557,7 @@ async fn forged_proposals_and_certificates_are_refused() {
     r.problem(409, "unknown_parent");
 
     // Certificates: votes by outsiders, and a validator's id with a forged signature.
-    let unfinal =
-        Block::propose(chain_id, height + 1, vec![block_hash], vec![], now, &key0).expect("block");
+    let unfinal = propose(height + 1, vec![block_hash], vec![], &key0);
     let r = validator
         .post_json(
             "/api/consensus/submit-block",
@@ -927,6 +945,43 @@ async fn registry_entries_reach_every_validator() {
             proposer.submit_new(&att).await;
             tokio::time::sleep(Duration::from_millis(NET_SLOT_MS)).await;
         }
+    }
+    // Every validator filed the entry once, as included in the block the proposer put it
+    // in, whose header commits to it (header version 2), and serves that block's proposal
+    // with exactly its entries.
+    let newcomer_key = newcomer.public().to_string();
+    let included_in = |entries: Value| -> Vec<String> {
+        entries["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .filter(|e| e["entry"]["pubkey_ed25519"] == newcomer_key.as_str())
+            .map(|e| e["block_hash"].as_str().expect("block hash").to_string())
+            .collect()
+    };
+    let blocks = included_in(proposer.get_ok("/api/validator/entries").await);
+    assert_eq!(blocks.len(), 1, "filed once on the proposer: {blocks:?}");
+    let block = &blocks[0];
+    for node in net.running() {
+        let here = included_in(node.get_ok("/api/validator/entries").await);
+        assert_eq!(here, blocks, "stored once, in the same block");
+        let p = node
+            .get_ok(&format!("/api/consensus/block/{block}/proposal"))
+            .await;
+        let ids = p["block"]["entry_ids"]
+            .as_array()
+            .expect("entry ids")
+            .clone();
+        assert_eq!(p["block"]["header"]["entries_count"], ids.len());
+        assert_eq!(p["entries"].as_array().expect("entries").len(), ids.len());
+        assert!(
+            p["entries"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .any(|e| e["pubkey_ed25519"] == newcomer_key.as_str()),
+            "{p}"
+        );
     }
     // Compared at one block seen by all: the proposer's registry may also have crossed
     // an epoch boundary since its last block, which the others apply with the next one.

@@ -1,6 +1,6 @@
 //! Persistence across restarts of the real process: a graceful stop keeps everything,
 //! kill -9 under load loses no acknowledged attestation and the chain continues, and a
-//! data directory refuses to serve another genesis.
+//! data directory refuses to serve another genesis or blocks of header version 1.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -273,4 +273,44 @@ async fn a_data_directory_refuses_another_genesis(dir: TestDir) {
         genesis_hash
     );
     assert_eq!(node.wait_finalized(&id).await["attestation_id"], id);
+}
+
+both_stores!(a_store_of_block_header_version_1_is_refused_at_start);
+/// A store that a build of header version 1 wrote: `serve` exits with a message naming
+/// both versions (docs/protocol.md §3.1) and leaves the store as it was.
+async fn a_store_of_block_header_version_1_is_refused_at_start(dir: TestDir) {
+    use bizra_testkit::v1_store;
+    let store_file = dir.data().join("ledger.sqlite");
+    match &dir.pg {
+        None => v1_store::write_sqlite(&store_file).await,
+        Some(schema) => v1_store::write_postgres(schema).await,
+    }
+    .expect("a version-1 store");
+    let (status, out) = serve_expecting_exit(&dir, &[]).await;
+    assert!(!status.success(), "served a version-1 store:\n{out}");
+    let place = if dir.pg.is_some() {
+        "database schema"
+    } else {
+        "data directory"
+    };
+    let message = format!(
+        "this {place} holds block headers of version 1; this node reads and writes version 2; \
+         start it with a new {place} (no migration from version 1)"
+    );
+    assert!(out.contains(&message), "unclear message:\n{out}");
+    let shape = match &dir.pg {
+        None => v1_store::sqlite_shape(&store_file).await,
+        Some(schema) => v1_store::postgres_shape(schema).await,
+    }
+    .expect("the store reads");
+    let v1_schema = if dir.pg.is_some() {
+        v1_store::POSTGRES_SCHEMA_VERSION
+    } else {
+        v1_store::SQLITE_SCHEMA_VERSION
+    };
+    assert_eq!(
+        shape,
+        (v1_schema, false),
+        "the refused start migrated the store"
+    );
 }
