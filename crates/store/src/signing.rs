@@ -1,7 +1,7 @@
 //! The signing guard (docs/protocol.md §3.4), the part that does not depend on the
 //! driver: a validator signs at most one block per (epoch, height, proposer), its own block
 //! or its vote for another's. Each backend takes a slot with an atomic
-//! `INSERT … ON CONFLICT DO NOTHING`, then reads the row it met; [`verdict`] says what
+//! `INSERT … ON CONFLICT DO NOTHING`, then reads the row it met; [`Slot::verdict`] says what
 //! that means. Rows are never deleted, so a slot once taken stays taken.
 
 use bizra_ledger::block::Block;
