@@ -1,4 +1,5 @@
-//! Blocks, their attestations' placement (one UNNEST statement per block), and finality.
+//! Blocks, their attestations' placement (one UNNEST statement per block), own blocks with
+//! their signing slot, and certification. (Commits are in `ledger`.)
 
 use std::collections::HashSet;
 

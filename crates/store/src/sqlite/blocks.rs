@@ -1,5 +1,6 @@
-//! Blocks, their attestations' placement, and finality: writes on the writer thread,
-//! reads on the reader pool.
+//! Blocks, their attestations' placement, own blocks with their signing slot, and
+//! certification: writes on the writer thread, reads on the reader pool. (Commits are in
+//! `ledger`.)
 
 use bizra_ledger::block::Block;
 use bizra_ledger::Hash32;
