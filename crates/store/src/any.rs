@@ -244,6 +244,32 @@ impl Store for AnyStore {
         dispatch!(self, s => s.attestation_keys(digests).await)
     }
 
+    async fn record_signing(
+        &self,
+        epoch: u64,
+        height: u64,
+        proposer: &Hash32,
+        block: &Hash32,
+        at_ms: u64,
+    ) -> Result<Signing, StoreError> {
+        let (proposer, block) = (*proposer, *block);
+        detached!(self, s => s.record_signing(epoch, height, &proposer, &block, at_ms).await)
+    }
+
+    async fn insert_own_block(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        lease: Option<(&str, &str)>,
+    ) -> Result<Signing, StoreError> {
+        let block = block.clone();
+        let lease = lease.map(|(name, holder)| (name.to_string(), holder.to_string()));
+        detached!(self, s => {
+            let lease = lease.as_ref().map(|(n, h)| (n.as_str(), h.as_str()));
+            s.insert_own_block(&block, created_at_ms, lease).await
+        })
+    }
+
     async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {
         dispatch!(self, s => s.get_block(hash).await)
     }

@@ -1,5 +1,7 @@
-//! The durable state of a BIZRA Node0: attestations, blocks, votes, finality, validator
-//! registry entries and node identity.
+//! The durable state of a BIZRA Node0: attestations (submitted here, or carried by other
+//! validators' blocks), blocks and their certificates, the ledger order (committed blocks,
+//! finalized and rejected attestations, committed registry entries), votes, the signing
+//! guard, validator registry entries and node identity.
 //!
 //! # Shape
 //! - [`Store`] is the interface every backend implements. Its methods return
@@ -13,7 +15,7 @@
 //!   static dispatch, so the node is not generic over the store. Tests that must run on
 //!   every backend are generic over [`Store`] (`tests/suite`).
 //! - What does not depend on the driver is written once, in the crate's own modules
-//!   (`rows`, `placement`, `contested`, `ledger`, `identity`, `header_version`,
+//!   (`rows`, `placement`, `contested`, `ledger`, `signing`, `identity`, `header_version`,
 //!   `migrations`, `codec`): row checks, verdicts, migration bookkeeping. `sqlite` and
 //!   `postgres` hold their SQL, transactions and driver calls.
 //!
@@ -23,7 +25,15 @@
 //!   newest-first cursor pages never skip or repeat under concurrent inserts. (SQLite gets
 //!   commit order from its single writer; PostgreSQL from an advisory lock that every
 //!   attestation insert holds until it commits.)
-//! - An attestation has at most one placement, its first block's; finality never reverts.
+//! - An attestation has at most one placement, its first block's. A block-borne body whose
+//!   attester key and nonce another digest holds is kept as contested; the ledger order
+//!   decides, and the submit path's unique (key, nonce) rule stays on `attestations`.
+//! - The ledger only grows: `log_index` continues without a gap, a committed block stays
+//!   committed, and each commit is one transaction. Rows are deleted nowhere; `revive`
+//!   only unplaces what dead blocks held and the ledger has not settled, and an attestation
+//!   the ledger settled is always placed, so it is never pending.
+//! - A slot (epoch, height, proposer) recorded as signed is durable before the caller may
+//!   sign, and is never given to another block.
 //! - A store holding block headers of another version than this build's is refused at
 //!   open, before any migration (`header_version`).
 
@@ -46,6 +56,7 @@ mod migrations;
 mod placement;
 pub mod postgres;
 mod rows;
+mod signing;
 pub mod sqlite;
 pub mod types;
 
@@ -133,14 +144,18 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = Result<Page<AttestationRecord>, StoreError>> + Send;
 
-    /// Accepted attestations not yet in a block, oldest first: the next block's content.
+    /// Attestations submitted here that are in no block (never placed, or released by
+    /// [`Store::revive`]), oldest first: the next block's content. Never a contested,
+    /// finalized or rejected one (the ledger places what it settles).
     fn pending_attestations(
         &self,
         limit: u32,
     ) -> impl Future<Output = Result<Vec<Hash32>, StoreError>> + Send;
 
+    /// Rows of `attestations` (submitted here or new from a block; contested ones apart).
     fn count_attestations(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
+    /// How many [`Store::pending_attestations`] would return without a limit.
     fn count_pending_attestations(&self) -> impl Future<Output = Result<u64, StoreError>> + Send;
 
     /// Attestations in blocks whose header timestamp is in `[from_ms, to_ms)`, with the
@@ -277,6 +292,37 @@ pub trait Store: Send + Sync + 'static {
     /// block, `Conflict` for a committed one (finality never reverts); nothing is written
     /// then.
     fn revive(&self, blocks: &[Hash32]) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    // --- the signing guard (docs/protocol.md §3.4) ---
+
+    /// Records that this validator signs `block` for the slot (`epoch`, `height`,
+    /// `proposer`), its own block or its vote for another's: `First` when the slot was
+    /// free (durably committed before this returns, so the signature may leave the node),
+    /// `Again` when this very block was recorded before, `Conflict` naming the block that
+    /// was. Atomic across every process sharing the store.
+    fn record_signing(
+        &self,
+        epoch: u64,
+        height: u64,
+        proposer: &Hash32,
+        block: &Hash32,
+        at_ms: u64,
+    ) -> impl Future<Output = Result<Signing, StoreError>> + Send;
+
+    /// Stores this validator's own block: records the signing of its slot
+    /// (`block.header.epoch`, height, proposer) and stores the block with its placement as
+    /// [`Store::insert_block`] does, fenced by the lease (`name`, `holder`) when given as
+    /// [`Store::insert_block_fenced`] is, in one transaction. When another block holds the
+    /// slot nothing is written and the answer is `Conflict` (the caller serves the stored
+    /// block instead); `Again` when this block held it already (the block is stored, or
+    /// found stored). The embedded store takes the slot in the first of a large block's
+    /// transactions: a crash before the last leaves the slot taken and the block removed.
+    fn insert_own_block(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        lease: Option<(&str, &str)>,
+    ) -> impl Future<Output = Result<Signing, StoreError>> + Send;
 
     // --- votes ---
 

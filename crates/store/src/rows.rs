@@ -480,6 +480,118 @@ mod tests {
     }
 
     #[test]
+    fn status_comes_from_rejection_ledger_qc_and_placement_in_that_order() {
+        let (d, placed, ledger, rejected_at, owner) = (
+            Hash32::digest(b"d"),
+            Hash32::digest(b"placed"),
+            Hash32::digest(b"ledger"),
+            Hash32::digest(b"rejected"),
+            Hash32::digest(b"owner"),
+        );
+        let key = [1u8; 32];
+        let row = || AttestationRow {
+            seq: 1,
+            digest: d.as_bytes(),
+            attester_pubkey: &key,
+            attester_id: "a".into(),
+            nonce: "n".into(),
+            body: Vec::new(),
+            impact_score: 0.5,
+            received_at_ms: 2,
+            block_hash: None,
+            block_index: None,
+            block_height: None,
+            block_certified_at: None,
+            log_index: None,
+            ledger_block: None,
+            ledger_index: None,
+            ledger_height: None,
+            rejected_by: None,
+            rejected_block: None,
+            rejected_index: None,
+            rejected_height: None,
+        };
+        let seen = |r: AttestationRow<'_>| {
+            let r = r.into_record().unwrap();
+            (
+                r.status,
+                r.block.map(|b| (b.hash, b.height, b.index)),
+                r.log_index,
+                r.rejected_by,
+            )
+        };
+        assert_eq!(seen(row()), (AttestationStatus::Accepted, None, None, None));
+        let mut included = row();
+        (
+            included.block_hash,
+            included.block_index,
+            included.block_height,
+        ) = (Some(placed.as_bytes().as_slice()), Some(3), Some(7));
+        assert_eq!(
+            seen(included),
+            (
+                AttestationStatus::Included,
+                Some((placed, 7, 3)),
+                None,
+                None
+            )
+        );
+        let certified = || {
+            let mut r = row();
+            (r.block_hash, r.block_index, r.block_height) =
+                (Some(placed.as_bytes().as_slice()), Some(3), Some(7));
+            r.block_certified_at = Some(9);
+            r
+        };
+        assert_eq!(
+            seen(certified()),
+            (
+                AttestationStatus::Certified,
+                Some((placed, 7, 3)),
+                None,
+                None
+            )
+        );
+        let finalized = || {
+            let mut r = certified();
+            r.log_index = Some(4);
+            (r.ledger_block, r.ledger_index, r.ledger_height) =
+                (Some(ledger.as_bytes().as_slice()), Some(0), Some(8));
+            r
+        };
+        // Finalized: the ledger's block, not the placement.
+        assert_eq!(
+            seen(finalized()),
+            (
+                AttestationStatus::Finalized,
+                Some((ledger, 8, 0)),
+                Some(4),
+                None
+            )
+        );
+        let mut rejected = finalized();
+        rejected.rejected_by = Some(owner.as_bytes().as_slice());
+        (
+            rejected.rejected_block,
+            rejected.rejected_index,
+            rejected.rejected_height,
+        ) = (Some(rejected_at.as_bytes().as_slice()), Some(2), Some(9));
+        assert_eq!(
+            seen(rejected),
+            (
+                AttestationStatus::Rejected,
+                Some((rejected_at, 9, 2)),
+                None,
+                Some(owner)
+            )
+        );
+        // A ledger row whose block is not stored is a damaged store.
+        let mut damaged = finalized();
+        damaged.ledger_height = None;
+        assert!(matches!(damaged.into_record(), Err(StoreError::Corrupt(_))));
+    }
+
+    #[test]
     fn a_page_fetches_one_more_row_than_it_holds() {
         let q = PageQuery::new(None, 3);
         assert_eq!((q.before, q.fetch), (i64::MAX, 4));

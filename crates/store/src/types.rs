@@ -221,6 +221,19 @@ pub enum BlockInsert {
     AlreadyStored,
 }
 
+/// What [`crate::Store::record_signing`] (and [`crate::Store::insert_own_block`]) found
+/// for a slot (epoch, height, proposer): the safety rule that a validator signs at most
+/// one block per slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// The slot was free; it is this block's now, durably, and may be signed.
+    First,
+    /// This very block was recorded for the slot before: signing it again is safe.
+    Again,
+    /// Another block, `signed`, was recorded for the slot: do not sign.
+    Conflict { signed: Hash32 },
+}
+
 /// What [`crate::Store::bind_identity`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IdentityCheck {

@@ -178,6 +178,50 @@ async fn undoing_a_half_placed_block_keeps_settled_attestations_placed() {
     conn.close().await.unwrap();
 }
 
+/// The embedded store takes an own block's slot in the first of its transactions. A crash
+/// before the last removes the block at the next open, and the slot stays taken (the
+/// block was never returned to be signed or sent, so that errs on the side of not
+/// signing): another block for the slot is refused, the same block is stored again.
+#[tokio::test]
+async fn a_crash_mid_own_block_keeps_its_slot_taken() {
+    let h = SqliteHarness::new();
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    let items = batch(&key(1), "alice", 0, 200);
+    store.insert_attestations(&items).await.unwrap();
+    let ids: Vec<Hash32> = items.iter().map(|i| i.digest).collect();
+    let genesis = suite::genesis_block();
+    store.insert_block(&genesis, 1).await.unwrap();
+    let own = suite::propose(1, vec![genesis.hash], ids.clone(), 10);
+    assert_eq!(
+        store.insert_own_block(&own, 10, None).await.unwrap(),
+        bizra_store::Signing::First
+    );
+    store.close().await;
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", h.path().display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE blocks SET placed = 0 WHERE hash = ?1")
+        .bind(own.hash.as_bytes().as_slice())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    assert!(store.get_block(&own.hash).await.unwrap().is_none());
+    assert_eq!(store.count_pending_attestations().await.unwrap(), 200);
+    let other = suite::propose(1, vec![genesis.hash], ids[..5].to_vec(), 11);
+    assert_eq!(
+        store.insert_own_block(&other, 11, None).await.unwrap(),
+        bizra_store::Signing::Conflict { signed: own.hash }
+    );
+    assert_eq!(
+        store.insert_own_block(&own, 12, None).await.unwrap(),
+        bizra_store::Signing::Again
+    );
+    assert_eq!(store.count_pending_attestations().await.unwrap(), 0);
+}
+
 /// Two inserts of one block that takes several transactions, at the same time (a
 /// validator's handler whose caller went away, and its catch-up): one stores it, the other
 /// finds it stored; neither mistakes the other's half-placed block for a failed one.

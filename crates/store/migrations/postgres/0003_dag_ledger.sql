@@ -61,3 +61,15 @@ CREATE UNIQUE INDEX registry_by_commit_seq ON registry_entries (commit_seq)
 CREATE INDEX registry_by_block ON registry_entries (block_hash) WHERE block_hash IS NOT NULL;
 
 INSERT INTO counters (name, value) VALUES ('ledger', 0), ('rejected', 0);
+
+-- The signing guard (docs/protocol.md §3.4): at most one block signed per (epoch, height,
+-- proposer). Replicas of one validator share this table, so a failover can never sign a
+-- second block of a slot: each takes the slot with INSERT … ON CONFLICT DO NOTHING.
+CREATE TABLE signed (
+    epoch      BIGINT NOT NULL CHECK (epoch >= 0),
+    height     BIGINT NOT NULL CHECK (height >= 0),
+    proposer   BYTEA  NOT NULL CHECK (length(proposer) = 32),
+    block_hash BYTEA  NOT NULL CHECK (length(block_hash) = 32),
+    at_ms      BIGINT NOT NULL,
+    PRIMARY KEY (epoch, height, proposer)
+);

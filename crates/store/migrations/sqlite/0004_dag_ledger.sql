@@ -57,3 +57,16 @@ CREATE UNIQUE INDEX registry_by_commit_seq ON registry_entries (commit_seq)
 CREATE INDEX registry_by_block ON registry_entries (block_hash) WHERE block_hash IS NOT NULL;
 
 INSERT INTO counters (name, value) VALUES ('ledger', 0), ('rejected', 0);
+
+-- The signing guard (docs/protocol.md §3.4): this validator signs at most one block per
+-- (epoch, height, proposer), its own block or its vote for another's. The row commits
+-- before the signature leaves the node, so that no restart can sign a second block of
+-- the slot. Rows are never deleted.
+CREATE TABLE signed (
+    epoch      INTEGER NOT NULL CHECK (epoch >= 0),
+    height     INTEGER NOT NULL CHECK (height >= 0),
+    proposer   BLOB    NOT NULL CHECK (length(proposer) = 32),
+    block_hash BLOB    NOT NULL CHECK (length(block_hash) = 32),
+    at_ms      INTEGER NOT NULL,
+    PRIMARY KEY (epoch, height, proposer)
+) WITHOUT ROWID;

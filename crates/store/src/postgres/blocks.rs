@@ -1,4 +1,5 @@
-//! Blocks, their attestations' placement (one UNNEST statement per block), and finality.
+//! Blocks, their attestations' placement (one UNNEST statement per block), own blocks with
+//! their signing slot, and certification. (Commits are in `ledger`.)
 
 use std::collections::HashSet;
 
@@ -13,7 +14,8 @@ use crate::codec::{clamp_limit, pack_hashes, qc_column, to_hash, to_i64, to_u64}
 use crate::error::StoreError;
 use crate::placement::{already_stored, check_known, check_repeats, NewBlockRow};
 use crate::rows::{select_block, BlockRow};
-use crate::types::{BlockInsert, StoredBlock};
+use crate::signing::Slot;
+use crate::types::{BlockInsert, Signing, StoredBlock};
 
 fn stored_block(row: &PgRow) -> Result<StoredBlock, StoreError> {
     BlockRow {
@@ -57,11 +59,48 @@ pub(super) async fn insert(
 ) -> Result<BlockInsert, StoreError> {
     let row = NewBlockRow::new(block, created_at_ms)?;
     check_repeats(block)?;
-    let count = i64::try_from(block.attestation_ids.len())
-        .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
-
     let mut conn = store.acquire().await?;
     let mut tx = conn.begin().await?;
+    check_fence(store, &mut tx, block, fence).await?;
+    let done = insert_in(store, &mut tx, block, &row).await?;
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// This validator's own block: its slot taken and the block stored, in one transaction
+/// (fenced by the lease when given). When another block holds the slot, nothing is
+/// written and the answer is `Conflict`. Replicas of one validator race here safely: the
+/// slot's insert waits for a concurrent one to end and then sees its row.
+pub(super) async fn insert_own(
+    store: &PostgresStore,
+    block: &Block,
+    created_at_ms: u64,
+    fence: Option<(&str, &str)>,
+) -> Result<Signing, StoreError> {
+    let row = NewBlockRow::new(block, created_at_ms)?;
+    let slot = Slot::of_block(block, created_at_ms)?;
+    check_repeats(block)?;
+    let mut conn = store.acquire().await?;
+    let mut tx = conn.begin().await?;
+    check_fence(store, &mut tx, block, fence).await?;
+    let signing = super::signing::sign_in(store, &mut tx, &slot).await?;
+    if let Signing::Conflict { .. } = signing {
+        // Dropping `tx` rolls back: nothing is written.
+        return Ok(signing);
+    }
+    insert_in(store, &mut tx, block, &row).await?;
+    tx.commit().await?;
+    Ok(signing)
+}
+
+/// `Conflict` unless `fence` is absent or its holder holds the lease; then no other
+/// replica can take the lease over until the transaction ends.
+async fn check_fence(
+    store: &PostgresStore,
+    tx: &mut PgConnection,
+    block: &Block,
+    fence: Option<(&str, &str)>,
+) -> Result<(), StoreError> {
     if let Some((name, holder)) = fence {
         // FOR SHARE: another replica cannot take the lease over until this transaction
         // ends, so a block is only ever stored by the lease's holder.
@@ -81,6 +120,18 @@ pub(super) async fn insert(
             )));
         }
     }
+    Ok(())
+}
+
+/// Stores `block` and places its attestations inside `tx`; the caller commits.
+async fn insert_in(
+    store: &PostgresStore,
+    tx: &mut PgConnection,
+    block: &Block,
+    row: &NewBlockRow,
+) -> Result<BlockInsert, StoreError> {
+    let count = i64::try_from(block.attestation_ids.len())
+        .map_err(|_| StoreError::Invalid("too many attestations".into()))?;
     // ON CONFLICT rather than a read first: two replicas storing the same block at once
     // must not both see it missing.
     let inserted = store
@@ -101,7 +152,7 @@ pub(super) async fn insert(
         .execute(&mut *tx)
         .await?;
     if inserted.rows_affected() == 0 {
-        return already_stored(block, by_hash(store, &mut tx, &block.hash).await?);
+        return already_stored(block, by_hash(store, &mut *tx, &block.hash).await?);
     }
     if count > 0 {
         let digests: Vec<&[u8]> = block
@@ -148,7 +199,6 @@ pub(super) async fn insert(
                 .await?;
         }
     }
-    tx.commit().await?;
     Ok(BlockInsert::Inserted)
 }
 

@@ -21,6 +21,7 @@ mod ledger;
 mod meta;
 mod migrate;
 mod registry;
+mod signing;
 mod votes;
 
 use std::fmt;
@@ -438,6 +439,29 @@ impl Store for PostgresStore {
         digests: &[Hash32],
     ) -> Result<Vec<Option<(PublicKey, String)>>, StoreError> {
         ledger::keys(self, digests).await
+    }
+
+    async fn record_signing(
+        &self,
+        epoch: u64,
+        height: u64,
+        proposer: &Hash32,
+        block: &Hash32,
+        at_ms: u64,
+    ) -> Result<Signing, StoreError> {
+        let slot = crate::signing::Slot::new(epoch, height, proposer, block, at_ms)?;
+        let mut c = self.acquire().await?;
+        // Autocommit: the insert is committed when its statement returns.
+        signing::sign_in(self, &mut c, &slot).await
+    }
+
+    async fn insert_own_block(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        lease: Option<(&str, &str)>,
+    ) -> Result<Signing, StoreError> {
+        blocks::insert_own(self, block, created_at_ms, lease).await
     }
 
     async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {

@@ -1,5 +1,6 @@
-//! Blocks, their attestations' placement, and finality: writes on the writer thread,
-//! reads on the reader pool.
+//! Blocks, their attestations' placement, own blocks with their signing slot, and
+//! certification: writes on the writer thread, reads on the reader pool. (Commits are in
+//! `ledger`.)
 
 use bizra_ledger::block::Block;
 use bizra_ledger::Hash32;
@@ -11,12 +12,14 @@ use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::chunks::{chunk_len, rows, PerChunk};
 use super::columns::{blob, opt_blob, opt_text, text};
+use super::signing::sign_in;
 use super::write_thread::{begin, WriteThread};
 use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
 use crate::error::StoreError;
 use crate::placement::{already_stored, check_known, check_repeats, NewBlockRow};
 use crate::rows::{select_block, BlockRow};
-use crate::types::{BlockInsert, StoredBlock};
+use crate::signing::Slot;
+use crate::types::{BlockInsert, Signing, StoredBlock};
 
 fn stored_block(row: &SqliteRow) -> Result<StoredBlock, StoreError> {
     BlockRow {
@@ -215,17 +218,58 @@ pub(super) async fn insert(
     created_at_ms: u64,
 ) -> Result<BlockInsert, StoreError> {
     let row = NewBlockRow::new(block, created_at_ms)?;
+    match insert_with(writer, block, row, None).await? {
+        Stored::Inserted(insert, _) => Ok(insert),
+        // Only a slot refuses, and none was asked for.
+        Stored::Refused(_) => Err(StoreError::corrupt("an unsigned insert was refused")),
+    }
+}
+
+/// [`insert`] of this validator's own block, taking its slot in the first transaction
+/// (with the block row): `Conflict` when another block holds the slot, and then nothing is
+/// written. The slot stays taken if a later transaction fails or the process dies before
+/// the last one (the block is then removed as any half-placed block): a guard errs on the
+/// side of not signing, and the block was never returned to be signed or sent.
+pub(super) async fn insert_own(
+    writer: &WriteThread,
+    block: &Block,
+    created_at_ms: u64,
+) -> Result<Signing, StoreError> {
+    let row = NewBlockRow::new(block, created_at_ms)?;
+    let slot = Slot::of_block(block, created_at_ms)?;
+    match insert_with(writer, block, row, Some(slot)).await? {
+        Stored::Inserted(_, Some(signing)) | Stored::Refused(signing) => Ok(signing),
+        Stored::Inserted(_, None) => Err(StoreError::corrupt("a signed insert did not sign")),
+    }
+}
+
+/// What [`insert_with`] did.
+enum Stored {
+    /// Stored (or found stored), with the signing of the slot when one was asked for.
+    Inserted(BlockInsert, Option<Signing>),
+    /// Another block holds the slot: nothing was written.
+    Refused(Signing),
+}
+
+async fn insert_with(
+    writer: &WriteThread,
+    block: &Block,
+    row: NewBlockRow,
+    slot: Option<Slot>,
+) -> Result<Stored, StoreError> {
     let block = Arc::new(block.clone());
     let total = block.attestation_ids.len();
     let first = total.min(PLACE_PER_TRANSACTION);
 
     let b = block.clone();
-    if let Some(done) = writer
-        .run(move |conn| insert_first(conn, &b, &row, first))
-        .await?
-    {
-        return Ok(done);
-    }
+    let start = writer
+        .run(move |conn| insert_first(conn, &b, &row, first, slot.as_ref()))
+        .await?;
+    let signing = match start {
+        First::Done(insert, signing) => return Ok(Stored::Inserted(insert, signing)),
+        First::Refused(signing) => return Ok(Stored::Refused(signing)),
+        First::Placing(signing) => signing,
+    };
     let mut at = first;
     while at < total {
         let end = (at + PLACE_PER_TRANSACTION).min(total);
@@ -240,20 +284,36 @@ pub(super) async fn insert(
         }
         at = end;
     }
-    Ok(BlockInsert::Inserted)
+    Ok(Stored::Inserted(BlockInsert::Inserted, signing))
 }
 
-/// The first transaction of [`insert`]: `Some` when it settles the insert (an identical
-/// block is already stored), `None` when the block is stored and its first `first`
-/// attestations placed.
+/// What the first transaction of an insert did; each carries the signing of the slot when
+/// one was asked for.
+enum First {
+    /// Settled: the identical block is already stored (the signing, if new, committed).
+    Done(BlockInsert, Option<Signing>),
+    /// The block is stored with its first placements; more transactions follow.
+    Placing(Option<Signing>),
+    /// Another block holds the slot: nothing was written.
+    Refused(Signing),
+}
+
+/// The first transaction of [`insert`]: the slot (when asked), the checks, the block row
+/// and its first `first` placements.
 fn insert_first(
     conn: &mut Connection,
     block: &Block,
     row: &NewBlockRow,
     first: usize,
-) -> Result<Option<BlockInsert>, StoreError> {
+    slot: Option<&Slot>,
+) -> Result<First, StoreError> {
     let ids = &block.attestation_ids;
     let tx = begin(conn)?;
+    let signing = match slot.map(|s| sign_in(&tx, s)).transpose()? {
+        // Dropping `tx` rolls back: nothing is written.
+        Some(refused @ Signing::Conflict { .. }) => return Ok(First::Refused(refused)),
+        signing => signing,
+    };
     let placed: Option<i64> = tx
         .prepare_cached("SELECT placed FROM blocks WHERE hash = ?1")?
         .query_row([block.hash.as_bytes()], |r| r.get(0))
@@ -261,12 +321,14 @@ fn insert_first(
     match placed {
         Some(0) => undo_unplaced(&tx, &block.hash)?,
         Some(_) => {
-            // Dropping `tx` rolls back the (empty) transaction.
-            return already_stored(block, by_hash_in(&tx, &block.hash)?).map(Some);
+            let done = already_stored(block, by_hash_in(&tx, &block.hash)?)?;
+            // Commits the slot if this call took it; otherwise an empty transaction.
+            tx.commit()?;
+            return Ok(First::Done(done, signing));
         }
         None => {}
     }
-    // Returning an error drops `tx`: nothing of the block is written.
+    // Returning an error drops `tx`: nothing of the block (nor the slot) is written.
     check_placeable(&tx, block)?;
     tx.execute(
         "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
@@ -287,7 +349,11 @@ fn insert_first(
     )?;
     place(&tx, block, 0, &ids[..first])?;
     tx.commit()?;
-    Ok(None)
+    Ok(if first == ids.len() {
+        First::Done(BlockInsert::Inserted, signing)
+    } else {
+        First::Placing(signing)
+    })
 }
 
 /// One later transaction of [`insert`]: places `block`'s attestations `from..to`.

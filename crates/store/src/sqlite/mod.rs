@@ -21,6 +21,7 @@ mod ledger;
 mod meta;
 mod migrate;
 mod registry;
+mod signing;
 mod votes;
 mod write_thread;
 
@@ -309,6 +310,31 @@ impl Store for SqliteStore {
         digests: &[Hash32],
     ) -> Result<Vec<Option<(PublicKey, String)>>, StoreError> {
         ledger::keys(&self.readers, digests).await
+    }
+
+    async fn record_signing(
+        &self,
+        epoch: u64,
+        height: u64,
+        proposer: &Hash32,
+        block: &Hash32,
+        at_ms: u64,
+    ) -> Result<Signing, StoreError> {
+        let slot = crate::signing::Slot::new(epoch, height, proposer, block, at_ms)?;
+        self.writer
+            .run(move |conn| signing::record(conn, &slot))
+            .await
+    }
+
+    /// One process holds every lease of the embedded store (see `acquire_lease`).
+    async fn insert_own_block(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        _lease: Option<(&str, &str)>,
+    ) -> Result<Signing, StoreError> {
+        let _one_at_a_time = self.block_inserts.lock().await;
+        blocks::insert_own(&self.writer, block, created_at_ms).await
     }
 
     async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {

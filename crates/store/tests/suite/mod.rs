@@ -18,7 +18,7 @@ use bizra_ledger::vote::{QcVote, QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
 use bizra_store::{
     AttestationStatus, BlockAttestation, BlockInsert, CommitBatch, Cursor, IdentityCheck,
-    InsertOutcome, LedgerRow, NewAttestation, RejectedRow, Store, StoreError, StoredBlock,
+    InsertOutcome, LedgerRow, NewAttestation, RejectedRow, Signing, Store, StoreError, StoredBlock,
     META_CHAIN_ID, META_HEADER_VERSION,
 };
 
@@ -56,6 +56,9 @@ macro_rules! store_suite {
             ledger_lookup_and_attestation_keys,
             status_follows_the_life_of_an_attestation,
             revive_releases_the_work_of_dead_blocks,
+            record_signing_takes_a_slot_once,
+            signing_is_durable_across_a_reopen,
+            insert_own_block_signs_its_slot_once,
             blocks_from_height_orders_by_height_then_hash,
             blocks_of_epoch_by_height_then_hash,
             certification_is_stored_once,
@@ -1803,6 +1806,238 @@ pub(crate) async fn certification_is_stored_once<H: Harness>(h: &H) {
     assert!(!stored.finalized && stored.finalized_at_ms.is_none() && stored.commit_seq.is_none());
     let other = s.get_block(&b1b.hash).await.unwrap().unwrap();
     assert!(!other.certified && other.qc.is_none());
+}
+
+// ---------------------------------------------------------------- the signing guard
+
+fn validator(seed: u8) -> Hash32 {
+    key(seed).public().validator_id()
+}
+
+/// A slot (epoch, height, proposer) is signed for one block: again for that block, never
+/// for another; other slots are their own.
+pub(crate) async fn record_signing_takes_a_slot_once<H: Harness>(h: &H) {
+    let s = Arc::new(h.open().await);
+    let (p1, p2) = (validator(200), validator(201));
+    let (b1, b2) = (Hash32::digest(b"b1"), Hash32::digest(b"b2"));
+    assert_eq!(
+        s.record_signing(0, 5, &p1, &b1, 1).await.unwrap(),
+        Signing::First
+    );
+    assert_eq!(
+        s.record_signing(0, 5, &p1, &b1, 2).await.unwrap(),
+        Signing::Again
+    );
+    assert_eq!(
+        s.record_signing(0, 5, &p1, &b2, 3).await.unwrap(),
+        Signing::Conflict { signed: b1 }
+    );
+    for (epoch, height, proposer) in [(0, 5, p2), (0, 6, p1), (1, 5, p1)] {
+        assert_eq!(
+            s.record_signing(epoch, height, &proposer, &b2, 4)
+                .await
+                .unwrap(),
+            Signing::First,
+            "({epoch}, {height}, {proposer})"
+        );
+    }
+    let err = s
+        .record_signing(u64::MAX, 0, &p1, &b1, 5)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+
+    // Eight signers race for one slot with eight blocks (on a shared store, eight stores:
+    // the replicas of one validator): exactly one gets it, the others are told which.
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(if h.shared() {
+            Arc::new(h.open().await)
+        } else {
+            Arc::clone(&s)
+        });
+    }
+    let tasks: Vec<_> = stores
+        .into_iter()
+        .enumerate()
+        .map(|(i, st)| {
+            tokio::spawn(async move {
+                let block = Hash32::digest(&[b'r', i as u8]);
+                (
+                    block,
+                    st.record_signing(0, 9, &p1, &block, 7).await.unwrap(),
+                )
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap());
+    }
+    let winners: Vec<Hash32> = outcomes
+        .iter()
+        .filter(|(_, o)| *o == Signing::First)
+        .map(|(b, _)| *b)
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    for (block, outcome) in &outcomes {
+        if *block != winners[0] {
+            assert_eq!(*outcome, Signing::Conflict { signed: winners[0] });
+        }
+    }
+}
+
+/// What was signed stays signed: after a restart (the embedded store closed and opened
+/// again) and from another process on a shared store.
+pub(crate) async fn signing_is_durable_across_a_reopen<H: Harness>(h: &H) {
+    let p = validator(200);
+    let (b1, b2) = (Hash32::digest(b"b1"), Hash32::digest(b"b2"));
+    let genesis = genesis_block();
+    let own = propose_by(200, 0, 1, vec![genesis.hash], vec![], 10);
+    let rival = propose_by(200, 0, 1, vec![genesis.hash], vec![], 11);
+    {
+        let s = h.open().await;
+        assert_eq!(
+            s.record_signing(0, 3, &p, &b1, 1).await.unwrap(),
+            Signing::First
+        );
+        s.insert_block(&genesis, 1).await.unwrap();
+        assert_eq!(
+            s.insert_own_block(&own, 10, None).await.unwrap(),
+            Signing::First
+        );
+        if h.shared() {
+            // A second replica, while the first still runs.
+            let other = h.open().await;
+            assert_eq!(
+                other.record_signing(0, 3, &p, &b2, 2).await.unwrap(),
+                Signing::Conflict { signed: b1 }
+            );
+            assert_eq!(
+                other.insert_own_block(&rival, 11, None).await.unwrap(),
+                Signing::Conflict { signed: own.hash }
+            );
+            other.close().await;
+        }
+        s.close().await;
+    }
+    let s = h.open().await;
+    assert_eq!(
+        s.record_signing(0, 3, &p, &b1, 3).await.unwrap(),
+        Signing::Again
+    );
+    assert_eq!(
+        s.record_signing(0, 3, &p, &b2, 4).await.unwrap(),
+        Signing::Conflict { signed: b1 }
+    );
+    assert_eq!(
+        s.insert_own_block(&rival, 12, None).await.unwrap(),
+        Signing::Conflict { signed: own.hash }
+    );
+    assert!(s.get_block(&rival.hash).await.unwrap().is_none());
+    assert_eq!(
+        s.insert_own_block(&own, 13, None).await.unwrap(),
+        Signing::Again
+    );
+}
+
+/// A validator's own block: its slot and the block in one step; nothing of a block for a
+/// slot signed otherwise, nor of one the store refuses, nor of one the lease fences out.
+pub(crate) async fn insert_own_block_signs_its_slot_once<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let p = validator(200);
+    let items = batch(&key(1), "alice", 0, 310);
+    insert_all(&s, &items).await;
+    let ids = digests(&items);
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+
+    // More attestations than the embedded store places in one transaction.
+    let own = propose_by(200, 0, 1, vec![genesis.hash], ids[..300].to_vec(), 10);
+    assert_eq!(
+        s.insert_own_block(&own, 10, None).await.unwrap(),
+        Signing::First
+    );
+    let stored = s.get_block(&own.hash).await.unwrap().expect("stored");
+    assert_eq!((stored.block, stored.created_at_ms), (own.clone(), 10));
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 10);
+    let last = s.get_attestation(&ids[299]).await.unwrap().unwrap();
+    assert_eq!(last.block.map(|b| (b.hash, b.index)), Some((own.hash, 299)));
+    assert_eq!(
+        s.record_signing(0, 1, &p, &own.hash, 11).await.unwrap(),
+        Signing::Again
+    );
+    assert_eq!(
+        s.insert_own_block(&own, 12, None).await.unwrap(),
+        Signing::Again
+    );
+
+    // Another block for the same slot: refused, nothing written.
+    let rival = propose_by(200, 0, 1, vec![genesis.hash], ids[300..].to_vec(), 13);
+    assert_eq!(
+        s.insert_own_block(&rival, 13, None).await.unwrap(),
+        Signing::Conflict { signed: own.hash }
+    );
+    assert!(s.get_block(&rival.hash).await.unwrap().is_none());
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 10);
+    assert_eq!(s.pending_attestations(100).await.unwrap(), ids[300..]);
+
+    // Signed first (record_signing), stored after: Again, and stored.
+    let b2 = propose_by(200, 0, 2, vec![own.hash], ids[300..302].to_vec(), 20);
+    assert_eq!(
+        s.record_signing(0, 2, &p, &b2.hash, 20).await.unwrap(),
+        Signing::First
+    );
+    assert_eq!(
+        s.insert_own_block(&b2, 21, None).await.unwrap(),
+        Signing::Again
+    );
+    assert!(s.get_block(&b2.hash).await.unwrap().is_some());
+    // Stored first (a peer sent it back), signed after: First, and the slot is taken.
+    let b3 = propose_by(200, 0, 3, vec![b2.hash], vec![], 30);
+    s.insert_block(&b3, 30).await.unwrap();
+    assert_eq!(
+        s.insert_own_block(&b3, 31, None).await.unwrap(),
+        Signing::First
+    );
+    assert_eq!(
+        s.record_signing(0, 3, &p, &Hash32::digest(b"other"), 32)
+            .await
+            .unwrap(),
+        Signing::Conflict { signed: b3.hash }
+    );
+
+    // A block the store refuses takes no slot.
+    let unknown = Hash32::digest(b"unknown");
+    let bad = propose_by(200, 0, 4, vec![b3.hash], vec![ids[305], unknown], 40);
+    let err = s.insert_own_block(&bad, 40, None).await.unwrap_err();
+    assert_eq!(err, StoreError::NotFound(format!("attestation {unknown}")));
+    assert!(s.get_block(&bad.hash).await.unwrap().is_none());
+    let twice = propose_by(200, 0, 4, vec![b3.hash], vec![ids[305], ids[305]], 41);
+    let err = s.insert_own_block(&twice, 41, None).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let b4 = propose_by(200, 0, 4, vec![b3.hash], vec![ids[305]], 42);
+
+    // The lease fences the producer out on a shared store; the embedded store's one
+    // process holds every lease.
+    let ttl = std::time::Duration::from_secs(5);
+    assert!(s.acquire_lease("producer", "a", ttl).await.unwrap());
+    if h.shared() {
+        let err = s
+            .insert_own_block(&b4, 42, Some(("producer", "b")))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+        assert!(s.get_block(&b4.hash).await.unwrap().is_none());
+        assert_eq!(s.count_pending_attestations().await.unwrap(), 8);
+    }
+    assert_eq!(
+        s.insert_own_block(&b4, 43, Some(("producer", "a")))
+            .await
+            .unwrap(),
+        Signing::First
+    );
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 7);
 }
 
 pub(crate) async fn votes_are_idempotent<H: Harness>(h: &H) {
