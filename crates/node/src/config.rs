@@ -610,8 +610,10 @@ mod tests {
             "db-pgbouncer" => pg.pgbouncer.to_string(),
             "peer-timeout-ms" => ms(c.peer_call_timeout),
             "peer-breaker-open-ms" => ms(c.peer_breaker_open),
-            "config" | "genesis" | "leader-timeout-ms" | "redis-url" | "redis-prefix" | "trusted-proxies"
-            | "database-url" | "database-schema" | "db-pool-size" | "peers" => return None,
+            "config" | "genesis" | "leader-timeout-ms" | "redis-url" | "redis-prefix"
+            | "trusted-proxies" | "database-url" | "database-schema" | "db-pool-size" | "peers" => {
+                return None
+            }
             other => panic!("the test does not know --{other}: add it to default_of"),
         })
     }

@@ -524,7 +524,11 @@ impl Metrics {
             ledger_size.clone(),
         );
         let epoch = Gauge::default();
-        registry.register("epoch", "The epoch this node builds blocks in", epoch.clone());
+        registry.register(
+            "epoch",
+            "The epoch this node builds blocks in",
+            epoch.clone(),
+        );
         let metrics = Metrics {
             registry,
             http_requests,

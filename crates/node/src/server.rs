@@ -16,8 +16,6 @@ use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::consensus::network::Network;
 use crate::consensus::{catchup, propose, replay, Consensus, Parts, Settings};
-use bizra_ledger::consensus::commit::DEFAULT_GC_DEPTH;
-use bizra_ledger::consensus::engine::EngineParams;
 use crate::datadir::{self, DataDirError, STORE_FILE};
 use crate::events::Events;
 use crate::http::{self, entry::MakeEntry, listener::CountingListener};
@@ -27,6 +25,8 @@ use crate::metrics::Metrics;
 use crate::peers::breaker::BreakerConfig;
 use crate::redis_link::RedisLink;
 use crate::state::{AppState, Inner};
+use bizra_ledger::consensus::commit::DEFAULT_GC_DEPTH;
+use bizra_ledger::consensus::engine::EngineParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {

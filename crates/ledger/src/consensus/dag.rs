@@ -83,6 +83,8 @@ pub struct Dag {
     /// The block that began the epoch: genesis, or the block that closed the epoch
     /// before. It is in the ledger already, so no walk goes below it.
     start: Hash32,
+    start_height: u64,
+    start_proposer: Hash32,
     start_timestamp_ms: u64,
     blocks: HashMap<Hash32, BlockHeader>,
     /// height → proposer → block.
@@ -99,6 +101,8 @@ impl Dag {
             chain_id: start.header.chain_id.clone(),
             epoch,
             start: start.hash,
+            start_height: start.header.height,
+            start_proposer: start.header.proposer,
             start_timestamp_ms: start.header.timestamp_ms,
             blocks: HashMap::new(),
             by_height: BTreeMap::new(),
@@ -121,6 +125,11 @@ impl Dag {
 
     pub fn start_timestamp_ms(&self) -> u64 {
         self.start_timestamp_ms
+    }
+
+    /// Height and proposer of the block that began the epoch (in its own epoch).
+    pub fn start_place(&self) -> (u64, Hash32) {
+        (self.start_height, self.start_proposer)
     }
 
     pub fn len(&self) -> usize {

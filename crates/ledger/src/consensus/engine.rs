@@ -108,6 +108,11 @@ impl Engine {
         &self.committer
     }
 
+    /// Registry entries committed in this epoch: they apply when it closes.
+    pub fn committed_entries(&self) -> &[RegistryEntry] {
+        &self.entries
+    }
+
     /// The leader that closed the epoch, until the next one begins.
     pub fn closed(&self) -> Option<EpochClose> {
         self.closed

@@ -79,9 +79,9 @@ struct RemoteQc {
 pub(crate) async fn probe_peers(state: Arc<Consensus>) {
     let mut shutdown = state.shutdown.clone();
     loop {
-        let calls = state.network.peers.peers().iter().map(|peer| async move {
-            let _: Result<serde_json::Value, _> =
-                state.network.peers.get_json_probe(peer, "/health").await;
+        let peers = &state.network.peers;
+        let calls = peers.peers().iter().map(|peer| async move {
+            let _: Result<serde_json::Value, _> = peers.get_json_probe(peer, "/health").await;
         });
         tokio::select! {
             _ = futures::future::join_all(calls) => {}
@@ -157,7 +157,11 @@ fn peers_in_turn(state: &Consensus) -> Vec<Arc<Peer>> {
     let mut seed = [0u8; 8];
     let _ = getrandom::fill(&mut seed);
     let start = (u64::from_le_bytes(seed) % peers.len() as u64) as usize;
-    peers[start..].iter().chain(&peers[..start]).cloned().collect()
+    peers[start..]
+        .iter()
+        .chain(&peers[..start])
+        .cloned()
+        .collect()
 }
 
 /// Pulls from the first peer that answers. Returns how many blocks it certified here.
@@ -174,7 +178,10 @@ pub(crate) async fn catch_up(state: &Arc<Consensus>) -> Result<usize, CatchUpErr
 
 /// Pulls from `peer` within [`GAP_FILL_DEADLINE`]: a proposal named parents this node
 /// lacks, so it fetches them from the proposer before it votes.
-pub(crate) async fn fill_gap(state: &Arc<Consensus>, proposer: &Hash32) -> Result<usize, CatchUpError> {
+pub(crate) async fn fill_gap(
+    state: &Arc<Consensus>,
+    proposer: &Hash32,
+) -> Result<usize, CatchUpError> {
     let Some(peer) = state.network.peers.by_validator(proposer).cloned() else {
         return catch_up(state).await;
     };
@@ -218,10 +225,12 @@ async fn pull_from(state: &Arc<Consensus>, peer: &Peer) -> Result<usize, CatchUp
                 return Err(CatchUpError::Block {
                     hash: b.hash,
                     peer: peer.url.clone(),
-                    source: VoteError::Dag(bizra_ledger::consensus::dag::DagError::CertificateBlock {
-                        expected: b.hash,
-                        got: proposal.block.hash,
-                    }),
+                    source: VoteError::Dag(
+                        bizra_ledger::consensus::dag::DagError::CertificateBlock {
+                            expected: b.hash,
+                            got: proposal.block.hash,
+                        },
+                    ),
                 });
             }
             accept_certified(state, Arc::new(proposal), &qc)
@@ -260,7 +269,11 @@ async fn window(state: &Arc<Consensus>) -> (u64, u64) {
     let chain = state.chain.lock().await;
     (
         chain.engine.epoch(),
-        chain.engine.committer().horizon().max(chain.engine.dag().horizon()),
+        chain
+            .engine
+            .committer()
+            .horizon()
+            .max(chain.engine.dag().horizon()),
     )
 }
 
@@ -277,7 +290,9 @@ pub(crate) async fn accept_certified(
     proposal: Arc<Proposal>,
     qc: &QuorumCertificate,
 ) -> Result<(), Accepted> {
-    check_content(state, &proposal).await.map_err(Accepted::Vote)?;
+    check_content(state, &proposal)
+        .await
+        .map_err(Accepted::Vote)?;
     let mut chain = state.chain.lock().await;
     if chain.engine.dag().contains(&proposal.block.hash) {
         return Ok(());

@@ -95,11 +95,15 @@ pub(crate) async fn certify(
     }
     let committee = chain.engine.committee();
     let weight = verify_certificate(qc, committee)?;
-    chain.engine.dag().check(block, committee, None).or_else(|e| match e {
-        // Parents below the horizon: the insert takes it without them.
-        DagError::UnknownParent(_) => Ok(()),
-        e => Err(e),
-    })?;
+    chain
+        .engine
+        .dag()
+        .check(block, committee, None)
+        .or_else(|e| match e {
+            // Parents below the horizon: the insert takes it without them.
+            DagError::UnknownParent(_) => Ok(()),
+            e => Err(e),
+        })?;
     let stored = QuorumCertificate {
         weight,
         total_weight: committee.total(),

@@ -229,7 +229,19 @@ impl Chain {
                 })
             })
             .collect();
-        tips.sort_by(|a, b| (b.height, b.hash).cmp(&(a.height, a.hash)));
+        tips.sort_by_key(|t| std::cmp::Reverse((t.height, t.hash)));
+        if tips.is_empty() {
+            // Nothing certified in this epoch yet: the block that began it is the tip.
+            let (height, proposer) = dag.start_place();
+            tips.push(TipView {
+                hash: dag.start(),
+                height,
+                proposer,
+                timestamp_ms: dag.start_timestamp_ms(),
+                certified: true,
+                finalized: true,
+            });
+        }
         let tips_weight = dag.weight_at(height, committee);
         let times: Vec<u64> = self.recent.iter().map(|(_, r)| r.timestamp_ms).collect();
         let avg_block_time_ms = (times.len() >= 2).then(|| {
@@ -325,9 +337,17 @@ mod tests {
         };
         let tips = vec![tip(1, false), tip(2, false)];
         let id = head_view_id(0, 7, 5, 3, 10, &tips);
-        assert_eq!(id, head_view_id(0, 7, 5, 3, 10, &tips.clone()), "replicas agree");
+        assert_eq!(
+            id,
+            head_view_id(0, 7, 5, 3, 10, &tips.clone()),
+            "replicas agree"
+        );
         assert_ne!(id, head_view_id(0, 7, 5, 3, 10, &tips[..1]));
-        assert_ne!(id, head_view_id(0, 7, 6, 3, 10, &tips), "a leader committed");
+        assert_ne!(
+            id,
+            head_view_id(0, 7, 6, 3, 10, &tips),
+            "a leader committed"
+        );
         assert_ne!(id, head_view_id(0, 7, 5, 4, 10, &tips), "the ledger grew");
         assert_ne!(id, head_view_id(1, 7, 5, 3, 10, &tips), "a new epoch");
         assert_ne!(

@@ -63,10 +63,9 @@ pub(crate) async fn write_leader(
 ) -> Result<Written, ChainError> {
     let mut blocks: Vec<StoredBlock> = Vec::with_capacity(leader.blocks.len());
     for h in &leader.blocks {
-        let sb = store
-            .get_block(h)
-            .await?
-            .ok_or_else(|| ChainError::Inconsistent(format!("committed block {h} is not stored")))?;
+        let sb = store.get_block(h).await?.ok_or_else(|| {
+            ChainError::Inconsistent(format!("committed block {h} is not stored"))
+        })?;
         blocks.push(sb);
     }
     let entries = block_entries(store, &blocks).await?;
@@ -177,7 +176,9 @@ async fn block_entries(
         let Ok(parsed) = serde_json::from_value::<RegistryEntry>(e.body) else {
             continue;
         };
-        let Ok(digest) = parsed.digest() else { continue };
+        let Ok(digest) = parsed.digest() else {
+            continue;
+        };
         // Prefer the copy filed with the block (lowest seq otherwise).
         by_digest.entry(digest).or_insert((e.seq, parsed));
     }
@@ -272,9 +273,16 @@ pub(crate) async fn after_commits(
             .store
             .get_block(&close.closing)
             .await?
-            .ok_or_else(|| ChainError::Inconsistent(format!("closing block {} is not stored", close.closing)))?;
+            .ok_or_else(|| {
+                ChainError::Inconsistent(format!("closing block {} is not stored", close.closing))
+            })?;
         let change = chain.engine.begin_next_epoch(&closing.block)?;
-        tracing::info!(from = change.from, to = change.to, orphaned = change.orphaned.len(), "epoch closed");
+        tracing::info!(
+            from = change.from,
+            to = change.to,
+            orphaned = change.orphaned.len(),
+            "epoch closed"
+        );
         dead.extend(change.orphaned);
         dead.extend(chain.uncertified.drain().map(|(h, _)| h));
         chain.own_height = 0;
@@ -322,7 +330,10 @@ pub(crate) async fn revive(state: &Arc<Consensus>, chain: &mut Chain) -> Result<
     if n > 0 {
         state.pending.add(n as usize, usize::MAX);
         state.pending.wake();
-        tracing::info!(attestations = n, "work of blocks that can no longer commit is pending again");
+        tracing::info!(
+            attestations = n,
+            "work of blocks that can no longer commit is pending again"
+        );
     }
     Ok(())
 }

@@ -239,7 +239,11 @@ async fn ask(
     let peers = &state.network.peers;
     let answer = if probe {
         peers
-            .post_json_probe::<_, SubmitBlockReply>(&peer, "/api/consensus/submit-block", &*proposal)
+            .post_json_probe::<_, SubmitBlockReply>(
+                &peer,
+                "/api/consensus/submit-block",
+                &*proposal,
+            )
             .await
     } else {
         peers

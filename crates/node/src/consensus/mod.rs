@@ -127,13 +127,17 @@ impl Consensus {
 
     /// Whether this node is in the current epoch's committee.
     pub(crate) fn is_validator(&self) -> bool {
-        self.head.load().registry.get(&self.node_id).is_some_and(|r| {
-            matches!(
-                r.status,
-                bizra_ledger::registry::ValidatorStatus::Active
-                    | bizra_ledger::registry::ValidatorStatus::Exiting
-            )
-        })
+        self.head
+            .load()
+            .registry
+            .get(&self.node_id)
+            .is_some_and(|r| {
+                matches!(
+                    r.status,
+                    bizra_ledger::registry::ValidatorStatus::Active
+                        | bizra_ledger::registry::ValidatorStatus::Exiting
+                )
+            })
     }
 
     /// Publishes a new head snapshot from `chain` and updates the chain gauges.

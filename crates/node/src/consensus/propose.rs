@@ -114,7 +114,11 @@ async fn look(
     }
     let pending = state.store.count_pending_attestations().await?;
     let entries = state.store.pending_registry_entries().await?;
-    if pending == 0 && entries.is_empty() && !dag_has_work(&chain) {
+    // Entries committed in this epoch apply only when a leader of a later epoch closes
+    // it: once the clock is past the epoch, blocks go on until one does.
+    let to_close = !chain.engine.committed_entries().is_empty()
+        && chain.epoch_at(now_ms()) > chain.engine.epoch();
+    if pending == 0 && entries.is_empty() && !to_close && !dag_has_work(&chain) {
         state.pending.none_left();
         return Ok(IDLE_LOOK);
     }
@@ -240,9 +244,13 @@ async fn propose_at(
                         included.push((e.seq, entry, d));
                     }
                 }
-                Err(err) => tracing::error!(seq = e.seq, error = %err, "registry entry has no digest"),
+                Err(err) => {
+                    tracing::error!(seq = e.seq, error = %err, "registry entry has no digest")
+                }
             },
-            Err(err) => tracing::error!(seq = e.seq, error = %err, "stored registry entry does not parse"),
+            Err(err) => {
+                tracing::error!(seq = e.seq, error = %err, "stored registry entry does not parse")
+            }
         }
     }
     let count = ids.len();
@@ -267,7 +275,11 @@ async fn propose_at(
         .shared()
         .then(|| (super::leadership::LEASE_NAME, state.leadership.holder()));
     let started = Instant::now();
-    match state.store.insert_own_block(&block, now_ms(), lease).await? {
+    match state
+        .store
+        .insert_own_block(&block, now_ms(), lease)
+        .await?
+    {
         Signing::First | Signing::Again => {}
         Signing::Conflict { signed } => {
             // A block for this height was stored before a restart: that one is ours.

@@ -55,10 +55,9 @@ pub(crate) async fn load(
         if sb.block.header.proposer == *node_id {
             chain.own_height = chain.own_height.max(sb.block.header.height);
         }
-        chain
-            .engine
-            .restore(&sb.block)
-            .map_err(|e| ChainError::Inconsistent(format!("stored block {}: {e}", sb.block.hash)))?;
+        chain.engine.restore(&sb.block).map_err(|e| {
+            ChainError::Inconsistent(format!("stored block {}: {e}", sb.block.hash))
+        })?;
         chain.certified_blocks += 1;
         let commits = chain.engine.commit();
         for leader in commits.leaders {
@@ -92,7 +91,9 @@ pub(crate) async fn load(
             })?;
             let change = chain.engine.begin_next_epoch(&closing.block)?;
             chain.to_revive.extend(change.orphaned);
-            chain.to_revive.extend(chain.uncertified.drain().map(|(h, _)| h));
+            chain
+                .to_revive
+                .extend(chain.uncertified.drain().map(|(h, _)| h));
             chain.own_height = 0;
         }
     }

@@ -54,7 +54,10 @@ pub(crate) enum VoteError {
 
 /// Checks a proposal's own content (block integrity, proposer signature, every
 /// attestation and entry) off the consensus lock, on the blocking pool.
-pub(crate) async fn check_content(state: &Arc<Consensus>, proposal: &Arc<Proposal>) -> Result<(), VoteError> {
+pub(crate) async fn check_content(
+    state: &Arc<Consensus>,
+    proposal: &Arc<Proposal>,
+) -> Result<(), VoteError> {
     let proposer = proposal.block.header.proposer;
     let key = state
         .head
@@ -64,9 +67,10 @@ pub(crate) async fn check_content(state: &Arc<Consensus>, proposal: &Arc<Proposa
         .ok_or(VoteError::NotMember(proposer))?;
     let anchor = state.anchor.clone();
     let to_check = proposal.clone();
-    let checked = tokio::task::spawn_blocking(move || to_check.check(&key, &anchor).map(|c| c.len()))
-        .await
-        .map_err(|_| VoteError::Stopped)??;
+    let checked =
+        tokio::task::spawn_blocking(move || to_check.check(&key, &anchor).map(|c| c.len()))
+            .await
+            .map_err(|_| VoteError::Stopped)??;
     state.metrics.signature_batch_size.observe(checked as f64);
     Ok(())
 }
@@ -182,7 +186,13 @@ pub(crate) async fn vote_for(
     let h = &proposal.block.header;
     match state
         .store
-        .record_signing(h.epoch, h.height, &h.proposer, &proposal.block.hash, now_ms())
+        .record_signing(
+            h.epoch,
+            h.height,
+            &h.proposer,
+            &proposal.block.hash,
+            now_ms(),
+        )
         .await?
     {
         Signing::First | Signing::Again => crate::faults::hit(crate::faults::AFTER_VOTE_RECORD),
@@ -215,14 +225,23 @@ pub(crate) async fn file_entries(
             RegistryEntry::Exit(_) => "exit",
             RegistryEntry::Slash { .. } => "slash",
         };
-        seqs.push(state.store.insert_registry_entry(kind, &body, epoch).await?);
+        seqs.push(
+            state
+                .store
+                .insert_registry_entry(kind, &body, epoch)
+                .await?,
+        );
     }
     Ok(seqs)
 }
 
 /// Files two blocks of one proposer at one slot as a slashing entry, once per slot. The
 /// entry waits in this node's store like a submitted one and goes into its next block.
-pub(crate) async fn report_double_proposal(state: &Arc<Consensus>, signed: &Hash32, second: &Block) {
+pub(crate) async fn report_double_proposal(
+    state: &Arc<Consensus>,
+    signed: &Hash32,
+    second: &Block,
+) {
     let h = &second.header;
     if !state.network.first_report(h.proposer, h.epoch, h.height) {
         return;
@@ -251,7 +270,11 @@ pub(crate) async fn report_double_proposal(state: &Arc<Consensus>, signed: &Hash
     };
     match serde_json::to_value(&entry) {
         Ok(body) => {
-            if let Err(e) = state.store.insert_registry_entry("slash", &body, h.epoch).await {
+            if let Err(e) = state
+                .store
+                .insert_registry_entry("slash", &body, h.epoch)
+                .await
+            {
                 tracing::error!(error = %e, "could not file the equivocation evidence");
             } else {
                 state.pending.wake();

@@ -29,27 +29,39 @@ pub(crate) async fn submit_block(
 ) -> Result<Json<SubmitBlockReply>, Problem> {
     let proposal: Arc<Proposal> = Arc::new(parse_json(&body)?);
     let hash = proposal.block.hash;
-    let (stored, vote) = match vote_for(&state.consensus, proposal.clone()).await {
-        // Fetch the certified parents from the proposer, then check the block again.
-        Err(VoteError::MissingParents(_)) => {
-            if let Err(e) = fill_gap(&state.consensus, &proposal.block.header.proposer).await {
-                tracing::debug!(error = %e, "could not fill the gap before a proposal");
-                state.consensus.network.catch_up.notify_one();
-            }
-            vote_for(&state.consensus, proposal).await
-        }
-        Err(e @ VoteError::AheadOfUs { .. }) => {
-            state.consensus.network.catch_up.notify_one();
-            Err(e)
-        }
-        other => other,
-    }
-    .map_err(vote_problem)?;
+    // In a task of its own: a proposer that has its quorum drops the call, and the
+    // checks and writes under way must not stop half done.
+    let consensus = state.consensus.clone();
+    let answer = tokio::spawn(async move { check_and_vote(&consensus, proposal).await })
+        .await
+        .map_err(|e| Problem::internal(format!("the vote task failed: {e}")))?;
+    let (stored, vote) = answer.map_err(vote_problem)?;
     Ok(Json(SubmitBlockReply {
         block_hash: hash,
         stored: if stored { "new" } else { "known" }.into(),
         vote,
     }))
+}
+
+async fn check_and_vote(
+    consensus: &Arc<crate::consensus::Consensus>,
+    proposal: Arc<Proposal>,
+) -> Result<(bool, Option<bizra_ledger::vote::Vote>), VoteError> {
+    match vote_for(consensus, proposal.clone()).await {
+        // Fetch the certified parents from the proposer, then check the block again.
+        Err(VoteError::MissingParents(_)) => {
+            if let Err(e) = fill_gap(consensus, &proposal.block.header.proposer).await {
+                tracing::debug!(error = %e, "could not fill the gap before a proposal");
+                consensus.network.catch_up.notify_one();
+            }
+            vote_for(consensus, proposal).await
+        }
+        Err(e @ VoteError::AheadOfUs { .. }) => {
+            consensus.network.catch_up.notify_one();
+            Err(e)
+        }
+        other => other,
+    }
 }
 
 fn vote_problem(e: VoteError) -> Problem {
@@ -119,16 +131,19 @@ pub(crate) async fn qc(
     };
     let newly = match block {
         Some(block) => {
-            let mut chain = consensus.chain.lock().await;
-            match certify(consensus, &mut chain, &block, &qc).await {
-                Err(CertifyError::MissingParents(_)) => {
-                    consensus.network.catch_up.notify_one();
-                    Err(CertifyError::MissingParents(vec![]))
-                }
-                other => other,
+            // In a task of its own, so that a dropped call cannot stop it half done.
+            let task = consensus.clone();
+            let qc_for_task = qc.clone();
+            let outcome = tokio::spawn(async move {
+                let mut chain = task.chain.lock().await;
+                certify(&task, &mut chain, &block, &qc_for_task).await
+            })
+            .await
+            .map_err(|e| Problem::internal(format!("the certify task failed: {e}")))?;
+            if matches!(outcome, Err(CertifyError::MissingParents(_))) {
+                consensus.network.catch_up.notify_one();
             }
-            .map_err(certify_problem)?
-                == crate::consensus::certify::Certified::New
+            outcome.map_err(certify_problem)? == crate::consensus::certify::Certified::New
         }
         None => {
             // A block this node never saw (it was away, or the proposer did not reach
