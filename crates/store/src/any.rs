@@ -199,6 +199,21 @@ impl Store for AnyStore {
         detached!(self, s => s.insert_block_fenced(&block, created_at_ms, &lease, &holder).await)
     }
 
+    async fn insert_peer_block(
+        &self,
+        block: &Block,
+        attestations: &[NewAttestation],
+        qc: Option<&QuorumCertificate>,
+        created_at_ms: u64,
+        certified_at_ms: u64,
+    ) -> Result<PeerBlockInsert, StoreError> {
+        let (block, attestations, qc) = (block.clone(), attestations.to_vec(), qc.cloned());
+        detached!(self, s => {
+            s.insert_peer_block(&block, &attestations, qc.as_ref(), created_at_ms, certified_at_ms)
+                .await
+        })
+    }
+
     async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
         let batch = batch.clone();
         detached!(self, s => s.commit(&batch).await)

@@ -9,11 +9,12 @@
 use std::collections::HashSet;
 
 use bizra_ledger::block::Block;
+use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
 
 use crate::codec::to_i64;
 use crate::error::StoreError;
-use crate::types::{BlockInsert, StoredBlock};
+use crate::types::{BlockInsert, NewAttestation, StoredBlock};
 
 /// A new block's column values besides its hash, signature and ids, checked before any
 /// transaction begins.
@@ -78,6 +79,44 @@ pub(crate) fn check_known(ids: &[Hash32], known: &HashSet<Hash32>) -> Result<(),
     match ids.iter().find(|d| !known.contains(*d)) {
         Some(digest) => Err(StoreError::NotFound(format!("attestation {digest}"))),
         None => Ok(()),
+    }
+}
+
+/// What another validator's block arrives with ([`crate::Store::insert_peer_block`]) must
+/// be its own: exactly its attestations, in block order (their digests are
+/// `block.attestation_ids`), and a certificate, when given, for this block. `Invalid`
+/// otherwise, checked before any transaction.
+pub(crate) fn check_peer_parts(
+    block: &Block,
+    attestations: &[NewAttestation],
+    qc: Option<&QuorumCertificate>,
+) -> Result<(), StoreError> {
+    let ids = &block.attestation_ids;
+    if attestations.len() != ids.len() {
+        return Err(StoreError::Invalid(format!(
+            "block {} holds {} attestations, {} were given",
+            block.hash,
+            ids.len(),
+            attestations.len()
+        )));
+    }
+    if let Some((i, (id, given))) = ids
+        .iter()
+        .zip(attestations)
+        .enumerate()
+        .find(|(_, (id, given))| **id != given.digest)
+    {
+        return Err(StoreError::Invalid(format!(
+            "attestation {i} of block {} is {id}, {} was given",
+            block.hash, given.digest
+        )));
+    }
+    match qc {
+        Some(qc) if qc.block_hash != block.hash => Err(StoreError::Invalid(format!(
+            "the certificate given with block {} is for block {}",
+            block.hash, qc.block_hash
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -183,6 +222,55 @@ mod tests {
         assert_eq!(
             check_known(&[a, c], &known),
             Err(StoreError::NotFound(format!("attestation {c}")))
+        );
+    }
+
+    fn item(digest: Hash32) -> NewAttestation {
+        NewAttestation {
+            digest,
+            attester_pubkey: bizra_ledger::crypto::PublicKey([1; 32]),
+            attester_id: "a".into(),
+            nonce: "n".into(),
+            body: Vec::new(),
+            impact_score: 0.5,
+            received_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_peer_block_comes_with_its_own_attestations_and_certificate() {
+        let (a, c) = (Hash32::digest(b"a"), Hash32::digest(b"c"));
+        let b = block(vec![a, c]);
+        let qc = |hash: Hash32| QuorumCertificate {
+            block_hash: hash,
+            votes: vec![],
+            weight: 1,
+            total_weight: 1,
+        };
+        assert_eq!(check_peer_parts(&b, &[item(a), item(c)], None), Ok(()));
+        assert_eq!(
+            check_peer_parts(&b, &[item(a), item(c)], Some(&qc(b.hash))),
+            Ok(())
+        );
+        assert_eq!(check_peer_parts(&block(vec![]), &[], None), Ok(()));
+        for (given, want) in [
+            (vec![item(a)], "holds 2 attestations, 1 were given"),
+            (vec![item(a), item(c), item(a)], "holds 2 attestations, 3 were given"),
+            (vec![item(c), item(a)], "attestation 0 of block"),
+            (vec![item(a), item(a)], "attestation 1 of block"),
+        ] {
+            match check_peer_parts(&b, &given, None) {
+                Err(StoreError::Invalid(m)) => assert!(m.contains(want), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let other = Hash32::digest(b"other");
+        assert_eq!(
+            check_peer_parts(&b, &[item(a), item(c)], Some(&qc(other))),
+            Err(StoreError::Invalid(format!(
+                "the certificate given with block {} is for block {other}",
+                b.hash
+            )))
         );
     }
 

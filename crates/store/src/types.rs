@@ -221,6 +221,17 @@ pub enum BlockInsert {
     AlreadyStored,
 }
 
+/// What [`crate::Store::insert_peer_block`] did: one outcome per attestation of the block,
+/// in block order (as [`crate::Store::insert_block_attestations`] answers), what became of
+/// the block (as [`crate::Store::insert_block`] answers), and whether the certificate given
+/// certified it now (as [`crate::Store::mark_certified`] answers; `false` without one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerBlockInsert {
+    pub attestations: Vec<BlockAttestation>,
+    pub block: BlockInsert,
+    pub newly_certified: bool,
+}
+
 /// What [`crate::Store::record_signing`] (and [`crate::Store::insert_own_block`]) found
 /// for a slot (epoch, height, proposer): the safety rule that a validator signs at most
 /// one block per slot.

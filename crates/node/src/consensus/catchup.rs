@@ -14,6 +14,7 @@ use bizra_ledger::proposal::Proposal;
 use bizra_ledger::vote::{QcVote, QuorumCertificate};
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
+use futures::StreamExt;
 use serde::Deserialize;
 
 use super::certify::{certify, CertifyError};
@@ -30,6 +31,9 @@ pub(crate) const GAP_FILL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// Blocks per page asked from a peer.
 const PAGE: u32 = 100;
+
+/// Proposals fetched ahead of the one being checked.
+const PREFETCH: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CatchUpError {
@@ -203,52 +207,64 @@ async fn pull_from(state: &Arc<Consensus>, peer: &Peer) -> Result<usize, CatchUp
                 &format!("/api/consensus/blocks?epoch={epoch}&from_height={from}&limit={PAGE}"),
             )
             .await?;
-        for b in &page.items {
-            let Some(qc) = &b.qc else { continue };
-            if b.header.height == 0 || b.header.epoch != epoch {
-                continue;
+        // The certified blocks this node lacks, their proposals fetched a few at a time
+        // ahead of the checks (which go one by one, in height order).
+        let mut wanted = Vec::new();
+        {
+            let chain = state.chain.lock().await;
+            for b in &page.items {
+                let Some(qc) = &b.qc else { continue };
+                if b.header.height == 0 || b.header.epoch != epoch {
+                    continue;
+                }
+                if !chain.engine.dag().contains(&b.hash) {
+                    wanted.push((b.hash, qc.votes.clone()));
+                }
             }
-            let known = state.chain.lock().await.engine.dag().contains(&b.hash);
-            if known {
-                continue;
+        }
+        let mut fetched = futures::stream::iter(wanted.into_iter().map(|(hash, votes)| async move {
+            let p = peers
+                .get_json::<Proposal>(peer, &format!("/api/consensus/block/{hash}/proposal"))
+                .await;
+            (hash, votes, p)
+        }))
+        .buffered(PREFETCH);
+        while let Some((hash, votes, proposal)) = fetched.next().await {
+            let proposal = proposal?;
+            if proposal.block.hash != hash {
+                return Err(CatchUpError::Block {
+                    hash,
+                    peer: peer.url.clone(),
+                    source: VoteError::Dag(bizra_ledger::consensus::dag::DagError::CertificateBlock {
+                        expected: hash,
+                        got: proposal.block.hash,
+                    }),
+                });
             }
-            let proposal: Proposal = peers
-                .get_json(peer, &format!("/api/consensus/block/{}/proposal", b.hash))
-                .await?;
             let qc = QuorumCertificate {
-                block_hash: b.hash,
-                votes: qc.votes.clone(),
+                block_hash: hash,
+                votes,
                 weight: 0,
                 total_weight: 0,
             };
-            if proposal.block.hash != b.hash {
-                return Err(CatchUpError::Block {
-                    hash: b.hash,
-                    peer: peer.url.clone(),
-                    source: VoteError::Dag(
-                        bizra_ledger::consensus::dag::DagError::CertificateBlock {
-                            expected: b.hash,
-                            got: proposal.block.hash,
-                        },
-                    ),
-                });
-            }
             accept_certified(state, Arc::new(proposal), &qc)
                 .await
                 .map_err(|e| match e {
                     Accepted::Vote(source) => CatchUpError::Block {
-                        hash: b.hash,
+                        hash,
                         peer: peer.url.clone(),
                         source,
                     },
                     Accepted::Certify(source) => CatchUpError::Certify {
-                        hash: b.hash,
+                        hash,
                         peer: peer.url.clone(),
                         source,
                     },
                 })?;
             certified += 1;
+            state.note_behind();
         }
+        tracing::debug!(peer = %peer.url, epoch, from, items = page.items.len(), certified, next = ?page.next_from_height, "catch-up page");
         let (now_epoch, _) = window(state).await;
         if now_epoch != epoch {
             // A commit on the way closed the epoch: go on with the next one.

@@ -144,7 +144,7 @@ pub(crate) async fn write_leader(
         blocks: leader.blocks.clone(),
         appended,
         rejected,
-        entries: entries.iter().map(|(seq, _)| *seq).collect(),
+        entries: entries.iter().filter_map(|(seq, _)| *seq).collect(),
         state: json!({
             "epoch": chain.engine.epoch(),
             "leader": leader.leader,
@@ -161,37 +161,47 @@ pub(crate) async fn write_leader(
     })
 }
 
-/// The registry entries of `blocks`, in ledger order, with a seq of this store for each.
-/// Found by digest: the same entry may be filed more than once (a second validator's
-/// block, or a crash between filing and inclusion), and any copy has the same content.
+/// The registry entries of `blocks`, in ledger order, each with the seq of this store's
+/// row for it when that row is not committed yet. Found by digest: the same entry may be
+/// filed more than once (a second validator's block, or a crash between filing and
+/// inclusion), and any copy has the same content; an entry a block holds again after it
+/// was committed goes to the registry again (to no effect) but its row is committed once.
 async fn block_entries(
     store: &bizra_store::AnyStore,
     blocks: &[StoredBlock],
-) -> Result<Vec<(u64, RegistryEntry)>, ChainError> {
+) -> Result<Vec<(Option<u64>, RegistryEntry)>, ChainError> {
     if blocks.iter().all(|b| b.block.entry_ids.is_empty()) {
         return Ok(Vec::new());
     }
-    let mut by_digest: HashMap<Hash32, (u64, RegistryEntry)> = HashMap::new();
+    let mut by_digest: HashMap<Hash32, (Option<u64>, RegistryEntry)> = HashMap::new();
     for e in store.registry_entries().await? {
         let Ok(parsed) = serde_json::from_value::<RegistryEntry>(e.body) else {
             continue;
         };
-        let Ok(digest) = parsed.digest() else {
-            continue;
-        };
-        // Prefer the copy filed with the block (lowest seq otherwise).
-        by_digest.entry(digest).or_insert((e.seq, parsed));
+        let Ok(digest) = parsed.digest() else { continue };
+        let seq = e.commit_seq.is_none().then_some(e.seq);
+        match by_digest.get_mut(&digest) {
+            // A committed copy wins: the entry is in the ledger already.
+            Some(found) if e.commit_seq.is_some() => found.0 = None,
+            Some(_) => {}
+            None => {
+                by_digest.insert(digest, (seq, parsed));
+            }
+        }
     }
     let mut out = Vec::new();
     for sb in blocks {
         for id in &sb.block.entry_ids {
-            let found = by_digest.get(id).cloned().ok_or_else(|| {
+            let found = by_digest.get_mut(id).ok_or_else(|| {
                 ChainError::Inconsistent(format!(
                     "registry entry {id} of block {} is not stored",
                     sb.block.hash
                 ))
             })?;
-            out.push(found);
+            out.push(found.clone());
+            // Committed by this batch: a later block holding it again does not commit
+            // the row twice.
+            found.0 = None;
         }
     }
     Ok(out)

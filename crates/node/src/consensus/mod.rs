@@ -81,6 +81,10 @@ pub(crate) struct Consensus {
     pub(crate) pending: Arc<Pending>,
     /// Wakes the proposer: a block was certified, so a new height may be open.
     pub(crate) certified: Notify,
+    /// Until when (ms) this node knows it is behind the network (a block of a later
+    /// epoch came in, or catch-up found blocks it lacked): it does not propose then,
+    /// since its blocks would cite a past it alone is still in.
+    pub(crate) behind_until_ms: std::sync::atomic::AtomicU64,
     pub(crate) settings: Settings,
     /// Turns true when the node begins to shut down.
     pub(crate) shutdown: watch::Receiver<bool>,
@@ -120,6 +124,7 @@ impl Consensus {
             head: ArcSwap::from_pointee(head),
             pending: p.pending,
             certified: Notify::new(),
+            behind_until_ms: std::sync::atomic::AtomicU64::new(0),
             settings: p.settings,
             shutdown: p.shutdown,
         }
@@ -138,6 +143,17 @@ impl Consensus {
                         | bizra_ledger::registry::ValidatorStatus::Exiting
                 )
             })
+    }
+
+    /// Notes that this node is behind the network, for the next two slots.
+    pub(crate) fn note_behind(&self) {
+        let until = crate::clock::now_ms() + 2 * self.settings.slot.as_millis() as u64;
+        self.behind_until_ms
+            .fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn is_behind(&self) -> bool {
+        self.behind_until_ms.load(std::sync::atomic::Ordering::Relaxed) > crate::clock::now_ms()
     }
 
     /// Publishes a new head snapshot from `chain` and updates the chain gauges.

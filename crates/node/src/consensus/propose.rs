@@ -104,7 +104,7 @@ async fn look(
     // Commits an earlier store failure left unwritten come first.
     flush(state, &mut chain).await?;
     after_commits(state, &mut chain).await?;
-    if !chain.engine.committee().contains(&state.node_id) {
+    if !chain.engine.committee().contains(&state.node_id) || state.is_behind() {
         return Ok(IDLE_LOOK);
     }
     let height = next_height(&chain);
@@ -118,7 +118,10 @@ async fn look(
     // it: once the clock is past the epoch, blocks go on until one does.
     let to_close = !chain.engine.committed_entries().is_empty()
         && chain.epoch_at(now_ms()) > chain.engine.epoch();
-    if pending == 0 && entries.is_empty() && !to_close && !dag_has_work(&chain) {
+    // Another validator proposed at this height: joining it (with an empty block, if
+    // need be) gives the height its quorum, so that whoever has work can go on above.
+    let joined = someone_at(&chain, height, &state.node_id);
+    if pending == 0 && entries.is_empty() && !to_close && !joined && !dag_has_work(&chain) {
         state.pending.none_left();
         return Ok(IDLE_LOOK);
     }
@@ -182,6 +185,15 @@ fn dag_has_work(chain: &Chain) -> bool {
             .any(|b| b.header.att_count + b.header.entries_count > 0)
 }
 
+/// Whether another validator has a block (certified or not) at `height`.
+fn someone_at(chain: &Chain, height: u64, me: &Hash32) -> bool {
+    chain.engine.dag().at(height).any(|(p, _)| p != me)
+        || chain
+            .uncertified
+            .values()
+            .any(|b| b.header.height == height && b.header.proposer != *me)
+}
+
 /// How long to wait for the leader of the height below, if at all.
 fn leader_wait(state: &Consensus, chain: &Chain, height: u64) -> Option<Duration> {
     let below = height.checked_sub(1)?;
@@ -192,6 +204,15 @@ fn leader_wait(state: &Consensus, chain: &Chain, height: u64) -> Option<Duration
     let dag = chain.engine.dag();
     let leader = committee.leader(below)?;
     if leader == state.node_id || dag.block_of(below, &leader).is_some() {
+        return None;
+    }
+    // A leader this node cannot reach is not waited for either.
+    if state
+        .network
+        .peers
+        .by_validator(&leader)
+        .is_some_and(|p| p.reachable() == Some(false))
+    {
         return None;
     }
     // A leader that made no block at its last two leader heights is not waited for.

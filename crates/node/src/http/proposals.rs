@@ -57,6 +57,7 @@ async fn check_and_vote(
             vote_for(consensus, proposal).await
         }
         Err(e @ VoteError::AheadOfUs { .. }) => {
+            consensus.note_behind();
             consensus.network.catch_up.notify_one();
             Err(e)
         }

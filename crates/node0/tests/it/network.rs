@@ -153,12 +153,21 @@ impl Net {
 }
 
 /// Waits until `check` holds, or fails with `what`.
-async fn eventually<F, Fut>(what: &str, mut check: F)
+async fn eventually<F, Fut>(what: &str, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = Instant::now() + PATIENCE;
+    eventually_within(what, PATIENCE, check).await
+}
+
+/// [`eventually`] with a deadline of its own.
+async fn eventually_within<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
     while !check().await {
         assert!(Instant::now() < deadline, "timed out waiting: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -452,7 +461,9 @@ async fn a_validator_killed_under_load_costs_no_finality() {
     );
     net.up(0).await;
     let back = ledger_size(net.node(1)).await;
-    eventually("the restarted validator catches up", || async {
+    // Thirty seconds of blocks under load to fetch and check again: more than the usual
+    // patience.
+    eventually_within("the restarted validator catches up", 3 * PATIENCE, || async {
         ledger_size(net.node(0)).await >= back
     })
     .await;

@@ -282,6 +282,11 @@ fn nonce_owners_in(
     Ok(found)
 }
 
+/// The `received_at_ms` columns of `items`, each item checked: see `received_at_column`.
+pub(super) fn received_columns(items: &[NewAttestation]) -> Result<Vec<i64>, StoreError> {
+    items.iter().map(received_at_column).collect()
+}
+
 /// Attestations carried by a block, in one transaction on the writer thread: what is new
 /// goes into `attestations` as a submission would, a body whose key and nonce another
 /// digest holds goes into `contested_attestations`, and nothing is refused for its nonce.
@@ -292,25 +297,37 @@ pub(super) fn insert_from_block(
     if items.is_empty() {
         return Ok(Vec::new());
     }
-    let mut received = Vec::with_capacity(items.len());
-    for item in items {
-        received.push(received_at_column(item)?);
-    }
-
+    let received = received_columns(items)?;
     let tx = begin(conn)?;
-    let inserted = insert_rows(&tx, items, &received)?;
+    let outcomes = insert_from_block_in(&tx, items, &received)?;
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// [`insert_from_block`] inside the writer's transaction `tx` (the caller commits), with
+/// the items' checked `received` columns ([`received_columns`]). The counters are updated
+/// here too.
+pub(super) fn insert_from_block_in(
+    tx: &Transaction<'_>,
+    items: &[NewAttestation],
+    received: &[i64],
+) -> Result<Vec<BlockAttestation>, StoreError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inserted = insert_rows(tx, items, received)?;
     let rest = contested::not_inserted(items, &inserted);
-    let known = known_in(&tx, &rest.iter().map(|i| i.digest).collect::<Vec<_>>())?;
+    let known = known_in(tx, &rest.iter().map(|i| i.digest).collect::<Vec<_>>())?;
     let unknown: Vec<(PublicKey, &str)> = rest
         .iter()
         .filter(|i| !known.contains(&i.digest))
         .map(|i| (i.attester_pubkey, i.nonce.as_str()))
         .collect();
-    let owners = nonce_owners_in(&tx, &unknown)?;
+    let owners = nonce_owners_in(tx, &unknown)?;
     let judged = contested::judge(items, &inserted, &known, &owners)?;
 
     if !judged.contested.is_empty() {
-        let first = take_seqs(&tx, judged.contested.len() as i64)?;
+        let first = take_seqs(tx, judged.contested.len() as i64)?;
         let mut stmt = tx.prepare_cached(
             "INSERT INTO contested_attestations (digest, seq, attester_pubkey, nonce, \
              attester_id, body, impact_score, received_at_ms) \
@@ -334,7 +351,6 @@ pub(super) fn insert_from_block(
         tx.prepare_cached("UPDATE counters SET value = value + ?1 WHERE name IN (?2, ?3)")?
             .execute(params![judged.stored, COUNT_ALL, COUNT_PENDING])?;
     }
-    tx.commit()?;
     Ok(judged.outcomes)
 }
 

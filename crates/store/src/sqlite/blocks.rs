@@ -3,6 +3,7 @@
 //! `ledger`.)
 
 use bizra_ledger::block::Block;
+use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
 use std::sync::Arc;
 
@@ -14,12 +15,14 @@ use super::chunks::{chunk_len, rows, PerChunk};
 use super::columns::{blob, opt_blob, opt_text, text};
 use super::signing::sign_in;
 use super::write_thread::{begin, WriteThread};
-use crate::codec::{clamp_limit, pack_hashes, to_hash, to_i64, to_u64};
+use crate::codec::{clamp_limit, pack_hashes, to_hash, to_u64, Certificate};
 use crate::error::StoreError;
-use crate::placement::{already_stored, check_known, check_repeats, NewBlockRow};
+use crate::placement::{already_stored, check_known, check_peer_parts, check_repeats, NewBlockRow};
 use crate::rows::{select_block, BlockRow};
 use crate::signing::Slot;
-use crate::types::{BlockInsert, Signing, StoredBlock};
+use crate::types::{
+    BlockAttestation, BlockInsert, NewAttestation, PeerBlockInsert, Signing, StoredBlock,
+};
 
 fn stored_block(row: &SqliteRow) -> Result<StoredBlock, StoreError> {
     BlockRow {
@@ -218,7 +221,7 @@ pub(super) async fn insert(
     created_at_ms: u64,
 ) -> Result<BlockInsert, StoreError> {
     let row = NewBlockRow::new(block, created_at_ms)?;
-    match insert_with(writer, block, row, None).await? {
+    match insert_with(writer, block, row, Also::Nothing).await? {
         Stored::Inserted(insert, _) => Ok(insert),
         // Only a slot refuses, and none was asked for.
         Stored::Refused(_) => Err(StoreError::corrupt("an unsigned insert was refused")),
@@ -237,16 +240,105 @@ pub(super) async fn insert_own(
 ) -> Result<Signing, StoreError> {
     let row = NewBlockRow::new(block, created_at_ms)?;
     let slot = Slot::of_block(block, created_at_ms)?;
-    match insert_with(writer, block, row, Some(slot)).await? {
-        Stored::Inserted(_, Some(signing)) | Stored::Refused(signing) => Ok(signing),
-        Stored::Inserted(_, None) => Err(StoreError::corrupt("a signed insert did not sign")),
+    match insert_with(writer, block, row, Also::Sign(slot)).await? {
+        Stored::Inserted(_, Besides {
+            signing: Some(signing),
+            ..
+        })
+        | Stored::Refused(signing) => Ok(signing),
+        Stored::Inserted(..) => Err(StoreError::corrupt("a signed insert did not sign")),
     }
+}
+
+/// [`insert`] of another validator's block with its attestations and, when given, its
+/// certificate. Everything is checked before the first transaction (the attestations are
+/// the block's, in order; the certificate is the block's; the columns fit). The
+/// attestations are stored in the first transaction, before the block's checks and row
+/// (so the block's own attestations are known to it); the certificate is stored with the
+/// last, once the block is fully placed. A block of up to [`PLACE_PER_TRANSACTION`]
+/// attestations (or one found stored) is therefore exactly one transaction.
+///
+/// A larger block's later transactions only place attestations. If one fails, the block
+/// is removed again ([`undo`]); if the process dies before the last, the next open removes
+/// it ([`undo_unfinished`]): its placements are undone (the attestations pending again,
+/// settled ones where the ledger met them), the block row and so the certificate never
+/// stored are gone, and what the first transaction stored of the attestations stays,
+/// exactly as a committed [`crate::Store::insert_block_attestations`] leaves it (new ones
+/// counted and pending, contested ones contested). The same call again finds them `Known`
+/// and stores the block and its certificate.
+pub(super) async fn insert_peer(
+    writer: &WriteThread,
+    block: &Block,
+    items: &[NewAttestation],
+    qc: Option<&QuorumCertificate>,
+    created_at_ms: u64,
+    certified_at_ms: u64,
+) -> Result<PeerBlockInsert, StoreError> {
+    let row = NewBlockRow::new(block, created_at_ms)?;
+    check_peer_parts(block, items, qc)?;
+    check_repeats(block)?;
+    let received = super::attestations::received_columns(items)?;
+    let certificate = qc
+        .map(|qc| Certificate::new(qc, certified_at_ms))
+        .transpose()?;
+    let peer = Peer {
+        items: items.to_vec(),
+        received,
+        certificate,
+    };
+    match insert_with(writer, block, row, Also::Peer(peer)).await? {
+        Stored::Inserted(insert, besides) => Ok(PeerBlockInsert {
+            attestations: besides.attestations,
+            block: insert,
+            newly_certified: besides.newly_certified,
+        }),
+        Stored::Refused(_) => Err(StoreError::corrupt("an unsigned insert was refused")),
+    }
+}
+
+/// What an insert writes besides the block and its placement.
+enum Also {
+    /// Nothing ([`insert`]).
+    Nothing,
+    /// The slot of this validator's own block, taken in the first transaction
+    /// ([`insert_own`]).
+    Sign(Slot),
+    /// Another validator's attestations, stored in the first transaction, and its
+    /// certificate, stored with the last ([`insert_peer`]).
+    Peer(Peer),
+}
+
+/// A peer block's attestations (with their checked `received_at_ms` columns) and its
+/// certificate.
+struct Peer {
+    items: Vec<NewAttestation>,
+    received: Vec<i64>,
+    certificate: Option<Certificate>,
+}
+
+impl Also {
+    fn certificate(&self) -> Option<&Certificate> {
+        match self {
+            Also::Peer(peer) => peer.certificate.as_ref(),
+            Also::Nothing | Also::Sign(_) => None,
+        }
+    }
+}
+
+/// What an insert did besides storing the block: the signing of the slot when one was
+/// asked for; a peer block's attestation outcomes, and whether its certificate certified
+/// it now.
+#[derive(Default)]
+struct Besides {
+    signing: Option<Signing>,
+    attestations: Vec<BlockAttestation>,
+    newly_certified: bool,
 }
 
 /// What [`insert_with`] did.
 enum Stored {
-    /// Stored (or found stored), with the signing of the slot when one was asked for.
-    Inserted(BlockInsert, Option<Signing>),
+    /// Stored (or found stored), with what was done besides.
+    Inserted(BlockInsert, Besides),
     /// Another block holds the slot: nothing was written.
     Refused(Signing),
 }
@@ -255,65 +347,80 @@ async fn insert_with(
     writer: &WriteThread,
     block: &Block,
     row: NewBlockRow,
-    slot: Option<Slot>,
+    also: Also,
 ) -> Result<Stored, StoreError> {
     let block = Arc::new(block.clone());
+    let also = Arc::new(also);
     let total = block.attestation_ids.len();
     let first = total.min(PLACE_PER_TRANSACTION);
 
-    let b = block.clone();
+    let (b, a) = (block.clone(), also.clone());
     let start = writer
-        .run(move |conn| insert_first(conn, &b, &row, first, slot.as_ref()))
+        .run(move |conn| insert_first(conn, &b, &row, first, &a))
         .await?;
-    let signing = match start {
-        First::Done(insert, signing) => return Ok(Stored::Inserted(insert, signing)),
+    let mut besides = match start {
+        First::Done(insert, besides) => return Ok(Stored::Inserted(insert, besides)),
         First::Refused(signing) => return Ok(Stored::Refused(signing)),
-        First::Placing(signing) => signing,
+        First::Placing(besides) => besides,
     };
     let mut at = first;
     while at < total {
         let end = (at + PLACE_PER_TRANSACTION).min(total);
-        let b = block.clone();
-        let placed = writer.run(move |conn| place_more(conn, &b, at, end)).await;
-        if let Err(e) = placed {
-            // Only a write around this node's own chain lock, or a store failure, gets
-            // here; either way the block must not stay half placed.
-            let hash = block.hash;
-            let _ = writer.run(move |conn| undo(conn, &hash)).await;
-            return Err(e);
+        let (b, a) = (block.clone(), also.clone());
+        let placed = writer
+            .run(move |conn| place_more(conn, &b, at, end, a.certificate()))
+            .await;
+        match placed {
+            Ok(certified) => besides.newly_certified |= certified,
+            Err(e) => {
+                // Only a write around this node's own chain lock, or a store failure, gets
+                // here; either way the block must not stay half placed.
+                let hash = block.hash;
+                let _ = writer.run(move |conn| undo(conn, &hash)).await;
+                return Err(e);
+            }
         }
         at = end;
     }
-    Ok(Stored::Inserted(BlockInsert::Inserted, signing))
+    Ok(Stored::Inserted(BlockInsert::Inserted, besides))
 }
 
-/// What the first transaction of an insert did; each carries the signing of the slot when
-/// one was asked for.
+/// What the first transaction of an insert did; each carries what was done besides.
 enum First {
-    /// Settled: the identical block is already stored (the signing, if new, committed).
-    Done(BlockInsert, Option<Signing>),
+    /// Settled: the identical block is already stored (what was done besides, committed),
+    /// or the block was stored whole.
+    Done(BlockInsert, Besides),
     /// The block is stored with its first placements; more transactions follow.
-    Placing(Option<Signing>),
+    Placing(Besides),
     /// Another block holds the slot: nothing was written.
     Refused(Signing),
 }
 
-/// The first transaction of [`insert`]: the slot (when asked), the checks, the block row
-/// and its first `first` placements.
+/// The first transaction of [`insert`]: the slot or the peer's attestations (when asked),
+/// the checks, the block row and its first `first` placements, and the peer's certificate
+/// when that is the whole block (or the block is found stored).
 fn insert_first(
     conn: &mut Connection,
     block: &Block,
     row: &NewBlockRow,
     first: usize,
-    slot: Option<&Slot>,
+    also: &Also,
 ) -> Result<First, StoreError> {
     let ids = &block.attestation_ids;
     let tx = begin(conn)?;
-    let signing = match slot.map(|s| sign_in(&tx, s)).transpose()? {
-        // Dropping `tx` rolls back: nothing is written.
-        Some(refused @ Signing::Conflict { .. }) => return Ok(First::Refused(refused)),
-        signing => signing,
-    };
+    let mut besides = Besides::default();
+    match also {
+        Also::Nothing => {}
+        Also::Sign(slot) => match sign_in(&tx, slot)? {
+            // Dropping `tx` rolls back: nothing is written.
+            refused @ Signing::Conflict { .. } => return Ok(First::Refused(refused)),
+            signing => besides.signing = Some(signing),
+        },
+        Also::Peer(peer) => {
+            besides.attestations =
+                super::attestations::insert_from_block_in(&tx, &peer.items, &peer.received)?
+        }
+    }
     let placed: Option<i64> = tx
         .prepare_cached("SELECT placed FROM blocks WHERE hash = ?1")?
         .query_row([block.hash.as_bytes()], |r| r.get(0))
@@ -322,14 +429,18 @@ fn insert_first(
         Some(0) => undo_unplaced(&tx, &block.hash)?,
         Some(_) => {
             let done = already_stored(block, by_hash_in(&tx, &block.hash)?)?;
-            // Commits the slot if this call took it; otherwise an empty transaction.
+            besides.newly_certified = certify_also(&tx, also)?;
+            // Commits the slot if this call took it, the peer's certificate if it is new;
+            // otherwise an empty transaction.
             tx.commit()?;
-            return Ok(First::Done(done, signing));
+            return Ok(First::Done(done, besides));
         }
         None => {}
     }
-    // Returning an error drops `tx`: nothing of the block (nor the slot) is written.
+    // Returning an error drops `tx`: nothing of the block (nor the slot, nor the peer's
+    // attestations) is written.
     check_placeable(&tx, block)?;
+    let whole = first == ids.len();
     tx.execute(
         "INSERT INTO blocks (hash, height, timestamp_ms, header, signature, attestation_ids, \
          entry_ids, created_at_ms, placed, epoch) \
@@ -343,59 +454,76 @@ fn insert_first(
             pack_hashes(ids),
             pack_hashes(&block.entry_ids),
             row.created,
-            i64::from(first == ids.len()),
+            i64::from(whole),
             row.epoch,
         ],
     )?;
     place(&tx, block, 0, &ids[..first])?;
+    if whole {
+        besides.newly_certified = certify_also(&tx, also)?;
+    }
     tx.commit()?;
-    Ok(if first == ids.len() {
-        First::Done(BlockInsert::Inserted, signing)
+    Ok(if whole {
+        First::Done(BlockInsert::Inserted, besides)
     } else {
-        First::Placing(signing)
+        First::Placing(besides)
     })
 }
 
-/// One later transaction of [`insert`]: places `block`'s attestations `from..to`.
+/// One later transaction of [`insert`]: places `block`'s attestations `from..to`, and with
+/// the last of them marks the block placed and stores `certificate` (when given): `true`
+/// when that certified the block now.
 fn place_more(
     conn: &mut Connection,
     block: &Block,
     from: usize,
     to: usize,
-) -> Result<(), StoreError> {
+    certificate: Option<&Certificate>,
+) -> Result<bool, StoreError> {
     let tx = begin(conn)?;
     place(&tx, block, from, &block.attestation_ids[from..to])?;
+    let mut certified = false;
     if to == block.attestation_ids.len() {
         tx.execute(
             "UPDATE blocks SET placed = 1 WHERE hash = ?1",
             [block.hash.as_bytes()],
         )?;
+        if let Some(c) = certificate {
+            certified = certify_in(&tx, c)?;
+        }
     }
     tx.commit()?;
-    Ok(())
+    Ok(certified)
 }
 
-/// Stores `qc` on its block as the block's own certificate, on the writer thread: `true`
-/// when the block was not certified before (the first certificate and its time stay).
-pub(super) fn mark_certified(
-    conn: &mut Connection,
-    qc: &(Hash32, String),
-    at_ms: u64,
-) -> Result<bool, StoreError> {
-    let at = to_i64(at_ms, "certified_at_ms")?;
-    let (hash, json) = qc;
-    let tx = begin(conn)?;
+/// Stores the peer's certificate, if `also` carries one, inside `tx`.
+fn certify_also(tx: &Transaction<'_>, also: &Also) -> Result<bool, StoreError> {
+    also.certificate()
+        .map_or(Ok(false), |c| certify_in(tx, c))
+}
+
+/// Stores `qc` on its block as the block's own certificate, inside the writer's
+/// transaction: `true` when the block was not certified before (the first certificate and
+/// its time stay); `NotFound` for an unknown block.
+fn certify_in(tx: &Transaction<'_>, qc: &Certificate) -> Result<bool, StoreError> {
     let changed = tx
         .prepare_cached(
             "UPDATE blocks SET qc = ?1, certified_at_ms = ?2 \
              WHERE hash = ?3 AND certified_at_ms IS NULL",
         )?
-        .execute(params![json, at, hash.as_bytes()])?;
-    if changed == 0 && !exists(&tx, hash)? {
-        return Err(StoreError::NotFound(format!("block {hash}")));
+        .execute(params![qc.json, qc.at, qc.block.as_bytes()])?;
+    if changed == 0 && !exists(tx, &qc.block)? {
+        return Err(StoreError::NotFound(format!("block {}", qc.block)));
     }
-    tx.commit()?;
     Ok(changed == 1)
+}
+
+/// [`certify_in`] as a transaction of its own, on the writer thread.
+pub(super) fn mark_certified(conn: &mut Connection, qc: &Certificate) -> Result<bool, StoreError> {
+    let tx = begin(conn)?;
+    let changed = certify_in(&tx, qc)?;
+    tx.commit()?;
+    Ok(changed)
 }
 
 /// The blocks of `epoch` from height `from` up, by height then hash.

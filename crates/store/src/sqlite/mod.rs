@@ -36,7 +36,7 @@ use bizra_ledger::Hash32;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
-use crate::codec::{qc_column, registry_body_column};
+use crate::codec::{registry_body_column, Certificate};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
 use crate::rows::{COUNT_ALL, COUNT_LEDGER, COUNT_PENDING, COUNT_REJECTED};
@@ -260,6 +260,28 @@ impl Store for SqliteStore {
         blocks::insert(&self.writer, block, created_at_ms).await
     }
 
+    /// One transaction for a block of up to 128 attestations; a larger one is placed in
+    /// several, as `insert_block` places it (see [`Store::insert_peer_block`]).
+    async fn insert_peer_block(
+        &self,
+        block: &Block,
+        attestations: &[NewAttestation],
+        qc: Option<&QuorumCertificate>,
+        created_at_ms: u64,
+        certified_at_ms: u64,
+    ) -> Result<PeerBlockInsert, StoreError> {
+        let _one_at_a_time = self.block_inserts.lock().await;
+        blocks::insert_peer(
+            &self.writer,
+            block,
+            attestations,
+            qc,
+            created_at_ms,
+            certified_at_ms,
+        )
+        .await
+    }
+
     async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
         let batch = batch.clone();
         self.writer
@@ -364,9 +386,9 @@ impl Store for SqliteStore {
     }
 
     async fn mark_certified(&self, qc: &QuorumCertificate, at_ms: u64) -> Result<bool, StoreError> {
-        let qc = qc_column(qc)?;
+        let qc = Certificate::new(qc, at_ms)?;
         self.writer
-            .run(move |conn| blocks::mark_certified(conn, &qc, at_ms))
+            .run(move |conn| blocks::mark_certified(conn, &qc))
             .await
     }
 
