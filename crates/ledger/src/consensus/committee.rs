@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 
 use crate::crypto::PublicKey;
-use crate::finality::ActiveSet;
 use crate::hash::Hash32;
 use crate::params::FINALITY_THRESHOLD_BPS;
+use crate::vote::ActiveSet;
 
 /// Basis points that a set of validators must exceed to include at least one honest one
 /// when fewer than 1/3 of the weight is faulty (weight·10000 > total·3333).

@@ -12,9 +12,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::block::{Block, BlockError, BlockHeader};
-use crate::finality::{verify_certificate, FinalityError};
 use crate::hash::Hash32;
 use crate::vote::QuorumCertificate;
+use crate::vote::{verify_certificate, CertificateError};
 
 use super::committee::Committee;
 
@@ -62,7 +62,7 @@ pub enum DagError {
         existing: Hash32,
     },
     #[error("certificate: {0}")]
-    Certificate(#[from] FinalityError),
+    Certificate(#[from] CertificateError),
     #[error("certificate is for block {got}, not {expected}")]
     CertificateBlock { expected: Hash32, got: Hash32 },
 }

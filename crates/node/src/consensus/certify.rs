@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bizra_ledger::block::Block;
 use bizra_ledger::consensus::dag::DagError;
-use bizra_ledger::finality::{verify_certificate, FinalityError};
+use bizra_ledger::vote::{verify_certificate, CertificateError};
 use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
@@ -25,7 +25,7 @@ pub(crate) enum CertifyError {
     #[error("parent blocks not certified here: {}", list(.0))]
     MissingParents(Vec<Hash32>),
     #[error("certificate: {0}")]
-    Certificate(#[from] FinalityError),
+    Certificate(#[from] CertificateError),
     #[error("certificate is for block {got}, not {expected}")]
     WrongBlock { expected: Hash32, got: Hash32 },
     #[error("block: {0}")]
