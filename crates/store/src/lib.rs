@@ -192,29 +192,30 @@ pub trait Store: Send + Sync + 'static {
         holder: &str,
     ) -> impl Future<Output = Result<BlockInsert, StoreError>> + Send;
 
-    /// Stores another validator's block with its attestations ([`Store::insert_block_attestations`]
-    /// semantics: new ones stored, known ones left, (key, nonce) conflicts filed as
-    /// contested), then the block and its placement ([`Store::insert_block`] semantics: first
-    /// placement kept), and, when `qc` is given, its certificate ([`Store::mark_certified`]
-    /// semantics with `certified_at_ms`, idempotent), all in one transaction: either
-    /// everything is written or nothing. Returns the per-attestation outcomes, whether the
-    /// block was new (`Inserted`/`AlreadyStored`), and whether the QC certified it now.
+    /// Stores another validator's block with its attestations
+    /// ([`Store::insert_block_attestations`] semantics: new ones stored, known ones left,
+    /// (key, nonce) conflicts filed as contested), then the block and its placement
+    /// ([`Store::insert_block`] semantics: first placement kept), and, when `qc` is given,
+    /// its certificate ([`Store::mark_certified`] semantics with `certified_at_ms`,
+    /// idempotent), all in one transaction: either everything is written or nothing.
+    /// Returns the per-attestation outcomes, whether the block was new
+    /// (`Inserted`/`AlreadyStored`), and whether the QC certified it now.
     ///
     /// `attestations` must be exactly the block's, in block order (their digests are
     /// `block.attestation_ids`), and `qc` the block's own (`qc.block_hash == block.hash`):
-    /// `Invalid` otherwise, before any transaction (as for a block whose header does not hash
-    /// to its hash, or an attestation the tables cannot hold). `Conflict` when an
-    /// attestation is twice in the block or the hash is stored with other content; nothing
-    /// is written then.
+    /// `Invalid` otherwise, before any transaction (as for a block whose header does not
+    /// hash to its hash, or an attestation the tables cannot hold). `Conflict` when an
+    /// attestation is twice in the block or the hash is stored with other content;
+    /// nothing is written then.
     ///
-    /// The embedded store writes a block of up to its placement batch (128 attestations) in
-    /// exactly one transaction. A larger one is placed as [`Store::insert_block`] places it,
-    /// in several transactions: the attestations go in the first (with the block row and the
-    /// first placements), the certificate in the last (with the end of the placement). A
-    /// failure or a crash between them leaves the attestations stored as
-    /// [`Store::insert_block_attestations`] would have (the new ones pending), and neither the
-    /// block nor its certificate (the crash is undone at the next open); the same call again
-    /// then stores the rest, its attestations answering `Known`.
+    /// The embedded store writes a block of up to its placement batch (128 attestations)
+    /// in exactly one transaction. A larger one is placed as [`Store::insert_block`]
+    /// places it, in several transactions: the attestations go in the first (with the
+    /// block row and the first placements), the certificate in the last (with the end of
+    /// the placement). A failure or a crash between them leaves the attestations stored as
+    /// [`Store::insert_block_attestations`] would have (the new ones pending), and neither
+    /// the block nor its certificate (a crash is undone at the next open); the same call
+    /// again then stores the rest, its attestations answering `Known`.
     fn insert_peer_block(
         &self,
         block: &Block,

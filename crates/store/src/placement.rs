@@ -1,6 +1,7 @@
 //! Storing a block and placing its attestations (and registry entries) in it, the parts
 //! that do not depend on the driver: the block's checked column values, what a hash that
-//! is already stored means, and which attestations a block may not hold. An attestation
+//! is already stored means, which attestations a block may not hold, and what another
+//! validator's block must arrive with ([`check_peer_parts`]). An attestation
 //! keeps its first placement: a block holding one already placed in another block (two
 //! validators included it) places only the others, and a contested attestation (carried
 //! by another validator's block) is never placed. Each backend keeps its statements and
@@ -255,7 +256,10 @@ mod tests {
         assert_eq!(check_peer_parts(&block(vec![]), &[], None), Ok(()));
         for (given, want) in [
             (vec![item(a)], "holds 2 attestations, 1 were given"),
-            (vec![item(a), item(c), item(a)], "holds 2 attestations, 3 were given"),
+            (
+                vec![item(a), item(c), item(a)],
+                "holds 2 attestations, 3 were given",
+            ),
             (vec![item(c), item(a)], "attestation 0 of block"),
             (vec![item(a), item(a)], "attestation 1 of block"),
         ] {

@@ -222,6 +222,110 @@ async fn a_crash_mid_own_block_keeps_its_slot_taken() {
     assert_eq!(store.count_pending_attestations().await.unwrap(), 0);
 }
 
+/// A peer block larger than one placement transaction: its attestations go in with the
+/// first transaction (the block row and its first placements), its QC with the last. A
+/// crash in between leaves the block half placed and uncertified; the next open removes
+/// it and its placements, and keeps the attestations exactly as `insert_block_attestations`
+/// would have stored them (new ones counted and pending, a contested one contested). The
+/// same call again then stores the block and its QC, every attestation `Known`.
+#[tokio::test]
+async fn a_crash_mid_peer_block_keeps_only_its_attestations() {
+    use bizra_store::{AttestationStatus, BlockAttestation, BlockInsert, PeerBlockInsert};
+    let h = SqliteHarness::new();
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    let x = suite::new_att(&suite::signed(&key(1), "alice", 7, 0), 1);
+    store
+        .insert_attestations(std::slice::from_ref(&x))
+        .await
+        .unwrap();
+    let genesis = suite::genesis_block();
+    store.insert_block(&genesis, 1).await.unwrap();
+    // 199 new attestations, then one with x's key and nonce (contested).
+    let mut items = batch(&key(2), "bob", 0, 199);
+    items.push(suite::new_att(&suite::signed(&key(1), "alice", 7, 1), 2));
+    let ids: Vec<Hash32> = items.iter().map(|i| i.digest).collect();
+    let block = suite::propose_by(201, 0, 1, vec![genesis.hash], ids.clone(), 10);
+    let qc = suite::qc_for(block.hash);
+    let out = store
+        .insert_peer_block(&block, &items, Some(&qc), 10, 20)
+        .await
+        .unwrap();
+    let mut outcomes = vec![BlockAttestation::Stored; 199];
+    outcomes.push(BlockAttestation::Contested { owner: x.digest });
+    assert_eq!(
+        out,
+        PeerBlockInsert {
+            attestations: outcomes,
+            block: BlockInsert::Inserted,
+            newly_certified: true
+        }
+    );
+    store.close().await;
+
+    // What a crash after the first transaction leaves: the row unfinished and without its
+    // QC, placements from index 128 on and their share of the counter not written.
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", h.path().display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE blocks SET placed = 0, qc = NULL, certified_at_ms = NULL WHERE hash = ?1")
+        .bind(block.hash.as_bytes().as_slice())
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let unplaced = sqlx::query(
+        "UPDATE attestations SET block_hash = NULL, block_index = NULL \
+         WHERE block_hash = ?1 AND block_index >= 128",
+    )
+    .bind(block.hash.as_bytes().as_slice())
+    .execute(&mut conn)
+    .await
+    .unwrap()
+    .rows_affected();
+    assert_eq!(unplaced, 71);
+    sqlx::query("UPDATE counters SET value = value + 71 WHERE name = 'pending_attestations'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::open(h.path()).await.unwrap();
+    assert!(store.get_block(&block.hash).await.unwrap().is_none());
+    assert_eq!(store.count_attestations().await.unwrap(), 200);
+    assert_eq!(store.count_pending_attestations().await.unwrap(), 200);
+    let mut pending = vec![x.digest];
+    pending.extend(&ids[..199]);
+    assert_eq!(store.pending_attestations(1000).await.unwrap(), pending);
+    let contested = store.get_attestation(&ids[199]).await.unwrap().unwrap();
+    assert_eq!(
+        (contested.status, contested.block),
+        (AttestationStatus::Accepted, None)
+    );
+
+    let again = store
+        .insert_peer_block(&block, &items, Some(&qc), 30, 40)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        PeerBlockInsert {
+            attestations: vec![BlockAttestation::Known; 200],
+            block: BlockInsert::Inserted,
+            newly_certified: true
+        }
+    );
+    let stored = store.get_block(&block.hash).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.created_at_ms, stored.certified_at_ms, stored.qc),
+        (30, Some(40), Some(qc))
+    );
+    assert_eq!(store.count_attestations().await.unwrap(), 200);
+    assert_eq!(
+        store.pending_attestations(1000).await.unwrap(),
+        vec![x.digest]
+    );
+    assert_eq!(store.count_pending_attestations().await.unwrap(), 1);
+}
+
 /// Two inserts of one block that takes several transactions, at the same time (a
 /// validator's handler whose caller went away, and its catch-up): one stores it, the other
 /// finds it stored; neither mistakes the other's half-placed block for a failed one.

@@ -244,7 +244,7 @@ pub(super) async fn insert(
 }
 
 /// The columns of `items` as `UNNEST` arrays, each item's `received_at_ms` checked.
-struct Columns<'i> {
+pub(super) struct Columns<'i> {
     digests: Vec<&'i [u8]>,
     pubkeys: Vec<&'i [u8]>,
     nonces: Vec<&'i str>,
@@ -255,7 +255,9 @@ struct Columns<'i> {
 }
 
 impl<'i> Columns<'i> {
-    fn of(items: impl ExactSizeIterator<Item = &'i NewAttestation>) -> Result<Self, StoreError> {
+    pub(super) fn of(
+        items: impl ExactSizeIterator<Item = &'i NewAttestation>,
+    ) -> Result<Self, StoreError> {
         let n = items.len();
         let mut c = Columns {
             digests: Vec::with_capacity(n),
@@ -293,7 +295,31 @@ pub(super) async fn insert_from_block(
     let cols = Columns::of(items.iter())?;
     let mut conn = store.acquire().await?;
     let mut tx = conn.begin().await?;
-    store.lock(&mut tx, LockPurpose::Attestations).await?;
+    let judged = insert_from_block_in(store, &mut tx, items, &cols).await?;
+    count_stored(store, &mut tx, judged.stored).await?;
+    tx.commit().await?;
+    Ok(judged.outcomes)
+}
+
+/// [`insert_from_block`] inside the transaction `tx` (the caller commits), with the items'
+/// columns: takes the seq lock (held until `tx` ends), inserts, and judges. The counters
+/// are the caller's ([`count_stored`] with `stored`), so that a caller placing attestations
+/// in the same transaction can update them after its placement, in the order every other
+/// writer takes the rows (attestations, then counters).
+pub(super) async fn insert_from_block_in(
+    store: &PostgresStore,
+    tx: &mut PgConnection,
+    items: &[NewAttestation],
+    cols: &Columns<'_>,
+) -> Result<contested::Judged, StoreError> {
+    if items.is_empty() {
+        return Ok(contested::Judged {
+            outcomes: Vec::new(),
+            contested: Vec::new(),
+            stored: 0,
+        });
+    }
+    store.lock(&mut *tx, LockPurpose::Attestations).await?;
     let rows = store
         .query(
             "INSERT INTO attestations \
@@ -341,7 +367,7 @@ pub(super) async fn insert_from_block(
         .filter(|i| !known.contains(&i.digest))
         .map(|i| (i.attester_pubkey, i.nonce.clone()))
         .collect();
-    let owners = owners_of(store, &mut tx, &unknown).await?;
+    let owners = owners_of(store, &mut *tx, &unknown).await?;
     let judged = contested::judge(items, &inserted, &known, &owners)?;
 
     if !judged.contested.is_empty() {
@@ -363,18 +389,26 @@ pub(super) async fn insert_from_block(
             .execute(&mut *tx)
             .await?;
     }
-    if judged.stored > 0 {
+    Ok(judged)
+}
+
+/// Counts `stored` new rows of `attestations` (pending until placed), inside `tx`.
+pub(super) async fn count_stored(
+    store: &PostgresStore,
+    tx: &mut PgConnection,
+    stored: i64,
+) -> Result<(), StoreError> {
+    if stored > 0 {
         store
             .query(
                 "UPDATE counters SET value = value + $1 \
                  WHERE name IN ('attestations', 'pending_attestations')",
             )
-            .bind(judged.stored)
+            .bind(stored)
             .execute(&mut *tx)
             .await?;
     }
-    tx.commit().await?;
-    Ok(judged.outcomes)
+    Ok(())
 }
 
 pub(super) async fn list(

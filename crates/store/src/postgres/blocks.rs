@@ -1,5 +1,6 @@
 //! Blocks, their attestations' placement (one UNNEST statement per block), own blocks with
-//! their signing slot, and certification. (Commits are in `ledger`.)
+//! their signing slot, other validators' blocks with their attestations and certificate
+//! (one transaction), and certification. (Commits are in `ledger`.)
 
 use std::collections::HashSet;
 
@@ -9,13 +10,14 @@ use bizra_ledger::Hash32;
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 
+use super::attestations::Columns;
 use super::PostgresStore;
-use crate::codec::{clamp_limit, pack_hashes, qc_column, to_hash, to_i64, to_u64};
+use crate::codec::{clamp_limit, pack_hashes, to_hash, to_u64, Certificate};
 use crate::error::StoreError;
-use crate::placement::{already_stored, check_known, check_repeats, NewBlockRow};
+use crate::placement::{already_stored, check_known, check_peer_parts, check_repeats, NewBlockRow};
 use crate::rows::{select_block, BlockRow};
 use crate::signing::Slot;
-use crate::types::{BlockInsert, Signing, StoredBlock};
+use crate::types::{BlockInsert, NewAttestation, PeerBlockInsert, Signing, StoredBlock};
 
 fn stored_block(row: &PgRow) -> Result<StoredBlock, StoreError> {
     BlockRow {
@@ -209,10 +211,19 @@ pub(super) async fn mark_certified(
     qc: &QuorumCertificate,
     at_ms: u64,
 ) -> Result<bool, StoreError> {
-    let at = to_i64(at_ms, "certified_at_ms")?;
-    let (hash, json) = qc_column(qc)?;
+    let qc = Certificate::new(qc, at_ms)?;
     let mut c = store.acquire().await?;
-    // One statement: the update, or why there was none.
+    // Autocommit: committed when its one statement returns.
+    certify_in(store, &mut c, &qc).await
+}
+
+/// [`mark_certified`] on `conn` (inside the caller's transaction, or autocommitted): one
+/// statement, the update or why there was none; `NotFound` for an unknown block.
+async fn certify_in(
+    store: &PostgresStore,
+    conn: &mut PgConnection,
+    qc: &Certificate,
+) -> Result<bool, StoreError> {
     let row = store
         .query(
             "WITH u AS (UPDATE blocks SET qc = $1, certified_at_ms = $2 \
@@ -220,16 +231,54 @@ pub(super) async fn mark_certified(
              SELECT EXISTS (SELECT 1 FROM u) AS changed, \
              EXISTS (SELECT 1 FROM blocks WHERE hash = $3) AS stored",
         )
-        .bind(&json)
-        .bind(at)
-        .bind(hash.as_bytes().as_slice())
-        .fetch_one(&mut *c)
+        .bind(&qc.json)
+        .bind(qc.at)
+        .bind(qc.block.as_bytes().as_slice())
+        .fetch_one(&mut *conn)
         .await?;
     let (changed, stored): (bool, bool) = (row.try_get("changed")?, row.try_get("stored")?);
     if !changed && !stored {
-        return Err(StoreError::NotFound(format!("block {hash}")));
+        return Err(StoreError::NotFound(format!("block {}", qc.block)));
     }
     Ok(changed)
+}
+
+/// Another validator's block with its attestations and, when given, its certificate, in
+/// one transaction: the attestations stored as `insert_block_attestations` stores them
+/// (under the seq lock), the block and its placement as [`insert`] does, the counters, then
+/// the certificate. Everything the caller gave is checked before the transaction; a
+/// refusal inside it (the hash stored with other content) drops it: nothing is written.
+pub(super) async fn insert_peer(
+    store: &PostgresStore,
+    block: &Block,
+    items: &[NewAttestation],
+    qc: Option<&QuorumCertificate>,
+    created_at_ms: u64,
+    certified_at_ms: u64,
+) -> Result<PeerBlockInsert, StoreError> {
+    let row = NewBlockRow::new(block, created_at_ms)?;
+    check_peer_parts(block, items, qc)?;
+    check_repeats(block)?;
+    let cols = Columns::of(items.iter())?;
+    let certificate = qc
+        .map(|qc| Certificate::new(qc, certified_at_ms))
+        .transpose()?;
+    let mut conn = store.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let judged = super::attestations::insert_from_block_in(store, &mut tx, items, &cols).await?;
+    let insert = insert_in(store, &mut tx, block, &row).await?;
+    // After the placement: attestation rows, then counters, as every writer takes them.
+    super::attestations::count_stored(store, &mut tx, judged.stored).await?;
+    let newly_certified = match &certificate {
+        Some(c) => certify_in(store, &mut tx, c).await?,
+        None => false,
+    };
+    tx.commit().await?;
+    Ok(PeerBlockInsert {
+        attestations: judged.outcomes,
+        block: insert,
+        newly_certified,
+    })
 }
 
 /// The blocks of `epoch` from height `from` up, by height then hash.

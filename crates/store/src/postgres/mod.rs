@@ -398,6 +398,26 @@ impl Store for PostgresStore {
         blocks::insert(self, block, created_at_ms, Some((lease, holder))).await
     }
 
+    /// Always one transaction, whatever the block's size.
+    async fn insert_peer_block(
+        &self,
+        block: &Block,
+        attestations: &[NewAttestation],
+        qc: Option<&QuorumCertificate>,
+        created_at_ms: u64,
+        certified_at_ms: u64,
+    ) -> Result<PeerBlockInsert, StoreError> {
+        blocks::insert_peer(
+            self,
+            block,
+            attestations,
+            qc,
+            created_at_ms,
+            certified_at_ms,
+        )
+        .await
+    }
+
     async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
         ledger::commit(self, batch).await
     }

@@ -1,6 +1,6 @@
-//! Blocks, their attestations' placement, own blocks with their signing slot, and
-//! certification: writes on the writer thread, reads on the reader pool. (Commits are in
-//! `ledger`.)
+//! Blocks, their attestations' placement, own blocks with their signing slot, other
+//! validators' blocks with their attestations and certificate, and certification: writes
+//! on the writer thread, reads on the reader pool. (Commits are in `ledger`.)
 
 use bizra_ledger::block::Block;
 use bizra_ledger::vote::QuorumCertificate;
@@ -241,10 +241,13 @@ pub(super) async fn insert_own(
     let row = NewBlockRow::new(block, created_at_ms)?;
     let slot = Slot::of_block(block, created_at_ms)?;
     match insert_with(writer, block, row, Also::Sign(slot)).await? {
-        Stored::Inserted(_, Besides {
-            signing: Some(signing),
-            ..
-        })
+        Stored::Inserted(
+            _,
+            Besides {
+                signing: Some(signing),
+                ..
+            },
+        )
         | Stored::Refused(signing) => Ok(signing),
         Stored::Inserted(..) => Err(StoreError::corrupt("a signed insert did not sign")),
     }
@@ -498,8 +501,7 @@ fn place_more(
 
 /// Stores the peer's certificate, if `also` carries one, inside `tx`.
 fn certify_also(tx: &Transaction<'_>, also: &Also) -> Result<bool, StoreError> {
-    also.certificate()
-        .map_or(Ok(false), |c| certify_in(tx, c))
+    also.certificate().map_or(Ok(false), |c| certify_in(tx, c))
 }
 
 /// Stores `qc` on its block as the block's own certificate, inside the writer's
@@ -579,4 +581,117 @@ pub(super) async fn finalized_height(readers: &SqlitePool) -> Result<Option<u64>
         .fetch_one(readers)
         .await?;
     h.map(|h| to_u64(h, "block height")).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use bizra_ledger::block::BlockContent;
+    use bizra_ledger::crypto::{Keypair, PublicKey};
+
+    use super::*;
+
+    fn items(n: usize) -> Vec<NewAttestation> {
+        (0..n)
+            .map(|i| NewAttestation {
+                digest: Hash32::digest(format!("att {i}").as_bytes()),
+                attester_pubkey: PublicKey([1; 32]),
+                attester_id: "a".into(),
+                nonce: format!("{i}"),
+                body: b"{}".to_vec(),
+                impact_score: 0.5,
+                received_at_ms: 1,
+            })
+            .collect()
+    }
+
+    fn peer_block(items: &[NewAttestation]) -> Block {
+        Block::propose(
+            BlockContent {
+                chain_id: "test".into(),
+                epoch: 0,
+                height: 1,
+                parents: vec![Hash32::digest(b"parent")],
+                attestation_ids: items.iter().map(|i| i.digest).collect(),
+                entry_ids: vec![],
+                timestamp_ms: 5,
+            },
+            &Keypair::from_seed([7; 32]),
+        )
+        .expect("a well-formed block")
+    }
+
+    fn peer(items: Vec<NewAttestation>, block: &Block) -> Also {
+        let qc = QuorumCertificate {
+            block_hash: block.hash,
+            votes: vec![],
+            weight: 1,
+            total_weight: 1,
+        };
+        Also::Peer(Peer {
+            received: super::super::attestations::received_columns(&items).unwrap(),
+            items,
+            certificate: Some(Certificate::new(&qc, 9).unwrap()),
+        })
+    }
+
+    fn state(conn: &Connection, hash: &Hash32) -> (i64, Option<i64>) {
+        conn.query_row(
+            "SELECT placed, certified_at_ms FROM blocks WHERE hash = ?1",
+            [hash.as_bytes()],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap()
+    }
+
+    /// The transactions `insert_peer` runs: a block of up to PLACE_PER_TRANSACTION
+    /// attestations is settled by the first (attestations, block, placement and QC); a
+    /// larger one is left placing and uncertified by it, and certified by the last.
+    #[test]
+    fn a_peer_block_is_one_transaction_up_to_the_placement_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("t.db")).unwrap();
+        super::super::migrate::run(&mut conn).unwrap();
+
+        let small = items(PLACE_PER_TRANSACTION);
+        let b = peer_block(&small);
+        let row = NewBlockRow::new(&b, 1).unwrap();
+        let also = peer(small, &b);
+        match insert_first(&mut conn, &b, &row, PLACE_PER_TRANSACTION, &also).unwrap() {
+            First::Done(BlockInsert::Inserted, besides) => {
+                assert!(besides.newly_certified);
+                assert_eq!(
+                    besides.attestations,
+                    vec![BlockAttestation::Stored; PLACE_PER_TRANSACTION]
+                );
+            }
+            _ => panic!("a block of {PLACE_PER_TRANSACTION} takes one transaction"),
+        }
+        assert_eq!(state(&conn, &b.hash), (1, Some(9)));
+
+        let large = items(PLACE_PER_TRANSACTION + 1);
+        let b = peer_block(&large);
+        let row = NewBlockRow::new(&b, 1).unwrap();
+        let also = peer(large, &b);
+        match insert_first(&mut conn, &b, &row, PLACE_PER_TRANSACTION, &also).unwrap() {
+            First::Placing(besides) => {
+                assert!(!besides.newly_certified);
+                // The first PLACE_PER_TRANSACTION were stored by the block before.
+                let mut want = vec![BlockAttestation::Known; PLACE_PER_TRANSACTION];
+                want.push(BlockAttestation::Stored);
+                assert_eq!(besides.attestations, want);
+            }
+            _ => panic!("a larger block takes more transactions"),
+        }
+        assert_eq!(state(&conn, &b.hash), (0, None));
+        let last = PLACE_PER_TRANSACTION + 1;
+        assert!(place_more(
+            &mut conn,
+            &b,
+            PLACE_PER_TRANSACTION,
+            last,
+            also.certificate()
+        )
+        .unwrap());
+        assert_eq!(state(&conn, &b.hash), (1, Some(9)));
+    }
 }

@@ -18,8 +18,8 @@ use bizra_ledger::vote::{QcVote, QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
 use bizra_store::{
     AttestationStatus, BlockAttestation, BlockInsert, CommitBatch, Cursor, IdentityCheck,
-    InsertOutcome, LedgerRow, NewAttestation, RejectedRow, Signing, Store, StoreError, StoredBlock,
-    META_CHAIN_ID, META_HEADER_VERSION,
+    InsertOutcome, LedgerRow, NewAttestation, PeerBlockInsert, RejectedRow, Signing, Store,
+    StoreError, StoredBlock, META_CHAIN_ID, META_HEADER_VERSION,
 };
 
 /// Opens the backend under test; calling `open` again reaches the same data.
@@ -50,6 +50,11 @@ macro_rules! store_suite {
             insert_block_is_all_or_nothing,
             a_block_keeps_first_placements_and_holds_contested_ones,
             a_large_block_is_placed_whole,
+            a_peer_block_is_stored_with_its_attestations_and_qc,
+            a_large_peer_block_is_stored_whole,
+            a_peer_block_files_contested_attestations,
+            a_refused_peer_block_writes_nothing,
+            a_peer_block_without_qc_is_stored_uncertified,
             commit_writes_the_ledger_in_one_step,
             a_commit_that_does_not_fit_writes_nothing,
             a_second_rejection_keeps_the_first,
@@ -871,6 +876,533 @@ pub(crate) async fn a_block_keeps_first_placements_and_holds_contested_ones<H: H
     for b in [&twice, &missing] {
         assert!(s.get_block(&b.hash).await.unwrap().is_none());
     }
+}
+
+// ---------------------------------------------------------------- peer blocks
+
+/// Status and placement (hash, height, index) of one attestation.
+async fn placed_at<S: Store>(
+    s: &S,
+    digest: &Hash32,
+) -> (AttestationStatus, Option<(Hash32, u64, u64)>) {
+    let r = s.get_attestation(digest).await.unwrap().expect("stored");
+    (r.status, r.block.map(|b| (b.hash, b.height, b.index)))
+}
+
+/// Another validator's block with new attestations (and some submitted here) and its QC,
+/// in one call: everything is visible after, the attestations certified where the block
+/// placed them. The same call again changes nothing.
+pub(crate) async fn a_peer_block_is_stored_with_its_attestations_and_qc<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let mine = batch(&key(2), "bob", 0, 2);
+    insert_all(&s, &mine).await;
+    let new = batch(&key(1), "alice", 0, 5);
+    let items: Vec<NewAttestation> = new.iter().chain(&mine).cloned().collect();
+    let b1 = propose_by(201, 0, 1, vec![genesis.hash], digests(&items), 100);
+    let qc = qc_for(b1.hash);
+
+    let out = s
+        .insert_peer_block(&b1, &items, Some(&qc), 110, 120)
+        .await
+        .unwrap();
+    let mut outcomes = vec![BlockAttestation::Stored; 5];
+    outcomes.extend([BlockAttestation::Known; 2]);
+    assert_eq!(
+        out,
+        PeerBlockInsert {
+            attestations: outcomes,
+            block: BlockInsert::Inserted,
+            newly_certified: true,
+        }
+    );
+    let stored = s.get_block(&b1.hash).await.unwrap().expect("stored");
+    assert_eq!(stored.block, b1);
+    assert!(stored.certified);
+    assert_eq!(
+        (
+            stored.qc.as_ref(),
+            stored.certified_at_ms,
+            stored.created_at_ms
+        ),
+        (Some(&qc), Some(120), 110)
+    );
+    assert!(!stored.finalized && stored.finalized_at_ms.is_none() && stored.commit_seq.is_none());
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(
+            placed_at(&s, &item.digest).await,
+            (AttestationStatus::Certified, Some((b1.hash, 1, i as u64))),
+            "attestation {i}"
+        );
+        let r = s.get_attestation(&item.digest).await.unwrap().unwrap();
+        assert_eq!(
+            (r.body.as_slice(), r.received_at_ms, r.attester_id.as_str()),
+            (
+                item.body.as_slice(),
+                item.received_at_ms,
+                item.attester_id.as_str()
+            )
+        );
+    }
+    assert_eq!(s.count_attestations().await.unwrap(), 7);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    assert!(s.pending_attestations(10).await.unwrap().is_empty());
+    // New rows are submissions of this store's sequence, listed newest first.
+    let listed = s.list_attestations(None, None, 100).await.unwrap().items;
+    assert_eq!(listed.len(), 7);
+    assert!(listed.windows(2).all(|w| w[0].seq > w[1].seq));
+
+    // The same call again (a retry, the block fetched twice), with another QC and times:
+    // nothing changes, and the first certificate stays.
+    let mut later = qc_for(b1.hash);
+    later.weight = 1;
+    let again = s
+        .insert_peer_block(&b1, &items, Some(&later), 210, 220)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        PeerBlockInsert {
+            attestations: vec![BlockAttestation::Known; 7],
+            block: BlockInsert::AlreadyStored,
+            newly_certified: false,
+        }
+    );
+    assert_eq!(s.get_block(&b1.hash).await.unwrap(), Some(stored));
+    assert_eq!(s.count_attestations().await.unwrap(), 7);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    assert!(!s.mark_certified(&qc, 300).await.unwrap());
+
+    // A block with no attestations.
+    let b2 = propose_by(201, 0, 2, vec![b1.hash], vec![], 200);
+    assert_eq!(
+        s.insert_peer_block(&b2, &[], Some(&qc_for(b2.hash)), 201, 202)
+            .await
+            .unwrap(),
+        PeerBlockInsert {
+            attestations: vec![],
+            block: BlockInsert::Inserted,
+            newly_certified: true,
+        }
+    );
+    let b2_stored = s.get_block(&b2.hash).await.unwrap().unwrap();
+    assert_eq!(
+        (b2_stored.certified, b2_stored.certified_at_ms),
+        (true, Some(202))
+    );
+}
+
+/// More attestations than the embedded store places in one transaction: the new ones are
+/// stored, the ones placed in another block keep their placement, the rest are placed at
+/// their index, and the certificate is stored once the block is whole.
+pub(crate) async fn a_large_peer_block_is_stored_whole<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let mine = batch(&key(2), "bob", 0, 40);
+    insert_all(&s, &mine).await;
+    let b1 = propose(1, vec![genesis.hash], digests(&mine), 10);
+    s.insert_block(&b1, 10).await.unwrap();
+    let new = batch(&key(1), "alice", 0, 260);
+    // The peer's order: the new ones in reverse, then this store's.
+    let items: Vec<NewAttestation> = new.iter().rev().chain(&mine).cloned().collect();
+    let b1b = propose_by(201, 0, 1, vec![genesis.hash], digests(&items), 11);
+    let qc = qc_for(b1b.hash);
+
+    let out = s
+        .insert_peer_block(&b1b, &items, Some(&qc), 12, 13)
+        .await
+        .unwrap();
+    let mut outcomes = vec![BlockAttestation::Stored; 260];
+    outcomes.extend([BlockAttestation::Known; 40]);
+    assert_eq!(
+        out,
+        PeerBlockInsert {
+            attestations: outcomes,
+            block: BlockInsert::Inserted,
+            newly_certified: true,
+        }
+    );
+    assert_eq!(s.count_attestations().await.unwrap(), 300);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+    let stored = s.get_block(&b1b.hash).await.unwrap().unwrap();
+    assert_eq!(stored.block, b1b);
+    assert_eq!((stored.certified_at_ms, stored.qc), (Some(13), Some(qc)));
+    for (i, item) in items.iter().enumerate() {
+        let want = if i < 260 {
+            (AttestationStatus::Certified, Some((b1b.hash, 1, i as u64)))
+        } else {
+            // b1 placed it first, and b1 has no QC.
+            (
+                AttestationStatus::Included,
+                Some((b1.hash, 1, i as u64 - 260)),
+            )
+        };
+        assert_eq!(placed_at(&s, &item.digest).await, want, "attestation {i}");
+    }
+    assert_eq!(
+        placed_at(&s, &new[0].digest).await,
+        (AttestationStatus::Certified, Some((b1b.hash, 1, 259)))
+    );
+
+    let again = s
+        .insert_peer_block(&b1b, &items, Some(&qc_for(b1b.hash)), 20, 21)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        PeerBlockInsert {
+            attestations: vec![BlockAttestation::Known; 300],
+            block: BlockInsert::AlreadyStored,
+            newly_certified: false,
+        }
+    );
+    assert_eq!(s.count_attestations().await.unwrap(), 300);
+}
+
+/// A peer block holding a body whose key and nonce another digest holds here: the body is
+/// kept as contested (never placed), the rest are placed, the block is stored whole.
+pub(crate) async fn a_peer_block_files_contested_attestations<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let kp = key(1);
+    let x = new_att(&signed(&kp, "alice", 7, 0), 10);
+    let y = new_att(&signed(&kp, "alice", 7, 1), 11); // x's key and nonce
+    let a = new_att(&signed(&kp, "alice", 8, 0), 12);
+    insert_all(&s, std::slice::from_ref(&x)).await;
+    let items = vec![a.clone(), y.clone(), x.clone()];
+    let b1 = propose_by(201, 0, 1, vec![genesis.hash], digests(&items), 100);
+    let qc = qc_for(b1.hash);
+
+    let out = s
+        .insert_peer_block(&b1, &items, Some(&qc), 100, 101)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        PeerBlockInsert {
+            attestations: vec![
+                BlockAttestation::Stored,
+                BlockAttestation::Contested { owner: x.digest },
+                BlockAttestation::Known,
+            ],
+            block: BlockInsert::Inserted,
+            newly_certified: true,
+        }
+    );
+    let stored = s
+        .get_block(&b1.hash)
+        .await
+        .unwrap()
+        .expect("the block is stored");
+    assert_eq!((stored.block, stored.certified), (b1.clone(), true));
+    assert_eq!(
+        placed_at(&s, &a.digest).await,
+        (AttestationStatus::Certified, Some((b1.hash, 1, 0)))
+    );
+    assert_eq!(
+        placed_at(&s, &x.digest).await,
+        (AttestationStatus::Certified, Some((b1.hash, 1, 2)))
+    );
+    let r = s.get_attestation(&y.digest).await.unwrap().expect("kept");
+    assert_eq!((r.status, r.block), (AttestationStatus::Accepted, None));
+    assert_eq!((r.body, r.nonce), (y.body.clone(), y.nonce.clone()));
+    // The submit rule's owner stays x; only rows of `attestations` count.
+    assert_eq!(
+        s.nonce_owner(&kp.public(), &x.nonce).await.unwrap(),
+        Some(x.digest)
+    );
+    assert_eq!(s.count_attestations().await.unwrap(), 2);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+
+    let again = s
+        .insert_peer_block(&b1, &items, Some(&qc), 200, 201)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        PeerBlockInsert {
+            attestations: vec![BlockAttestation::Known; 3],
+            block: BlockInsert::AlreadyStored,
+            newly_certified: false,
+        }
+    );
+    assert_eq!(s.count_attestations().await.unwrap(), 2);
+}
+
+/// Everything `insert_peer_block` can write, to show a refused call wrote nothing.
+#[derive(Debug, PartialEq)]
+struct PeerSnapshot {
+    attestations: u64,
+    pending: u64,
+    pending_list: Vec<Hash32>,
+    listed: Vec<Hash32>,
+    records: Vec<Option<bizra_store::AttestationRecord>>,
+    blocks: Vec<StoredBlock>,
+}
+
+async fn peer_snapshot<S: Store>(s: &S, asked: &[Hash32]) -> PeerSnapshot {
+    let mut records = Vec::new();
+    for d in asked {
+        records.push(s.get_attestation(d).await.unwrap());
+    }
+    PeerSnapshot {
+        attestations: s.count_attestations().await.unwrap(),
+        pending: s.count_pending_attestations().await.unwrap(),
+        pending_list: s.pending_attestations(1000).await.unwrap(),
+        listed: s
+            .list_attestations(None, None, 1000)
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|r| r.digest)
+            .collect(),
+        records,
+        blocks: s.all_blocks().await.unwrap(),
+    }
+}
+
+/// A call the store refuses writes nothing at all: attestations that are not exactly the
+/// block's in block order, a QC for another block, an attestation the tables cannot hold,
+/// one twice in the block, a forged header, or the hash stored with other content.
+pub(crate) async fn a_refused_peer_block_writes_nothing<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let kp = key(1);
+    let x = new_att(&signed(&kp, "alice", 7, 0), 10);
+    insert_all(&s, std::slice::from_ref(&x)).await;
+    let (p, q) = (
+        new_att(&signed(&kp, "alice", 1, 0), 11),
+        new_att(&signed(&kp, "alice", 2, 0), 12),
+    );
+    let b1 = propose_by(201, 0, 1, vec![genesis.hash], vec![p.digest, q.digest], 100);
+    s.insert_peer_block(&b1, &[p.clone(), q.clone()], None, 100, 0)
+        .await
+        .unwrap();
+
+    let n1 = new_att(&signed(&kp, "alice", 3, 0), 13);
+    let y = new_att(&signed(&kp, "alice", 7, 1), 14); // x's key and nonce
+    let n2 = new_att(&signed(&kp, "alice", 4, 0), 15);
+    let stray = new_att(&signed(&kp, "alice", 5, 0), 16);
+    let nb = propose_by(
+        202,
+        0,
+        2,
+        vec![b1.hash],
+        digests(&[n1.clone(), y.clone(), n2.clone()]),
+        200,
+    );
+    let good = vec![n1.clone(), y.clone(), n2.clone()];
+    let asked: Vec<Hash32> = [&x, &p, &q, &n1, &y, &n2, &stray]
+        .iter()
+        .map(|i| i.digest)
+        .collect();
+    let before = peer_snapshot(&s, &asked).await;
+    assert_eq!(
+        (before.attestations, before.pending, before.blocks.len()),
+        (3, 1, 2)
+    );
+
+    let mut nan = good.clone();
+    nan[2].impact_score = f64::NAN;
+    let twice = propose_by(202, 0, 2, vec![b1.hash], vec![n1.digest, n1.digest], 201);
+    let mut forged = nb.clone();
+    forged.header.timestamp_ms += 1;
+    let mut other = b1.clone();
+    other.signature = None;
+    /// One refused call and whether its refusal is a `Conflict` (else `Invalid`).
+    struct Refused<'b> {
+        what: &'static str,
+        block: &'b Block,
+        items: Vec<NewAttestation>,
+        qc: Option<QuorumCertificate>,
+        conflict: bool,
+    }
+    let call = |what, block, items, qc, conflict| Refused {
+        what,
+        block,
+        items,
+        qc,
+        conflict,
+    };
+    let nb_qc = Some(qc_for(nb.hash));
+    let refused = vec![
+        call("one missing", &nb, vec![n1.clone(), y.clone()], None, false),
+        call(
+            "one too many",
+            &nb,
+            vec![n1.clone(), y.clone(), n2.clone(), stray.clone()],
+            None,
+            false,
+        ),
+        call("none", &nb, vec![], nb_qc.clone(), false),
+        call(
+            "out of order",
+            &nb,
+            vec![n1.clone(), n2.clone(), y.clone()],
+            nb_qc.clone(),
+            false,
+        ),
+        call(
+            "another attestation",
+            &nb,
+            vec![n1.clone(), y.clone(), stray.clone()],
+            None,
+            false,
+        ),
+        call(
+            "a QC for another block",
+            &nb,
+            good.clone(),
+            Some(qc_for(b1.hash)),
+            false,
+        ),
+        call("a NaN impact score", &nb, nan, nb_qc.clone(), false),
+        call(
+            "an attestation twice",
+            &twice,
+            vec![n1.clone(), n1.clone()],
+            None,
+            true,
+        ),
+        call(
+            "a forged header",
+            &forged,
+            good.clone(),
+            nb_qc.clone(),
+            false,
+        ),
+        call(
+            "the hash stored with other content",
+            &other,
+            vec![p.clone(), q.clone()],
+            Some(qc_for(b1.hash)),
+            true,
+        ),
+    ];
+    for r in refused {
+        let err = s
+            .insert_peer_block(r.block, &r.items, r.qc.as_ref(), 300, 301)
+            .await
+            .expect_err(r.what);
+        let kind_ok = if r.conflict {
+            matches!(err, StoreError::Conflict(_))
+        } else {
+            matches!(err, StoreError::Invalid(_))
+        };
+        assert!(kind_ok, "{}: {err:?}", r.what);
+        assert_eq!(
+            peer_snapshot(&s, &asked).await,
+            before,
+            "{} wrote something",
+            r.what
+        );
+    }
+    // b1 is still not certified, the refused call's QC notwithstanding.
+    let b1_stored = s.get_block(&b1.hash).await.unwrap().unwrap();
+    assert!(!b1_stored.certified && b1_stored.qc.is_none());
+
+    // What was refused for its form goes in when it is right.
+    let out = s
+        .insert_peer_block(&nb, &good, Some(&qc_for(nb.hash)), 400, 401)
+        .await
+        .unwrap();
+    assert_eq!(
+        out.attestations,
+        vec![
+            BlockAttestation::Stored,
+            BlockAttestation::Contested { owner: x.digest },
+            BlockAttestation::Stored,
+        ]
+    );
+    assert_eq!(
+        (out.block, out.newly_certified),
+        (BlockInsert::Inserted, true)
+    );
+    assert_eq!(s.count_attestations().await.unwrap(), 5);
+    assert!(s.get_attestation(&stray.digest).await.unwrap().is_none());
+}
+
+/// Without a QC the block is stored and placed, not certified; the QC may come later, with
+/// the block again or on its own.
+pub(crate) async fn a_peer_block_without_qc_is_stored_uncertified<H: Harness>(h: &H) {
+    let s = h.open().await;
+    let genesis = genesis_block();
+    s.insert_block(&genesis, 1).await.unwrap();
+    let items = batch(&key(1), "alice", 0, 3);
+    let b1 = propose_by(201, 0, 1, vec![genesis.hash], digests(&items), 100);
+    let out = s
+        .insert_peer_block(&b1, &items, None, 100, 999)
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        PeerBlockInsert {
+            attestations: vec![BlockAttestation::Stored; 3],
+            block: BlockInsert::Inserted,
+            newly_certified: false,
+        }
+    );
+    let stored = s.get_block(&b1.hash).await.unwrap().expect("stored");
+    assert_eq!(stored.block, b1);
+    assert!(!stored.certified && stored.qc.is_none() && stored.certified_at_ms.is_none());
+    assert_eq!(stored.created_at_ms, 100);
+    for (i, item) in items.iter().enumerate() {
+        assert_eq!(
+            placed_at(&s, &item.digest).await,
+            (AttestationStatus::Included, Some((b1.hash, 1, i as u64)))
+        );
+    }
+    assert_eq!(s.count_attestations().await.unwrap(), 3);
+    assert_eq!(s.count_pending_attestations().await.unwrap(), 0);
+
+    // The block again, now with its QC (a catch-up fetching it certified).
+    let qc = qc_for(b1.hash);
+    let again = s
+        .insert_peer_block(&b1, &items, Some(&qc), 150, 160)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        PeerBlockInsert {
+            attestations: vec![BlockAttestation::Known; 3],
+            block: BlockInsert::AlreadyStored,
+            newly_certified: true,
+        }
+    );
+    let certified = s.get_block(&b1.hash).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            certified.certified,
+            certified.certified_at_ms,
+            certified.qc.as_ref()
+        ),
+        (true, Some(160), Some(&qc))
+    );
+    assert_eq!(certified.created_at_ms, 100);
+    assert_eq!(
+        placed_at(&s, &items[2].digest).await,
+        (AttestationStatus::Certified, Some((b1.hash, 1, 2)))
+    );
+    assert!(!s.mark_certified(&qc, 170).await.unwrap());
+
+    // Or the QC on its own, later (a vote's block, certified by the votes).
+    let b2 = propose_by(201, 0, 2, vec![b1.hash], vec![], 200);
+    s.insert_peer_block(&b2, &[], None, 200, 0).await.unwrap();
+    assert!(!s.get_block(&b2.hash).await.unwrap().unwrap().certified);
+    assert!(s.mark_certified(&qc_for(b2.hash), 300).await.unwrap());
+    assert_eq!(
+        s.get_block(&b2.hash)
+            .await
+            .unwrap()
+            .unwrap()
+            .certified_at_ms,
+        Some(300)
+    );
 }
 
 // ---------------------------------------------------------------- the ledger
