@@ -17,7 +17,7 @@ use bizra_store::{Store, StoreError};
 use futures::StreamExt;
 use serde::Deserialize;
 
-use super::certify::{certify, CertifyError};
+use super::certify::{certify_stored, check_certificate, CertifyError};
 use super::chain::ChainError;
 use super::vote::{check_content, store_checked, VoteError};
 use super::Consensus;
@@ -222,23 +222,26 @@ async fn pull_from(state: &Arc<Consensus>, peer: &Peer) -> Result<usize, CatchUp
                 }
             }
         }
-        let mut fetched = futures::stream::iter(wanted.into_iter().map(|(hash, votes)| async move {
-            let p = peers
-                .get_json::<Proposal>(peer, &format!("/api/consensus/block/{hash}/proposal"))
-                .await;
-            (hash, votes, p)
-        }))
-        .buffered(PREFETCH);
+        let mut fetched =
+            futures::stream::iter(wanted.into_iter().map(|(hash, votes)| async move {
+                let p = peers
+                    .get_json::<Proposal>(peer, &format!("/api/consensus/block/{hash}/proposal"))
+                    .await;
+                (hash, votes, p)
+            }))
+            .buffered(PREFETCH);
         while let Some((hash, votes, proposal)) = fetched.next().await {
             let proposal = proposal?;
             if proposal.block.hash != hash {
                 return Err(CatchUpError::Block {
                     hash,
                     peer: peer.url.clone(),
-                    source: VoteError::Dag(bizra_ledger::consensus::dag::DagError::CertificateBlock {
-                        expected: hash,
-                        got: proposal.block.hash,
-                    }),
+                    source: VoteError::Dag(
+                        bizra_ledger::consensus::dag::DagError::CertificateBlock {
+                            expected: hash,
+                            got: proposal.block.hash,
+                        },
+                    ),
                 });
             }
             let qc = QuorumCertificate {
@@ -313,10 +316,18 @@ pub(crate) async fn accept_certified(
     if chain.engine.dag().contains(&proposal.block.hash) {
         return Ok(());
     }
-    store_checked(state, &mut chain, &proposal, None)
+    let qc = match check_certificate(&chain, &proposal.block, qc) {
+        Ok(qc) => qc,
+        // Its parents are not here yet: `certify` says which.
+        Err(CertifyError::Dag(bizra_ledger::consensus::dag::DagError::UnknownParent(_))) => {
+            qc.clone()
+        }
+        Err(e) => return Err(Accepted::Certify(e)),
+    };
+    let fresh = store_checked(state, &mut chain, &proposal, None, Some(&qc))
         .await
         .map_err(Accepted::Vote)?;
-    certify(state, &mut chain, &proposal.block, qc)
+    certify_stored(state, &mut chain, &proposal.block, &qc, fresh)
         .await
         .map_err(Accepted::Certify)?;
     Ok(())

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use bizra_ledger::block::Block;
 use bizra_ledger::consensus::dag::DagError;
-use bizra_ledger::vote::{verify_certificate, CertificateError};
 use bizra_ledger::vote::QuorumCertificate;
+use bizra_ledger::vote::{verify_certificate, CertificateError};
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
 use serde_json::json;
@@ -44,6 +44,37 @@ pub(crate) fn list(hashes: &[Hash32]) -> String {
         .join(", ")
 }
 
+/// Checks `qc` against the epoch's committee and `block` against the DAG; returns the
+/// certificate with its weight and total as this node counts them.
+pub(crate) fn check_certificate(
+    chain: &Chain,
+    block: &Block,
+    qc: &QuorumCertificate,
+) -> Result<QuorumCertificate, CertifyError> {
+    if qc.block_hash != block.hash {
+        return Err(CertifyError::WrongBlock {
+            expected: block.hash,
+            got: qc.block_hash,
+        });
+    }
+    let committee = chain.engine.committee();
+    let weight = verify_certificate(qc, committee)?;
+    chain
+        .engine
+        .dag()
+        .check(block, committee, None)
+        .or_else(|e| match e {
+            // Parents below the horizon: the insert takes it without them.
+            DagError::UnknownParent(_) => Ok(()),
+            e => Err(e),
+        })?;
+    Ok(QuorumCertificate {
+        weight,
+        total_weight: committee.total(),
+        ..qc.clone()
+    })
+}
+
 /// Whether the block was certified before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Certified {
@@ -74,14 +105,20 @@ pub(crate) async fn certify(
     block: &Block,
     qc: &QuorumCertificate,
 ) -> Result<Certified, CertifyError> {
+    certify_stored(state, chain, block, qc, false).await
+}
+
+/// [`certify`]; with `qc_stored`, the caller stored the certificate with the block
+/// already (`Store::insert_peer_block`) after checking it as [`check_certificate`] does.
+pub(crate) async fn certify_stored(
+    state: &Arc<Consensus>,
+    chain: &mut Chain,
+    block: &Block,
+    qc: &QuorumCertificate,
+    qc_stored: bool,
+) -> Result<Certified, CertifyError> {
     if chain.engine.dag().contains(&block.hash) {
         return Ok(Certified::Known);
-    }
-    if qc.block_hash != block.hash {
-        return Err(CertifyError::WrongBlock {
-            expected: block.hash,
-            got: qc.block_hash,
-        });
     }
     if block.header.epoch != chain.engine.epoch() {
         return Err(CertifyError::Epoch {
@@ -93,23 +130,11 @@ pub(crate) async fn certify(
     if !missing.is_empty() {
         return Err(CertifyError::MissingParents(missing));
     }
-    let committee = chain.engine.committee();
-    let weight = verify_certificate(qc, committee)?;
-    chain
-        .engine
-        .dag()
-        .check(block, committee, None)
-        .or_else(|e| match e {
-            // Parents below the horizon: the insert takes it without them.
-            DagError::UnknownParent(_) => Ok(()),
-            e => Err(e),
-        })?;
-    let stored = QuorumCertificate {
-        weight,
-        total_weight: committee.total(),
-        ..qc.clone()
-    };
-    state.store.mark_certified(&stored, now_ms()).await?;
+    let stored = check_certificate(chain, block, qc)?;
+    let weight = stored.weight;
+    if !qc_stored {
+        state.store.mark_certified(&stored, now_ms()).await?;
+    }
     chain.engine.insert(block, &stored)?;
     chain.uncertified.remove(&block.hash);
     chain.certified_blocks += 1;

@@ -178,7 +178,9 @@ async fn block_entries(
         let Ok(parsed) = serde_json::from_value::<RegistryEntry>(e.body) else {
             continue;
         };
-        let Ok(digest) = parsed.digest() else { continue };
+        let Ok(digest) = parsed.digest() else {
+            continue;
+        };
         let seq = e.commit_seq.is_none().then_some(e.seq);
         match by_digest.get_mut(&digest) {
             // A committed copy wins: the entry is in the ledger already.

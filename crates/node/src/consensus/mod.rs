@@ -153,7 +153,9 @@ impl Consensus {
     }
 
     pub(crate) fn is_behind(&self) -> bool {
-        self.behind_until_ms.load(std::sync::atomic::Ordering::Relaxed) > crate::clock::now_ms()
+        self.behind_until_ms
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > crate::clock::now_ms()
     }
 
     /// Publishes a new head snapshot from `chain` and updates the chain gauges.

@@ -1,10 +1,11 @@
 //! This validator's blocks (docs/protocol.md §3.3). At each look the proposer finds the
 //! height above the highest height that holds certified blocks of 2/3 of the weight;
-//! it proposes there once, when it has pending work or the DAG holds work not yet
-//! committed, at least `min_height` after its previous block, and, above a leader
-//! height, once the leader's block is certified or `leader_timeout` has passed (at once
-//! for a leader that made no block at its last two leader heights). An idle network
-//! makes no blocks.
+//! it proposes there once, when it has pending work, the DAG holds work not yet
+//! committed, or another validator already opened that height; at least `min_height`
+//! after its previous block; and, above a leader height, once the leader's block is
+//! certified or `leader_timeout` has passed (at once for a leader that is unreachable,
+//! has no block at the height below its own, or made no block at its last two leader
+//! heights). An idle network makes no blocks.
 //!
 //! The block is stored with the record of its slot in one transaction: a restart never
 //! makes a second block at a height it proposed at, it asks for votes on the first.
@@ -215,7 +216,13 @@ fn leader_wait(state: &Consensus, chain: &Chain, height: u64) -> Option<Duration
     {
         return None;
     }
-    // A leader that made no block at its last two leader heights is not waited for.
+    // Every live validator proposes at every height that opens (it joins the others), so
+    // a leader without a certified block at the height below its own is down or far
+    // behind: not waited for.
+    if below >= 2 && below - 1 >= dag.horizon() && dag.block_of(below - 1, &leader).is_none() {
+        return None;
+    }
+    // Nor is a leader that made no block at its last two leader heights.
     let round = 2 * committee.len() as u64;
     let absent = [1u64, 2].iter().all(|k| {
         below

@@ -75,13 +75,15 @@ pub(crate) async fn check_content(
     Ok(())
 }
 
-/// Checks `proposal` against the DAG and stores it (block, attestations, entries), under
-/// the lock. Returns false when it was stored before.
+/// Checks `proposal` against the DAG and stores it (block, attestations, entries, and the
+/// checked certificate `qc` when it comes certified), under the lock. Returns false when
+/// it was stored before.
 pub(crate) async fn store_checked(
     state: &Arc<Consensus>,
     chain: &mut Chain,
     proposal: &Proposal,
     now: Option<u64>,
+    qc: Option<&bizra_ledger::vote::QuorumCertificate>,
 ) -> Result<bool, VoteError> {
     let block = &proposal.block;
     let current = chain.engine.epoch();
@@ -143,14 +145,15 @@ pub(crate) async fn store_checked(
     for (att, id) in proposal.attestations.iter().zip(&block.attestation_ids) {
         rows.push(NewAttestation::new(att, *id, received)?);
     }
-    if !rows.is_empty() {
-        state.store.insert_block_attestations(&rows).await?;
-    }
     // Entries first, the block, then the entries' inclusion: a crash in between leaves
     // entries pending (included again later, to no further effect), never a block whose
     // entries this store lacks.
     let seqs = file_entries(state, &proposal.entries, block.header.epoch).await?;
-    state.store.insert_block(block, received).await?;
+    // Attestations, block and certificate: one transaction.
+    state
+        .store
+        .insert_peer_block(block, &rows, qc, received, received)
+        .await?;
     if !seqs.is_empty() {
         state
             .store
@@ -175,7 +178,7 @@ pub(crate) async fn vote_for(
 ) -> Result<(bool, Option<Vote>), VoteError> {
     check_content(state, &proposal).await?;
     let mut chain = state.chain.lock().await;
-    let stored = store_checked(state, &mut chain, &proposal, Some(now_ms())).await?;
+    let stored = store_checked(state, &mut chain, &proposal, Some(now_ms()), None).await?;
     state.publish_head(&chain);
     if !chain.engine.committee().contains(&state.node_id) {
         return Ok((stored, None));
