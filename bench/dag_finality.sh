@@ -6,7 +6,9 @@
 # and the longest time without a commit (ledger growth, polled every 20 ms) at another
 # node after killing one validator under load.
 #
-#   bench/dag_finality.sh [RATE] [DURATION] [SLOT_MS]     defaults: 1000 20s 250
+#   bench/dag_finality.sh [RATE] [DURATION] [SLOT_MS] [PHASES]
+#
+# defaults: 1000 20s 250 "all-up one-dead gap"; PHASES picks the parts to run.
 #
 # Needs target/release/node0 (cargo build --release -p node0), curl, ss and python3. Uses
 # ports 19300-19303 on 127.0.0.1 and a temporary directory.
@@ -14,6 +16,7 @@ set -euo pipefail
 rate=${1:-1000}
 duration=${2:-20s}
 slot=${3:-250}
+phases=${4:-all-up one-dead gap}
 bin=target/release/node0
 base=19300
 dir=$(mktemp -d)
@@ -87,16 +90,23 @@ EOF
 }
 
 echo "rate $rate/s over the nodes, $duration, slot $slot ms, $(nproc) cores, $(git rev-parse --short HEAD)"
-start_net
-spread all-up 0 1 2 3
-stop_net
+if [[ " $phases " == *" all-up "* ]]; then
+    start_net
+    spread all-up 0 1 2 3
+    stop_net
+fi
 
-start_net
-kill -9 "$(node_pid 3)"
-sleep 1
-spread one-dead 0 1 2
-stop_net
+if [[ " $phases " == *" one-dead "* ]]; then
+    start_net
+    kill -9 "$(node_pid 3)"
+    sleep 1
+    spread one-dead 0 1 2
+    stop_net
+fi
 
+if [[ " $phases " != *" gap "* ]]; then
+    exit 0
+fi
 start_net
 # Longest commit gap at node-1 over 20 s after killing node-0 under load.
 "$bin" bench --url "http://127.0.0.1:$((base + 1))" --scenario attestation-submit \

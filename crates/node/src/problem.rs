@@ -266,7 +266,7 @@ impl Problem {
     }
 
     /// Another status than `code`'s: kept for the one code that answers two ways today
-    /// (`not_proposer`).
+    /// (`not_validator`: 403 for a block, 409 for a registry entry filed off the committee).
     pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self

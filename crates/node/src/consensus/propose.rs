@@ -219,7 +219,7 @@ fn leader_wait(state: &Consensus, chain: &Chain, height: u64) -> Option<Duration
     // Every live validator proposes at every height that opens (it joins the others), so
     // a leader without a certified block at the height below its own is down or far
     // behind: not waited for.
-    if below >= 2 && below - 1 >= dag.horizon() && dag.block_of(below - 1, &leader).is_none() {
+    if below >= 2 && below > dag.horizon() && dag.block_of(below - 1, &leader).is_none() {
         return None;
     }
     // Nor is a leader that made no block at its last two leader heights.

@@ -201,7 +201,8 @@ pub(crate) async fn list(
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ValidatorStats {
-    /// The registry's epoch (boundaries are applied at each slot).
+    /// The registry's epoch: the epoch whose start it shows (a leader that closes an
+    /// epoch applies the boundaries up to the next).
     pub(crate) epoch: u64,
     pub(crate) validator_count: usize,
     pub(crate) active_count: usize,
