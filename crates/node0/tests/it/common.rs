@@ -414,7 +414,7 @@ impl Drop for Node {
         if std::thread::panicking() {
             let log = self.log_text();
             let lines: Vec<&str> = log.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(4000)..];
+            let tail = &lines[lines.len().saturating_sub(40)..];
             eprintln!(
                 "--- last lines of {} ---\n{}",
                 self.log.display(),

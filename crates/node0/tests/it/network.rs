@@ -118,6 +118,10 @@ impl Net {
         cmd.arg("serve")
             .env("NODE0_DATA_DIR", self.dir(i))
             .args(["--log", "info"])
+            // Several 4-node networks share two cores while the suite runs: heights at
+            // most every 100 ms (the default is 50) halve the blocks a validator that
+            // was away has to fetch and check again.
+            .args(["--min-height-ms", "100"])
             .args(&self.extra[i]);
         for (k, v) in &self.env[i] {
             cmd.env(k, v);
