@@ -13,8 +13,12 @@ Recomputes, in Python:
     check for raw bodies);
   * merkle.json: every root and every inclusion proof (RFC 9162 with BLAKE3), and verifies
     each proof with the algorithm of RFC 9162 §2.1.3.2;
-  * blocks.json: the genesis file digest, the genesis block, every block hash (rfc8785 of
-    the header), proposer id, att_root, height, and proposer signature;
+  * blocks.json (header version 2): the genesis file digest, the validators' weights, the
+    genesis block, every block hash (rfc8785 of the header), proposer id, epoch, both
+    Merkle roots and counts (entries_root over BLAKE3 of the rfc8785 bytes of each
+    registry entry), the entries' own signatures, the parent rule (genesis alone under
+    height 1; parents of height h-1 by distinct proposers with 2/3 of the weight), the
+    proposer signature over b"bizra/block/v2" and every vote over b"bizra/vote/v2";
   * weights.json: the effective-weight formula and impact sums, to the bit;
   * signatures.json: the ZIP-215 verdict of every adversarial case.
 
@@ -589,6 +593,19 @@ def _check_header_text(obj, header):
     same("hash", b3(text).hex(), obj["hash"])
 
 
+# docs/protocol.md §3.1, §3.4, §3.5 and the constants table.
+BLOCK_VERSION = 2
+BLOCK_TAG = b"bizra/block/v2"
+VOTE_TAG = b"bizra/vote/v2"
+REGISTER_TAG = b"bizra/register/v1"
+EXIT_TAG = b"bizra/exit/v1"
+SLOT_MS = 2000
+EPOCH_SLOTS = 32
+INITIAL_REP_SCORE = 500
+FINALITY_THRESHOLD_BPS = 6667
+MAX_PARENTS = 100
+
+
 def check_genesis(doc):
     g = doc["genesis"]
     f = g["file"]
@@ -596,15 +613,23 @@ def check_genesis(doc):
     same("genesis file_canonical", text.decode("utf-8"), g["file_canonical"])
     digest = b3(text)
     same("genesis file_digest", digest.hex(), g["file_digest"])
-    ids = [b3(_hexkey(v["pubkey_ed25519"])).hex() for v in f["validators"]]
+    keys = [_hexkey(v["pubkey_ed25519"]) for v in f["validators"]]
+    ids = [b3(k).hex() for k in keys]
     same("genesis validator_ids", ids, g["validator_ids"])
+    same("genesis validator_key_seeds", [seed_pubkey(x) for x in g["validator_key_seeds"]], keys)
+    # A genesis validator starts with no impact and the initial reputation (§2.4, §3.5).
+    weights = [effective_weight(0.0, INITIAL_REP_SCORE, v["stake_bond"])[1] for v in f["validators"]]
+    same("genesis validator_weights", weights, g["validator_weights"])
     want = {
-        "version": 1,
+        "version": BLOCK_VERSION,
         "chain_id": f["chain_id"],
+        "epoch": 0,
         "height": 0,
         "parents": [],
         "att_root": mth([]).hex(),
         "att_count": 0,
+        "entries_root": mth([]).hex(),
+        "entries_count": 0,
         "proposer": digest.hex(),
         "timestamp_ms": _ms(f["genesis_time"]),
     }
@@ -612,28 +637,106 @@ def check_genesis(doc):
     _check_header_text(g, g["header"])
 
 
+def _validators(doc):
+    """validator id (hex) -> (public key, key seed hex, weight), from the genesis."""
+    g = doc["genesis"]
+    return {
+        b3(_hexkey(v["pubkey_ed25519"])).hex(): (_hexkey(v["pubkey_ed25519"]), seed, w)
+        for v, seed, w in zip(g["file"]["validators"], g["validator_key_seeds"], g["validator_weights"])
+    }
+
+
+def check_entry(doc, e, h, what):
+    """A registry entry: its rfc8785 bytes and id, its epoch, and its own signature."""
+    entry = e["entry"]
+    text = jcs(entry)
+    same(f"{what}.canonical", text.decode("utf-8"), e["canonical"])
+    same(f"{what}.id", b3(text).hex(), e["id"])
+    same(f"{what} chain_id", entry["chain_id"], h["chain_id"])
+    # The registry takes an entry only in the epoch it names.
+    same(f"{what} epoch", entry["epoch"], h["epoch"])
+    sig = bytes.fromhex(entry["signature"])
+    if entry["type"] == "register":
+        fields = ("chain_id", "epoch", "pubkey_ed25519", "network_address", "stake_bond")
+        body = {k: entry[k] for k in fields}
+        same(f"{what} fields", sorted(entry), sorted(fields + ("signature", "type")))
+        pk = _hexkey(entry["pubkey_ed25519"])
+        msg = REGISTER_TAG + b3(jcs(body))
+    elif entry["type"] == "exit":
+        fields = ("chain_id", "epoch", "validator_id")
+        body = {k: entry[k] for k in fields}
+        same(f"{what} fields", sorted(entry), sorted(fields + ("signature", "type")))
+        validator = _validators(doc).get(entry["validator_id"])
+        if validator is None:
+            raise Mismatch(f"{what}: exit by {entry['validator_id']}, not a genesis validator")
+        pk = validator[0]
+        msg = EXIT_TAG + b3(jcs(body))
+    else:
+        raise Mismatch(f"{what}: an entry of type {entry['type']!r} has no check here")
+    check_signature(pk, sig, msg, "valid", f"{what} signature")
+
+
 def check_block(doc, i):
     b = doc["blocks"][i]
     h = b["header"]
-    known = {doc["genesis"]["hash"]: doc["genesis"]["header"]}
+    g = doc["genesis"]
+    known = {g["hash"]: g["header"]}
     known.update({x["hash"]: x["header"] for x in doc["blocks"][:i]})
-    same("version", h["version"], 1)
-    same("chain_id", h["chain_id"], doc["genesis"]["file"]["chain_id"])
+    validators = _validators(doc)
+    same("version", h["version"], BLOCK_VERSION)
+    same("chain_id", h["chain_id"], g["file"]["chain_id"])
+    t0 = _ms(g["file"]["genesis_time"])
+    same("epoch", h["epoch"], (h["timestamp_ms"] - t0) // (EPOCH_SLOTS * SLOT_MS))
+
+    # Parents (§3.1): sorted, unique, known; genesis alone under height 1, else blocks of
+    # height h-1 of the same epoch by distinct proposers holding >= 2/3 of the weight.
     parents = h["parents"]
     same("parents sorted and unique", parents, sorted(set(parents)))
-    if not 1 <= len(parents) <= 8 or any(p not in known for p in parents):
-        raise Mismatch(f"parents {parents} are not 1-8 earlier blocks")
-    same("height", h["height"], 1 + max(known[p]["height"] for p in parents))
+    if not 1 <= len(parents) <= MAX_PARENTS or any(p not in known for p in parents):
+        raise Mismatch(f"parents {parents} are not 1 to {MAX_PARENTS} earlier blocks")
+    if h["height"] == 1:
+        same("the parent of a height-1 block", parents, [g["hash"]])
+    else:
+        if h["height"] < 2:
+            raise Mismatch(f"height {h['height']} for a block with parents")
+        for p in parents:
+            same(f"height of parent {p}", known[p]["height"], h["height"] - 1)
+            same(f"epoch of parent {p}", known[p]["epoch"], h["epoch"])
+        by = [known[p]["proposer"] for p in parents]
+        same("parents by distinct proposers", len(set(by)), len(by))
+        weight = sum(validators[x][2] for x in by if x in validators)
+        total = sum(v[2] for v in validators.values())
+        if not weight * 10000 >= total * FINALITY_THRESHOLD_BPS:
+            raise Mismatch(f"parents hold {weight} of {total} weight, less than 2/3")
+
     ids = [bytes.fromhex(x) for x in b["attestation_ids"]]
     same("att_count", h["att_count"], len(ids))
     same("att_root", h["att_root"], mth(ids).hex())
+    same("entry_ids are the entries' ids", b["entry_ids"], [e["id"] for e in b["entries"]])
+    for j, e in enumerate(b["entries"]):
+        check_entry(doc, e, h, f"entries[{j}]")
+    entry_ids = [bytes.fromhex(x) for x in b["entry_ids"]]
+    same("entries_count", h["entries_count"], len(entry_ids))
+    same("entries_root", h["entries_root"], mth(entry_ids).hex())
+
     pk = seed_pubkey(b["proposer_key_seed"])
     same("proposer_pubkey", "ed25519:" + pk.hex(), b["proposer_pubkey"])
     same("proposer", h["proposer"], b3(pk).hex())
     _check_header_text(b, h)
-    msg = b"bizra/block/v1" + bytes.fromhex(b["hash"])
+    msg = BLOCK_TAG + bytes.fromhex(b["hash"])
     check_signature(pk, bytes.fromhex(b["signature"]), msg, "valid", "block signature")
     same("signature by the proposer seed", nacl_sign(b["proposer_key_seed"], msg), b["signature"])
+
+    # One vote by each genesis validator, in genesis order (§3.4).
+    same("voters", [v["validator_id"] for v in b["votes"]], g["validator_ids"])
+    vote_msg = VOTE_TAG + bytes.fromhex(b["hash"])
+    for v in b["votes"]:
+        what = f"vote by {v['validator_id'][:8]}"
+        same(f"{what}: fields", sorted(v), ["block_hash", "signature", "validator_id"])
+        same(f"{what}: block_hash", v["block_hash"], b["hash"])
+        vpk, seed, _ = validators[v["validator_id"]]
+        check_signature(vpk, bytes.fromhex(v["signature"]), vote_msg, "valid", what)
+        same(f"{what}: by its seed", nacl_sign(seed, vote_msg), v["signature"])
 
 
 def effective_weight(impact: float, rep: int, stake: int):
@@ -795,8 +898,9 @@ def _paths(name: str, doc):
         for i, v in enumerate(g["file"]["validators"]):
             for k in v:
                 yield f"genesis.file.validators[{i}].{k}", v, k
-        for i in range(len(g["validator_ids"])):
-            yield f"genesis.validator_ids[{i}]", g["validator_ids"], i
+        for k in ("validator_ids", "validator_key_seeds", "validator_weights"):
+            for i in range(len(g[k])):
+                yield f"genesis.{k}[{i}]", g[k], i
         for k in g["header"]:
             if k != "parents":
                 yield f"genesis.header.{k}", g["header"], k
@@ -811,6 +915,17 @@ def _paths(name: str, doc):
                 yield f"{n}.header.parents[{i}]", b["header"]["parents"], i
             for i in range(len(b["attestation_ids"])):
                 yield f"{n}.attestation_ids[{i}]", b["attestation_ids"], i
+            for i in range(len(b["entry_ids"])):
+                yield f"{n}.entry_ids[{i}]", b["entry_ids"], i
+            for i, e in enumerate(b["entries"]):
+                for k in ("canonical", "id"):
+                    yield f"{n}.entries[{i}].{k}", e, k
+                for k in e["entry"]:
+                    if k != "type":
+                        yield f"{n}.entries[{i}].entry.{k}", e["entry"], k
+            for i, v in enumerate(b["votes"]):
+                for k in v:
+                    yield f"{n}.votes[{i}].{k}", v, k
     elif name == "weights.json":
         for c in doc["effective_weight"]:
             for k in ("raw", "expected"):

@@ -3,11 +3,14 @@
 
 use bizra_ledger::attestation::builder::Draft;
 use bizra_ledger::attestation::Attestation;
-use bizra_ledger::block::Block;
+use bizra_ledger::block::{Block, BlockContent};
+use bizra_ledger::consensus::commit::{Committer, DEFAULT_GC_DEPTH};
+use bizra_ledger::consensus::committee::Committee;
+use bizra_ledger::consensus::dag::Dag;
 use bizra_ledger::crypto::{verify, verify_batch, BatchItem, Keypair};
-use bizra_ledger::dag::Dag;
 use bizra_ledger::genesis::Genesis;
 use bizra_ledger::params::NetworkAnchor;
+use bizra_ledger::vote::{QcVote, QuorumCertificate, Vote};
 use bizra_ledger::{canonical, merkle, Hash32};
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
@@ -106,37 +109,74 @@ fn merkle_root(c: &mut Criterion) {
     g.finish();
 }
 
-fn dag_insert(c: &mut Criterion) {
-    let kp = Keypair::from_seed([5; 32]);
-    let genesis = Genesis::single(kp.public(), "http://127.0.0.1:8080", "2026-01-01T00:00:00Z")
-        .block()
-        .expect("genesis");
-    // A chain of 1000 blocks, pre-built so that only insertion is timed.
-    let mut dag = Dag::new(&genesis).expect("dag");
+/// The consensus core on a full 4-validator DAG of 250 heights (1,000 certified blocks,
+/// each with a 4-vote certificate): insertion with every check, certificate signatures
+/// included, and the commit rule run after each block, as a node does.
+fn dag_commit(c: &mut Criterion) {
+    let keys: Vec<Keypair> = (1..=4u8).map(|i| Keypair::from_seed([i; 32])).collect();
+    let genesis = Genesis::single(
+        keys[0].public(),
+        "http://127.0.0.1:8080",
+        "2026-01-01T00:00:00Z",
+    )
+    .block()
+    .expect("genesis");
+    let committee = Committee::new(0, keys.iter().map(|k| (k.public(), 100)));
     let mut blocks = Vec::new();
-    for i in 0..1000u64 {
-        let b = Block::propose(
-            dag.chain_id(),
-            dag.next_height(),
-            dag.next_parents(),
-            vec![Hash32::digest(&i.to_le_bytes())],
-            i,
-            &kp,
-        )
-        .expect("block");
-        dag.insert(&b).expect("insert");
-        blocks.push(b);
+    let mut below = vec![genesis.hash];
+    for h in 1..=250u64 {
+        let this: Vec<(Block, QuorumCertificate)> = keys
+            .iter()
+            .map(|k| {
+                let b = Block::propose(
+                    BlockContent {
+                        chain_id: genesis.header.chain_id.clone(),
+                        epoch: 0,
+                        height: h,
+                        parents: below.clone(),
+                        attestation_ids: vec![Hash32::digest(&h.to_le_bytes())],
+                        entry_ids: vec![],
+                        timestamp_ms: genesis.header.timestamp_ms + h,
+                    },
+                    k,
+                )
+                .expect("block");
+                let qc = QuorumCertificate {
+                    block_hash: b.hash,
+                    votes: keys
+                        .iter()
+                        .map(|v| {
+                            let vote = Vote::sign(b.hash, v);
+                            QcVote {
+                                validator_id: vote.validator_id,
+                                signature: vote.signature,
+                            }
+                        })
+                        .collect(),
+                    weight: 0,
+                    total_weight: 0,
+                };
+                (b, qc)
+            })
+            .collect();
+        below = this.iter().map(|(b, _)| b.hash).collect();
+        below.sort();
+        blocks.extend(this);
     }
-    let mut g = c.benchmark_group("dag");
+    let mut g = c.benchmark_group("consensus");
+    g.sample_size(10);
     g.throughput(Throughput::Elements(blocks.len() as u64));
-    g.bench_function("insert_chain_1000", |b| {
+    g.bench_function("insert_and_commit_4x250", |b| {
         b.iter_batched(
-            || Dag::new(&genesis).expect("dag"),
-            |mut dag| {
-                for blk in &blocks {
-                    dag.insert(blk).expect("insert");
+            || (Dag::new(0, &genesis), Committer::new(DEFAULT_GC_DEPTH)),
+            |(mut dag, mut committer)| {
+                let mut committed = 0;
+                for (blk, qc) in &blocks {
+                    dag.insert(blk, qc, &committee).expect("insert");
+                    committed += committer.commit(&dag, &committee, |_| 0).leaders.len();
+                    committer.collect_garbage(&mut dag);
                 }
-                dag
+                committed
             },
             BatchSize::SmallInput,
         )
@@ -144,5 +184,5 @@ fn dag_insert(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, attestation, signatures, merkle_root, dag_insert);
+criterion_group!(benches, attestation, signatures, merkle_root, dag_commit);
 criterion_main!(benches);

@@ -18,13 +18,18 @@
 use std::path::PathBuf;
 
 use bizra_ledger::attestation::{self, Attestation, SchemaErrorKind};
-use bizra_ledger::block::Block;
+use bizra_ledger::block::{Block, BlockContent};
 use bizra_ledger::canonical::to_canonical_bytes;
 use bizra_ledger::crypto::{self, tagged_message, Keypair, PublicKey, SignatureBytes, POI_TAG};
 use bizra_ledger::genesis::{Genesis, GenesisValidator};
 use bizra_ledger::hash::Hash32;
 use bizra_ledger::merkle;
-use bizra_ledger::params::{NetworkAnchor, DEFAULT_CHAIN_ID, DEFAULT_GENESIS_MERKLE_ROOT};
+use bizra_ledger::params::{
+    NetworkAnchor, DEFAULT_CHAIN_ID, DEFAULT_GENESIS_MERKLE_ROOT, FINALITY_THRESHOLD_BPS,
+    INITIAL_REP_SCORE,
+};
+use bizra_ledger::registry::{epoch_of_time, ExitRequest, Registration, Registry, RegistryEntry};
+use bizra_ledger::vote::{meets_threshold, Vote};
 use bizra_ledger::weight;
 use curve25519_dalek::constants::EIGHT_TORSION;
 use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
@@ -40,8 +45,10 @@ pub(crate) const NOW: &str = "2026-11-28T12:00:00Z";
 pub(crate) const ATTESTER_SEED: [u8; 32] = [0x01; 32];
 /// Seed of a second attester key (wrong-key signatures).
 pub(crate) const OTHER_SEED: [u8; 32] = [0x02; 32];
-/// Seeds of the two genesis validators, which also propose the blocks.
-pub(crate) const VALIDATOR_SEEDS: [[u8; 32]; 2] = [[0x0a; 32], [0x0b; 32]];
+/// Seeds of the four genesis validators (equal bonds), which propose and vote the blocks.
+pub(crate) const VALIDATOR_SEEDS: [[u8; 32]; 4] = [[0x0a; 32], [0x0b; 32], [0x0c; 32], [0x0d; 32]];
+/// Seed of the key that registers in a block's registry entries.
+pub(crate) const REGISTRANT_SEED: [u8; 32] = [0x0e; 32];
 /// The file names, in the order [`generate`] returns them.
 pub(crate) const FILES: [&str; 5] = [
     "attestations.json",
@@ -912,14 +919,25 @@ fn merkle_vectors() -> Value {
 // ---------------------------------------------------------------------------------------
 
 /// A block of blocks.json: who proposes it, on which parents (by name), over which
-/// attestations, at which slot after genesis.
+/// attestations and registry entries, at which slot after genesis.
 struct PlannedBlock {
     name: &'static str,
     description: &'static str,
     proposer: usize,
     parents: Vec<&'static str>,
     atts: Vec<Hash32>,
+    entries: Vec<RegistryEntry>,
     slot: u64,
+}
+
+/// A registry entry as blocks.json shows it: the entry, its RFC 8785 bytes and its id.
+fn entry_json(e: &RegistryEntry) -> Value {
+    let canonical = to_canonical_bytes(e).expect("canonical entry");
+    json!({
+        "entry": e,
+        "canonical": String::from_utf8(canonical.clone()).expect("UTF-8"),
+        "id": Hash32::digest(&canonical).to_hex(),
+    })
 }
 
 fn blocks(valid_digests: &[Hash32]) -> Value {
@@ -931,18 +949,15 @@ fn blocks(valid_digests: &[Hash32]) -> Value {
         chain_id: DEFAULT_CHAIN_ID.into(),
         genesis_time: "2026-01-01T00:00:00Z".into(),
         genesis_merkle_root: DEFAULT_GENESIS_MERKLE_ROOT.parse().expect("default root"),
-        validators: vec![
-            GenesisValidator {
-                pubkey_ed25519: validators[0].public(),
+        validators: validators
+            .iter()
+            .enumerate()
+            .map(|(i, k)| GenesisValidator {
+                pubkey_ed25519: k.public(),
                 stake_bond: 10_000,
-                network_address: "http://10.0.0.1:8080".into(),
-            },
-            GenesisValidator {
-                pubkey_ed25519: validators[1].public(),
-                stake_bond: 2_500,
-                network_address: "http://10.0.0.2:8080".into(),
-            },
-        ],
+                network_address: format!("http://10.0.0.{}:8080", i + 1),
+            })
+            .collect(),
     };
     genesis.check().expect("genesis is valid");
     let gblock = genesis.block().expect("genesis block");
@@ -950,41 +965,130 @@ fn blocks(valid_digests: &[Hash32]) -> Value {
     let header_canonical = |b: &Block| {
         String::from_utf8(to_canonical_bytes(&b.header).expect("canonical header")).expect("UTF-8")
     };
+    // Equal bonds, so equal weights: the parents of a block at height h ≥ 2 are blocks of
+    // at least three of the four validators (≥ 2/3 of the weight).
+    let registry = Registry::from_genesis(&genesis).expect("registry");
+    let weights: Vec<u64> = validators
+        .iter()
+        .map(|k| {
+            registry
+                .get(&k.public().validator_id())
+                .expect("genesis validator")
+                .effective_weight()
+        })
+        .collect();
+    assert!(weights.iter().all(|w| *w == weights[0]), "equal weights");
+    assert_eq!(
+        weights[0],
+        weight::effective_weight(0.0, INITIAL_REP_SCORE, 10_000),
+        "a genesis validator starts with no impact and the initial reputation"
+    );
+    let total: u64 = weights.iter().sum();
+
+    // Registry entries of epoch 0: a new key registers, the fourth validator asks to exit.
+    let registrant = Keypair::from_seed(REGISTRANT_SEED);
+    let register = RegistryEntry::Register(
+        Registration::sign(
+            DEFAULT_CHAIN_ID,
+            0,
+            &registrant,
+            "http://10.0.0.5:8080",
+            5_000,
+        )
+        .expect("registration"),
+    );
+    let exit = RegistryEntry::Exit(
+        ExitRequest::sign(DEFAULT_CHAIN_ID, 0, &validators[3]).expect("exit request"),
+    );
+    let mut applied = registry.clone();
+    for e in [&register, &exit] {
+        applied
+            .apply_entry(e, 0)
+            .expect("the entries apply in epoch 0");
+    }
 
     assert!(valid_digests.len() >= 7, "enough valid attestations");
     let ids = |r: std::ops::Range<usize>| valid_digests[r].to_vec();
-    let planned = |name, description, proposer, parents, atts, slot| PlannedBlock {
+    let planned = |name, description, proposer, parents, atts, entries, slot| PlannedBlock {
         name,
         description,
         proposer,
         parents,
         atts,
+        entries,
         slot,
     };
     let plan = vec![
         planned(
-            "b1",
-            "First block: one parent (genesis), three attestations.",
+            "b1_0",
+            "Height 1 by validator 0: genesis as its one parent, three attestations.",
             0,
             vec!["genesis"],
             ids(0..3),
+            vec![],
             1,
         ),
-        planned("b2a", "Height 2, one attestation.", 0, vec!["b1"], ids(3..4), 2),
         planned(
-            "b2b",
-            "Height 2, made concurrently by the other validator: no attestations (att_root = H(\"\")).",
+            "b1_1",
+            "Height 1 by validator 1, one attestation.",
             1,
-            vec!["b1"],
+            vec!["genesis"],
+            ids(3..4),
+            vec![],
+            1,
+        ),
+        planned(
+            "b1_2",
+            "Height 1 by validator 2, empty (att_root = entries_root = H(\"\")).",
+            2,
+            vec!["genesis"],
+            vec![],
+            vec![],
+            1,
+        ),
+        planned(
+            "b1_3",
+            "Height 1 by validator 3, empty.",
+            3,
+            vec!["genesis"],
+            vec![],
+            vec![],
+            1,
+        ),
+        planned(
+            "b2_0",
+            "Height 2 by validator 0 on three height-1 blocks (3 of 4 weight): one attestation and two registry entries, a registration and an exit request, in block order.",
+            0,
+            vec!["b1_0", "b1_1", "b1_2"],
+            ids(4..5),
+            vec![register, exit],
+            2,
+        ),
+        planned(
+            "b2_1",
+            "Height 2 by validator 1 on all four height-1 blocks.",
+            1,
+            vec!["b1_0", "b1_1", "b1_2", "b1_3"],
+            vec![],
             vec![],
             2,
         ),
         planned(
-            "b3",
-            "Merges the two tips: two parents, sorted by hash.",
-            1,
-            vec!["b2b", "b2a"],
-            ids(4..7),
+            "b2_3",
+            "Height 2 by validator 3 on the height-1 blocks of validators 1, 2 and 3.",
+            3,
+            vec!["b1_3", "b1_1", "b1_2"],
+            vec![],
+            vec![],
+            2,
+        ),
+        planned(
+            "b3_2",
+            "Height 3 by validator 2 on the three height-2 blocks, two attestations.",
+            2,
+            vec!["b2_0", "b2_1", "b2_3"],
+            ids(5..7),
+            vec![],
             3,
         ),
     ];
@@ -996,6 +1100,7 @@ fn blocks(valid_digests: &[Hash32]) -> Value {
         proposer,
         parents,
         atts,
+        entries,
         slot,
     } in plan
     {
@@ -1003,23 +1108,48 @@ fn blocks(valid_digests: &[Hash32]) -> Value {
             .iter()
             .map(|p| &made.iter().find(|(n, _)| n == p).expect("parent made").1)
             .collect();
-        let height = 1 + parent_blocks
-            .iter()
-            .map(|b| b.header.height)
-            .max()
-            .expect("parents");
+        let height = 1 + parent_blocks[0].header.height;
+        // The DAG rule of docs/protocol.md §3.1, declared here rather than taken from
+        // the library: one parent, genesis, at height 1; at h ≥ 2, parents of height
+        // h−1 by distinct proposers holding ≥ 2/3 of the weight.
+        if height == 1 {
+            assert_eq!(parents, ["genesis"], "{name}");
+        } else {
+            assert!(parent_blocks.iter().all(|b| b.header.height == height - 1));
+            let mut by: Vec<Hash32> = parent_blocks.iter().map(|b| b.header.proposer).collect();
+            by.sort();
+            by.dedup();
+            assert_eq!(by.len(), parent_blocks.len(), "{name}: distinct proposers");
+            assert!(
+                meets_threshold(weights[0] * by.len() as u64, total, FINALITY_THRESHOLD_BPS),
+                "{name}: parents of 2/3 of the weight"
+            );
+        }
+        let timestamp_ms = t0 + slot * bizra_ledger::params::SLOT_MS;
         let b = Block::propose(
-            DEFAULT_CHAIN_ID,
-            height,
-            parent_blocks.iter().map(|b| b.hash).collect(),
-            atts,
-            t0 + slot * bizra_ledger::params::SLOT_MS,
+            BlockContent {
+                chain_id: DEFAULT_CHAIN_ID.into(),
+                epoch: epoch_of_time(t0, timestamp_ms, bizra_ledger::params::SLOT_MS),
+                height,
+                parents: parent_blocks.iter().map(|b| b.hash).collect(),
+                attestation_ids: atts,
+                entry_ids: entries
+                    .iter()
+                    .map(|e| e.digest().expect("entry digest"))
+                    .collect(),
+                timestamp_ms,
+            },
             &validators[proposer],
         )
         .expect("block");
+        assert_eq!(
+            b.header.epoch, 0,
+            "{name}: every block is in the first epoch"
+        );
         b.check_integrity().expect("block integrity");
         b.verify_signature(&validators[proposer].public())
             .expect("block signature");
+        let votes: Vec<Vote> = validators.iter().map(|k| Vote::sign(b.hash, k)).collect();
         out.push(json!({
             "name": name,
             "description": description,
@@ -1030,16 +1160,21 @@ fn blocks(valid_digests: &[Hash32]) -> Value {
             "proposer_key_seed": hex::encode(VALIDATOR_SEEDS[proposer]),
             "proposer_pubkey": validators[proposer].public().to_string(),
             "attestation_ids": b.attestation_ids.iter().map(Hash32::to_hex).collect::<Vec<_>>(),
+            "entry_ids": b.entry_ids.iter().map(Hash32::to_hex).collect::<Vec<_>>(),
+            "entries": entries.iter().map(entry_json).collect::<Vec<_>>(),
+            "votes": votes,
         }));
         made.push((name.to_string(), b));
     }
     json!({
-        "about": "Genesis and blocks (docs/protocol.md §3.1). Block hash = BLAKE3(RFC 8785 of the header); the proposer signs b\"bizra/block/v1\" ‖ hash (32 bytes); header.proposer = BLAKE3(proposer public key bytes); att_root = Merkle root (merkle.json rules) of attestation_ids, which are digests of valid cases of attestations.json; height = 1 + max parent height. The genesis block: height 0, no parents, att_root = H(\"\"), att_count 0, proposer = BLAKE3(RFC 8785 of the genesis file), timestamp_ms = genesis_time, unsigned.",
+        "about": "Genesis and blocks of header version 2 (docs/protocol.md §3.1, §3.4). Block hash = BLAKE3(RFC 8785 of the header); the proposer signs b\"bizra/block/v2\" ‖ hash (32 bytes); header.proposer = BLAKE3(proposer public key bytes); att_root = Merkle root (merkle.json rules) of attestation_ids, which are digests of valid cases of attestations.json; entries_root = Merkle root of entry_ids, each BLAKE3 of the RFC 8785 bytes of a registry entry (entries[i].canonical), in block order; att_count and entries_count count them; epoch = floor((timestamp_ms - genesis_time) / (32 x 2000 ms)). A block at height 1 cites genesis as its one parent; a block at height h >= 2 cites blocks of height h-1 by distinct proposers holding >= 2/3 of the weight (weight x 10000 >= total x 6667; four validators of equal weight, so three or four parents). Each vote is by a genesis validator over b\"bizra/vote/v2\" ‖ block hash. The genesis block: version 2, epoch 0, height 0, no parents, att_root = entries_root = H(\"\"), counts 0, proposer = BLAKE3(RFC 8785 of the genesis file), timestamp_ms = genesis_time, unsigned.",
         "genesis": {
             "file": genesis,
             "file_canonical": String::from_utf8(to_canonical_bytes(&genesis).expect("canonical genesis")).expect("UTF-8"),
             "file_digest": genesis.digest().expect("digest").to_hex(),
             "validator_ids": genesis.validators.iter().map(|v| v.validator_id().to_hex()).collect::<Vec<_>>(),
+            "validator_key_seeds": VALIDATOR_SEEDS.iter().map(hex::encode).collect::<Vec<_>>(),
+            "validator_weights": weights,
             "header": gblock.header,
             "header_canonical": header_canonical(&gblock),
             "hash": gblock.hash.to_hex(),

@@ -8,7 +8,7 @@ use crate::hash::Hash32;
 use crate::merkle;
 use crate::params::MAX_PARENTS;
 
-pub const BLOCK_VERSION: u32 = 1;
+pub const BLOCK_VERSION: u32 = 2;
 
 /// What a block commits to. Its hash is BLAKE3 of its RFC 8785 bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,14 +16,34 @@ pub const BLOCK_VERSION: u32 = 1;
 pub struct BlockHeader {
     pub version: u32,
     pub chain_id: String,
+    /// The epoch whose validator set checks, certifies and commits this block.
+    pub epoch: u64,
+    /// Round of the DAG: 0 for genesis, 1 for the first blocks of an epoch.
     pub height: u64,
-    /// Sorted, unique; 1–8 entries, none for genesis.
+    /// Sorted, unique; none for genesis, otherwise 1 to [`MAX_PARENTS`].
     pub parents: Vec<Hash32>,
     /// Merkle root of the block's attestation digests, in block order.
     pub att_root: Hash32,
     pub att_count: u64,
+    /// Merkle root of the digests of the block's registry entries, in block order.
+    pub entries_root: Hash32,
+    pub entries_count: u64,
     /// Validator id of the proposer; for genesis, the digest of the genesis document.
     pub proposer: Hash32,
+    pub timestamp_ms: u64,
+}
+
+/// What a proposer puts in a new block; [`Block::propose`] derives the rest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockContent {
+    pub chain_id: String,
+    pub epoch: u64,
+    pub height: u64,
+    /// Sorted and deduplicated by [`Block::propose`].
+    pub parents: Vec<Hash32>,
+    pub attestation_ids: Vec<Hash32>,
+    /// [`crate::registry::RegistryEntry::digest`] of each entry, in block order.
+    pub entry_ids: Vec<Hash32>,
     pub timestamp_ms: u64,
 }
 
@@ -31,7 +51,7 @@ pub struct BlockHeader {
 pub enum BlockError {
     #[error("block version must be {BLOCK_VERSION}")]
     Version,
-    #[error("height, att_count and timestamp_ms must be at most 2^53 - 1")]
+    #[error("epoch, height, counts and timestamp_ms must be at most 2^53 - 1")]
     UnsafeInteger,
     #[error("a block needs 1 to {MAX_PARENTS} parents")]
     ParentCount,
@@ -41,6 +61,10 @@ pub enum BlockError {
     AttCount { header: u64, actual: usize },
     #[error("att_root does not match the attestation ids")]
     AttRoot,
+    #[error("entries_count {header} does not match {actual} entry ids")]
+    EntriesCount { header: u64, actual: usize },
+    #[error("entries_root does not match the entry ids")]
+    EntriesRoot,
     #[error("block hash does not match the header")]
     Hash,
     #[error("block has no proposer signature")]
@@ -66,7 +90,16 @@ impl BlockHeader {
         // Larger integers would be rounded by RFC 8785 and the hash would differ between
         // implementations.
         let max = crate::attestation::schema::MAX_SAFE_INTEGER;
-        if self.height > max || self.att_count > max || self.timestamp_ms > max {
+        if [
+            self.epoch,
+            self.height,
+            self.att_count,
+            self.entries_count,
+            self.timestamp_ms,
+        ]
+        .iter()
+        .any(|v| *v > max)
+        {
             return Err(BlockError::UnsafeInteger);
         }
         if self.height > 0 && !(1..=MAX_PARENTS).contains(&self.parents.len()) {
@@ -82,36 +115,44 @@ impl BlockHeader {
     }
 }
 
-/// A header with its hash, the proposer's signature and the ids of its attestations.
+/// A header with its hash, the proposer's signature and the ids of what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Block {
     pub hash: Hash32,
     pub header: BlockHeader,
-    /// Over `b"bizra/block/v1"` ‖ hash; `None` only for genesis.
+    /// Over `b"bizra/block/v2"` ‖ hash; `None` only for genesis.
     pub signature: Option<SignatureBytes>,
     pub attestation_ids: Vec<Hash32>,
+    /// Digests of the block's registry entries, in block order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entry_ids: Vec<Hash32>,
 }
 
 impl Block {
-    /// Builds and signs a block over `attestation_ids`; `parents` are sorted here.
-    pub fn propose(
-        chain_id: &str,
-        height: u64,
-        mut parents: Vec<Hash32>,
-        attestation_ids: Vec<Hash32>,
-        timestamp_ms: u64,
-        proposer: &Keypair,
-    ) -> Result<Block, BlockError> {
+    /// Builds and signs a block over `content`.
+    pub fn propose(content: BlockContent, proposer: &Keypair) -> Result<Block, BlockError> {
+        let BlockContent {
+            chain_id,
+            epoch,
+            height,
+            mut parents,
+            attestation_ids,
+            entry_ids,
+            timestamp_ms,
+        } = content;
         parents.sort();
         parents.dedup();
         let header = BlockHeader {
             version: BLOCK_VERSION,
-            chain_id: chain_id.to_string(),
+            chain_id,
+            epoch,
             height,
             parents,
             att_root: merkle::root(&attestation_ids),
             att_count: attestation_ids.len() as u64,
+            entries_root: merkle::root(&entry_ids),
+            entries_count: entry_ids.len() as u64,
             proposer: proposer.public().validator_id(),
             timestamp_ms,
         };
@@ -122,10 +163,11 @@ impl Block {
             signature: Some(proposer.sign_tagged(BLOCK_TAG, &hash)),
             header,
             attestation_ids,
+            entry_ids,
         })
     }
 
-    /// Everything a block says about itself: shape, hash, attestation root and count.
+    /// Everything a block says about itself: shape, hash, both roots and counts.
     pub fn check_integrity(&self) -> Result<(), BlockError> {
         self.header.check_shape()?;
         if self.header.hash()? != self.hash {
@@ -137,8 +179,18 @@ impl Block {
                 actual: self.attestation_ids.len(),
             });
         }
-        if self.header.height > 0 && merkle::root(&self.attestation_ids) != self.header.att_root {
+        if self.header.entries_count != self.entry_ids.len() as u64 {
+            return Err(BlockError::EntriesCount {
+                header: self.header.entries_count,
+                actual: self.entry_ids.len(),
+            });
+        }
+        // Genesis holds nothing: its roots are the empty tree's, checked like any other.
+        if merkle::root(&self.attestation_ids) != self.header.att_root {
             return Err(BlockError::AttRoot);
+        }
+        if merkle::root(&self.entry_ids) != self.header.entries_root {
+            return Err(BlockError::EntriesRoot);
         }
         Ok(())
     }
@@ -162,9 +214,20 @@ impl Block {
 mod tests {
     use super::*;
 
+    fn content(parents: Vec<Hash32>, n: u32) -> BlockContent {
+        BlockContent {
+            chain_id: "c".into(),
+            epoch: 0,
+            height: 1,
+            parents,
+            attestation_ids: (0..n).map(|i| Hash32::digest(&i.to_be_bytes())).collect(),
+            entry_ids: vec![Hash32::digest(b"entry")],
+            timestamp_ms: 1000,
+        }
+    }
+
     fn block(parents: Vec<Hash32>, n: u32) -> Block {
-        let ids = (0..n).map(|i| Hash32::digest(&i.to_be_bytes())).collect();
-        Block::propose("c", 1, parents, ids, 1000, &Keypair::from_seed([1; 32])).unwrap()
+        Block::propose(content(parents, n), &Keypair::from_seed([1; 32])).unwrap()
     }
 
     #[test]
@@ -196,18 +259,43 @@ mod tests {
             b.check_integrity(),
             Err(BlockError::AttCount { .. })
         ));
+        // The entries are bound like the attestations.
+        let mut b = block(vec![Hash32::digest(b"p")], 3);
+        b.entry_ids[0] = Hash32::digest(b"other entry");
+        assert_eq!(b.check_integrity(), Err(BlockError::EntriesRoot));
+        let mut b = block(vec![Hash32::digest(b"p")], 3);
+        b.entry_ids.clear();
+        assert!(matches!(
+            b.check_integrity(),
+            Err(BlockError::EntriesCount { .. })
+        ));
+    }
+
+    #[test]
+    fn a_block_without_entries_serializes_without_the_field() {
+        let mut c = content(vec![Hash32::digest(b"p")], 1);
+        c.entry_ids.clear();
+        let b = Block::propose(c, &Keypair::from_seed([1; 32])).unwrap();
+        let v = serde_json::to_value(&b).unwrap();
+        assert!(v.get("entry_ids").is_none());
+        assert_eq!(v["header"]["entries_count"], 0);
+        let back: Block = serde_json::from_value(v).unwrap();
+        assert_eq!(back, b);
+        back.check_integrity().unwrap();
     }
 
     #[test]
     fn parent_rules() {
         let kp = Keypair::from_seed([1; 32]);
         assert_eq!(
-            Block::propose("c", 1, vec![], vec![], 0, &kp).unwrap_err(),
+            Block::propose(content(vec![], 0), &kp).unwrap_err(),
             BlockError::ParentCount
         );
-        let nine = (0..9u8).map(|i| Hash32::digest(&[i])).collect();
+        let too_many = (0..=MAX_PARENTS as u32)
+            .map(|i| Hash32::digest(&i.to_be_bytes()))
+            .collect();
         assert_eq!(
-            Block::propose("c", 1, nine, vec![], 0, &kp).unwrap_err(),
+            Block::propose(content(too_many, 0), &kp).unwrap_err(),
             BlockError::ParentCount
         );
         let mut h = block(vec![Hash32::digest(b"a"), Hash32::digest(b"b")], 0).header;

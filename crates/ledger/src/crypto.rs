@@ -18,9 +18,9 @@ use crate::hash::{decode_lower_hex, Hash32};
 /// Domain tag of attestation signatures.
 pub const POI_TAG: &[u8] = b"bizra/poi/v1";
 /// Domain tag of block signatures.
-pub const BLOCK_TAG: &[u8] = b"bizra/block/v1";
+pub const BLOCK_TAG: &[u8] = b"bizra/block/v2";
 /// Domain tag of vote signatures.
-pub const VOTE_TAG: &[u8] = b"bizra/vote/v1";
+pub const VOTE_TAG: &[u8] = b"bizra/vote/v2";
 
 /// The message that is signed: a domain tag followed by the 32 raw hash bytes.
 pub fn tagged_message(tag: &[u8], hash: &Hash32) -> Vec<u8> {

@@ -127,10 +127,13 @@ impl Genesis {
         let header = BlockHeader {
             version: BLOCK_VERSION,
             chain_id: self.chain_id.clone(),
+            epoch: 0,
             height: 0,
             parents: vec![],
             att_root: merkle::root(&[]),
             att_count: 0,
+            entries_root: merkle::root(&[]),
+            entries_count: 0,
             proposer: self.digest()?,
             timestamp_ms: self.genesis_time_ms()?,
         };
@@ -139,6 +142,7 @@ impl Genesis {
             header,
             signature: None,
             attestation_ids: vec![],
+            entry_ids: vec![],
         })
     }
 }

@@ -26,8 +26,8 @@ pub const REP_DECAY_NUM: u64 = 95;
 pub const REP_DECAY_DEN: u64 = 100;
 /// Epochs between an exit request and the exit.
 pub const EXIT_DELAY_EPOCHS: u64 = 2;
-/// Most parents a block may name.
-pub const MAX_PARENTS: usize = 8;
+/// Most parents a block may name: one per active validator.
+pub const MAX_PARENTS: usize = MAX_ACTIVE_VALIDATORS;
 /// Default largest number of attestations in one block.
 pub const MAX_BLOCK_ATTESTATIONS: usize = 4096;
 

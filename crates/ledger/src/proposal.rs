@@ -1,7 +1,8 @@
 //! A block proposal as the proposer sends it to the other validators (docs/protocol.md
 //! §4.2, `submit-block`): the signed block, the attestations it places in block order, and
 //! the registry entries it includes. Everything here is checkable without the DAG; parents
-//! and height are the DAG's, and entries are judged by the registry when applied.
+//! and height are the DAG's, and what the entries do is the registry's to judge when they
+//! apply.
 
 use std::collections::HashSet;
 
@@ -20,9 +21,8 @@ use crate::registry::RegistryEntry;
 pub struct Proposal {
     pub block: Block,
     pub attestations: Vec<Attestation>,
-    /// Registry entries (register, exit, slash) the block includes, in the order they
-    /// apply. The header does not commit to them (header version 1 has no field for them,
-    /// docs/protocol.md §3.1); each entry carries its own signature or evidence.
+    /// Registry entries (register, exit, slash) the block includes, in block order: their
+    /// digests are the block's `entry_ids`, which its header's `entries_root` commits to.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub entries: Vec<RegistryEntry>,
 }
@@ -51,6 +51,10 @@ pub enum ProposalError {
     },
     #[error("attestation {index} signature does not verify")]
     BadSignature { index: usize },
+    #[error("block names {ids} registry entries but {bodies} were sent")]
+    EntryCount { ids: usize, bodies: usize },
+    #[error("registry entry {index} does not have the digest the block names")]
+    EntryMismatch { index: usize },
     #[error("block timestamp is not a valid time")]
     Timestamp,
 }
@@ -92,6 +96,17 @@ impl Proposal {
         if let Some(dup) = block.attestation_ids.iter().find(|id| !seen.insert(**id)) {
             return Err(ProposalError::DuplicateId(*dup));
         }
+        if self.entries.len() != block.entry_ids.len() {
+            return Err(ProposalError::EntryCount {
+                ids: block.entry_ids.len(),
+                bodies: self.entries.len(),
+            });
+        }
+        for (index, (entry, id)) in self.entries.iter().zip(&block.entry_ids).enumerate() {
+            if entry.digest().ok().as_ref() != Some(id) {
+                return Err(ProposalError::EntryMismatch { index });
+            }
+        }
         let at = i128::from(block.header.timestamp_ms) * 1_000_000;
         let at =
             OffsetDateTime::from_unix_timestamp_nanos(at).map_err(|_| ProposalError::Timestamp)?;
@@ -125,6 +140,7 @@ impl Proposal {
 mod tests {
     use super::*;
     use crate::attestation::sample::{now, resign, signed_sample};
+    use crate::block::BlockContent;
     use crate::crypto::Keypair;
 
     fn proposal(n: u8) -> (Proposal, Keypair, NetworkAnchor) {
@@ -133,11 +149,15 @@ mod tests {
         let ids = atts.iter().map(|a| a.digest().unwrap()).collect();
         let ts = (now().unix_timestamp_nanos() / 1_000_000) as u64;
         let block = Block::propose(
-            &NetworkAnchor::default().chain_id,
-            1,
-            vec![Hash32::digest(b"genesis")],
-            ids,
-            ts,
+            BlockContent {
+                chain_id: NetworkAnchor::default().chain_id,
+                epoch: 0,
+                height: 1,
+                parents: vec![Hash32::digest(b"genesis")],
+                attestation_ids: ids,
+                entry_ids: vec![],
+                timestamp_ms: ts,
+            },
             &proposer,
         )
         .unwrap();
@@ -204,11 +224,15 @@ mod tests {
         let ids: Vec<Hash32> = p.attestations.iter().map(|a| a.digest().unwrap()).collect();
         assert_eq!(ids[2], digest);
         let block = Block::propose(
-            &net.chain_id,
-            1,
-            p.block.header.parents.clone(),
-            ids,
-            p.block.header.timestamp_ms,
+            BlockContent {
+                chain_id: net.chain_id.clone(),
+                epoch: 0,
+                height: 1,
+                parents: p.block.header.parents.clone(),
+                attestation_ids: ids,
+                entry_ids: vec![],
+                timestamp_ms: p.block.header.timestamp_ms,
+            },
             &key,
         )
         .unwrap();
@@ -217,6 +241,50 @@ mod tests {
             p.check(&key.public(), &net).err(),
             Some(ProposalError::BadSignature { index: 2 })
         );
+    }
+
+    #[test]
+    fn entries_must_match_the_block() {
+        use crate::registry::{ExitRequest, RegistryEntry};
+        let (p, key, net) = proposal(1);
+        let exit = RegistryEntry::Exit(
+            ExitRequest::sign(&net.chain_id, 0, &Keypair::from_seed([5; 32])).unwrap(),
+        );
+        let other = RegistryEntry::Exit(
+            ExitRequest::sign(&net.chain_id, 1, &Keypair::from_seed([5; 32])).unwrap(),
+        );
+        let block = Block::propose(
+            BlockContent {
+                chain_id: net.chain_id.clone(),
+                epoch: 0,
+                height: 1,
+                parents: p.block.header.parents.clone(),
+                attestation_ids: p.block.attestation_ids.clone(),
+                entry_ids: vec![exit.digest().unwrap()],
+                timestamp_ms: p.block.header.timestamp_ms,
+            },
+            &key,
+        )
+        .unwrap();
+        let mut with_entry = Proposal {
+            block,
+            attestations: p.attestations.clone(),
+            entries: vec![exit],
+        };
+        with_entry.check(&key.public(), &net).unwrap();
+        let sent = with_entry.entries.clone();
+        with_entry.entries.clear();
+        assert_eq!(
+            with_entry.check(&key.public(), &net).err(),
+            Some(ProposalError::EntryCount { ids: 1, bodies: 0 })
+        );
+        with_entry.entries = vec![other];
+        assert_eq!(
+            with_entry.check(&key.public(), &net).err(),
+            Some(ProposalError::EntryMismatch { index: 0 })
+        );
+        with_entry.entries = sent;
+        with_entry.check(&key.public(), &net).unwrap();
     }
 
     #[test]

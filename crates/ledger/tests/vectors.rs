@@ -13,16 +13,18 @@ mod gen_vectors;
 use std::path::PathBuf;
 
 use bizra_ledger::attestation::{self, Attestation};
-use bizra_ledger::block::{Block, BlockHeader};
+use bizra_ledger::block::{Block, BlockContent, BlockHeader, BLOCK_VERSION};
 use bizra_ledger::canonical::to_canonical_bytes;
 use bizra_ledger::crypto::{
     self, tagged_message, verify_batch, BatchItem, CryptoError, Keypair, PublicKey, SignatureBytes,
-    BLOCK_TAG, POI_TAG,
+    BLOCK_TAG, POI_TAG, VOTE_TAG,
 };
 use bizra_ledger::genesis::Genesis;
 use bizra_ledger::hash::Hash32;
 use bizra_ledger::merkle::{self, InclusionProof};
-use bizra_ledger::params::NetworkAnchor;
+use bizra_ledger::params::{NetworkAnchor, FINALITY_THRESHOLD_BPS, SLOT_MS};
+use bizra_ledger::registry::{epoch_of_time, Registry, RegistryEntry};
+use bizra_ledger::vote::{meets_threshold, Vote};
 use bizra_ledger::weight;
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
@@ -248,14 +250,31 @@ fn block_vectors() {
     assert_eq!(gheader.hash().expect("hash"), hash(g, "hash"));
     gblock.check_integrity().expect("genesis integrity");
 
-    let mut known: Vec<Block> = vec![gblock];
-    let blocks = cases(&file, "blocks");
-    assert!(blocks
+    let keys: Vec<Keypair> = cases(g, "validator_key_seeds")
         .iter()
-        .any(|b| b["header"]["parents"].as_array().expect("parents").len() > 1));
+        .map(|v| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(v.as_str().expect("seed"), &mut out).expect("32-byte seed");
+            Keypair::from_seed(out)
+        })
+        .collect();
+    let registry = Registry::from_genesis(&genesis).expect("registry");
+    for (k, w) in keys.iter().zip(cases(g, "validator_weights")) {
+        let record = registry
+            .get(&k.public().validator_id())
+            .expect("a genesis validator's seed");
+        assert_eq!(Some(record.effective_weight()), w.as_u64());
+    }
+    let total = registry.total_active_weight();
+    let weight_of = |id: &Hash32| registry.get(id).map_or(0, |r| r.effective_weight());
+
+    let mut known: Vec<Block> = vec![gblock.clone()];
+    let blocks = cases(&file, "blocks");
+    assert!(blocks.iter().any(|b| !cases(b, "entries").is_empty()));
     for b in blocks {
         let name = s(b, "name");
         let header: BlockHeader = serde_json::from_value(b["header"].clone()).expect("header");
+        assert_eq!(header.version, BLOCK_VERSION, "{name}");
         let h = header.hash().expect("hash");
         assert_eq!(h, hash(b, "hash"), "{name}");
         assert_eq!(
@@ -267,16 +286,50 @@ fn block_vectors() {
         assert_eq!(kp.public().to_string(), s(b, "proposer_pubkey"), "{name}");
         let sig = SignatureBytes::parse(s(b, "signature")).expect("signature");
         let ids: Vec<Hash32> = serde_json::from_value(b["attestation_ids"].clone()).expect("ids");
+        let entry_ids: Vec<Hash32> =
+            serde_json::from_value(b["entry_ids"].clone()).expect("entry ids");
         let block = Block {
             hash: h,
             header: header.clone(),
             signature: Some(sig),
             attestation_ids: ids.clone(),
+            entry_ids: entry_ids.clone(),
         };
         block.check_integrity().expect("integrity");
         block.verify_signature(&kp.public()).expect("signature");
         assert!(crypto::verify_tagged(&kp.public(), &sig, BLOCK_TAG, &h).is_ok());
-        // Height and parents agree with the blocks named.
+        assert_eq!(
+            header.epoch,
+            epoch_of_time(gblock.header.timestamp_ms, header.timestamp_ms, SLOT_MS),
+            "{name}"
+        );
+        // The entries are the ones the ids name, in block order, each valid in its epoch.
+        let entries = cases(b, "entries");
+        assert_eq!(entries.len(), entry_ids.len(), "{name}");
+        let mut applied = registry.clone();
+        for (e, id) in entries.iter().zip(&entry_ids) {
+            let entry: RegistryEntry = serde_json::from_value(e["entry"].clone()).expect("entry");
+            let canonical = to_canonical_bytes(&entry).expect("jcs");
+            assert_eq!(
+                std::str::from_utf8(&canonical).expect("utf8"),
+                s(e, "canonical")
+            );
+            assert_eq!(entry.digest().expect("digest"), *id, "{name}");
+            assert_eq!(hash(e, "id"), *id, "{name}");
+            applied
+                .apply_entry(&entry, header.epoch)
+                .unwrap_or_else(|err| panic!("{name}: entry does not apply: {err}"));
+        }
+        // Every genesis validator's vote, over the v2 tag.
+        let votes: Vec<Vote> = serde_json::from_value(b["votes"].clone()).expect("votes");
+        assert_eq!(votes.len(), keys.len(), "{name}");
+        for (v, k) in votes.iter().zip(&keys) {
+            assert_eq!(v.block_hash, h, "{name}");
+            v.verify(&k.public()).expect("vote");
+            assert!(crypto::verify_tagged(&k.public(), &v.signature, VOTE_TAG, &h).is_ok());
+        }
+        // The DAG rule of docs/protocol.md §3.1: genesis alone under height 1; else
+        // parents of height h−1 by distinct proposers with 2/3 of the weight.
         let parents: Vec<&Block> = header
             .parents
             .iter()
@@ -287,19 +340,34 @@ fn block_vectors() {
                     .unwrap_or_else(|| panic!("{name}: unknown parent {p}"))
             })
             .collect();
-        let height = 1 + parents
-            .iter()
-            .map(|p| p.header.height)
-            .max()
-            .expect("parents");
-        assert_eq!(header.height, height, "{name}");
+        if header.height == 1 {
+            assert_eq!(header.parents, vec![gblock.hash], "{name}");
+        } else {
+            assert!(header.height >= 2, "{name}");
+            let mut by: Vec<Hash32> = parents.iter().map(|p| p.header.proposer).collect();
+            assert!(parents
+                .iter()
+                .all(|p| p.header.height == header.height - 1 && p.header.epoch == header.epoch));
+            by.sort();
+            by.dedup();
+            assert_eq!(by.len(), parents.len(), "{name}: distinct proposers");
+            let weight: u64 = by.iter().map(weight_of).sum();
+            assert!(
+                meets_threshold(weight, total, FINALITY_THRESHOLD_BPS),
+                "{name}: parents of 2/3 of the weight"
+            );
+        }
         // Proposing the same content again gives the same block, byte for byte.
         let again = Block::propose(
-            &header.chain_id,
-            header.height,
-            header.parents.iter().rev().copied().collect(),
-            ids.clone(),
-            header.timestamp_ms,
+            BlockContent {
+                chain_id: header.chain_id.clone(),
+                epoch: header.epoch,
+                height: header.height,
+                parents: header.parents.iter().rev().copied().collect(),
+                attestation_ids: ids.clone(),
+                entry_ids: entry_ids.clone(),
+                timestamp_ms: header.timestamp_ms,
+            },
             &kp,
         )
         .expect("propose");

@@ -20,6 +20,8 @@ pub const DEFAULT_DATA_DIR: &str = "./node0-data";
 /// Name of the config file looked for in the data directory when none is given.
 pub const CONFIG_FILE_NAME: &str = "node0.toml";
 const DEFAULT_SLOT_MS: u64 = 2000;
+/// Least time between two of a validator's blocks (docs/protocol.md §3.3).
+const DEFAULT_MIN_HEIGHT_MS: u64 = 50;
 const SLOT_MS_RANGE: std::ops::RangeInclusive<u64> = 10..=600_000;
 const MAX_BLOCK_ATTESTATIONS_RANGE: std::ops::RangeInclusive<usize> = 1..=65_536;
 const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
@@ -88,6 +90,13 @@ pub struct ConfigArgs {
     /// Slot length in milliseconds.
     #[arg(long, env = "NODE0_SLOT_MS")]
     pub slot_ms: Option<u64>,
+    /// Longest wait for a leader's block before proposing above its height, in
+    /// milliseconds (default: two slots).
+    #[arg(long, env = "NODE0_LEADER_TIMEOUT_MS")]
+    pub leader_timeout_ms: Option<u64>,
+    /// Least time between two of this validator's blocks, in milliseconds.
+    #[arg(long, env = "NODE0_MIN_HEIGHT_MS")]
+    pub min_height_ms: Option<u64>,
     /// Largest number of attestations in one block.
     #[arg(long, env = "NODE0_MAX_BLOCK_ATTESTATIONS")]
     pub max_block_attestations: Option<usize>,
@@ -170,6 +179,8 @@ pub struct Config {
     pub(crate) peer_breaker_open: Duration,
     pub(crate) genesis: Option<PathBuf>,
     pub(crate) slot: Duration,
+    pub(crate) leader_timeout: Duration,
+    pub(crate) min_height: Duration,
     pub(crate) max_block_attestations: usize,
     pub(crate) request_timeout: Duration,
     pub(crate) max_concurrent_requests: usize,
@@ -381,6 +392,12 @@ impl ConfigArgs {
             ),
             genesis: self.genesis.clone(),
             slot: Duration::from_millis(slot_ms),
+            leader_timeout: Duration::from_millis(
+                self.leader_timeout_ms.unwrap_or(2 * slot_ms).max(1),
+            ),
+            min_height: Duration::from_millis(
+                self.min_height_ms.unwrap_or(DEFAULT_MIN_HEIGHT_MS).max(1),
+            ),
             max_block_attestations,
             request_timeout: Duration::from_millis(request_timeout_ms.max(1)),
             cache_l1_bytes: self
@@ -573,6 +590,7 @@ mod tests {
             "listen" => c.listen.to_string(),
             "data-dir" => c.data_dir.display().to_string(),
             "slot-ms" => ms(c.slot),
+            "min-height-ms" => ms(c.min_height),
             "max-block-attestations" => c.max_block_attestations.to_string(),
             "request-timeout-ms" => ms(c.request_timeout),
             "max-concurrent-requests" => c.max_concurrent_requests.to_string(),
@@ -592,8 +610,10 @@ mod tests {
             "db-pgbouncer" => pg.pgbouncer.to_string(),
             "peer-timeout-ms" => ms(c.peer_call_timeout),
             "peer-breaker-open-ms" => ms(c.peer_breaker_open),
-            "config" | "genesis" | "redis-url" | "redis-prefix" | "trusted-proxies"
-            | "database-url" | "database-schema" | "db-pool-size" | "peers" => return None,
+            "config" | "genesis" | "leader-timeout-ms" | "redis-url" | "redis-prefix"
+            | "trusted-proxies" | "database-url" | "database-schema" | "db-pool-size" | "peers" => {
+                return None
+            }
             other => panic!("the test does not know --{other}: add it to default_of"),
         })
     }

@@ -11,7 +11,8 @@ pub(crate) const EVENT_BUFFER: usize = 1024;
 
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Event {
-    /// `block_proposed`, `block_finalized`, `attestation_accepted`, `validator_update`.
+    /// `block_proposed`, `block_certified`, `block_finalized`, `attestation_accepted`,
+    /// `validator_update`.
     pub(crate) kind: &'static str,
     pub(crate) data: serde_json::Value,
 }

@@ -10,7 +10,8 @@
 //! - services: `consensus` (chain state, block production, the validator network) and
 //!   `ingest` (the submit path);
 //! - infrastructure: `cache`, `limit`, `peers`, `redis_link`;
-//! - foundation: `problem`, `trace_id`, `events`, `metrics`, `log_sink`, `clock`.
+//! - foundation: `problem`, `trace_id`, `events`, `metrics`, `log_sink`, `clock`,
+//!   `faults`.
 
 mod cache;
 mod clock;
@@ -18,6 +19,7 @@ pub mod config;
 mod consensus;
 pub mod datadir;
 mod events;
+mod faults;
 mod http;
 mod ingest;
 mod limit;

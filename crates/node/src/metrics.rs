@@ -208,6 +208,13 @@ pub(crate) struct Metrics {
     pub(crate) peer_tasks: Gauge,
     pub(crate) votes_received: Counter,
     pub(crate) blocks_accepted: Counter,
+    pub(crate) blocks_certified: Counter,
+    pub(crate) votes_sent: Counter,
+    pub(crate) equivocations: Counter,
+    pub(crate) ledger_appended: Counter,
+    pub(crate) ledger_rejected: Counter,
+    pub(crate) ledger_size: Gauge,
+    pub(crate) epoch: Gauge,
 }
 
 impl Default for Metrics {
@@ -264,13 +271,13 @@ impl Metrics {
         let blocks_finalized = Counter::default();
         registry.register(
             "blocks_finalized",
-            "Blocks this node saw finalized",
+            "Blocks this node committed (finalized)",
             blocks_finalized.clone(),
         );
         let finality_lag_blocks = Gauge::default();
         registry.register(
             "finality_lag_blocks",
-            "Chain height minus finalized height",
+            "Highest certified height minus the last committed leader's height",
             finality_lag_blocks.clone(),
         );
         let chain_height = Gauge::default();
@@ -477,8 +484,50 @@ impl Metrics {
         let blocks_accepted = Counter::default();
         registry.register(
             "blocks_accepted",
-            "Blocks from the proposer this node checked and stored",
+            "Blocks of other validators this node checked and stored",
             blocks_accepted.clone(),
+        );
+        let blocks_certified = Counter::default();
+        registry.register(
+            "blocks_certified",
+            "Blocks this node saw certified (a quorum certificate checked and stored)",
+            blocks_certified.clone(),
+        );
+        let votes_sent = Counter::default();
+        registry.register(
+            "votes_sent",
+            "Votes this node signed for other validators' blocks",
+            votes_sent.clone(),
+        );
+        let equivocations = Counter::default();
+        registry.register(
+            "equivocations",
+            "Two blocks of one proposer at one height seen by this node",
+            equivocations.clone(),
+        );
+        let ledger_appended = Counter::default();
+        registry.register(
+            "ledger_appended",
+            "Attestations this node appended to the ledger (each with a log_index)",
+            ledger_appended.clone(),
+        );
+        let ledger_rejected = Counter::default();
+        registry.register(
+            "ledger_rejected",
+            "Attestations rejected in ledger order (duplicate_nonce)",
+            ledger_rejected.clone(),
+        );
+        let ledger_size = Gauge::default();
+        registry.register(
+            "ledger_size",
+            "Attestations in the ledger: the next log_index",
+            ledger_size.clone(),
+        );
+        let epoch = Gauge::default();
+        registry.register(
+            "epoch",
+            "The epoch this node builds blocks in",
+            epoch.clone(),
         );
         let metrics = Metrics {
             registry,
@@ -526,6 +575,13 @@ impl Metrics {
             peer_tasks,
             votes_received,
             blocks_accepted,
+            blocks_certified,
+            votes_sent,
+            equivocations,
+            ledger_appended,
+            ledger_rejected,
+            ledger_size,
+            epoch,
         };
         metrics.create_known_series();
         metrics

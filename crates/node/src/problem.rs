@@ -50,9 +50,8 @@ pub(crate) enum ErrorCode {
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
-    /// A block signed by a key that is not this network's proposer (403), or a registry
-    /// entry filed with a node that makes no blocks (409, see `Problem::with_status`).
-    NotProposer,
+    /// A block proposed or signed by a key that is not in the epoch's committee (403).
+    NotValidator,
     UnknownParent,
     Equivocation,
     RateLimited,
@@ -97,7 +96,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::PayloadTooLarge,
         ErrorCode::UnsupportedMediaType,
-        ErrorCode::NotProposer,
+        ErrorCode::NotValidator,
         ErrorCode::UnknownParent,
         ErrorCode::Equivocation,
         ErrorCode::RateLimited,
@@ -138,7 +137,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
-            ErrorCode::NotProposer => "not_proposer",
+            ErrorCode::NotValidator => "not_validator",
             ErrorCode::UnknownParent => "unknown_parent",
             ErrorCode::Equivocation => "equivocation",
             ErrorCode::RateLimited => "rate_limited",
@@ -158,7 +157,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ErrorCode::NotProposer => StatusCode::FORBIDDEN,
+            ErrorCode::NotValidator => StatusCode::FORBIDDEN,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Overloaded | ErrorCode::Timeout | ErrorCode::Unavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -267,7 +266,7 @@ impl Problem {
     }
 
     /// Another status than `code`'s: kept for the one code that answers two ways today
-    /// (`not_proposer`).
+    /// (`not_validator`: 403 for a block, 409 for a registry entry filed off the committee).
     pub(crate) fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
         self

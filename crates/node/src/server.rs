@@ -14,9 +14,8 @@ use tokio::sync::watch;
 use crate::cache::l2::L2;
 use crate::cache::ResponseCache;
 use crate::config::Config;
-use crate::consensus::chain::Chain;
 use crate::consensus::network::Network;
-use crate::consensus::{catchup, producer, Consensus, Parts, Settings};
+use crate::consensus::{catchup, propose, replay, Consensus, Parts, Settings};
 use crate::datadir::{self, DataDirError, STORE_FILE};
 use crate::events::Events;
 use crate::http::{self, entry::MakeEntry, listener::CountingListener};
@@ -26,6 +25,8 @@ use crate::metrics::Metrics;
 use crate::peers::breaker::BreakerConfig;
 use crate::redis_link::RedisLink;
 use crate::state::{AppState, Inner};
+use bizra_ledger::consensus::commit::DEFAULT_GC_DEPTH;
+use bizra_ledger::consensus::engine::EngineParams;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -98,15 +99,29 @@ impl Node {
             Err(e) => return Err(e.into()),
         }
         let slot_ms = config.slot.as_millis() as u64;
-        let chain = Chain::load(prepared.genesis, &store, slot_ms)
-            .await
+        let genesis_ms = prepared
+            .genesis
+            .genesis_time_ms()
             .map_err(|e| NodeError::Chain(e.to_string()))?;
+        let node_id = prepared.key.public().validator_id();
+        let chain = replay::load(
+            prepared.genesis,
+            &store,
+            EngineParams {
+                genesis_ms,
+                slot_ms,
+                gc_depth: DEFAULT_GC_DEPTH,
+            },
+            &node_id,
+            true,
+        )
+        .await
+        .map_err(|e| NodeError::Chain(e.to_string()))?;
         let anchor = chain.anchor.clone();
         let listener = bind(config.listen).map_err(|source| NodeError::Listen {
             addr: config.listen,
             source,
         })?;
-        let node_id = prepared.key.public().validator_id();
         let network = Network::new(
             &chain.genesis,
             &node_id,
@@ -168,6 +183,8 @@ impl Node {
             pending: ingest.pending.clone(),
             settings: Settings {
                 slot: config.slot,
+                min_height: config.min_height,
+                leader_timeout: config.leader_timeout,
                 max_block_attestations: config.max_block_attestations,
             },
             shutdown: shutdown.subscribe(),
@@ -207,16 +224,18 @@ impl Node {
             state.metrics.clone(),
             state.shutdown.subscribe(),
         ));
-        let producer = tokio::spawn(producer::run(consensus.clone()));
+        let producer = tokio::spawn(propose::run(consensus.clone()));
         let catch_up = tokio::spawn(catchup::run(consensus.clone()));
+        let probes = tokio::spawn(catchup::probe_peers(consensus.clone()));
         let head = consensus.head.load();
         tracing::info!(
             addr = %state.config.listen,
             node_id = %state.node_id_hex,
             chain_id = %state.anchor.chain_id,
+            epoch = head.epoch,
             height = head.height,
-            finalized = head.finalized_height,
-            proposer = consensus.is_proposer,
+            ledger = head.ledger_len,
+            validator = consensus.is_validator(),
             "node0 serving"
         );
         let app = http::router(state.clone());
@@ -237,6 +256,9 @@ impl Node {
         }
         if let Err(e) = catch_up.await {
             tracing::warn!(error = %e, "catch-up task ended abnormally");
+        }
+        if let Err(e) = probes.await {
+            tracing::warn!(error = %e, "peer probe task ended abnormally");
         }
         // Fan-outs and announcements end on the shutdown signal; wait for them so none
         // touches the store after it is closed.

@@ -16,7 +16,7 @@ const ORDER: &[(&str, &[&str])] = &[
     (
         "foundation",
         &[
-            "problem", "trace_id", "events", "metrics", "log_sink", "clock",
+            "problem", "trace_id", "events", "metrics", "log_sink", "clock", "faults",
         ],
     ),
 ];

@@ -95,9 +95,9 @@ enum Command {
     /// print acquire-wait and latency percentiles, connections in use and errors as JSON.
     /// Exits 1 when it cannot connect at all.
     DbPoolProbe(bizra_tools::db_pool_probe::ProbeArgs),
-    /// A local network of N validators: one data directory per node under DIR (node-0
-    /// proposes), then, unless --no-run, all N nodes started, one line per node printed,
-    /// until Ctrl-C.
+    /// A local network of N validators: one data directory per node under DIR (every
+    /// validator proposes), then, unless --no-run, all N nodes started, one line per
+    /// node printed, until Ctrl-C.
     Testnet(testnet::TestnetArgs),
     /// Print the version and the protocol this build speaks.
     Version,
@@ -265,13 +265,8 @@ async fn testnet(args: testnet::TestnetArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the node0 executable")?;
     let mut children = testnet::start(&exe, &nodes)?;
     for n in &nodes {
-        let role = if n.index == 0 {
-            "proposer"
-        } else {
-            "validator"
-        };
         println!(
-            "node-{}  {}  {role} {}  log {}",
+            "node-{}  {}  validator {}  log {}",
             n.index,
             n.url,
             n.validator_id,

@@ -18,7 +18,7 @@ pub(crate) const TESTNET_STAKE: u64 = 1_000;
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct TestnetArgs {
-    /// Number of validators (one node each); node-0 is the proposer.
+    /// Number of validators (one node each); each of them proposes.
     #[arg(long, default_value_t = 4)]
     pub validators: usize,
     /// Directory that receives node-0 ... node-{N-1}.
@@ -163,7 +163,7 @@ fn config_text(args: &TestnetArgs, i: usize) -> String {
         .map(|j| format!("{:?}", url_of(args, j)))
         .collect();
     let mut text = format!(
-        "# Written by `node0 testnet`: node {i} of {n}; node-0 proposes.\n\
+        "# Written by `node0 testnet`: node {i} of {n}; every validator proposes.\n\
          listen = \"127.0.0.1:{port}\"\n\
          peers = [{peers}]\n\
          # Every node and client of a local network shares 127.0.0.1, so per-address\n\

@@ -119,6 +119,14 @@ impl Store for AnyStore {
         detached!(self, s => s.insert_attestations(&items).await)
     }
 
+    async fn insert_block_attestations(
+        &self,
+        items: &[NewAttestation],
+    ) -> Result<Vec<BlockAttestation>, StoreError> {
+        let items = items.to_vec();
+        detached!(self, s => s.insert_block_attestations(&items).await)
+    }
+
     async fn nonce_owner(
         &self,
         pubkey: &PublicKey,
@@ -191,14 +199,90 @@ impl Store for AnyStore {
         detached!(self, s => s.insert_block_fenced(&block, created_at_ms, &lease, &holder).await)
     }
 
-    async fn mark_finalized(
+    async fn insert_peer_block(
         &self,
-        hashes: &[Hash32],
+        block: &Block,
+        attestations: &[NewAttestation],
         qc: Option<&QuorumCertificate>,
+        created_at_ms: u64,
+        certified_at_ms: u64,
+    ) -> Result<PeerBlockInsert, StoreError> {
+        let (block, attestations, qc) = (block.clone(), attestations.to_vec(), qc.cloned());
+        detached!(self, s => {
+            s.insert_peer_block(&block, &attestations, qc.as_ref(), created_at_ms, certified_at_ms)
+                .await
+        })
+    }
+
+    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        let batch = batch.clone();
+        detached!(self, s => s.commit(&batch).await)
+    }
+
+    async fn revive(&self, blocks: &[Hash32]) -> Result<u64, StoreError> {
+        let blocks = blocks.to_vec();
+        detached!(self, s => s.revive(&blocks).await)
+    }
+
+    async fn ledger_len(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.ledger_len().await)
+    }
+
+    async fn count_rejected(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count_rejected().await)
+    }
+
+    async fn ledger_page(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError> {
+        dispatch!(self, s => s.ledger_page(from, limit).await)
+    }
+
+    async fn ledger_lookup(
+        &self,
+        digests: &[Hash32],
+        pairs: &[(PublicKey, String)],
+    ) -> Result<(Vec<bool>, Vec<Option<Hash32>>), StoreError> {
+        dispatch!(self, s => s.ledger_lookup(digests, pairs).await)
+    }
+
+    async fn commit_state(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        dispatch!(self, s => s.commit_state().await)
+    }
+
+    async fn committed_blocks(&self) -> Result<Vec<Hash32>, StoreError> {
+        dispatch!(self, s => s.committed_blocks().await)
+    }
+
+    async fn attestation_keys(
+        &self,
+        digests: &[Hash32],
+    ) -> Result<Vec<Option<(PublicKey, String)>>, StoreError> {
+        dispatch!(self, s => s.attestation_keys(digests).await)
+    }
+
+    async fn record_signing(
+        &self,
+        epoch: u64,
+        height: u64,
+        proposer: &Hash32,
+        block: &Hash32,
         at_ms: u64,
-    ) -> Result<u64, StoreError> {
-        let (hashes, qc) = (hashes.to_vec(), qc.cloned());
-        detached!(self, s => s.mark_finalized(&hashes, qc.as_ref(), at_ms).await)
+    ) -> Result<Signing, StoreError> {
+        let (proposer, block) = (*proposer, *block);
+        detached!(self, s => s.record_signing(epoch, height, &proposer, &block, at_ms).await)
+    }
+
+    async fn insert_own_block(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        lease: Option<(&str, &str)>,
+    ) -> Result<Signing, StoreError> {
+        let block = block.clone();
+        let lease = lease.map(|(name, holder)| (name.to_string(), holder.to_string()));
+        detached!(self, s => {
+            let lease = lease.as_ref().map(|(n, h)| (n.as_str(), h.as_str()));
+            s.insert_own_block(&block, created_at_ms, lease).await
+        })
     }
 
     async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {
@@ -213,8 +297,22 @@ impl Store for AnyStore {
         dispatch!(self, s => s.blocks_from_height(from, limit).await)
     }
 
+    async fn blocks_of_epoch(
+        &self,
+        epoch: u64,
+        from_height: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        dispatch!(self, s => s.blocks_of_epoch(epoch, from_height, limit).await)
+    }
+
     async fn all_blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
         dispatch!(self, s => s.all_blocks().await)
+    }
+
+    async fn mark_certified(&self, qc: &QuorumCertificate, at_ms: u64) -> Result<bool, StoreError> {
+        let qc = qc.clone();
+        detached!(self, s => s.mark_certified(&qc, at_ms).await)
     }
 
     async fn finalized_height(&self) -> Result<Option<u64>, StoreError> {

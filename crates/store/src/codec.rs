@@ -69,6 +69,25 @@ pub(crate) fn qc_column(qc: &QuorumCertificate) -> Result<(Hash32, String), Stor
         .map_err(|e| StoreError::Invalid(format!("qc: {e}")))
 }
 
+/// A quorum certificate as [`crate::Store::mark_certified`] stores it: the block it goes
+/// on, its JSON, and `certified_at_ms`, checked before any transaction.
+pub(crate) struct Certificate {
+    pub block: Hash32,
+    pub json: String,
+    pub at: i64,
+}
+
+impl Certificate {
+    pub(crate) fn new(qc: &QuorumCertificate, at_ms: u64) -> Result<Certificate, StoreError> {
+        let (block, json) = qc_column(qc)?;
+        Ok(Certificate {
+            block,
+            json,
+            at: to_i64(at_ms, "certified_at_ms")?,
+        })
+    }
+}
+
 /// A registry entry's body as stored: its JSON text.
 pub(crate) fn registry_body_column(body: &serde_json::Value) -> Result<String, StoreError> {
     serde_json::to_string(body)

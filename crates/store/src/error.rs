@@ -22,6 +22,19 @@ pub enum StoreError {
     /// The caller passed a value the store cannot represent (a u64 beyond i64, a NaN).
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// The store holds blocks of a header version this build does not read
+    /// (docs/protocol.md §3.1); no migration converts them. Refused at open, before any
+    /// schema migration, so the store stays as its own build left it.
+    #[error(
+        "this {place} holds block headers of version {found}; this node reads and writes \
+         version {expected}; start it with a new {place} (no migration from version {found})"
+    )]
+    HeaderVersion {
+        /// What the store is to the operator: "data directory", "database schema".
+        place: &'static str,
+        found: u64,
+        expected: u32,
+    },
 }
 
 impl StoreError {

@@ -1,22 +1,27 @@
 //! Storing a block and placing its attestations (and registry entries) in it, the parts
 //! that do not depend on the driver: the block's checked column values, what a hash that
-//! is already stored means, and why a placement did not place everything it was given.
-//! Each backend keeps its statements and its transactions (one on PostgreSQL, several on
-//! SQLite).
+//! is already stored means, which attestations a block may not hold, and what another
+//! validator's block must arrive with ([`check_peer_parts`]). An attestation
+//! keeps its first placement: a block holding one already placed in another block (two
+//! validators included it) places only the others, and a contested attestation (carried
+//! by another validator's block) is never placed. Each backend keeps its statements and
+//! its transactions (one on PostgreSQL, several on SQLite).
 
 use std::collections::HashSet;
 
 use bizra_ledger::block::Block;
+use bizra_ledger::vote::QuorumCertificate;
 use bizra_ledger::Hash32;
 
-use crate::codec::{to_hash, to_i64};
+use crate::codec::to_i64;
 use crate::error::StoreError;
-use crate::types::{BlockInsert, StoredBlock};
+use crate::types::{BlockInsert, NewAttestation, StoredBlock};
 
 /// A new block's column values besides its hash, signature and ids, checked before any
 /// transaction begins.
 pub(crate) struct NewBlockRow {
     pub header: String,
+    pub epoch: i64,
     pub height: i64,
     pub timestamp: i64,
     pub created: i64,
@@ -31,6 +36,7 @@ impl NewBlockRow {
         Ok(NewBlockRow {
             header: serde_json::to_string(&block.header)
                 .map_err(|e| StoreError::Invalid(format!("block {} header: {e}", block.hash)))?,
+            epoch: to_i64(block.header.epoch, "block epoch")?,
             height: to_i64(block.header.height, "block height")?,
             timestamp: to_i64(block.header.timestamp_ms, "block timestamp_ms")?,
             created: to_i64(created_at_ms, "created_at_ms")?,
@@ -54,62 +60,64 @@ pub(crate) fn already_stored(
     }
 }
 
-/// Why placing some of a block's attestations placed fewer rows than it was given. The
-/// backend walks the digests in block order, asking [`Misplacement::repeated`] first and
-/// then, with the row it looked up, [`Misplacement::owned`]; the first answer is the
-/// error. Two steps so that a repeated digest costs no lookup.
-pub(crate) struct Misplacement<'b> {
-    block: &'b Block,
-    seen: HashSet<Hash32>,
+/// A block may hold an attestation once. Checked before any transaction, so that a
+/// repeated digest costs no lookup: a `Conflict` naming the first one repeated.
+pub(crate) fn check_repeats(block: &Block) -> Result<(), StoreError> {
+    let mut seen = HashSet::with_capacity(block.attestation_ids.len());
+    match block.attestation_ids.iter().find(|d| !seen.insert(**d)) {
+        Some(digest) => Err(StoreError::Conflict(format!(
+            "attestation {digest} appears twice in block {}",
+            block.hash
+        ))),
+        None => Ok(()),
+    }
 }
 
-impl<'b> Misplacement<'b> {
-    pub(crate) fn new(block: &'b Block) -> Misplacement<'b> {
-        Misplacement {
-            block,
-            // Sized for a walk of the whole block (SQLite's check before placing), so
-            // that walk allocates once.
-            seen: HashSet::with_capacity(block.attestation_ids.len()),
-        }
+/// A block may hold only stored attestations (submitted here, or carried by a block and
+/// stored with [`crate::Store::insert_block_attestations`], contested ones included):
+/// `NotFound` naming the first of `ids` (in block order) that `known` lacks.
+pub(crate) fn check_known(ids: &[Hash32], known: &HashSet<Hash32>) -> Result<(), StoreError> {
+    match ids.iter().find(|d| !known.contains(*d)) {
+        Some(digest) => Err(StoreError::NotFound(format!("attestation {digest}"))),
+        None => Ok(()),
     }
+}
 
-    /// A conflict when `digest` came before in this walk.
-    pub(crate) fn repeated(&mut self, digest: &Hash32) -> Option<StoreError> {
-        (!self.seen.insert(*digest)).then(|| {
-            StoreError::Conflict(format!(
-                "attestation {digest} appears twice in block {}",
-                self.block.hash
-            ))
-        })
+/// What another validator's block arrives with ([`crate::Store::insert_peer_block`]) must
+/// be its own: exactly its attestations, in block order (their digests are
+/// `block.attestation_ids`), and a certificate, when given, for this block. `Invalid`
+/// otherwise, checked before any transaction.
+pub(crate) fn check_peer_parts(
+    block: &Block,
+    attestations: &[NewAttestation],
+    qc: Option<&QuorumCertificate>,
+) -> Result<(), StoreError> {
+    let ids = &block.attestation_ids;
+    if attestations.len() != ids.len() {
+        return Err(StoreError::Invalid(format!(
+            "block {} holds {} attestations, {} were given",
+            block.hash,
+            ids.len(),
+            attestations.len()
+        )));
     }
-
-    /// What the row of `digest` says: `owner` is `None` when no attestation has that
-    /// digest, else its `block_hash` column. A row already in this block is not a
-    /// problem: the placement that failed may have placed it.
-    pub(crate) fn owned(
-        &self,
-        digest: &Hash32,
-        owner: Option<Option<&[u8]>>,
-    ) -> Option<StoreError> {
-        match owner {
-            None => Some(StoreError::NotFound(format!("attestation {digest}"))),
-            Some(Some(other)) if other != self.block.hash.as_bytes().as_slice() => {
-                Some(StoreError::Conflict(format!(
-                    "attestation {digest} is already in block {}",
-                    // The message is the point here; a malformed column reads as "?".
-                    to_hash(other, "block hash").map_or_else(|_| "?".to_string(), |h| h.to_hex())
-                )))
-            }
-            Some(_) => None,
-        }
+    if let Some((i, (id, given))) = ids
+        .iter()
+        .zip(attestations)
+        .enumerate()
+        .find(|(_, (id, given))| **id != given.digest)
+    {
+        return Err(StoreError::Invalid(format!(
+            "attestation {i} of block {} is {id}, {} was given",
+            block.hash, given.digest
+        )));
     }
-
-    /// When no digest explained it (rows changed between the placement and the walk).
-    pub(crate) fn unexplained(&self) -> StoreError {
-        StoreError::Conflict(format!(
-            "the attestations of block {} could not all be placed",
-            self.block.hash
-        ))
+    match qc {
+        Some(qc) if qc.block_hash != block.hash => Err(StoreError::Invalid(format!(
+            "the certificate given with block {} is for block {}",
+            block.hash, qc.block_hash
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -126,18 +134,22 @@ pub(crate) fn entry_not_placed(seq: u64, stored: bool) -> StoreError {
 
 #[cfg(test)]
 mod tests {
+    use bizra_ledger::block::BlockContent;
     use bizra_ledger::crypto::Keypair;
 
     use super::*;
 
     fn block(ids: Vec<Hash32>) -> Block {
-        let parent = Hash32::digest(b"parent");
         Block::propose(
-            "test",
-            1,
-            vec![parent],
-            ids,
-            5,
+            BlockContent {
+                chain_id: "test".into(),
+                epoch: 0,
+                height: 1,
+                parents: vec![Hash32::digest(b"parent")],
+                attestation_ids: ids,
+                entry_ids: vec![],
+                timestamp_ms: 5,
+            },
             &Keypair::from_seed([7; 32]),
         )
         .expect("a well-formed block")
@@ -150,6 +162,9 @@ mod tests {
             finalized_at_ms: None,
             qc: None,
             created_at_ms: 1,
+            certified: false,
+            certified_at_ms: None,
+            commit_seq: None,
         }
     }
 
@@ -192,42 +207,75 @@ mod tests {
     }
 
     #[test]
-    fn the_first_misplaced_attestation_is_named() {
+    fn a_block_holds_each_attestation_once_and_only_stored_ones() {
+        let (a, c) = (Hash32::digest(b"a"), Hash32::digest(b"c"));
+        assert_eq!(check_repeats(&block(vec![a, c])), Ok(()));
+        let twice = block(vec![a, c, a]);
+        assert_eq!(
+            check_repeats(&twice),
+            Err(StoreError::Conflict(format!(
+                "attestation {a} appears twice in block {}",
+                twice.hash
+            )))
+        );
+        let known: HashSet<Hash32> = [a].into();
+        assert_eq!(check_known(&[a, a], &known), Ok(()));
+        assert_eq!(
+            check_known(&[a, c], &known),
+            Err(StoreError::NotFound(format!("attestation {c}")))
+        );
+    }
+
+    fn item(digest: Hash32) -> NewAttestation {
+        NewAttestation {
+            digest,
+            attester_pubkey: bizra_ledger::crypto::PublicKey([1; 32]),
+            attester_id: "a".into(),
+            nonce: "n".into(),
+            body: Vec::new(),
+            impact_score: 0.5,
+            received_at_ms: 1,
+        }
+    }
+
+    #[test]
+    fn a_peer_block_comes_with_its_own_attestations_and_certificate() {
         let (a, c) = (Hash32::digest(b"a"), Hash32::digest(b"c"));
         let b = block(vec![a, c]);
-        let elsewhere = Hash32::digest(b"another block");
-        let mut why = Misplacement::new(&b);
-
-        assert!(why.repeated(&a).is_none());
-        // In no block yet, or already in this one (placed by the failed statement).
-        assert!(why.owned(&a, Some(None)).is_none());
-        assert!(why.owned(&a, Some(Some(b.hash.as_bytes()))).is_none());
-
-        let Some(StoreError::Conflict(twice)) = why.repeated(&a) else {
-            panic!("a second copy is a conflict");
+        let qc = |hash: Hash32| QuorumCertificate {
+            block_hash: hash,
+            votes: vec![],
+            weight: 1,
+            total_weight: 1,
         };
+        assert_eq!(check_peer_parts(&b, &[item(a), item(c)], None), Ok(()));
         assert_eq!(
-            twice,
-            format!("attestation {a} appears twice in block {}", b.hash)
+            check_peer_parts(&b, &[item(a), item(c)], Some(&qc(b.hash))),
+            Ok(())
         );
+        assert_eq!(check_peer_parts(&block(vec![]), &[], None), Ok(()));
+        for (given, want) in [
+            (vec![item(a)], "holds 2 attestations, 1 were given"),
+            (
+                vec![item(a), item(c), item(a)],
+                "holds 2 attestations, 3 were given",
+            ),
+            (vec![item(c), item(a)], "attestation 0 of block"),
+            (vec![item(a), item(a)], "attestation 1 of block"),
+        ] {
+            match check_peer_parts(&b, &given, None) {
+                Err(StoreError::Invalid(m)) => assert!(m.contains(want), "{m}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        let other = Hash32::digest(b"other");
         assert_eq!(
-            why.owned(&c, None),
-            Some(StoreError::NotFound(format!("attestation {c}")))
-        );
-        assert_eq!(
-            why.owned(&c, Some(Some(elsewhere.as_bytes()))),
-            Some(StoreError::Conflict(format!(
-                "attestation {c} is already in block {}",
-                elsewhere.to_hex()
+            check_peer_parts(&b, &[item(a), item(c)], Some(&qc(other))),
+            Err(StoreError::Invalid(format!(
+                "the certificate given with block {} is for block {other}",
+                b.hash
             )))
         );
-        assert_eq!(
-            why.owned(&c, Some(Some(&[1, 2, 3]))),
-            Some(StoreError::Conflict(format!(
-                "attestation {c} is already in block ?"
-            )))
-        );
-        assert!(matches!(why.unexplained(), StoreError::Conflict(_)));
     }
 
     #[test]

@@ -17,35 +17,76 @@ use crate::types::{
     StoredBlock,
 };
 
-/// `SELECT` of a full attestation record (joined with its block) followed by `$tail`,
-/// the backend's own `WHERE`/`ORDER BY` with its placeholders. Columns match
-/// [`AttestationRow`].
+/// `SELECT` of a full attestation record (joined with its block, the ledger and the
+/// rejections) followed by `$tail`, the backend's own `WHERE`/`ORDER BY` with its
+/// placeholders. Columns match [`AttestationRow`].
 macro_rules! select_record {
     ($tail:literal) => {
         concat!(
             "SELECT a.seq, a.digest, a.attester_pubkey, a.nonce, a.attester_id, a.body, \
              a.impact_score, a.received_at_ms, a.block_hash, a.block_index, \
-             b.height AS block_height, b.finalized AS block_finalized \
-             FROM attestations a LEFT JOIN blocks b ON b.hash = a.block_hash ",
+             b.height AS block_height, b.certified_at_ms AS block_certified_at, ",
+            $crate::rows::settled_columns!(),
+            " FROM attestations a LEFT JOIN blocks b ON b.hash = a.block_hash ",
+            $crate::rows::settled_joins!(),
             $tail
         )
     };
 }
 pub(crate) use select_record;
 
+/// [`select_record!`] of `contested_attestations`: the same columns, with no placement
+/// (a contested attestation is in another validator's block, never placed here). Only
+/// used after `UNION ALL` with [`select_record!`], which types its NULL columns.
+macro_rules! select_contested {
+    ($tail:literal) => {
+        concat!(
+            "SELECT a.seq, a.digest, a.attester_pubkey, a.nonce, a.attester_id, a.body, \
+             a.impact_score, a.received_at_ms, NULL AS block_hash, NULL AS block_index, \
+             NULL AS block_height, NULL AS block_certified_at, ",
+            $crate::rows::settled_columns!(),
+            " FROM contested_attestations a ",
+            $crate::rows::settled_joins!(),
+            $tail
+        )
+    };
+}
+pub(crate) use select_contested;
+
+/// What the ledger order made of attestation `a`: its ledger row and rejection, each with
+/// its block's height.
+macro_rules! settled_columns {
+    () => {
+        "l.log_index, l.block_hash AS ledger_block, l.block_index AS ledger_index, \
+         lb.height AS ledger_height, r.owner AS rejected_by, r.block_hash AS rejected_block, \
+         r.block_index AS rejected_index, rb.height AS rejected_height"
+    };
+}
+pub(crate) use settled_columns;
+
+macro_rules! settled_joins {
+    () => {
+        "LEFT JOIN ledger l ON l.digest = a.digest \
+         LEFT JOIN blocks lb ON lb.hash = l.block_hash \
+         LEFT JOIN rejected_attestations r ON r.digest = a.digest \
+         LEFT JOIN blocks rb ON rb.hash = r.block_hash "
+    };
+}
+pub(crate) use settled_joins;
+
 /// `SELECT` of a full block row followed by `$tail`. Columns match [`BlockRow`].
 macro_rules! select_block {
     ($tail:literal) => {
         concat!(
-            "SELECT hash, header, signature, attestation_ids, finalized, finalized_at_ms, qc, \
-             created_at_ms FROM blocks ",
+            "SELECT hash, header, signature, attestation_ids, entry_ids, finalized, \
+             finalized_at_ms, qc, created_at_ms, certified_at_ms, commit_seq FROM blocks ",
             $tail
         )
     };
 }
 pub(crate) use select_block;
 
-/// The columns of an attestation joined with its block.
+/// The columns of an attestation joined with its block, its ledger row and rejection.
 pub(crate) struct AttestationRow<'r> {
     pub seq: i64,
     pub digest: &'r [u8],
@@ -58,37 +99,79 @@ pub(crate) struct AttestationRow<'r> {
     pub block_hash: Option<&'r [u8]>,
     pub block_index: Option<i64>,
     pub block_height: Option<i64>,
-    pub block_finalized: Option<bool>,
+    pub block_certified_at: Option<i64>,
+    pub log_index: Option<i64>,
+    pub ledger_block: Option<&'r [u8]>,
+    pub ledger_index: Option<i64>,
+    pub ledger_height: Option<i64>,
+    pub rejected_by: Option<&'r [u8]>,
+    pub rejected_block: Option<&'r [u8]>,
+    pub rejected_index: Option<i64>,
+    pub rejected_height: Option<i64>,
+}
+
+/// A block reference from its hash, index and the joined block's height; `what` names
+/// the reference for a damaged row.
+fn block_ref(
+    digest: &Hash32,
+    what: &str,
+    hash: Option<&[u8]>,
+    index: Option<i64>,
+    height: Option<i64>,
+) -> Result<Option<BlockRef>, StoreError> {
+    match (hash, index, height) {
+        (None, None, _) => Ok(None),
+        (Some(hash), Some(index), Some(height)) => Ok(Some(BlockRef {
+            hash: to_hash(hash, "attestation block_hash")?,
+            height: to_u64(height, "block height")?,
+            index: to_u64(index, "attestation block_index")?,
+        })),
+        _ => Err(StoreError::corrupt(format!(
+            "attestation {digest} refers to a {what} block that is not stored"
+        ))),
+    }
 }
 
 impl AttestationRow<'_> {
+    /// The status of docs/protocol.md §2.5: rejected if the ledger order rejected it,
+    /// finalized if it is in the ledger (then `block` is the ledger's), certified or
+    /// included if it is placed (by its block's QC), else accepted.
     pub(crate) fn into_record(self) -> Result<AttestationRecord, StoreError> {
         let digest = to_hash(self.digest, "attestation digest")?;
-        let (block, status) = match (
+        let placed = block_ref(
+            &digest,
+            "placement",
             self.block_hash,
             self.block_index,
             self.block_height,
-            self.block_finalized,
-        ) {
-            (None, None, _, _) => (None, AttestationStatus::Accepted),
-            (Some(hash), Some(index), Some(height), Some(finalized)) => {
-                let block = BlockRef {
-                    hash: to_hash(hash, "attestation block_hash")?,
-                    height: to_u64(height, "block height")?,
-                    index: to_u64(index, "attestation block_index")?,
-                };
-                let status = if finalized {
-                    AttestationStatus::Finalized
-                } else {
-                    AttestationStatus::Included
-                };
-                (Some(block), status)
-            }
-            _ => {
-                return Err(StoreError::corrupt(format!(
-                    "attestation {digest} refers to a block that is not stored"
-                )))
-            }
+        )?;
+        let (status, block, log_index, rejected_by) = if let Some(owner) = self.rejected_by {
+            let at = block_ref(
+                &digest,
+                "rejection",
+                self.rejected_block,
+                self.rejected_index,
+                self.rejected_height,
+            )?;
+            let owner = to_hash(owner, "rejected owner")?;
+            (AttestationStatus::Rejected, at, None, Some(owner))
+        } else if let Some(log_index) = self.log_index {
+            let at = block_ref(
+                &digest,
+                "ledger",
+                self.ledger_block,
+                self.ledger_index,
+                self.ledger_height,
+            )?;
+            let log_index = to_u64(log_index, "log_index")?;
+            (AttestationStatus::Finalized, at, Some(log_index), None)
+        } else {
+            let status = match (&placed, self.block_certified_at) {
+                (None, _) => AttestationStatus::Accepted,
+                (Some(_), None) => AttestationStatus::Included,
+                (Some(_), Some(_)) => AttestationStatus::Certified,
+            };
+            (status, placed, None, None)
         };
         Ok(AttestationRecord {
             seq: to_u64(self.seq, "attestation seq")?,
@@ -101,6 +184,8 @@ impl AttestationRow<'_> {
             received_at_ms: to_u64(self.received_at_ms, "received_at_ms")?,
             status,
             block,
+            log_index,
+            rejected_by,
         })
     }
 }
@@ -111,10 +196,13 @@ pub(crate) struct BlockRow<'r> {
     pub header: &'r str,
     pub signature: Option<&'r [u8]>,
     pub attestation_ids: &'r [u8],
+    pub entry_ids: &'r [u8],
     pub finalized: bool,
     pub finalized_at_ms: Option<i64>,
     pub qc: Option<&'r str>,
     pub created_at_ms: i64,
+    pub certified_at_ms: Option<i64>,
+    pub commit_seq: Option<i64>,
 }
 
 impl BlockRow<'_> {
@@ -134,6 +222,14 @@ impl BlockRow<'_> {
                 attestation_ids.len()
             )));
         }
+        let entry_ids = unpack_hashes(self.entry_ids, "block entry ids")?;
+        if header.entries_count != entry_ids.len() as u64 {
+            return Err(StoreError::corrupt(format!(
+                "block {hash} header counts {} registry entries, row holds {}",
+                header.entries_count,
+                entry_ids.len()
+            )));
+        }
         let qc = self
             .qc
             .map(|q| {
@@ -147,6 +243,7 @@ impl BlockRow<'_> {
                 header,
                 signature,
                 attestation_ids,
+                entry_ids,
             },
             finalized: self.finalized,
             finalized_at_ms: self
@@ -155,6 +252,15 @@ impl BlockRow<'_> {
                 .transpose()?,
             qc,
             created_at_ms: to_u64(self.created_at_ms, "created_at_ms")?,
+            certified: self.certified_at_ms.is_some(),
+            certified_at_ms: self
+                .certified_at_ms
+                .map(|v| to_u64(v, "certified_at_ms"))
+                .transpose()?,
+            commit_seq: self
+                .commit_seq
+                .map(|v| to_u64(v, "commit_seq"))
+                .transpose()?,
         })
     }
 }
@@ -162,11 +268,14 @@ impl BlockRow<'_> {
 /// `SELECT` of registry entries, oldest first: only those in no block yet, or all.
 /// Columns match [`RegistryRow`]; no placeholders, so one text serves both backends.
 pub(crate) fn select_registry(pending_only: bool) -> &'static str {
+    // Pending: in no block (never placed, or its block is dead and `revive` released it)
+    // and not committed.
     if pending_only {
-        "SELECT seq, kind, epoch, body, block_hash FROM registry_entries \
-         WHERE block_hash IS NULL ORDER BY seq"
+        "SELECT seq, kind, epoch, body, block_hash, commit_seq FROM registry_entries \
+         WHERE block_hash IS NULL AND commit_seq IS NULL ORDER BY seq"
     } else {
-        "SELECT seq, kind, epoch, body, block_hash FROM registry_entries ORDER BY seq"
+        "SELECT seq, kind, epoch, body, block_hash, commit_seq FROM registry_entries \
+         ORDER BY seq"
     }
 }
 
@@ -177,6 +286,7 @@ pub(crate) struct RegistryRow<'r> {
     pub epoch: i64,
     pub body: &'r str,
     pub block_hash: Option<&'r [u8]>,
+    pub commit_seq: Option<i64>,
 }
 
 impl RegistryRow<'_> {
@@ -192,6 +302,10 @@ impl RegistryRow<'_> {
             block_hash: self
                 .block_hash
                 .map(|h| to_hash(h, "registry block_hash"))
+                .transpose()?,
+            commit_seq: self
+                .commit_seq
+                .map(|v| to_u64(v, "registry commit_seq"))
                 .transpose()?,
         })
     }
@@ -274,6 +388,10 @@ pub(crate) fn owners_in_order(
 pub(crate) const COUNT_ALL: &str = "attestations";
 /// Name of the `counters` row that counts attestations in no block yet.
 pub(crate) const COUNT_PENDING: &str = "pending_attestations";
+/// Name of the `counters` row that counts the ledger's attestations (its length).
+pub(crate) const COUNT_LEDGER: &str = "ledger";
+/// Name of the `counters` row that counts attestations the ledger order rejected.
+pub(crate) const COUNT_REJECTED: &str = "rejected";
 
 /// The value of counter `name`, as read (`None`: no such row).
 pub(crate) fn counter_value(name: &str, value: Option<i64>) -> Result<u64, StoreError> {
@@ -352,11 +470,125 @@ mod tests {
             received_at_ms: 0,
             status: AttestationStatus::Accepted,
             block: None,
+            log_index: None,
+            rejected_by: None,
         })
     }
 
     fn seqs(page: &Page<AttestationRecord>) -> Vec<u64> {
         page.items.iter().map(|r| r.seq).collect()
+    }
+
+    #[test]
+    fn status_comes_from_rejection_ledger_qc_and_placement_in_that_order() {
+        let (d, placed, ledger, rejected_at, owner) = (
+            Hash32::digest(b"d"),
+            Hash32::digest(b"placed"),
+            Hash32::digest(b"ledger"),
+            Hash32::digest(b"rejected"),
+            Hash32::digest(b"owner"),
+        );
+        let key = [1u8; 32];
+        let row = || AttestationRow {
+            seq: 1,
+            digest: d.as_bytes(),
+            attester_pubkey: &key,
+            attester_id: "a".into(),
+            nonce: "n".into(),
+            body: Vec::new(),
+            impact_score: 0.5,
+            received_at_ms: 2,
+            block_hash: None,
+            block_index: None,
+            block_height: None,
+            block_certified_at: None,
+            log_index: None,
+            ledger_block: None,
+            ledger_index: None,
+            ledger_height: None,
+            rejected_by: None,
+            rejected_block: None,
+            rejected_index: None,
+            rejected_height: None,
+        };
+        let seen = |r: AttestationRow<'_>| {
+            let r = r.into_record().unwrap();
+            (
+                r.status,
+                r.block.map(|b| (b.hash, b.height, b.index)),
+                r.log_index,
+                r.rejected_by,
+            )
+        };
+        assert_eq!(seen(row()), (AttestationStatus::Accepted, None, None, None));
+        let mut included = row();
+        (
+            included.block_hash,
+            included.block_index,
+            included.block_height,
+        ) = (Some(placed.as_bytes().as_slice()), Some(3), Some(7));
+        assert_eq!(
+            seen(included),
+            (
+                AttestationStatus::Included,
+                Some((placed, 7, 3)),
+                None,
+                None
+            )
+        );
+        let certified = || {
+            let mut r = row();
+            (r.block_hash, r.block_index, r.block_height) =
+                (Some(placed.as_bytes().as_slice()), Some(3), Some(7));
+            r.block_certified_at = Some(9);
+            r
+        };
+        assert_eq!(
+            seen(certified()),
+            (
+                AttestationStatus::Certified,
+                Some((placed, 7, 3)),
+                None,
+                None
+            )
+        );
+        let finalized = || {
+            let mut r = certified();
+            r.log_index = Some(4);
+            (r.ledger_block, r.ledger_index, r.ledger_height) =
+                (Some(ledger.as_bytes().as_slice()), Some(0), Some(8));
+            r
+        };
+        // Finalized: the ledger's block, not the placement.
+        assert_eq!(
+            seen(finalized()),
+            (
+                AttestationStatus::Finalized,
+                Some((ledger, 8, 0)),
+                Some(4),
+                None
+            )
+        );
+        let mut rejected = finalized();
+        rejected.rejected_by = Some(owner.as_bytes().as_slice());
+        (
+            rejected.rejected_block,
+            rejected.rejected_index,
+            rejected.rejected_height,
+        ) = (Some(rejected_at.as_bytes().as_slice()), Some(2), Some(9));
+        assert_eq!(
+            seen(rejected),
+            (
+                AttestationStatus::Rejected,
+                Some((rejected_at, 9, 2)),
+                None,
+                Some(owner)
+            )
+        );
+        // A ledger row whose block is not stored is a damaged store.
+        let mut damaged = finalized();
+        damaged.ledger_height = None;
+        assert!(matches!(damaged.into_record(), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

@@ -101,6 +101,38 @@ async fn a_newer_schema_is_refused() {
     assert!(matches!(err, StoreError::Corrupt(_)), "{err:?}");
 }
 
+/// A schema that a build of block header version 1 wrote is refused at open with a
+/// message that names both versions (docs/protocol.md §3.1), and left as it was: the
+/// migration transaction is rolled back before any migration ran. Two workers, as for
+/// the newer schema above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_of_block_header_version_1_is_refused_unchanged() {
+    let h = PgHarness::new().await;
+    bizra_testkit::v1_store::write_postgres(&h.schema)
+        .await
+        .expect("a version-1 schema");
+    let err = PostgresStore::open(h.config()).await.unwrap_err();
+    assert_eq!(
+        err,
+        StoreError::HeaderVersion {
+            place: "database schema",
+            found: 1,
+            expected: 2
+        }
+    );
+    assert_eq!(
+        err.to_string(),
+        "this database schema holds block headers of version 1; this node reads and writes \
+         version 2; start it with a new database schema (no migration from version 1)"
+    );
+    assert_eq!(
+        bizra_testkit::v1_store::postgres_shape(&h.schema)
+            .await
+            .expect("readable"),
+        (bizra_testkit::v1_store::POSTGRES_SCHEMA_VERSION, false)
+    );
+}
+
 #[tokio::test]
 async fn replicas_starting_together_migrate_once() {
     let h = PgHarness::new().await;

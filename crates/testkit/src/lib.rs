@@ -1,5 +1,6 @@
 //! Test support shared by the crates' tests: the PostgreSQL and Redis servers they run
-//! against, and a throw-away PostgreSQL schema per test.
+//! against, a throw-away PostgreSQL schema per test, and stores as builds of block header
+//! version 1 left them (`v1_store`).
 //!
 //! Tests never touch the machine's own servers unless told to. Without
 //! `NODE0_TEST_DATABASE_URL` (or `NODE0_TEST_REDIS_URL`), the first test that asks starts a
@@ -13,6 +14,7 @@
 pub mod postgres;
 pub mod redis;
 pub mod schema;
+pub mod v1_store;
 mod watchdog;
 
 pub use postgres::{shared_postgres_url, PrivatePostgres};

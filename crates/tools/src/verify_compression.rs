@@ -119,6 +119,8 @@ pub fn payload(n: usize) -> Result<Vec<u8>, VerifyError> {
                 att_root: Hash32::digest(b"root").to_hex(),
             }),
             proof: None,
+            log_index: Some(i as u64),
+            rejected_by: None,
         });
     }
     let page = AttestationPage {

@@ -93,6 +93,13 @@ pub struct AttestationView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Object)]
     pub proof: Option<InclusionProof>,
+    /// Its position in the ledger order, once finalized.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
+    /// For a rejected attestation: the attestation that used its (key, nonce) first in
+    /// ledger order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rejected_by: Option<String>,
 }
 
 /// A newest-first page; `next_cursor` is null on the last page.

@@ -22,11 +22,12 @@ pub struct HeaderVote {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Evidence {
-    /// Two blocks signed by the same proposer at the same height. Only the header, hash
-    /// and signature are checked: a reporter may empty `attestation_ids` to keep the
-    /// evidence small.
+    /// Two blocks signed by the same proposer at the same epoch and height. Only the
+    /// header, hash and signature are checked: a reporter may empty `attestation_ids` and
+    /// `entry_ids` to keep the evidence small.
     DoubleProposal { first: Block, second: Block },
-    /// Two votes by the same validator for different blocks at the same height.
+    /// Two votes by the same validator for different blocks of one proposer at the same
+    /// epoch and height.
     DoubleVote {
         first: HeaderVote,
         second: HeaderVote,
@@ -41,6 +42,10 @@ pub enum EvidenceError {
     HeightMismatch { first: u64, second: u64 },
     #[error("the blocks belong to different chains")]
     ChainMismatch,
+    #[error("the blocks are in different epochs ({first} and {second})")]
+    EpochMismatch { first: u64, second: u64 },
+    #[error("the blocks have different proposers")]
+    ProposerMismatch,
     #[error("the two objects are signed by different validators")]
     DifferentSigners,
     #[error("a block hash does not match its header")]
@@ -115,18 +120,26 @@ impl Evidence {
         if h1.chain_id != h2.chain_id {
             return Err(EvidenceError::ChainMismatch);
         }
+        if h1.epoch != h2.epoch {
+            return Err(EvidenceError::EpochMismatch {
+                first: h1.epoch,
+                second: h2.epoch,
+            });
+        }
         if h1.height != h2.height {
             return Err(EvidenceError::HeightMismatch {
                 first: h1.height,
                 second: h2.height,
             });
         }
+        // Every validator proposes at every height: only two blocks of one proposer
+        // conflict.
+        if h1.proposer != h2.proposer {
+            return Err(EvidenceError::ProposerMismatch);
+        }
         match self {
             Evidence::DoubleProposal { first, second } => {
                 let offender = first.header.proposer;
-                if second.header.proposer != offender {
-                    return Err(EvidenceError::DifferentSigners);
-                }
                 if first.header.hash()? != first.hash || second.header.hash()? != second.hash {
                     return Err(EvidenceError::HeaderHash);
                 }
@@ -170,7 +183,7 @@ impl Evidence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::BLOCK_VERSION;
+    use crate::block::{BlockContent, BLOCK_VERSION};
     use crate::crypto::Keypair;
 
     fn kp(seed: u8) -> Keypair {
@@ -185,11 +198,15 @@ mod tests {
 
     fn block(seed: u8, height: u64, ts: u64) -> Block {
         Block::propose(
-            "bizra-testnet-001",
-            height,
-            vec![Hash32::digest(b"parent")],
-            vec![Hash32::digest(&ts.to_be_bytes())],
-            ts,
+            BlockContent {
+                chain_id: "bizra-testnet-001".into(),
+                epoch: 0,
+                height,
+                parents: vec![Hash32::digest(b"parent")],
+                attestation_ids: vec![Hash32::digest(&ts.to_be_bytes())],
+                entry_ids: vec![],
+                timestamp_ms: ts,
+            },
             &kp(seed),
         )
         .unwrap()
@@ -199,10 +216,13 @@ mod tests {
         BlockHeader {
             version: BLOCK_VERSION,
             chain_id: "bizra-testnet-001".into(),
+            epoch: 0,
             height,
             parents: vec![Hash32::digest(b"parent")],
             att_root: Hash32::digest(b"root"),
             att_count: 0,
+            entries_root: Hash32::digest(b""),
+            entries_count: 0,
             proposer: kp(9).public().validator_id(),
             timestamp_ms: ts,
         }
@@ -225,6 +245,7 @@ mod tests {
             unreachable!()
         };
         first.attestation_ids.clear();
+        first.entry_ids.clear();
         assert!(Evidence::double_proposal(first, second).check(keys).is_ok());
     }
 
@@ -242,9 +263,20 @@ mod tests {
                 second: 6
             })
         );
+        // Two proposers at one height is how every height looks.
         assert_eq!(
             Evidence::double_proposal(b.clone(), block(2, 5, 200)).check(keys),
-            Err(EvidenceError::DifferentSigners)
+            Err(EvidenceError::ProposerMismatch)
+        );
+        let mut next_epoch = block(1, 5, 200);
+        next_epoch.header.epoch = 1;
+        next_epoch.hash = next_epoch.header.hash().unwrap();
+        assert_eq!(
+            Evidence::double_proposal(b.clone(), next_epoch).check(keys),
+            Err(EvidenceError::EpochMismatch {
+                first: 0,
+                second: 1
+            })
         );
         // A signature made by another key over the second block.
         let mut forged = block(1, 5, 200);
@@ -315,6 +347,14 @@ mod tests {
             h2.clone(),
         );
         assert_eq!(e.check(keys), Err(EvidenceError::DifferentSigners));
+        // Votes for blocks of two proposers at one height are what an honest validator
+        // gives every height.
+        let mut other_proposer = header(8, 2);
+        other_proposer.proposer = kp(8).public().validator_id();
+        assert_eq!(
+            double_vote(2, header(8, 1), other_proposer).check(keys),
+            Err(EvidenceError::ProposerMismatch)
+        );
         // A header that is not the block the vote names.
         let e = Evidence::double_vote(
             Vote::sign(h1.hash().unwrap(), &kp(2)),

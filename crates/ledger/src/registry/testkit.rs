@@ -61,10 +61,13 @@ pub(crate) fn header(height: u64, ts: u64) -> BlockHeader {
     BlockHeader {
         version: BLOCK_VERSION,
         chain_id: DEFAULT_CHAIN_ID.into(),
+        epoch: 0,
         height,
         parents: vec![Hash32::digest(b"parent")],
         att_root: Hash32::digest(b""),
         att_count: 0,
+        entries_root: Hash32::digest(b""),
+        entries_count: 0,
         proposer: id(0),
         timestamp_ms: ts,
     }

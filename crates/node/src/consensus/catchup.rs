@@ -1,44 +1,62 @@
-//! A validator that was away (or is new) pulls the blocks it lacks from the proposer,
-//! checking each exactly as a proposal, and the certificates of those final there. The
-//! same loop forwards attestations submitted to this node to the proposer, since only
-//! the proposer makes blocks.
+//! A validator that was away (or is new) pulls the certified blocks it lacks from any
+//! peer that answers (docs/protocol.md §5.3): each block is checked as a proposal is, its
+//! certificate against the epoch's committee, then certified here, so the commits follow
+//! as they did everywhere. Peers are tried in turn from a random one; one that fails is
+//! left for the next.
+//!
+//! A replica that does not hold the signing lease on a shared store follows that store
+//! instead ([`follow_store`]).
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
-use bizra_ledger::block::BlockHeader;
 use bizra_ledger::proposal::Proposal;
 use bizra_ledger::vote::{QcVote, QuorumCertificate};
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
+use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::value::RawValue;
 
-use super::accept::{accept, AcceptError};
-use super::finality::{apply_certificate, FinalityStepError};
+use super::certify::{certify_stored, check_certificate, CertifyError};
+use super::chain::ChainError;
+use super::vote::{check_content, store_checked, VoteError};
 use super::Consensus;
 use crate::peers::set::{Peer, PeerError};
 
 /// How often a validator looks for blocks it missed when nothing woke it sooner.
 pub(crate) const CATCH_UP_EVERY: Duration = Duration::from_secs(2);
 
-/// Blocks per page asked from the proposer.
+/// Most a proposal waits while its validator fetches the parents it lacks.
+pub(crate) const GAP_FILL_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Blocks per page asked from a peer.
 const PAGE: u32 = 100;
 
-/// Attestations forwarded per batch call (the batch route's limit).
-const RELAY_BATCH: u32 = 500;
+/// Proposals fetched ahead of the one being checked.
+const PREFETCH: usize = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum CatchUpError {
-    #[error("proposer: {0}")]
+    #[error("peer: {0}")]
     Peer(#[from] PeerError),
-    #[error("block {hash} from the proposer refused: {source}")]
-    Block { hash: Hash32, source: AcceptError },
-    #[error(transparent)]
-    Finality(#[from] FinalityStepError),
+    #[error("block {hash} from {peer} refused: {source}")]
+    Block {
+        hash: Hash32,
+        peer: String,
+        source: VoteError,
+    },
+    #[error("block {hash} from {peer} not certified: {source}")]
+    Certify {
+        hash: Hash32,
+        peer: String,
+        source: CertifyError,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error("no peer answered")]
+    NoPeer,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,42 +68,74 @@ struct RemotePage {
 #[derive(Debug, Deserialize)]
 struct RemoteBlock {
     hash: Hash32,
-    header: BlockHeader,
-    finalized: bool,
+    header: bizra_ledger::block::BlockHeader,
     qc: Option<RemoteQc>,
 }
 
 #[derive(Debug, Deserialize)]
 struct RemoteQc {
     votes: Vec<QcVote>,
-    weight: u64,
-    total_weight: u64,
 }
 
-/// Runs until shutdown on every node but the proposer.
-pub(crate) async fn run(state: Arc<Consensus>) {
-    if state.is_proposer {
-        return;
-    }
-    let Some(proposer) = state.network.proposer_peer() else {
-        tracing::info!("no address for the proposer: catch-up is off");
-        return;
-    };
+/// Asks every peer's `/health` once a slot (through open breakers too, as probes), so
+/// that reachability, and `/api/consensus/health`, follow the peers within a slot even
+/// when no block is being sent.
+pub(crate) async fn probe_peers(state: Arc<Consensus>) {
     let mut shutdown = state.shutdown.clone();
     loop {
-        {
-            let mut chain = state.chain.lock().await;
-            if let Err(e) = super::finality::save_unsaved(&state, &mut chain).await {
-                tracing::warn!(error = %e, "finality not yet written to the store; retrying");
+        let peers = &state.network.peers;
+        let calls = peers.peers().iter().map(|peer| async move {
+            let _: Result<serde_json::Value, _> = peers.get_json_probe(peer, "/health").await;
+        });
+        tokio::select! {
+            _ = futures::future::join_all(calls) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(state.settings.slot) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+}
+
+/// The weight of the committee members this node reaches: itself, and each peer whose
+/// last call got an answer.
+pub(crate) fn reachable_weight(state: &Consensus, head: &super::chain::Head) -> u64 {
+    let registry = &head.registry;
+    let weight_of = |id: &Hash32| {
+        registry
+            .get(id)
+            .filter(|r| {
+                matches!(
+                    r.status,
+                    bizra_ledger::registry::ValidatorStatus::Active
+                        | bizra_ledger::registry::ValidatorStatus::Exiting
+                )
+            })
+            .map_or(0, |r| r.effective_weight())
+    };
+    let own = weight_of(&state.node_id);
+    state
+        .network
+        .peers
+        .peers()
+        .iter()
+        .filter(|p| p.reachable() == Some(true))
+        .filter_map(|p| p.validator_id.as_ref())
+        .map(weight_of)
+        .fold(own, u64::saturating_add)
+}
+
+/// Runs until shutdown.
+pub(crate) async fn run(state: Arc<Consensus>) {
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        if state.leadership.is_leader() && !state.network.peers.is_empty() {
+            match catch_up(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(blocks = n, "caught up"),
+                Err(e) => tracing::debug!(error = %e, "catch-up failed; retrying"),
             }
-        }
-        match catch_up(&state, &proposer).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(blocks = n, "caught up with the proposer"),
-            Err(e) => tracing::warn!(error = %e, "catch-up with the proposer failed; retrying"),
-        }
-        if let Err(e) = relay_pending(&state, &proposer).await {
-            tracing::debug!(error = %e, "forwarding attestations to the proposer failed; retrying");
         }
         tokio::select! {
             _ = tokio::time::sleep(CATCH_UP_EVERY) => {}
@@ -95,115 +145,222 @@ pub(crate) async fn run(state: Arc<Consensus>) {
     }
 }
 
-/// Most a proposal waits while its validator fetches the blocks it lacks.
-pub(crate) const GAP_FILL_DEADLINE: Duration = Duration::from_secs(2);
+/// The peer validators in an order that starts at a random one.
+fn peers_in_turn(state: &Consensus) -> Vec<Arc<Peer>> {
+    let peers: Vec<Arc<Peer>> = state
+        .network
+        .peers
+        .peers()
+        .iter()
+        .filter(|p| p.validator_id.is_some())
+        .cloned()
+        .collect();
+    if peers.is_empty() {
+        return peers;
+    }
+    let mut seed = [0u8; 8];
+    let _ = getrandom::fill(&mut seed);
+    let start = (u64::from_le_bytes(seed) % peers.len() as u64) as usize;
+    peers[start..]
+        .iter()
+        .chain(&peers[..start])
+        .cloned()
+        .collect()
+}
 
-/// Catches up with the proposer now, within [`GAP_FILL_DEADLINE`]: called when a proposal
-/// names parents this node lacks (its call for an earlier block was dropped once the
-/// proposer had its quorum, or the node was away), so that it can still vote for it.
-pub(crate) async fn fill_gap(state: &Arc<Consensus>) -> Result<usize, CatchUpError> {
-    let Some(proposer) = state.network.proposer_peer() else {
-        return Ok(0);
+/// Pulls from the first peer that answers. Returns how many blocks it certified here.
+pub(crate) async fn catch_up(state: &Arc<Consensus>) -> Result<usize, CatchUpError> {
+    let mut last = CatchUpError::NoPeer;
+    for peer in peers_in_turn(state) {
+        match pull_from(state, &peer).await {
+            Ok(n) => return Ok(n),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Pulls from `peer` within [`GAP_FILL_DEADLINE`]: a proposal named parents this node
+/// lacks, so it fetches them from the proposer before it votes.
+pub(crate) async fn fill_gap(
+    state: &Arc<Consensus>,
+    proposer: &Hash32,
+) -> Result<usize, CatchUpError> {
+    let Some(peer) = state.network.peers.by_validator(proposer).cloned() else {
+        return catch_up(state).await;
     };
-    tokio::time::timeout(GAP_FILL_DEADLINE, catch_up(state, &proposer))
+    tokio::time::timeout(GAP_FILL_DEADLINE, pull_from(state, &peer))
         .await
         .unwrap_or(Err(CatchUpError::Peer(PeerError::Timeout)))
 }
 
-/// Pulls every block above this node's finalized height that it lacks, then the
-/// certificates of blocks final at the proposer. Returns how many blocks it stored.
-pub(crate) async fn catch_up(
-    state: &Arc<Consensus>,
-    proposer: &Peer,
-) -> Result<usize, CatchUpError> {
+/// Every certified block of this node's epoch, from its commit window up, that `peer`
+/// has and this node lacks; across epochs when the commits close one on the way.
+async fn pull_from(state: &Arc<Consensus>, peer: &Peer) -> Result<usize, CatchUpError> {
     let peers = &state.network.peers;
-    let mut from = state.head.load().finalized_height.max(1);
-    let mut stored = 0;
+    let mut certified = 0;
+    let (mut epoch, mut from) = window(state).await;
     loop {
         let page: RemotePage = peers
             .get_json(
-                proposer,
-                &format!("/api/consensus/blocks?from_height={from}&limit={PAGE}"),
+                peer,
+                &format!("/api/consensus/blocks?epoch={epoch}&from_height={from}&limit={PAGE}"),
             )
             .await?;
-        let mut progressed = false;
-        for b in &page.items {
-            if b.header.height == 0 {
-                continue;
-            }
-            let known = state.chain.lock().await.dag.contains(&b.hash);
-            if !known {
-                let p: Proposal = peers
-                    .get_json(
-                        proposer,
-                        &format!("/api/consensus/block/{}/proposal", b.hash),
-                    )
-                    .await?;
-                accept(state, std::sync::Arc::new(p))
-                    .await
-                    .map_err(|source| CatchUpError::Block {
-                        hash: b.hash,
-                        source,
-                    })?;
-                stored += 1;
-                progressed = true;
-            }
-            if let (true, Some(qc)) = (b.finalized, &b.qc) {
-                let qc = QuorumCertificate {
-                    block_hash: b.hash,
-                    votes: qc.votes.clone(),
-                    weight: qc.weight,
-                    total_weight: qc.total_weight,
-                };
-                if apply_certificate(state, &qc).await? > 0 {
-                    progressed = true;
+        // The certified blocks this node lacks, their proposals fetched a few at a time
+        // ahead of the checks (which go one by one, in height order).
+        let mut wanted = Vec::new();
+        {
+            let chain = state.chain.lock().await;
+            for b in &page.items {
+                let Some(qc) = &b.qc else { continue };
+                if b.header.height == 0 || b.header.epoch != epoch {
+                    continue;
+                }
+                if !chain.engine.dag().contains(&b.hash) {
+                    wanted.push((b.hash, qc.votes.clone()));
                 }
             }
         }
+        let mut fetched =
+            futures::stream::iter(wanted.into_iter().map(|(hash, votes)| async move {
+                let p = peers
+                    .get_json::<Proposal>(peer, &format!("/api/consensus/block/{hash}/proposal"))
+                    .await;
+                (hash, votes, p)
+            }))
+            .buffered(PREFETCH);
+        while let Some((hash, votes, proposal)) = fetched.next().await {
+            let proposal = proposal?;
+            if proposal.block.hash != hash {
+                return Err(CatchUpError::Block {
+                    hash,
+                    peer: peer.url.clone(),
+                    source: VoteError::Dag(
+                        bizra_ledger::consensus::dag::DagError::CertificateBlock {
+                            expected: hash,
+                            got: proposal.block.hash,
+                        },
+                    ),
+                });
+            }
+            let qc = QuorumCertificate {
+                block_hash: hash,
+                votes,
+                weight: 0,
+                total_weight: 0,
+            };
+            accept_certified(state, Arc::new(proposal), &qc)
+                .await
+                .map_err(|e| match e {
+                    Accepted::Vote(source) => CatchUpError::Block {
+                        hash,
+                        peer: peer.url.clone(),
+                        source,
+                    },
+                    Accepted::Certify(source) => CatchUpError::Certify {
+                        hash,
+                        peer: peer.url.clone(),
+                        source,
+                    },
+                })?;
+            certified += 1;
+            state.note_behind();
+        }
+        tracing::debug!(peer = %peer.url, epoch, from, items = page.items.len(), certified, next = ?page.next_from_height, "catch-up page");
+        let (now_epoch, _) = window(state).await;
+        if now_epoch != epoch {
+            // A commit on the way closed the epoch: go on with the next one.
+            epoch = now_epoch;
+            from = 1;
+            continue;
+        }
         match page.next_from_height {
-            // A page cut inside one height starts again at it; only go on if it moved.
-            Some(next) if next > from || progressed => from = next,
+            Some(next) if next > from => from = next,
             _ => break,
         }
     }
-    Ok(stored)
+    Ok(certified)
 }
 
-/// Attestations accepted here but in no block yet go to the proposer (idempotent
-/// there); they become final here when its block arrives.
-async fn relay_pending(state: &Arc<Consensus>, proposer: &Peer) -> Result<(), CatchUpError> {
-    let ids = state.store.pending_attestations(RELAY_BATCH).await?;
-    if ids.is_empty() {
+/// This node's epoch and the lowest height a commit can still reach.
+async fn window(state: &Arc<Consensus>) -> (u64, u64) {
+    let chain = state.chain.lock().await;
+    (
+        chain.engine.epoch(),
+        chain
+            .engine
+            .committer()
+            .horizon()
+            .max(chain.engine.dag().horizon()),
+    )
+}
+
+/// Why a certified block from a peer was not taken.
+pub(crate) enum Accepted {
+    Vote(VoteError),
+    Certify(CertifyError),
+}
+
+/// Checks a certified block from a peer as a proposal (content, DAG) and its
+/// certificate, stores it and certifies it here.
+pub(crate) async fn accept_certified(
+    state: &Arc<Consensus>,
+    proposal: Arc<Proposal>,
+    qc: &QuorumCertificate,
+) -> Result<(), Accepted> {
+    check_content(state, &proposal)
+        .await
+        .map_err(Accepted::Vote)?;
+    let mut chain = state.chain.lock().await;
+    if chain.engine.dag().contains(&proposal.block.hash) {
         return Ok(());
     }
-    let mut bodies: Vec<Box<RawValue>> = Vec::with_capacity(ids.len());
-    for id in &ids {
-        if let Some(record) = state.store.get_attestation(id).await? {
-            match String::from_utf8(record.body)
-                .ok()
-                .and_then(|s| RawValue::from_string(s).ok())
-            {
-                Some(raw) => bodies.push(raw),
-                None => tracing::error!(attestation = %id, "stored attestation is not JSON"),
-            }
+    let qc = match check_certificate(&chain, &proposal.block, qc) {
+        Ok(qc) => qc,
+        // Its parents are not here yet: `certify` says which.
+        Err(CertifyError::Dag(bizra_ledger::consensus::dag::DagError::UnknownParent(_))) => {
+            qc.clone()
+        }
+        Err(e) => return Err(Accepted::Certify(e)),
+    };
+    let fresh = store_checked(state, &mut chain, &proposal, None, Some(&qc))
+        .await
+        .map_err(Accepted::Vote)?;
+    certify_stored(state, &mut chain, &proposal.block, &qc, fresh)
+        .await
+        .map_err(Accepted::Certify)?;
+    Ok(())
+}
+
+/// A replica that does not sign rebuilds its state from the shared store when the
+/// signing replica committed more.
+pub(crate) async fn follow_store(state: &Arc<Consensus>) -> Result<(), ChainError> {
+    let stored = state.store.ledger_len().await?;
+    let blocks = state.store.committed_blocks().await?.len() as u64;
+    {
+        let chain = state.chain.lock().await;
+        if stored == chain.ledger_len && blocks == chain.commit_seq {
+            return Ok(());
         }
     }
-    #[derive(serde::Serialize)]
-    struct Batch {
-        attestations: Vec<Box<RawValue>>,
-    }
-    let n = bodies.len();
-    let _: serde_json::Value = state
-        .network
-        .peers
-        .post_json(
-            proposer,
-            "/api/validator/attestation/batch",
-            &Batch {
-                attestations: bodies,
-            },
-        )
-        .await?;
-    tracing::debug!(attestations = n, "forwarded to the proposer");
+    reload(state).await
+}
+
+/// Rebuilds the chain from the store (a replica that begins to sign after another did,
+/// or one that follows).
+pub(crate) async fn reload(state: &Arc<Consensus>) -> Result<(), ChainError> {
+    let mut chain = state.chain.lock().await;
+    let params = chain.engine.params();
+    let fresh = super::replay::load(
+        chain.genesis.clone(),
+        &state.store,
+        params,
+        &state.node_id,
+        state.leadership.is_leader(),
+    )
+    .await?;
+    *chain = fresh;
+    state.publish_head(&chain);
     Ok(())
 }

@@ -1,20 +1,26 @@
-//! The proposer's side: send a block to every peer validator in parallel, count each
-//! vote as it arrives, stop as soon as the block is final (the calls still running are
-//! dropped, which cancels them), then announce the certificate.
+//! Sending this validator's block to the others (docs/protocol.md §5.3): to every peer
+//! validator in parallel, each vote checked and counted as it arrives; once the votes
+//! hold 2/3 of the weight the block is certified here and the certificate goes to every
+//! peer. The calls still running are then dropped, which cancels them.
+//!
+//! A breaker never costs quorum: peers whose breakers are open are skipped at first, and
+//! asked too (as half-open probes) once the others cannot bring the block to 2/3.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bizra_ledger::attestation::Attestation;
 use bizra_ledger::block::Block;
+use bizra_ledger::crypto::SignatureBytes;
 use bizra_ledger::proposal::Proposal;
 use bizra_ledger::registry::RegistryEntry;
-use bizra_ledger::vote::{QuorumCertificate, Vote};
+use bizra_ledger::vote::{QcVote, QuorumCertificate, Vote};
 use bizra_ledger::Hash32;
 use bizra_store::{Store, StoreError};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use super::finality::count_vote;
+use super::certify::certify;
 use super::network::FANOUT_DEADLINE;
 use super::Consensus;
 use crate::peers::set::{Peer, PeerError};
@@ -26,7 +32,7 @@ pub(crate) struct SubmitBlockReply {
     pub(crate) block_hash: Hash32,
     /// `new` when this call stored the block, `known` when it was stored before.
     pub(crate) stored: String,
-    /// The validator's vote; null from a node outside the active set.
+    /// The validator's vote; null from a node outside the committee.
     #[schema(value_type = Option<Object>)]
     pub(crate) vote: Option<Vote>,
 }
@@ -39,16 +45,15 @@ pub(crate) enum LoadError {
     UnknownBlock(Hash32),
     #[error("stored attestation {0} is missing or unreadable")]
     Attestation(Hash32),
-    #[error("stored registry entry {0} is unreadable")]
-    Entry(u64),
+    #[error("stored registry entry {0} is missing or unreadable")]
+    Entry(Hash32),
 }
 
-/// The proposal for a stored block: the block, its attestations read from the store,
-/// and `entries`, the registry entries it includes, in order.
+/// The proposal of a stored block: the block, its attestations and its registry entries
+/// read from the store, in block order.
 pub(crate) async fn load_proposal(
     state: &Arc<Consensus>,
     block: Block,
-    entries: Vec<RegistryEntry>,
 ) -> Result<Proposal, LoadError> {
     let mut attestations = Vec::with_capacity(block.attestation_ids.len());
     for id in &block.attestation_ids {
@@ -61,6 +66,20 @@ pub(crate) async fn load_proposal(
             serde_json::from_slice(&record.body).map_err(|_| LoadError::Attestation(*id))?;
         attestations.push(att);
     }
+    let mut entries = Vec::with_capacity(block.entry_ids.len());
+    if !block.entry_ids.is_empty() {
+        let mut by_digest = std::collections::HashMap::new();
+        for e in state.store.registry_entries().await? {
+            if let Ok(parsed) = serde_json::from_value::<RegistryEntry>(e.body) {
+                if let Ok(d) = parsed.digest() {
+                    by_digest.entry(d).or_insert(parsed);
+                }
+            }
+        }
+        for id in &block.entry_ids {
+            entries.push(by_digest.get(id).cloned().ok_or(LoadError::Entry(*id))?);
+        }
+    }
     Ok(Proposal {
         block,
         attestations,
@@ -68,24 +87,7 @@ pub(crate) async fn load_proposal(
     })
 }
 
-/// The registry entries a stored block includes, in filing order. Reads every entry:
-/// only for blocks asked for again (resolicit, catch-up), not for each new block.
-async fn included_entries(
-    state: &Arc<Consensus>,
-    block: &Hash32,
-) -> Result<Vec<RegistryEntry>, LoadError> {
-    let mut entries: Vec<(u64, RegistryEntry)> = Vec::new();
-    for e in state.store.registry_entries().await? {
-        if e.block_hash.as_ref() == Some(block) {
-            let entry = serde_json::from_value(e.body).map_err(|_| LoadError::Entry(e.seq))?;
-            entries.push((e.seq, entry));
-        }
-    }
-    entries.sort_by_key(|(seq, _)| *seq);
-    Ok(entries.into_iter().map(|(_, e)| e).collect())
-}
-
-/// The proposal for `hash`, from the last one built when it is that block.
+/// The proposal for `hash`, from the cache when it was built lately.
 pub(crate) async fn proposal_for(
     state: &Arc<Consensus>,
     hash: &Hash32,
@@ -98,91 +100,73 @@ pub(crate) async fn proposal_for(
         .get_block(hash)
         .await?
         .ok_or(LoadError::UnknownBlock(*hash))?;
-    let entries = included_entries(state, hash).await?;
-    let p = Arc::new(load_proposal(state, sb.block, entries).await?);
+    let p = Arc::new(load_proposal(state, sb.block).await?);
     state.network.cache_proposal(p.clone());
     Ok(p)
 }
 
-/// Starts asking the peer validators that have not voted for `proposal`'s block, unless a
-/// fan-out for it is already running.
-pub(crate) fn solicit(state: &Arc<Consensus>, proposal: Arc<Proposal>) {
+/// Starts asking the peer validators for votes on this node's `proposal`, unless a
+/// fan-out for it already runs. `own` is this node's vote.
+pub(crate) fn solicit(state: &Arc<Consensus>, proposal: Arc<Proposal>, own: Vote) {
     let hash = proposal.block.hash;
-    if state.network.peers.is_empty() || !state.network.begin(hash) {
+    if !state.network.begin(hash) {
         return;
     }
     state.network.cache_proposal(proposal.clone());
     let task_state = state.clone();
     state.network.tasks.spawn(async move {
         task_state.metrics.peer_tasks.inc();
-        gather_votes(&task_state, &proposal).await;
+        gather_votes(&task_state, &proposal, own).await;
         task_state.network.end(&hash);
         task_state.metrics.peer_tasks.dec();
     });
 }
 
-/// Asks again for the newest block that is not final (validators that were down, or
-/// catching up, vote now; finalizing it finalizes its ancestors).
-pub(crate) async fn resolicit(state: &Arc<Consensus>) {
-    if state.network.peers.is_empty() {
-        return;
-    }
-    let head = state.head.load_full();
-    let Some(tip) = head
-        .tips
-        .iter()
-        .filter(|t| !t.finalized && t.height > 0)
-        .max_by_key(|t| t.height)
-    else {
-        return;
-    };
-    if state.network.is_in_flight(&tip.hash) {
-        return;
-    }
-    match proposal_for(state, &tip.hash).await {
-        Ok(p) => solicit(state, p),
-        Err(e) => tracing::warn!(block = %tip.hash, error = %e, "cannot rebuild a proposal"),
-    }
-}
-
-async fn gather_votes(state: &Arc<Consensus>, proposal: &Arc<Proposal>) {
+async fn gather_votes(state: &Arc<Consensus>, proposal: &Arc<Proposal>, own: Vote) {
     let hash = proposal.block.hash;
-    let targets: Vec<Arc<Peer>> = {
+    let (committee, epoch) = {
         let chain = state.chain.lock().await;
-        let voted = chain.finality.voters(&hash);
-        chain
-            .active_set()
-            .iter()
-            .map(|(id, _)| *id)
-            .filter(|id| *id != state.node_id && !voted.contains(id))
-            .filter_map(|id| state.network.peers.by_validator(&id).cloned())
-            .collect()
+        (chain.engine.committee().clone(), chain.engine.epoch())
     };
-    if targets.is_empty() {
+    if proposal.block.header.epoch != epoch {
         return;
     }
-    let mut calls: FuturesUnordered<_> = targets
-        .into_iter()
-        .map(|peer| {
-            let proposal = proposal.clone();
-            async move {
-                let answer = state
-                    .network
-                    .peers
-                    .post_json::<_, SubmitBlockReply>(
-                        &peer,
-                        "/api/consensus/submit-block",
-                        &*proposal,
-                    )
-                    .await;
-                (peer, answer)
-            }
-        })
+    let mut votes: BTreeMap<Hash32, SignatureBytes> = [(own.validator_id, own.signature)].into();
+    let targets: Vec<Arc<Peer>> = committee
+        .ids()
+        .iter()
+        .filter(|id| **id != state.node_id)
+        .filter_map(|id| state.network.peers.by_validator(id).cloned())
         .collect();
+    // Closed breakers first; the open ones only if the rest cannot make a quorum.
+    let (open, closed): (Vec<_>, Vec<_>) = targets
+        .into_iter()
+        .partition(|p| p.breaker_state() == crate::peers::breaker::BreakerState::Open);
+    let mut calls = FuturesUnordered::new();
+    // Validators asked whose answer has not come yet.
+    let mut outstanding: std::collections::HashSet<Hash32> = std::collections::HashSet::new();
+    for peer in closed {
+        outstanding.extend(peer.validator_id);
+        calls.push(ask(state, peer, proposal.clone(), false));
+    }
+    let mut probing = open;
     let deadline = tokio::time::sleep(FANOUT_DEADLINE);
     tokio::pin!(deadline);
     let mut shutdown = state.shutdown.clone();
     loop {
+        if committee.is_quorum(committee.weight_of(votes.keys())) {
+            break;
+        }
+        // The calls still running cannot make a quorum even if all of them vote: ask
+        // the peers behind open breakers now, not after their breakers' timeout.
+        let possible = committee.weight_of(votes.keys().chain(outstanding.iter()));
+        if !committee.is_quorum(possible) && !probing.is_empty() {
+            tracing::debug!(block = %hash, peers = probing.len(), "asking peers with open breakers too");
+            for peer in probing.drain(..) {
+                outstanding.extend(peer.validator_id);
+                calls.push(ask(state, peer, proposal.clone(), true));
+            }
+        }
         let (peer, answer) = tokio::select! {
             next = calls.next() => match next {
                 Some(done) => done,
@@ -192,31 +176,26 @@ async fn gather_votes(state: &Arc<Consensus>, proposal: &Arc<Proposal>) {
                 tracing::debug!(block = %hash, "vote deadline passed");
                 break;
             }
-            _ = shutdown.wait_for(|stop| *stop) => break,
+            _ = shutdown.wait_for(|stop| *stop) => return,
         };
+        if let Some(id) = &peer.validator_id {
+            outstanding.remove(id);
+        }
         match answer {
             Ok(reply) => {
                 let Some(vote) = reply.vote else { continue };
-                if vote.block_hash != hash || Some(vote.validator_id) != peer.validator_id {
-                    tracing::warn!(peer = %peer.url, "a vote for another block or by another validator was refused");
+                let Some(key) = committee.key(&vote.validator_id) else {
+                    continue;
+                };
+                if vote.block_hash != hash
+                    || Some(vote.validator_id) != peer.validator_id
+                    || vote.verify(key).is_err()
+                {
+                    tracing::warn!(peer = %peer.url, "a vote for another block, by another validator or with a bad signature was refused");
                     continue;
                 }
-                let mut chain = state.chain.lock().await;
-                match count_vote(state, &mut chain, &vote).await {
-                    Ok(Some(qc)) => {
-                        state.metrics.votes_received.inc();
-                        state.publish_head(&chain);
-                        drop(chain);
-                        announce(state, qc);
-                        // Dropping `calls` cancels the calls still running.
-                        break;
-                    }
-                    Ok(None) => {
-                        state.metrics.votes_received.inc();
-                        state.publish_head(&chain);
-                    }
-                    Err(e) => tracing::warn!(peer = %peer.url, error = %e, "vote refused"),
-                }
+                state.metrics.votes_received.inc();
+                votes.insert(vote.validator_id, vote.signature);
             }
             Err(PeerError::Refused { code, detail, .. }) => {
                 tracing::debug!(peer = %peer.url, code, detail, "proposal refused")
@@ -224,6 +203,54 @@ async fn gather_votes(state: &Arc<Consensus>, proposal: &Arc<Proposal>) {
             Err(e) => tracing::debug!(peer = %peer.url, error = %e, "no vote"),
         }
     }
+    drop(calls);
+    let weight = committee.weight_of(votes.keys());
+    if !committee.is_quorum(weight) {
+        return;
+    }
+    let qc = QuorumCertificate {
+        block_hash: hash,
+        votes: votes
+            .iter()
+            .map(|(v, s)| QcVote {
+                validator_id: *v,
+                signature: *s,
+            })
+            .collect(),
+        weight,
+        total_weight: committee.total(),
+    };
+    let mut chain = state.chain.lock().await;
+    match certify(state, &mut chain, &proposal.block, &qc).await {
+        Ok(_) => {
+            drop(chain);
+            announce(state, qc);
+        }
+        Err(e) => tracing::warn!(block = %hash, error = %e, "own block not certified"),
+    }
+}
+
+async fn ask(
+    state: &Arc<Consensus>,
+    peer: Arc<Peer>,
+    proposal: Arc<Proposal>,
+    probe: bool,
+) -> (Arc<Peer>, Result<SubmitBlockReply, PeerError>) {
+    let peers = &state.network.peers;
+    let answer = if probe {
+        peers
+            .post_json_probe::<_, SubmitBlockReply>(
+                &peer,
+                "/api/consensus/submit-block",
+                &*proposal,
+            )
+            .await
+    } else {
+        peers
+            .post_json::<_, SubmitBlockReply>(&peer, "/api/consensus/submit-block", &*proposal)
+            .await
+    };
+    (peer, answer)
 }
 
 /// Sends the certificate to every peer, in parallel, without waiting for it.

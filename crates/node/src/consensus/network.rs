@@ -1,11 +1,10 @@
-//! The validator network (`docs/protocol.md` §3.4): the peer validators, which of them
-//! proposes, and the peer tasks under way (fan-outs, announcements).
+//! The validator network (`docs/protocol.md` §3.4): the peer validators and the peer
+//! tasks under way (fan-outs, announcements).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bizra_ledger::crypto::PublicKey;
 use bizra_ledger::genesis::Genesis;
 use bizra_ledger::proposal::Proposal;
 use bizra_ledger::Hash32;
@@ -15,30 +14,30 @@ use tokio_util::task::TaskTracker;
 use crate::peers::breaker::BreakerConfig;
 use crate::peers::set::PeerSet;
 
-/// How long the proposer waits for the votes on one block before it leaves the block
-/// to the next round (every slot, the newest block that is not final is asked again).
+/// How long a validator waits for the votes on one of its blocks before it leaves the
+/// block to the next look (its latest uncertified block is asked for again every slot).
 pub(crate) const FANOUT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// Largest number of fan-outs running at once; past it a block's round is skipped and
-/// the next slot asks again. (Announcements are one per finalized block, each bounded by
-/// the deadline.)
+/// the next look asks again. (Announcements are one per certified block, each bounded
+/// by the deadline.)
 pub(crate) const MAX_PEER_TASKS: usize = 64;
+
+/// Proposals kept for peers that ask for them again (catch-up, gap fills).
+const CACHED_PROPOSALS: usize = 8;
 
 /// This node's view of the validator network.
 pub(crate) struct Network {
     pub(crate) peers: PeerSet,
-    /// The key that signs every block: the genesis file's first validator.
-    pub(crate) proposer: PublicKey,
-    pub(crate) proposer_id: Hash32,
     /// Blocks whose votes are being asked for now (one fan-out per block at a time).
     in_flight: Mutex<HashSet<Hash32>>,
-    /// The proposal last built, reused while the same block is asked again.
-    last_proposal: Mutex<Option<Arc<Proposal>>>,
-    /// Equivocations already filed as slashing entries, by (proposer, height).
-    reported: Mutex<HashSet<(Hash32, u64)>>,
+    /// The proposals last built or asked for, newest last.
+    proposals: Mutex<Vec<Arc<Proposal>>>,
+    /// Equivocations already filed as slashing entries, by (proposer, epoch, height).
+    reported: Mutex<HashSet<(Hash32, u64, u64)>>,
     /// Every spawned peer task, so that shutdown can wait for them.
     pub(crate) tasks: TaskTracker,
-    /// Wakes the catch-up loop (a proposal named parents this node lacks).
+    /// Wakes the catch-up loop (a proposal or certificate named blocks this node lacks).
     pub(crate) catch_up: Notify,
 }
 
@@ -59,18 +58,22 @@ impl Network {
             .filter(|v| v.validator_id() != *node_id)
             .map(|v| (v.network_address.clone(), Some(v.validator_id())))
             .collect();
-        peers.extend(configured.iter().map(|u| (u.clone(), None)));
-        let proposer = genesis
-            .validators
-            .first()
-            .map(|v| v.pubkey_ed25519)
-            .unwrap_or(PublicKey([0; 32]));
+        // A configured URL that is a validator's address is that validator, once.
+        let known = |u: &str| {
+            peers
+                .iter()
+                .any(|(p, _)| p.trim_end_matches('/') == u.trim_end_matches('/'))
+        };
+        let extra: Vec<(String, Option<Hash32>)> = configured
+            .iter()
+            .filter(|u| !known(u))
+            .map(|u| (u.clone(), None))
+            .collect();
+        peers.extend(extra);
         Ok(Network {
             peers: PeerSet::new(peers, call_timeout, breaker, metrics)?,
-            proposer,
-            proposer_id: proposer.validator_id(),
             in_flight: Mutex::new(HashSet::new()),
-            last_proposal: Mutex::new(None),
+            proposals: Mutex::new(Vec::new()),
             reported: Mutex::new(HashSet::new()),
             tasks: TaskTracker::new(),
             catch_up: Notify::new(),
@@ -88,29 +91,30 @@ impl Network {
         lock(&self.in_flight).remove(hash);
     }
 
-    /// The proposer among the peers, when the genesis gives its address.
-    pub(crate) fn proposer_peer(&self) -> Option<Arc<crate::peers::set::Peer>> {
-        self.peers.by_validator(&self.proposer_id).cloned()
-    }
-
     pub(crate) fn is_in_flight(&self, hash: &Hash32) -> bool {
         lock(&self.in_flight).contains(hash)
     }
 
     pub(super) fn cached_proposal(&self, hash: &Hash32) -> Option<Arc<Proposal>> {
-        lock(&self.last_proposal)
-            .as_ref()
-            .filter(|p| p.block.hash == *hash)
+        lock(&self.proposals)
+            .iter()
+            .rev()
+            .find(|p| p.block.hash == *hash)
             .cloned()
     }
 
     pub(super) fn cache_proposal(&self, p: Arc<Proposal>) {
-        *lock(&self.last_proposal) = Some(p);
+        let mut list = lock(&self.proposals);
+        list.retain(|q| q.block.hash != p.block.hash);
+        list.push(p);
+        if list.len() > CACHED_PROPOSALS {
+            list.remove(0);
+        }
     }
 
-    /// True the first time an equivocation at (proposer, height) is seen.
-    pub(super) fn first_report(&self, proposer: Hash32, height: u64) -> bool {
-        lock(&self.reported).insert((proposer, height))
+    /// True the first time an equivocation at (proposer, epoch, height) is seen.
+    pub(super) fn first_report(&self, proposer: Hash32, epoch: u64, height: u64) -> bool {
+        lock(&self.reported).insert((proposer, epoch, height))
     }
 }
 

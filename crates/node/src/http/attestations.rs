@@ -254,6 +254,8 @@ fn view(
         received_at: rfc3339_ms(rec.received_at_ms),
         block,
         proof,
+        log_index: rec.log_index,
+        rejected_by: rec.rejected_by.map(|h| h.to_hex()),
     })
 }
 
@@ -275,7 +277,11 @@ pub(crate) async fn get_one(
         .get_attestation(&id)
         .await?
         .ok_or_else(|| Problem::not_found(format!("no attestation {id}")))?;
-    let finalized = rec.status == AttestationStatus::Finalized;
+    // Finalized and rejected are the last states: the view never changes again.
+    let settled = matches!(
+        rec.status,
+        AttestationStatus::Finalized | AttestationStatus::Rejected
+    );
     let (block, proof) = match rec.block {
         Some(place) => {
             let store = &state.store;
@@ -302,8 +308,7 @@ pub(crate) async fn get_one(
         None => (None, None),
     };
     let view = view(rec, block, proof)?;
-    // A finalized attestation never changes again: cache it whole.
-    if finalized {
+    if settled {
         return state
             .cache
             .store_and_respond(key, &view, &headers)

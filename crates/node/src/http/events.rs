@@ -36,7 +36,8 @@ impl Drop for Subscribed {
     }
 }
 
-/// `block_proposed`, `block_finalized`, `attestation_accepted`, `validator_update`.
+/// `block_proposed`, `block_certified`, `block_finalized`, `attestation_accepted`,
+/// `validator_update`.
 #[utoipa::path(get, path = "/api/events", tag = "events", responses((status = 200, content_type = "text/event-stream")))]
 pub(crate) async fn sse(
     State(state): State<AppState>,

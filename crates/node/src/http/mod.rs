@@ -49,6 +49,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/consensus/blocks", get(consensus::blocks))
         .route("/api/consensus/finality/{hash}", get(consensus::finality))
         .route("/api/consensus/health", get(consensus::health))
+        .route("/api/ledger", get(consensus::ledger))
         .route(
             "/api/consensus/block/{hash}/proposal",
             get(proposals::proposal),

@@ -15,6 +15,7 @@ use super::{attestations, consensus, events, health, p2p, proposals, validators}
         health::health, health::ready, health::metrics,
         consensus::status, consensus::stats, consensus::genesis, consensus::tipset,
         consensus::block, consensus::blocks, consensus::finality, consensus::health,
+        consensus::ledger,
         proposals::submit_block, proposals::qc, proposals::proposal,
         attestations::submit, attestations::batch, attestations::verify,
         attestations::get_one, attestations::list,

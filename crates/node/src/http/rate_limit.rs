@@ -22,9 +22,11 @@ use crate::problem::{ErrorCode, Problem};
 /// work, a certificate is at most one signature per active validator, and a proposer
 /// making a block every slot must never be throttled by its own validators).
 pub(crate) fn classify(method: &Method, path: &str) -> Option<Class> {
-    if super::health::is_probe(path)
-        || matches!(path, "/api/consensus/submit-block" | "/api/consensus/qc")
-    {
+    // The validator network's own calls: blocks, certificates, and the proposals a
+    // validator catching up fetches.
+    let peer_route = matches!(path, "/api/consensus/submit-block" | "/api/consensus/qc")
+        || (path.starts_with("/api/consensus/block/") && path.ends_with("/proposal"));
+    if super::health::is_probe(path) || peer_route {
         return None;
     }
     if method == Method::GET || method == Method::HEAD || method == Method::OPTIONS {

@@ -201,7 +201,8 @@ pub(crate) async fn list(
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct ValidatorStats {
-    /// The registry's epoch (boundaries are applied at each slot).
+    /// The registry's epoch: the epoch whose start it shows (a leader that closes an
+    /// epoch applies the boundaries up to the next).
     pub(crate) epoch: u64,
     pub(crate) validator_count: usize,
     pub(crate) active_count: usize,
@@ -316,19 +317,11 @@ async fn file_entry(
     kind: &str,
     entry: RegistryEntry,
 ) -> Result<Response, Problem> {
-    if !state.consensus.is_proposer {
-        // Only the proposer makes blocks: an entry filed here would wait forever.
-        let at = state
-            .consensus
-            .genesis
-            .validators
-            .first()
-            .map_or("", |v| v.network_address.as_str());
+    if !state.consensus.is_validator() {
+        // Only validators make blocks: an entry filed here would wait forever.
         return Err(Problem::new(
-            ErrorCode::NotProposer,
-            format!(
-                "this node does not make blocks; file registry entries with the proposer at {at}"
-            ),
+            ErrorCode::NotValidator,
+            "this node is not a validator of the current epoch and makes no blocks; file registry entries with a validator",
         )
         .with_status(StatusCode::CONFLICT));
     }

@@ -363,6 +363,25 @@ impl Breaker {
         (Ok(permit), transition)
     }
 
+    /// [`Breaker::try_acquire`], except that an open breaker turns half-open now: a
+    /// probe asked for because the peers with closed breakers cannot make a quorum, or
+    /// the liveness probe, so that a peer that came back counts within a slot and not
+    /// after `open_for`. Half-open still admits at most `half_open_probes` at once.
+    pub(crate) fn try_acquire_probe(
+        &self,
+        now: Instant,
+    ) -> (Result<Permit, Rejected>, Option<Transition>) {
+        {
+            let mut inner = lock(&self.inner);
+            if let Phase::Open { until } = inner.phase {
+                if now < until {
+                    inner.phase = Phase::Open { until: now };
+                }
+            }
+        }
+        self.try_acquire(now)
+    }
+
     /// The outcome of a permitted call. Every outcome is counted in the window; a
     /// probe's outcome also decides the half-open breaker. The permit must come from
     /// this breaker; one from another breaker only has its probe slot released there.

@@ -156,7 +156,7 @@ impl PeerSet {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| PeerError::BadAnswer(format!("cannot encode the request: {e}")))?;
         let url = format!("{}{path}", peer.url);
-        self.call(peer, || {
+        self.call(peer, false, || {
             self.client
                 .post(&url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
@@ -165,22 +165,58 @@ impl PeerSet {
         .await
     }
 
+    /// [`PeerSet::post_json`] through an open breaker as a half-open probe
+    /// ([`Breaker::try_acquire_probe`]).
+    pub(crate) async fn post_json_probe<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        peer: &Peer,
+        path: &str,
+        body: &B,
+    ) -> Result<T, PeerError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| PeerError::BadAnswer(format!("cannot encode the request: {e}")))?;
+        let url = format!("{}{path}", peer.url);
+        self.call(peer, true, || {
+            self.client
+                .post(&url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(bytes.clone())
+        })
+        .await
+    }
+
+    /// A GET through an open breaker as a half-open probe.
+    pub(crate) async fn get_json_probe<T: DeserializeOwned>(
+        &self,
+        peer: &Peer,
+        path: &str,
+    ) -> Result<T, PeerError> {
+        let url = format!("{}{path}", peer.url);
+        self.call(peer, true, || self.client.get(&url)).await
+    }
+
     pub(crate) async fn get_json<T: DeserializeOwned>(
         &self,
         peer: &Peer,
         path: &str,
     ) -> Result<T, PeerError> {
         let url = format!("{}{path}", peer.url);
-        self.call(peer, || self.client.get(&url)).await
+        self.call(peer, false, || self.client.get(&url)).await
     }
 
-    /// One call through the peer's breaker, with the retry policy, timed and counted.
+    /// One call through the peer's breaker (as a probe through an open one, with
+    /// `probe`), with the retry policy, timed and counted.
     async fn call<T: DeserializeOwned>(
         &self,
         peer: &Peer,
+        probe: bool,
         request: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<T, PeerError> {
-        let (permit, transition) = peer.breaker.try_acquire(Instant::now());
+        let (permit, transition) = if probe {
+            peer.breaker.try_acquire_probe(Instant::now())
+        } else {
+            peer.breaker.try_acquire(Instant::now())
+        };
         self.note_transition(peer, transition);
         let permit = match permit {
             Ok(p) => p,
@@ -276,6 +312,16 @@ impl Peer {
 
     pub(crate) fn breaker_state(&self) -> BreakerState {
         self.breaker.state(Instant::now())
+    }
+
+    /// Whether the last call got an answer (`None` before any call).
+    pub(crate) fn reachable(&self) -> Option<bool> {
+        let last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        match (last.ok_at_ms, last.error_at_ms) {
+            (None, None) => None,
+            (Some(ok), Some(err)) => Some(ok >= err),
+            (ok, _) => Some(ok.is_some()),
+        }
     }
 
     fn note<T>(&self, result: &Result<T, PeerError>, elapsed: Duration) {

@@ -378,29 +378,29 @@ impl Node {
         }
     }
 
-    /// Every block of the chain, in height order, through `/api/consensus/blocks`.
+    /// Every block of every epoch up to the current one, in (epoch, height) order,
+    /// through `/api/consensus/blocks`.
     pub(crate) async fn all_blocks(&self) -> Vec<Value> {
         let mut out = Vec::new();
-        let mut from = 0u64;
-        loop {
-            let page = self
-                .get_ok(&format!(
-                    "/api/consensus/blocks?from_height={from}&limit=1000"
-                ))
-                .await;
-            let items = page["items"].as_array().expect("items").clone();
-            let before = out.len();
-            for b in items {
-                // A page cut inside one height starts again at that height.
-                if !out.iter().any(|o: &Value| o["hash"] == b["hash"]) {
-                    out.push(b);
+        let epochs = self.get_ok("/api/consensus/status").await["epoch"]
+            .as_u64()
+            .expect("epoch");
+        for epoch in 0..=epochs {
+            let mut from = 0u64;
+            loop {
+                let page = self
+                    .get_ok(&format!(
+                        "/api/consensus/blocks?epoch={epoch}&from_height={from}&limit=1000"
+                    ))
+                    .await;
+                out.extend(page["items"].as_array().expect("items").iter().cloned());
+                match page["next_from_height"].as_u64() {
+                    Some(n) if n > from => from = n,
+                    _ => break,
                 }
             }
-            match page["next_from_height"].as_u64() {
-                Some(n) if out.len() > before => from = n,
-                _ => return out,
-            }
         }
+        out
     }
 }
 

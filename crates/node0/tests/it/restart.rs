@@ -1,6 +1,6 @@
 //! Persistence across restarts of the real process: a graceful stop keeps everything,
 //! kill -9 under load loses no acknowledged attestation and the chain continues, and a
-//! data directory refuses to serve another genesis.
+//! data directory refuses to serve another genesis or blocks of header version 1.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +29,11 @@ async fn inclusion_index(node: &Node) -> HashMap<String, Vec<String>> {
 
 fn height(v: &Value) -> u64 {
     v["height"].as_u64().expect("height")
+}
+
+/// (epoch, height) of a status: heights restart at 1 in each epoch.
+fn place(v: &Value) -> (u64, u64) {
+    (v["epoch"].as_u64().expect("epoch"), height(v))
 }
 
 both_stores!(a_graceful_restart_keeps_everything_and_the_chain_continues);
@@ -152,11 +157,11 @@ async fn kill_9_under_load_loses_no_acknowledged_attestation(dir: TestDir) {
 
     // Kill once load is flowing and blocks are being made from it.
     let started = Instant::now();
-    let mut seen_height = 0;
+    let mut seen = (0, 0);
     loop {
         let s = node.get_ok("/api/consensus/status").await;
-        seen_height = seen_height.max(height(&s));
-        if acked.lock().expect("lock").len() >= 60 && seen_height >= 2 {
+        seen = seen.max(place(&s));
+        if acked.lock().expect("lock").len() >= 60 && seen >= (0, 2) {
             break;
         }
         assert!(started.elapsed() < PATIENCE, "load does not flow");
@@ -178,9 +183,9 @@ async fn kill_9_under_load_loses_no_acknowledged_attestation(dir: TestDir) {
     );
     let restarted = node.get_ok("/api/consensus/status").await;
     assert!(
-        height(&restarted) >= seen_height,
-        "a block seen before the crash is gone: {} < {seen_height}",
-        height(&restarted)
+        place(&restarted) >= seen,
+        "a block seen before the crash is gone: {:?} < {seen:?}",
+        place(&restarted)
     );
     for id in &acked {
         let v = node.get(&format!("/api/validator/attestation/{id}")).await;
@@ -191,12 +196,15 @@ async fn kill_9_under_load_loses_no_acknowledged_attestation(dir: TestDir) {
         check_inclusion(&node, id, &v).await;
     }
 
-    // The chain continues: new submissions finalize above everything before.
+    // The chain continues: a new submission finalizes after everything before it.
+    let before = node.get_ok("/api/consensus/status").await["ledger_size"]
+        .as_u64()
+        .expect("ledger_size");
     let key = Keypair::generate();
     let (att, id) = signed(&anchor, &key);
     node.submit_new(&att).await;
     let v = node.wait_finalized(&id).await;
-    assert!(v["block"]["height"].as_u64() > Some(height(&restarted)));
+    assert!(v["log_index"].as_u64() >= Some(before), "{v}");
 
     // Every stored attestation is in exactly one block, and nothing is in two.
     let stats = node.get_ok("/api/consensus/stats").await;
@@ -273,4 +281,44 @@ async fn a_data_directory_refuses_another_genesis(dir: TestDir) {
         genesis_hash
     );
     assert_eq!(node.wait_finalized(&id).await["attestation_id"], id);
+}
+
+both_stores!(a_store_of_block_header_version_1_is_refused_at_start);
+/// A store that a build of header version 1 wrote: `serve` exits with a message naming
+/// both versions (docs/protocol.md §3.1) and leaves the store as it was.
+async fn a_store_of_block_header_version_1_is_refused_at_start(dir: TestDir) {
+    use bizra_testkit::v1_store;
+    let store_file = dir.data().join("ledger.sqlite");
+    match &dir.pg {
+        None => v1_store::write_sqlite(&store_file).await,
+        Some(schema) => v1_store::write_postgres(schema).await,
+    }
+    .expect("a version-1 store");
+    let (status, out) = serve_expecting_exit(&dir, &[]).await;
+    assert!(!status.success(), "served a version-1 store:\n{out}");
+    let place = if dir.pg.is_some() {
+        "database schema"
+    } else {
+        "data directory"
+    };
+    let message = format!(
+        "this {place} holds block headers of version 1; this node reads and writes version 2; \
+         start it with a new {place} (no migration from version 1)"
+    );
+    assert!(out.contains(&message), "unclear message:\n{out}");
+    let shape = match &dir.pg {
+        None => v1_store::sqlite_shape(&store_file).await,
+        Some(schema) => v1_store::postgres_shape(schema).await,
+    }
+    .expect("the store reads");
+    let v1_schema = if dir.pg.is_some() {
+        v1_store::POSTGRES_SCHEMA_VERSION
+    } else {
+        v1_store::SQLITE_SCHEMA_VERSION
+    };
+    assert_eq!(
+        shape,
+        (v1_schema, false),
+        "the refused start migrated the store"
+    );
 }

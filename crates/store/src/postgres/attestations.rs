@@ -1,7 +1,7 @@
 //! Attestations: group-commit insert (one UNNEST statement per batch), lookups,
 //! newest-first pages, the pending queue.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bizra_ledger::crypto::PublicKey;
 use bizra_ledger::Hash32;
@@ -10,13 +10,16 @@ use sqlx::{Connection, PgConnection, Row};
 
 use super::{LockPurpose, PostgresStore};
 use crate::codec::{received_at_column, to_hash, to_i64, to_u64};
+use crate::contested;
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
 use crate::rows::{
-    counter_value, owners_in_order, select_record, AttestationRow, ImpactRow, ImpactTotalsRow,
-    NonceOwnerRow, NonceOwners, PageQuery,
+    counter_value, owners_in_order, select_contested, select_record, AttestationRow, ImpactRow,
+    ImpactTotalsRow, NonceOwnerRow, NonceOwners, PageQuery,
 };
-use crate::types::{AttestationRecord, ImpactSummary, InsertOutcome, NewAttestation};
+use crate::types::{
+    AttestationRecord, BlockAttestation, ImpactSummary, InsertOutcome, NewAttestation,
+};
 
 fn record(row: &PgRow) -> Result<AttestationRecord, StoreError> {
     AttestationRow {
@@ -31,12 +34,42 @@ fn record(row: &PgRow) -> Result<AttestationRecord, StoreError> {
         block_hash: row.try_get("block_hash")?,
         block_index: row.try_get("block_index")?,
         block_height: row.try_get("block_height")?,
-        block_finalized: row.try_get("block_finalized")?,
+        block_certified_at: row.try_get("block_certified_at")?,
+        log_index: row.try_get("log_index")?,
+        ledger_block: row.try_get("ledger_block")?,
+        ledger_index: row.try_get("ledger_index")?,
+        ledger_height: row.try_get("ledger_height")?,
+        rejected_by: row.try_get("rejected_by")?,
+        rejected_block: row.try_get("rejected_block")?,
+        rejected_index: row.try_get("rejected_index")?,
+        rejected_height: row.try_get("rejected_height")?,
     }
     .into_record()
 }
 
+/// The attestation with `digest`, in either table.
 pub(super) async fn by_digest(
+    store: &PostgresStore,
+    conn: &mut PgConnection,
+    digest: &Hash32,
+) -> Result<Option<AttestationRecord>, StoreError> {
+    store
+        .query(concat!(
+            select_record!("WHERE a.digest = $1 "),
+            "UNION ALL ",
+            select_contested!("WHERE a.digest = $1")
+        ))
+        .bind(digest.as_bytes().as_slice())
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(record)
+        .transpose()
+}
+
+/// The `attestations` row of `digest` (the submit path's idempotency: a contested body is
+/// not this store's submission).
+async fn submitted_by_digest(
     store: &PostgresStore,
     conn: &mut PgConnection,
     digest: &Hash32,
@@ -77,6 +110,19 @@ pub(super) async fn nonce_owners(
     if pairs.is_empty() {
         return Ok(Vec::new());
     }
+    let found = owners_of(store, conn, pairs).await?;
+    Ok(owners_in_order(pairs, &found))
+}
+
+/// The owners in `attestations` of `pairs`, by (key, nonce), in one statement.
+async fn owners_of(
+    store: &PostgresStore,
+    conn: &mut PgConnection,
+    pairs: &[(PublicKey, String)],
+) -> Result<NonceOwners, StoreError> {
+    if pairs.is_empty() {
+        return Ok(NonceOwners::new());
+    }
     let keys: Vec<&[u8]> = pairs.iter().map(|(k, _)| k.0.as_slice()).collect();
     let nonces: Vec<&str> = pairs.iter().map(|(_, n)| n.as_str()).collect();
     let rows = store
@@ -98,7 +144,7 @@ pub(super) async fn nonce_owners(
         }
         .add_to(&mut found)?;
     }
-    Ok(owners_in_order(pairs, &found))
+    Ok(found)
 }
 
 /// One transaction and one multi-row statement for the whole batch. Rows that did not go
@@ -175,7 +221,7 @@ pub(super) async fn insert(
             Some(seq) => InsertOutcome::Inserted {
                 seq: to_u64(seq, "attestation seq")?,
             },
-            None => match by_digest(store, &mut conn, &item.digest).await? {
+            None => match submitted_by_digest(store, &mut conn, &item.digest).await? {
                 Some(record) => InsertOutcome::AlreadyStored {
                     record: Box::new(record),
                 },
@@ -195,6 +241,174 @@ pub(super) async fn insert(
         out.push(outcome);
     }
     Ok(out)
+}
+
+/// The columns of `items` as `UNNEST` arrays, each item's `received_at_ms` checked.
+pub(super) struct Columns<'i> {
+    digests: Vec<&'i [u8]>,
+    pubkeys: Vec<&'i [u8]>,
+    nonces: Vec<&'i str>,
+    attesters: Vec<&'i str>,
+    bodies: Vec<&'i [u8]>,
+    scores: Vec<f64>,
+    received: Vec<i64>,
+}
+
+impl<'i> Columns<'i> {
+    pub(super) fn of(
+        items: impl ExactSizeIterator<Item = &'i NewAttestation>,
+    ) -> Result<Self, StoreError> {
+        let n = items.len();
+        let mut c = Columns {
+            digests: Vec::with_capacity(n),
+            pubkeys: Vec::with_capacity(n),
+            nonces: Vec::with_capacity(n),
+            attesters: Vec::with_capacity(n),
+            bodies: Vec::with_capacity(n),
+            scores: Vec::with_capacity(n),
+            received: Vec::with_capacity(n),
+        };
+        for item in items {
+            c.received.push(received_at_column(item)?);
+            c.digests.push(item.digest.as_bytes().as_slice());
+            c.pubkeys.push(item.attester_pubkey.0.as_slice());
+            c.nonces.push(item.nonce.as_str());
+            c.attesters.push(item.attester_id.as_str());
+            c.bodies.push(item.body.as_slice());
+            c.scores.push(item.impact_score);
+        }
+        Ok(c)
+    }
+}
+
+/// Attestations carried by a block, in one transaction: what is new goes into
+/// `attestations` (under the seq lock, as a submission would), a body whose key and nonce
+/// another digest holds goes into `contested_attestations`; nothing is refused for its
+/// nonce.
+pub(super) async fn insert_from_block(
+    store: &PostgresStore,
+    items: &[NewAttestation],
+) -> Result<Vec<BlockAttestation>, StoreError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cols = Columns::of(items.iter())?;
+    let mut conn = store.acquire().await?;
+    let mut tx = conn.begin().await?;
+    let judged = insert_from_block_in(store, &mut tx, items, &cols).await?;
+    count_stored(store, &mut tx, judged.stored).await?;
+    tx.commit().await?;
+    Ok(judged.outcomes)
+}
+
+/// [`insert_from_block`] inside the transaction `tx` (the caller commits), with the items'
+/// columns: takes the seq lock (held until `tx` ends), inserts, and judges. The counters
+/// are the caller's ([`count_stored`] with `stored`), so that a caller placing attestations
+/// in the same transaction can update them after its placement, in the order every other
+/// writer takes the rows (attestations, then counters).
+pub(super) async fn insert_from_block_in(
+    store: &PostgresStore,
+    tx: &mut PgConnection,
+    items: &[NewAttestation],
+    cols: &Columns<'_>,
+) -> Result<contested::Judged, StoreError> {
+    if items.is_empty() {
+        return Ok(contested::Judged {
+            outcomes: Vec::new(),
+            contested: Vec::new(),
+            stored: 0,
+        });
+    }
+    store.lock(&mut *tx, LockPurpose::Attestations).await?;
+    let rows = store
+        .query(
+            "INSERT INTO attestations \
+             (digest, attester_pubkey, nonce, attester_id, body, impact_score, received_at_ms) \
+             SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::text[], $4::text[], \
+             $5::bytea[], $6::float8[], $7::int8[]) \
+             ON CONFLICT DO NOTHING RETURNING seq, digest",
+        )
+        .bind(&cols.digests)
+        .bind(&cols.pubkeys)
+        .bind(&cols.nonces)
+        .bind(&cols.attesters)
+        .bind(&cols.bodies)
+        .bind(&cols.scores)
+        .bind(&cols.received)
+        .fetch_all(&mut *tx)
+        .await?;
+    let mut inserted: HashMap<Hash32, i64> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let digest = to_hash(row.try_get::<&[u8], _>("digest")?, "attestation digest")?;
+        inserted.insert(digest, row.try_get("seq")?);
+    }
+
+    let rest = contested::not_inserted(items, &inserted);
+    let mut known = HashSet::with_capacity(rest.len());
+    if !rest.is_empty() {
+        let asked: Vec<&[u8]> = rest
+            .iter()
+            .map(|i| i.digest.as_bytes().as_slice())
+            .collect();
+        let found: Vec<Vec<u8>> = store
+            .query_scalar(
+                "SELECT digest FROM attestations WHERE digest = ANY($1) \
+                 UNION ALL SELECT digest FROM contested_attestations WHERE digest = ANY($1)",
+            )
+            .bind(&asked)
+            .fetch_all(&mut *tx)
+            .await?;
+        for d in &found {
+            known.insert(to_hash(d, "attestation digest")?);
+        }
+    }
+    let unknown: Vec<(PublicKey, String)> = rest
+        .iter()
+        .filter(|i| !known.contains(&i.digest))
+        .map(|i| (i.attester_pubkey, i.nonce.clone()))
+        .collect();
+    let owners = owners_of(store, &mut *tx, &unknown).await?;
+    let judged = contested::judge(items, &inserted, &known, &owners)?;
+
+    if !judged.contested.is_empty() {
+        let c = Columns::of(judged.contested.iter().map(|&i| &items[i]))?;
+        store
+            .query(
+                "INSERT INTO contested_attestations \
+                 (digest, attester_pubkey, nonce, attester_id, body, impact_score, received_at_ms) \
+                 SELECT * FROM UNNEST($1::bytea[], $2::bytea[], $3::text[], $4::text[], \
+                 $5::bytea[], $6::float8[], $7::int8[])",
+            )
+            .bind(&c.digests)
+            .bind(&c.pubkeys)
+            .bind(&c.nonces)
+            .bind(&c.attesters)
+            .bind(&c.bodies)
+            .bind(&c.scores)
+            .bind(&c.received)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(judged)
+}
+
+/// Counts `stored` new rows of `attestations` (pending until placed), inside `tx`.
+pub(super) async fn count_stored(
+    store: &PostgresStore,
+    tx: &mut PgConnection,
+    stored: i64,
+) -> Result<(), StoreError> {
+    if stored > 0 {
+        store
+            .query(
+                "UPDATE counters SET value = value + $1 \
+                 WHERE name IN ('attestations', 'pending_attestations')",
+            )
+            .bind(stored)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
 }
 
 pub(super) async fn list(

@@ -5,6 +5,7 @@ use sqlx::Connection;
 
 use super::{LockPurpose, PostgresStore};
 use crate::error::StoreError;
+use crate::header_version::{self, META_HEADER_VERSION};
 use crate::identity;
 use crate::types::{IdentityCheck, META_CHAIN_ID, META_GENESIS_HASH};
 
@@ -64,6 +65,17 @@ pub(super) async fn bind_identity(
                 .execute(&mut *tx)
                 .await?;
         }
+        // With the identity, in its transaction: a bound store always says which header
+        // version it holds (header_version.rs relies on it).
+        store
+            .query(
+                "INSERT INTO meta (key, value) VALUES ($1, $2) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .bind(META_HEADER_VERSION)
+            .bind(header_version::this_version())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
     }
     Ok(found)

@@ -8,13 +8,27 @@ use sqlx::{Connection, Executor};
 use super::{LockPurpose, PostgresStore};
 use crate::codec::now_ms;
 use crate::error::StoreError;
+use crate::header_version::{self, META_HEADER_VERSION};
 use crate::migrations::{self, Migration};
+use crate::types::META_CHAIN_ID;
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../migrations/postgres/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "entry_ids",
+        sql: include_str!("../../migrations/postgres/0002_entry_ids.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "dag_ledger",
+        sql: include_str!("../../migrations/postgres/0003_dag_ledger.sql"),
+    },
+];
 const _: () = assert!(migrations::is_well_formed(MIGRATIONS));
 
 /// The schema version this build writes.
@@ -34,7 +48,12 @@ pub(super) async fn run(store: &PostgresStore) -> Result<(), StoreError> {
     // rows commit together or not at all.
     tx.execute(VERSION_TABLE).await?;
     let found = current(store, &mut tx).await?;
-    for m in migrations::pending(MIGRATIONS, found)? {
+    let pending = migrations::pending(MIGRATIONS, found)?;
+    if found > 0 {
+        // Before any migration: a refused database stays as its own build left it.
+        check_header_version(store, &mut tx).await?;
+    }
+    for m in pending {
         // A plain string runs every statement in it (simple query protocol).
         tx.execute(m.sql).await?;
         store
@@ -47,6 +66,32 @@ pub(super) async fn run(store: &PostgresStore) -> Result<(), StoreError> {
     }
     tx.commit().await?;
     Ok(())
+}
+
+/// Migration 1 made `meta` and `blocks`, so any database with a schema has both.
+async fn check_header_version(
+    store: &PostgresStore,
+    conn: &mut sqlx::PgConnection,
+) -> Result<(), StoreError> {
+    let mut meta = [None, None];
+    for (slot, key) in meta.iter_mut().zip([META_HEADER_VERSION, META_CHAIN_ID]) {
+        *slot = store
+            .query_scalar::<String>("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    }
+    let [recorded, chain_id] = meta;
+    let first_header: Option<String> = store
+        .query_scalar("SELECT header FROM blocks ORDER BY height, hash LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
+    header_version::judge(
+        recorded.as_deref(),
+        first_header.as_deref(),
+        chain_id.is_some(),
+        "database schema",
+    )
 }
 
 pub(super) async fn current(

@@ -17,9 +17,11 @@
 
 mod attestations;
 mod blocks;
+mod ledger;
 mod meta;
 mod migrate;
 mod registry;
+mod signing;
 mod votes;
 
 use std::fmt;
@@ -36,7 +38,7 @@ use sqlx::{Connection, PgPool, Postgres};
 
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
-use crate::rows::{COUNT_ALL, COUNT_PENDING};
+use crate::rows::{COUNT_ALL, COUNT_LEDGER, COUNT_PENDING, COUNT_REJECTED};
 use crate::types::*;
 use crate::Store;
 
@@ -123,6 +125,8 @@ pub(crate) enum LockPurpose {
     Migrate = 1,
     Identity = 2,
     Attestations = 3,
+    /// Commits and revives, one at a time across replicas.
+    Commit = 4,
 }
 
 /// The PostgreSQL store. Cloning is cheap: clones share the pool.
@@ -314,6 +318,13 @@ impl Store for PostgresStore {
         attestations::insert(self, items).await
     }
 
+    async fn insert_block_attestations(
+        &self,
+        items: &[NewAttestation],
+    ) -> Result<Vec<BlockAttestation>, StoreError> {
+        attestations::insert_from_block(self, items).await
+    }
+
     async fn nonce_owner(
         &self,
         pubkey: &PublicKey,
@@ -387,13 +398,90 @@ impl Store for PostgresStore {
         blocks::insert(self, block, created_at_ms, Some((lease, holder))).await
     }
 
-    async fn mark_finalized(
+    /// Always one transaction, whatever the block's size.
+    async fn insert_peer_block(
         &self,
-        hashes: &[Hash32],
+        block: &Block,
+        attestations: &[NewAttestation],
         qc: Option<&QuorumCertificate>,
+        created_at_ms: u64,
+        certified_at_ms: u64,
+    ) -> Result<PeerBlockInsert, StoreError> {
+        blocks::insert_peer(
+            self,
+            block,
+            attestations,
+            qc,
+            created_at_ms,
+            certified_at_ms,
+        )
+        .await
+    }
+
+    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        ledger::commit(self, batch).await
+    }
+
+    async fn revive(&self, blocks: &[Hash32]) -> Result<u64, StoreError> {
+        ledger::revive(self, blocks).await
+    }
+
+    async fn ledger_len(&self) -> Result<u64, StoreError> {
+        attestations::counter(self, COUNT_LEDGER).await
+    }
+
+    async fn count_rejected(&self) -> Result<u64, StoreError> {
+        attestations::counter(self, COUNT_REJECTED).await
+    }
+
+    async fn ledger_page(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError> {
+        ledger::page(self, from, limit).await
+    }
+
+    async fn ledger_lookup(
+        &self,
+        digests: &[Hash32],
+        pairs: &[(PublicKey, String)],
+    ) -> Result<(Vec<bool>, Vec<Option<Hash32>>), StoreError> {
+        ledger::lookup(self, digests, pairs).await
+    }
+
+    async fn commit_state(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        crate::ledger::commit_state(meta::get(self, META_COMMIT_STATE).await?)
+    }
+
+    async fn committed_blocks(&self) -> Result<Vec<Hash32>, StoreError> {
+        ledger::committed_blocks(self).await
+    }
+
+    async fn attestation_keys(
+        &self,
+        digests: &[Hash32],
+    ) -> Result<Vec<Option<(PublicKey, String)>>, StoreError> {
+        ledger::keys(self, digests).await
+    }
+
+    async fn record_signing(
+        &self,
+        epoch: u64,
+        height: u64,
+        proposer: &Hash32,
+        block: &Hash32,
         at_ms: u64,
-    ) -> Result<u64, StoreError> {
-        blocks::mark_finalized(self, hashes, qc, at_ms).await
+    ) -> Result<Signing, StoreError> {
+        let slot = crate::signing::Slot::new(epoch, height, proposer, block, at_ms)?;
+        let mut c = self.acquire().await?;
+        // Autocommit: the insert is committed when its statement returns.
+        signing::sign_in(self, &mut c, &slot).await
+    }
+
+    async fn insert_own_block(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        lease: Option<(&str, &str)>,
+    ) -> Result<Signing, StoreError> {
+        blocks::insert_own(self, block, created_at_ms, lease).await
     }
 
     async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {
@@ -406,11 +494,24 @@ impl Store for PostgresStore {
         from: u64,
         limit: u32,
     ) -> Result<Vec<StoredBlock>, StoreError> {
-        blocks::from_height(self, from, Some(limit)).await
+        blocks::from_height(self, from, limit).await
+    }
+
+    async fn blocks_of_epoch(
+        &self,
+        epoch: u64,
+        from_height: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        blocks::of_epoch(self, epoch, from_height, limit).await
     }
 
     async fn all_blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
-        blocks::from_height(self, 0, None).await
+        blocks::all(self).await
+    }
+
+    async fn mark_certified(&self, qc: &QuorumCertificate, at_ms: u64) -> Result<bool, StoreError> {
+        blocks::mark_certified(self, qc, at_ms).await
     }
 
     async fn finalized_height(&self) -> Result<Option<u64>, StoreError> {

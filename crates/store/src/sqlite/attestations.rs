@@ -3,9 +3,9 @@
 
 use bizra_ledger::crypto::PublicKey;
 use bizra_ledger::Hash32;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use rusqlite::{params, Connection, ToSql, Transaction};
+use rusqlite::{params, Connection, OptionalExtension, ToSql, Transaction};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
@@ -13,13 +13,16 @@ use super::chunks::{chunk_len, rows, PerChunk};
 use super::columns::{blob, opt_blob};
 use super::write_thread::begin;
 use crate::codec::{received_at_column, to_hash, to_i64, to_u64};
+use crate::contested;
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
 use crate::rows::{
-    counter_value, owners_in_order, select_record, AttestationRow, ImpactRow, ImpactTotalsRow,
-    NonceOwnerRow, NonceOwners, PageQuery, COUNT_ALL, COUNT_PENDING,
+    counter_value, owners_in_order, select_contested, select_record, AttestationRow, ImpactRow,
+    ImpactTotalsRow, NonceOwnerRow, NonceOwners, PageQuery, COUNT_ALL, COUNT_PENDING,
 };
-use crate::types::{AttestationRecord, ImpactSummary, InsertOutcome, NewAttestation};
+use crate::types::{
+    AttestationRecord, BlockAttestation, ImpactSummary, InsertOutcome, NewAttestation,
+};
 
 fn record(row: &SqliteRow) -> Result<AttestationRecord, StoreError> {
     AttestationRow {
@@ -34,10 +37,15 @@ fn record(row: &SqliteRow) -> Result<AttestationRecord, StoreError> {
         block_hash: row.try_get("block_hash")?,
         block_index: row.try_get("block_index")?,
         block_height: row.try_get("block_height")?,
-        // SQLite has no boolean: 0 or 1.
-        block_finalized: row
-            .try_get::<Option<i64>, _>("block_finalized")?
-            .map(|f| f != 0),
+        block_certified_at: row.try_get("block_certified_at")?,
+        log_index: row.try_get("log_index")?,
+        ledger_block: row.try_get("ledger_block")?,
+        ledger_index: row.try_get("ledger_index")?,
+        ledger_height: row.try_get("ledger_height")?,
+        rejected_by: row.try_get("rejected_by")?,
+        rejected_block: row.try_get("rejected_block")?,
+        rejected_index: row.try_get("rejected_index")?,
+        rejected_height: row.try_get("rejected_height")?,
     }
     .into_record()
 }
@@ -46,13 +54,17 @@ pub(super) async fn by_digest(
     conn: &mut SqliteConnection,
     digest: &Hash32,
 ) -> Result<Option<AttestationRecord>, StoreError> {
-    sqlx::query(select_record!("WHERE a.digest = ?1"))
-        .bind(digest.as_bytes().as_slice())
-        .fetch_optional(conn)
-        .await?
-        .as_ref()
-        .map(record)
-        .transpose()
+    sqlx::query(concat!(
+        select_record!("WHERE a.digest = ?1 "),
+        "UNION ALL ",
+        select_contested!("WHERE a.digest = ?1")
+    ))
+    .bind(digest.as_bytes().as_slice())
+    .fetch_optional(conn)
+    .await?
+    .as_ref()
+    .map(record)
+    .transpose()
 }
 
 pub(super) async fn nonce_owner(
@@ -137,30 +149,7 @@ pub(super) fn insert(
     }
 
     let tx = begin(conn)?;
-    let mut seqs: HashMap<Hash32, i64> = HashMap::with_capacity(items.len());
-    let mut at = 0;
-    while at < items.len() {
-        let n = chunk_len(items.len() - at);
-        let mut stmt = tx.prepare_cached(INSERT.sql(n))?;
-        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(n * 7);
-        for (item, received_at_ms) in items[at..at + n].iter().zip(&received[at..at + n]) {
-            values.extend_from_slice(&[
-                item.digest.as_bytes(),
-                &item.attester_pubkey.0,
-                &item.nonce,
-                &item.attester_id,
-                &item.body,
-                &item.impact_score,
-                received_at_ms,
-            ]);
-        }
-        let mut rows = stmt.query(values.as_slice())?;
-        while let Some(row) = rows.next()? {
-            let digest = to_hash(blob(row, "digest")?, "attestation digest")?;
-            seqs.insert(digest, row.get("seq")?);
-        }
-        at += n;
-    }
+    let mut seqs = insert_rows(&tx, items, &received)?;
 
     let mut out = Vec::with_capacity(items.len());
     let mut inserted: i64 = 0;
@@ -199,7 +188,188 @@ pub(super) fn insert(
     Ok(out)
 }
 
-/// [`by_digest`] inside the writer's transaction.
+/// The chunked `INSERT … ON CONFLICT DO NOTHING` of `items` (with their checked
+/// `received` columns) into `attestations`: the seq of each row that went in, by digest.
+fn insert_rows(
+    tx: &Transaction<'_>,
+    items: &[NewAttestation],
+    received: &[i64],
+) -> Result<HashMap<Hash32, i64>, StoreError> {
+    let mut seqs: HashMap<Hash32, i64> = HashMap::with_capacity(items.len());
+    let mut at = 0;
+    while at < items.len() {
+        let n = chunk_len(items.len() - at);
+        let mut stmt = tx.prepare_cached(INSERT.sql(n))?;
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(n * 7);
+        for (item, received_at_ms) in items[at..at + n].iter().zip(&received[at..at + n]) {
+            values.extend_from_slice(&[
+                item.digest.as_bytes(),
+                &item.attester_pubkey.0,
+                &item.nonce,
+                &item.attester_id,
+                &item.body,
+                &item.impact_score,
+                received_at_ms,
+            ]);
+        }
+        let mut rows = stmt.query(values.as_slice())?;
+        while let Some(row) = rows.next()? {
+            let digest = to_hash(blob(row, "digest")?, "attestation digest")?;
+            seqs.insert(digest, row.get("seq")?);
+        }
+        at += n;
+    }
+    Ok(seqs)
+}
+
+/// `SELECT` of which of `n` digests are stored, in either table.
+static KNOWN: PerChunk = PerChunk::new(|n| {
+    format!(
+        "WITH v(d) AS (VALUES {}) \
+         SELECT a.digest FROM v JOIN attestations a ON a.digest = v.d \
+         UNION ALL SELECT c.digest FROM v JOIN contested_attestations c ON c.digest = v.d",
+        rows("(?)", n)
+    )
+});
+
+/// Which of `digests` are stored, in either table, inside the writer's transaction.
+pub(super) fn known_in(
+    tx: &Transaction<'_>,
+    digests: &[Hash32],
+) -> Result<HashSet<Hash32>, StoreError> {
+    let mut known = HashSet::with_capacity(digests.len());
+    let mut at = 0;
+    while at < digests.len() {
+        let n = chunk_len(digests.len() - at);
+        let mut stmt = tx.prepare_cached(KNOWN.sql(n))?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(
+            digests[at..at + n].iter().map(|d| d.as_bytes()),
+        ))?;
+        while let Some(row) = rows.next()? {
+            known.insert(to_hash(blob(row, "digest")?, "attestation digest")?);
+        }
+        at += n;
+    }
+    Ok(known)
+}
+
+/// [`nonce_owners`] inside the writer's transaction, by (key, nonce).
+fn nonce_owners_in(
+    tx: &Transaction<'_>,
+    pairs: &[(PublicKey, &str)],
+) -> Result<NonceOwners, StoreError> {
+    let mut found = NonceOwners::with_capacity(pairs.len());
+    let mut at = 0;
+    while at < pairs.len() {
+        let n = chunk_len(pairs.len() - at);
+        let mut stmt = tx.prepare_cached(OWNERS.sql(n))?;
+        let mut values: Vec<&dyn ToSql> = Vec::with_capacity(2 * n);
+        for (key, nonce) in &pairs[at..at + n] {
+            values.push(&key.0);
+            values.push(nonce);
+        }
+        let mut rows = stmt.query(values.as_slice())?;
+        while let Some(row) = rows.next()? {
+            NonceOwnerRow {
+                attester_pubkey: blob(row, "attester_pubkey")?,
+                nonce: row.get("nonce")?,
+                digest: blob(row, "digest")?,
+            }
+            .add_to(&mut found)?;
+        }
+        at += n;
+    }
+    Ok(found)
+}
+
+/// The `received_at_ms` columns of `items`, each item checked: see `received_at_column`.
+pub(super) fn received_columns(items: &[NewAttestation]) -> Result<Vec<i64>, StoreError> {
+    items.iter().map(received_at_column).collect()
+}
+
+/// Attestations carried by a block, in one transaction on the writer thread: what is new
+/// goes into `attestations` as a submission would, a body whose key and nonce another
+/// digest holds goes into `contested_attestations`, and nothing is refused for its nonce.
+pub(super) fn insert_from_block(
+    conn: &mut Connection,
+    items: &[NewAttestation],
+) -> Result<Vec<BlockAttestation>, StoreError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let received = received_columns(items)?;
+    let tx = begin(conn)?;
+    let outcomes = insert_from_block_in(&tx, items, &received)?;
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// [`insert_from_block`] inside the writer's transaction `tx` (the caller commits), with
+/// the items' checked `received` columns ([`received_columns`]). The counters are updated
+/// here too.
+pub(super) fn insert_from_block_in(
+    tx: &Transaction<'_>,
+    items: &[NewAttestation],
+    received: &[i64],
+) -> Result<Vec<BlockAttestation>, StoreError> {
+    if items.is_empty() {
+        return Ok(Vec::new());
+    }
+    let inserted = insert_rows(tx, items, received)?;
+    let rest = contested::not_inserted(items, &inserted);
+    let known = known_in(tx, &rest.iter().map(|i| i.digest).collect::<Vec<_>>())?;
+    let unknown: Vec<(PublicKey, &str)> = rest
+        .iter()
+        .filter(|i| !known.contains(&i.digest))
+        .map(|i| (i.attester_pubkey, i.nonce.as_str()))
+        .collect();
+    let owners = nonce_owners_in(tx, &unknown)?;
+    let judged = contested::judge(items, &inserted, &known, &owners)?;
+
+    if !judged.contested.is_empty() {
+        let first = take_seqs(tx, judged.contested.len() as i64)?;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO contested_attestations (digest, seq, attester_pubkey, nonce, \
+             attester_id, body, impact_score, received_at_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        for (seq, &i) in (first..).zip(&judged.contested) {
+            let item = &items[i];
+            stmt.execute(params![
+                item.digest.as_bytes(),
+                seq,
+                item.attester_pubkey.0.as_slice(),
+                item.nonce,
+                item.attester_id,
+                item.body,
+                item.impact_score,
+                received[i],
+            ])?;
+        }
+    }
+    if judged.stored > 0 {
+        tx.prepare_cached("UPDATE counters SET value = value + ?1 WHERE name IN (?2, ?3)")?
+            .execute(params![judged.stored, COUNT_ALL, COUNT_PENDING])?;
+    }
+    Ok(judged.outcomes)
+}
+
+/// Takes `n` values from the sequence of `attestations.seq` (AUTOINCREMENT keeps it in
+/// `sqlite_sequence`, which SQLite lets a transaction update): the first of them. A
+/// contested attestation always has an owner in `attestations`, so the row exists.
+fn take_seqs(tx: &Transaction<'_>, n: i64) -> Result<i64, StoreError> {
+    let last: Option<i64> = tx
+        .prepare_cached(
+            "UPDATE sqlite_sequence SET seq = seq + ?1 WHERE name = 'attestations' RETURNING seq",
+        )?
+        .query_row([n], |r| r.get(0))
+        .optional()?;
+    let last = last.ok_or_else(|| StoreError::corrupt("the attestations sequence is missing"))?;
+    Ok(last - n + 1)
+}
+
+/// The `attestations` row of `digest` inside the writer's transaction (the submit path's
+/// idempotency: a contested body is not this store's submission).
 fn by_digest_in(
     tx: &Transaction<'_>,
     digest: &Hash32,
@@ -219,9 +389,15 @@ fn by_digest_in(
             block_hash: opt_blob(row, "block_hash")?,
             block_index: row.get("block_index")?,
             block_height: row.get("block_height")?,
-            block_finalized: row
-                .get::<_, Option<i64>>("block_finalized")?
-                .map(|f| f != 0),
+            block_certified_at: row.get("block_certified_at")?,
+            log_index: row.get("log_index")?,
+            ledger_block: opt_blob(row, "ledger_block")?,
+            ledger_index: row.get("ledger_index")?,
+            ledger_height: row.get("ledger_height")?,
+            rejected_by: opt_blob(row, "rejected_by")?,
+            rejected_block: opt_blob(row, "rejected_block")?,
+            rejected_index: row.get("rejected_index")?,
+            rejected_height: row.get("rejected_height")?,
         }
         .into_record()
         .map(Some),

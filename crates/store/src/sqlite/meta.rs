@@ -6,10 +6,11 @@ use sqlx::SqlitePool;
 
 use super::write_thread::begin;
 use crate::error::StoreError;
+use crate::header_version::{self, META_HEADER_VERSION};
 use crate::identity;
 use crate::types::{IdentityCheck, META_CHAIN_ID, META_GENESIS_HASH};
 
-pub(super) fn set(conn: &mut Connection, key: &str, value: &str) -> Result<(), StoreError> {
+pub(super) fn set(conn: &Connection, key: &str, value: &str) -> Result<(), StoreError> {
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -50,6 +51,9 @@ pub(super) fn bind_identity(
         ] {
             tx.execute("INSERT INTO meta (key, value) VALUES (?1, ?2)", [k, v])?;
         }
+        // With the identity, in its transaction: a bound store always says which header
+        // version it holds (header_version.rs relies on it).
+        set(&tx, META_HEADER_VERSION, &header_version::this_version())?;
         tx.commit()?;
     }
     Ok(found)

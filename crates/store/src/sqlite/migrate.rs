@@ -2,14 +2,16 @@
 //! its own transaction together with its `schema_version` row, so a crash mid-migration
 //! leaves the previous version intact.
 
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::SqlitePool;
 
 use super::write_thread::begin;
 
 use crate::codec::now_ms;
 use crate::error::StoreError;
+use crate::header_version::{self, META_HEADER_VERSION};
 use crate::migrations::{self, Migration};
+use crate::types::META_CHAIN_ID;
 
 const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -21,6 +23,16 @@ const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "block_placement",
         sql: include_str!("../../migrations/sqlite/0002_block_placement.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "entry_ids",
+        sql: include_str!("../../migrations/sqlite/0003_entry_ids.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "dag_ledger",
+        sql: include_str!("../../migrations/sqlite/0004_dag_ledger.sql"),
     },
 ];
 const _: () = assert!(migrations::is_well_formed(MIGRATIONS));
@@ -35,7 +47,8 @@ const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
 )";
 
 /// Brings the file up to [`SCHEMA_VERSION`]; refuses a file written by a newer build,
-/// whose rows this build might misread. Runs on the writer thread.
+/// whose rows this build might misread, and a file holding block headers of another
+/// version, before changing anything in either. Runs on the writer thread.
 pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {
     conn.execute_batch(VERSION_TABLE)?;
     let found: i64 = conn.query_row(
@@ -43,7 +56,11 @@ pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
-    for m in migrations::pending(MIGRATIONS, found)? {
+    let pending = migrations::pending(MIGRATIONS, found)?;
+    if found > 0 {
+        check_header_version(conn)?;
+    }
+    for m in pending {
         let tx = begin(conn)?;
         tx.execute_batch(m.sql)?;
         tx.execute(
@@ -53,6 +70,28 @@ pub(super) fn run(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// Migration 1 made `meta` and `blocks`, so any file with a schema has both.
+fn check_header_version(conn: &Connection) -> Result<(), StoreError> {
+    let meta = |key: &str| -> Result<Option<String>, StoreError> {
+        Ok(conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    };
+    let first_header: Option<String> = conn
+        .query_row(
+            "SELECT header FROM blocks ORDER BY height, hash LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?;
+    header_version::judge(
+        meta(META_HEADER_VERSION)?.as_deref(),
+        first_header.as_deref(),
+        meta(META_CHAIN_ID)?.is_some(),
+        "data directory",
+    )
 }
 
 pub(super) async fn current(pool: &SqlitePool) -> Result<i64, StoreError> {

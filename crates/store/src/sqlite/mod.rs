@@ -17,9 +17,11 @@ mod blocks;
 mod checkpointer;
 mod chunks;
 mod columns;
+mod ledger;
 mod meta;
 mod migrate;
 mod registry;
+mod signing;
 mod votes;
 mod write_thread;
 
@@ -34,10 +36,10 @@ use bizra_ledger::Hash32;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::SqlitePool;
 
-use crate::codec::{qc_column, registry_body_column};
+use crate::codec::{registry_body_column, Certificate};
 use crate::cursor::{Cursor, Page};
 use crate::error::StoreError;
-use crate::rows::{COUNT_ALL, COUNT_PENDING};
+use crate::rows::{COUNT_ALL, COUNT_LEDGER, COUNT_PENDING, COUNT_REJECTED};
 use crate::types::*;
 use crate::Store;
 use write_thread::WriteThread;
@@ -172,6 +174,16 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn insert_block_attestations(
+        &self,
+        items: &[NewAttestation],
+    ) -> Result<Vec<BlockAttestation>, StoreError> {
+        let items = items.to_vec();
+        self.writer
+            .run(move |conn| attestations::insert_from_block(conn, &items))
+            .await
+    }
+
     async fn nonce_owner(
         &self,
         pubkey: &PublicKey,
@@ -248,17 +260,103 @@ impl Store for SqliteStore {
         blocks::insert(&self.writer, block, created_at_ms).await
     }
 
-    async fn mark_finalized(
+    /// One transaction for a block of up to 128 attestations; a larger one is placed in
+    /// several, as `insert_block` places it (see [`Store::insert_peer_block`]).
+    async fn insert_peer_block(
         &self,
-        hashes: &[Hash32],
+        block: &Block,
+        attestations: &[NewAttestation],
         qc: Option<&QuorumCertificate>,
-        at_ms: u64,
-    ) -> Result<u64, StoreError> {
-        let hashes = hashes.to_vec();
-        let qc = qc.map(qc_column).transpose()?;
+        created_at_ms: u64,
+        certified_at_ms: u64,
+    ) -> Result<PeerBlockInsert, StoreError> {
+        let _one_at_a_time = self.block_inserts.lock().await;
+        blocks::insert_peer(
+            &self.writer,
+            block,
+            attestations,
+            qc,
+            created_at_ms,
+            certified_at_ms,
+        )
+        .await
+    }
+
+    async fn commit(&self, batch: &CommitBatch) -> Result<(), StoreError> {
+        let batch = batch.clone();
         self.writer
-            .run(move |conn| blocks::mark_finalized(conn, &hashes, qc.as_ref(), at_ms))
+            .run(move |conn| {
+                let c = crate::ledger::Commit::new(&batch)?;
+                ledger::commit(conn, &c)
+            })
             .await
+    }
+
+    async fn revive(&self, blocks: &[Hash32]) -> Result<u64, StoreError> {
+        let blocks = blocks.to_vec();
+        self.writer
+            .run(move |conn| ledger::revive(conn, &blocks))
+            .await
+    }
+
+    async fn ledger_len(&self) -> Result<u64, StoreError> {
+        attestations::counter(&self.readers, COUNT_LEDGER).await
+    }
+
+    async fn count_rejected(&self) -> Result<u64, StoreError> {
+        attestations::counter(&self.readers, COUNT_REJECTED).await
+    }
+
+    async fn ledger_page(&self, from: u64, limit: u32) -> Result<Vec<LedgerRow>, StoreError> {
+        ledger::page(&self.readers, from, limit).await
+    }
+
+    async fn ledger_lookup(
+        &self,
+        digests: &[Hash32],
+        pairs: &[(PublicKey, String)],
+    ) -> Result<(Vec<bool>, Vec<Option<Hash32>>), StoreError> {
+        ledger::lookup(&self.readers, digests, pairs).await
+    }
+
+    async fn commit_state(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        crate::ledger::commit_state(meta::get(&self.readers, META_COMMIT_STATE).await?)
+    }
+
+    async fn committed_blocks(&self) -> Result<Vec<Hash32>, StoreError> {
+        ledger::committed_blocks(&self.readers).await
+    }
+
+    async fn attestation_keys(
+        &self,
+        digests: &[Hash32],
+    ) -> Result<Vec<Option<(PublicKey, String)>>, StoreError> {
+        ledger::keys(&self.readers, digests).await
+    }
+
+    async fn record_signing(
+        &self,
+        epoch: u64,
+        height: u64,
+        proposer: &Hash32,
+        block: &Hash32,
+        at_ms: u64,
+    ) -> Result<Signing, StoreError> {
+        let slot = crate::signing::Slot::new(epoch, height, proposer, block, at_ms)?;
+        self.writer
+            .run(move |conn| signing::record(conn, &slot))
+            .await
+    }
+
+    /// One process holds every lease of the embedded store (see `acquire_lease`).
+    async fn insert_own_block(
+        &self,
+        block: &Block,
+        created_at_ms: u64,
+        _lease: Option<(&str, &str)>,
+    ) -> Result<Signing, StoreError> {
+        let _one_at_a_time = self.block_inserts.lock().await;
+        blocks::insert_own(&self.writer, block, created_at_ms).await
     }
 
     async fn get_block(&self, hash: &Hash32) -> Result<Option<StoredBlock>, StoreError> {
@@ -271,11 +369,27 @@ impl Store for SqliteStore {
         from: u64,
         limit: u32,
     ) -> Result<Vec<StoredBlock>, StoreError> {
-        blocks::from_height(&self.readers, from, Some(limit)).await
+        blocks::from_height(&self.readers, from, limit).await
+    }
+
+    async fn blocks_of_epoch(
+        &self,
+        epoch: u64,
+        from_height: u64,
+        limit: u32,
+    ) -> Result<Vec<StoredBlock>, StoreError> {
+        blocks::of_epoch(&self.readers, epoch, from_height, limit).await
     }
 
     async fn all_blocks(&self) -> Result<Vec<StoredBlock>, StoreError> {
-        blocks::from_height(&self.readers, 0, None).await
+        blocks::all(&self.readers).await
+    }
+
+    async fn mark_certified(&self, qc: &QuorumCertificate, at_ms: u64) -> Result<bool, StoreError> {
+        let qc = Certificate::new(qc, at_ms)?;
+        self.writer
+            .run(move |conn| blocks::mark_certified(conn, &qc))
+            .await
     }
 
     async fn finalized_height(&self) -> Result<Option<u64>, StoreError> {

@@ -22,6 +22,7 @@ fn entry(row: &SqliteRow) -> Result<RegistryEntry, StoreError> {
         epoch: row.try_get("epoch")?,
         body: row.try_get("body")?,
         block_hash: row.try_get("block_hash")?,
+        commit_seq: row.try_get("commit_seq")?,
     }
     .into_entry()
 }
