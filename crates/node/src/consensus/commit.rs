@@ -337,7 +337,30 @@ pub(crate) async fn revive(state: &Arc<Consensus>, chain: &mut Chain) -> Result<
     if chain.to_revive.is_empty() {
         return Ok(());
     }
-    let n = state.store.revive(&chain.to_revive).await?;
+    let n = match state.store.revive(&chain.to_revive).await {
+        Ok(n) => n,
+        // One of them was committed after all (a late certificate, a block citing it)
+        // or is not stored: the store refuses the whole list, so each goes alone and
+        // those refused are dropped (their work is in the ledger, or was never here).
+        Err(StoreError::Conflict(_) | StoreError::NotFound(_)) => {
+            let mut n = 0;
+            let list = std::mem::take(&mut chain.to_revive);
+            for (i, b) in list.iter().enumerate() {
+                match state.store.revive(std::slice::from_ref(b)).await {
+                    Ok(k) => n += k,
+                    Err(StoreError::Conflict(e) | StoreError::NotFound(e)) => {
+                        tracing::debug!(block = %b, reason = %e, "not revived");
+                    }
+                    Err(e) => {
+                        chain.to_revive.extend_from_slice(&list[i..]);
+                        return Err(e);
+                    }
+                }
+            }
+            n
+        }
+        Err(e) => return Err(e),
+    };
     chain.to_revive.clear();
     if n > 0 {
         state.pending.add(n as usize, usize::MAX);
