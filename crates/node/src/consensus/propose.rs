@@ -42,14 +42,13 @@ pub(crate) enum ProposeError {
     NotSigner,
 }
 
-/// How often a look happens when nothing wakes the proposer sooner.
-const IDLE_LOOK: Duration = Duration::from_millis(500);
-
 /// How often a replica that does not sign looks at what the signing replica stored.
 const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
-/// Runs until shutdown. Errors are logged and the next look retries: pending
-/// attestations stay durable in the store meanwhile.
+/// Runs until shutdown: a look at least every slot (so that pending work is proposed
+/// within a slot of its arrival), sooner when a full block's worth is pending or a block
+/// was certified. Errors are logged and the next look retries: pending attestations stay
+/// durable in the store meanwhile.
 pub(crate) async fn run(state: Arc<Consensus>) {
     let mut shutdown = state.shutdown.clone();
     let mut last_own: Option<Instant> = None;
@@ -106,12 +105,12 @@ async fn look(
     flush(state, &mut chain).await?;
     after_commits(state, &mut chain).await?;
     if !chain.engine.committee().contains(&state.node_id) || state.is_behind() {
-        return Ok(IDLE_LOOK);
+        return Ok(state.settings.slot);
     }
     let height = next_height(&chain);
     if height <= chain.own_height {
         // Waiting for the certificates of the height below.
-        return Ok(IDLE_LOOK);
+        return Ok(state.settings.slot);
     }
     let pending = state.store.count_pending_attestations().await?;
     let entries = state.store.pending_registry_entries().await?;
@@ -124,7 +123,7 @@ async fn look(
     let joined = someone_at(&chain, height, &state.node_id);
     if pending == 0 && entries.is_empty() && !to_close && !joined && !dag_has_work(&chain) {
         state.pending.none_left();
-        return Ok(IDLE_LOOK);
+        return Ok(state.settings.slot);
     }
     if let Some(t) = last_own {
         let since = t.elapsed();

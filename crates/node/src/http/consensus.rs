@@ -291,6 +291,19 @@ pub(crate) async fn block(
         .map_err(|e| Problem::internal(e.to_string()))
 }
 
+/// A page size: 1–[`MAX_PAGE_LIMIT`], default 100.
+fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
+    let limit = limit.unwrap_or(100);
+    if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
+        return Err(Problem::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be 1 to {MAX_PAGE_LIMIT}"),
+        )
+        .with_field("limit"));
+    }
+    Ok(limit)
+}
+
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BlocksQuery {
@@ -308,14 +321,7 @@ pub(crate) async fn blocks(
     State(state): State<AppState>,
     Q(q): Q<BlocksQuery>,
 ) -> Result<Json<BlockPage>, Problem> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
-        return Err(Problem::new(
-            ErrorCode::InvalidQuery,
-            format!("limit must be 1 to {MAX_PAGE_LIMIT}"),
-        )
-        .with_field("limit"));
-    }
+    let limit = page_limit(q.limit)?;
     let epoch = q.epoch.unwrap_or_else(|| state.consensus.head.load().epoch);
     let from = q.from_height.unwrap_or(0);
     let mut items = Vec::new();
@@ -473,14 +479,7 @@ pub(crate) async fn ledger(
     State(state): State<AppState>,
     Q(q): Q<LedgerQuery>,
 ) -> Result<Json<LedgerPage>, Problem> {
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=MAX_PAGE_LIMIT).contains(&limit) {
-        return Err(Problem::new(
-            ErrorCode::InvalidQuery,
-            format!("limit must be 1 to {MAX_PAGE_LIMIT}"),
-        )
-        .with_field("limit"));
-    }
+    let limit = page_limit(q.limit)?;
     let from = q.from.unwrap_or(0);
     let rows = state.store.ledger_page(from, limit).await?;
     let next = (rows.len() == limit as usize).then(|| from + limit as u64);

@@ -153,16 +153,7 @@ impl PeerSet {
         path: &str,
         body: &B,
     ) -> Result<T, PeerError> {
-        let bytes = serde_json::to_vec(body)
-            .map_err(|e| PeerError::BadAnswer(format!("cannot encode the request: {e}")))?;
-        let url = format!("{}{path}", peer.url);
-        self.call(peer, false, || {
-            self.client
-                .post(&url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(bytes.clone())
-        })
-        .await
+        self.post(peer, path, body, false).await
     }
 
     /// [`PeerSet::post_json`] through an open breaker as a half-open probe
@@ -173,10 +164,20 @@ impl PeerSet {
         path: &str,
         body: &B,
     ) -> Result<T, PeerError> {
+        self.post(peer, path, body, true).await
+    }
+
+    async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        peer: &Peer,
+        path: &str,
+        body: &B,
+        probe: bool,
+    ) -> Result<T, PeerError> {
         let bytes = serde_json::to_vec(body)
             .map_err(|e| PeerError::BadAnswer(format!("cannot encode the request: {e}")))?;
         let url = format!("{}{path}", peer.url);
-        self.call(peer, true, || {
+        self.call(peer, probe, || {
             self.client
                 .post(&url)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
