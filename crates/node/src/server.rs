@@ -1,5 +1,5 @@
-//! Starting and stopping a node: data directory, store, chain state, HTTP server, block
-//! producer, and a graceful shutdown that drains requests before closing the store.
+//! Starting and stopping a node: data directory, store, chain state, HTTP server, the
+//! consensus tasks, and a graceful shutdown that drains requests before closing the store.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -224,7 +224,7 @@ impl Node {
             state.metrics.clone(),
             state.shutdown.subscribe(),
         ));
-        let producer = tokio::spawn(propose::run(consensus.clone()));
+        let proposer = tokio::spawn(propose::run(consensus.clone()));
         let catch_up = tokio::spawn(catchup::run(consensus.clone()));
         let probes = tokio::spawn(catchup::probe_peers(consensus.clone()));
         let head = consensus.head.load();
@@ -251,8 +251,8 @@ impl Node {
             })
             .await;
         state.shutdown.send_replace(true);
-        if let Err(e) = producer.await {
-            tracing::warn!(error = %e, "producer task ended abnormally");
+        if let Err(e) = proposer.await {
+            tracing::warn!(error = %e, "proposer task ended abnormally");
         }
         if let Err(e) = catch_up.await {
             tracing::warn!(error = %e, "catch-up task ended abnormally");
@@ -272,7 +272,7 @@ impl Node {
         if let Err(e) = leadership.await {
             tracing::warn!(error = %e, "lease task ended abnormally");
         }
-        // After the producer: the lease goes only once no block is in flight.
+        // After the proposer: the lease goes only once no block is in flight.
         consensus
             .leadership
             .release(&state.store, &state.metrics)

@@ -1,10 +1,11 @@
-//! Which replica produces blocks when several share one PostgreSQL store: the one holding
-//! the store's `producer` lease. A background task renews it every [`RENEW_EVERY`] for
+//! Which replica signs for the validator (its blocks and its votes) when several share
+//! one PostgreSQL store: the one holding the store's lease (named `producer`, as earlier
+//! builds named it). A background task renews it every [`RENEW_EVERY`] for
 //! [`LEASE_TTL`]; if the holder dies, its lease lapses and another replica takes it within
 //! about `LEASE_TTL + RENEW_EVERY`.
 //!
 //! The holder counts itself leader only until `LEASE_TTL - SAFETY` after it *sent* its
-//! last successful renewal, so it stops producing before the database could hand the
+//! last successful renewal, so it stops signing before the database could hand the
 //! lease to someone else, even if its process stalls or the database becomes
 //! unreachable. On the embedded store the one process always leads.
 
@@ -72,7 +73,7 @@ impl Leadership {
     }
 
     /// Renews the lease until `shutdown`. The caller then [`Leadership::release`]s it,
-    /// once the producer has stopped.
+    /// once the proposer has stopped.
     pub(crate) async fn run(
         self: Arc<Self>,
         store: AnyStore,
@@ -105,7 +106,7 @@ impl Leadership {
                 }
                 Ok(false) => self.until_ms.store(0, Ordering::Release),
                 // Not renewed: leadership runs out at the deadline already set.
-                Err(e) => tracing::warn!(error = %e, "producer lease not renewed"),
+                Err(e) => tracing::warn!(error = %e, "signing lease not renewed"),
             }
             self.report(&metrics);
         }
@@ -119,7 +120,7 @@ impl Leadership {
         }
         self.until_ms.store(0, Ordering::Release);
         if let Err(e) = store.release_lease(LEASE_NAME, &self.holder).await {
-            tracing::warn!(error = %e, "producer lease not released; it lapses by itself");
+            tracing::warn!(error = %e, "signing lease not released; it lapses by itself");
         }
         self.report(metrics);
     }

@@ -34,7 +34,7 @@ pub(crate) struct Ingest {
     metrics: Arc<Metrics>,
     events: Events,
     anchor: NetworkAnchor,
-    /// Pending attestations that wake the block producer before its slot.
+    /// Pending attestations that wake the proposer before its next look.
     full_block: usize,
 }
 
@@ -65,7 +65,7 @@ impl Ingest {
 }
 
 /// Accepted attestations not yet in a block, as the submit path counts them (a hint:
-/// the producer reads the store), and the signal that wakes the producer early.
+/// the proposer reads the store), and the signal that wakes the proposer early.
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
     count: AtomicUsize,
@@ -73,7 +73,7 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
-    /// Counts `n` newly stored attestations; wakes the producer at `full_block`.
+    /// Counts `n` newly stored attestations; wakes the proposer at `full_block`.
     pub(crate) fn add(&self, n: usize, full_block: usize) {
         let pending = self.count.fetch_add(n, Ordering::Relaxed) + n;
         if pending >= full_block {
@@ -95,12 +95,12 @@ impl Pending {
         self.count.store(0, Ordering::Relaxed);
     }
 
-    /// Wakes the producer now (a registry entry was filed, say).
+    /// Wakes the proposer now (a registry entry was filed, say).
     pub(crate) fn wake(&self) {
         self.wake.notify_one();
     }
 
-    /// Resolves when the producer is woken.
+    /// Resolves when the proposer is woken.
     pub(crate) async fn woken(&self) {
         self.wake.notified().await
     }
