@@ -159,23 +159,8 @@ pub(super) async fn insert(
         return Ok(Vec::new());
     }
     let n = items.len();
-    let mut digests = Vec::with_capacity(n);
-    let mut pubkeys = Vec::with_capacity(n);
-    let mut nonces = Vec::with_capacity(n);
-    let mut attesters = Vec::with_capacity(n);
-    let mut bodies = Vec::with_capacity(n);
-    let mut scores = Vec::with_capacity(n);
-    let mut received = Vec::with_capacity(n);
     // Refused before the transaction: see `received_at_column`.
-    for item in items {
-        received.push(received_at_column(item)?);
-        digests.push(item.digest.as_bytes().as_slice());
-        pubkeys.push(item.attester_pubkey.0.as_slice());
-        nonces.push(item.nonce.as_str());
-        attesters.push(item.attester_id.as_str());
-        bodies.push(item.body.as_slice());
-        scores.push(item.impact_score);
-    }
+    let cols = Columns::of(items.iter())?;
 
     let mut conn = store.acquire().await?;
     // One statement, committed on its own: one round trip for the whole batch instead of
@@ -195,13 +180,13 @@ pub(super) async fn insert(
              WHERE name IN ('attestations', 'pending_attestations')) \
              SELECT seq, digest FROM ins",
         )
-        .bind(&digests)
-        .bind(&pubkeys)
-        .bind(&nonces)
-        .bind(&attesters)
-        .bind(&bodies)
-        .bind(&scores)
-        .bind(&received)
+        .bind(&cols.digests)
+        .bind(&cols.pubkeys)
+        .bind(&cols.nonces)
+        .bind(&cols.attesters)
+        .bind(&cols.bodies)
+        .bind(&cols.scores)
+        .bind(&cols.received)
         .bind(store.lock_space)
         .bind(LockPurpose::Attestations as i32)
         .fetch_all(&mut *conn)
