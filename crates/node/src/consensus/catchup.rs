@@ -57,6 +57,8 @@ pub(crate) enum CatchUpError {
     Chain(#[from] ChainError),
     #[error("no peer answered")]
     NoPeer,
+    #[error("the pull task failed: {0}")]
+    Task(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -180,18 +182,38 @@ pub(crate) async fn catch_up(state: &Arc<Consensus>) -> Result<usize, CatchUpErr
     Err(last)
 }
 
-/// Pulls from `peer` within [`GAP_FILL_DEADLINE`]: a proposal named parents this node
-/// lacks, so it fetches them from the proposer before it votes.
+/// Pulls from the proposer of a proposal that named parents this node lacks, so that
+/// the proposal can be checked again, waiting at most [`GAP_FILL_DEADLINE`].
+///
+/// The pull runs in a task of its own and goes on past the deadline: it certifies and
+/// commits as it goes, and a commit dropped between the store's write and the chain's
+/// record of it would leave memory behind the store. One pull at a time; a proposal that
+/// finds one under way waits for it instead of starting another.
 pub(crate) async fn fill_gap(
     state: &Arc<Consensus>,
     proposer: &Hash32,
 ) -> Result<usize, CatchUpError> {
-    let Some(peer) = state.network.peers.by_validator(proposer).cloned() else {
-        return catch_up(state).await;
+    let gate = state.network.gap_fill.clone();
+    let Ok(permit) = gate.clone().try_acquire_owned() else {
+        return match tokio::time::timeout(GAP_FILL_DEADLINE, gate.acquire()).await {
+            Ok(_) => Ok(0),
+            Err(_) => Err(CatchUpError::Peer(PeerError::Timeout)),
+        };
     };
-    tokio::time::timeout(GAP_FILL_DEADLINE, pull_from(state, &peer))
-        .await
-        .unwrap_or(Err(CatchUpError::Peer(PeerError::Timeout)))
+    let peer = state.network.peers.by_validator(proposer).cloned();
+    let task_state = state.clone();
+    let pull = tokio::spawn(async move {
+        let _permit = permit;
+        match peer {
+            Some(peer) => pull_from(&task_state, &peer).await,
+            None => catch_up(&task_state).await,
+        }
+    });
+    match tokio::time::timeout(GAP_FILL_DEADLINE, pull).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(e)) => Err(CatchUpError::Task(e.to_string())),
+        Err(_) => Err(CatchUpError::Peer(PeerError::Timeout)),
+    }
 }
 
 /// Every certified block of this node's epoch, from its commit window up, that `peer`

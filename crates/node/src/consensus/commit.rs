@@ -226,12 +226,47 @@ pub(crate) async fn commit_ready(
 pub(crate) async fn flush(state: &Arc<Consensus>, chain: &mut Chain) -> Result<usize, ChainError> {
     let mut n = 0;
     while let Some(leader) = chain.to_write.front().cloned() {
-        let written = write_leader(&state.store, chain, &leader, false).await?;
+        let written = match write_leader(&state.store, chain, &leader, false).await {
+            Ok(written) => written,
+            Err(ChainError::Store(StoreError::Conflict(reason))) => {
+                match written_before(&state.store, chain, &leader).await? {
+                    Some(written) => {
+                        tracing::warn!(leader = %leader.leader, height = leader.height, %reason, "the store holds this commit already; recording it");
+                        written
+                    }
+                    None => return Err(StoreError::Conflict(reason).into()),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         chain.to_write.pop_front();
         n += 1;
         record_written(state, chain, &leader, written);
     }
     Ok(n)
+}
+
+/// What the store holds of `leader`'s commit when an earlier write of it went through
+/// but its caller stopped before recording it here (a dropped future). `None` when the
+/// store did not commit it: the conflict is real.
+async fn written_before(
+    store: &bizra_store::AnyStore,
+    chain: &Chain,
+    leader: &CommittedLeader,
+) -> Result<Option<Written>, ChainError> {
+    let committed = store
+        .get_block(&leader.leader)
+        .await?
+        .is_some_and(|b| b.finalized);
+    if !committed {
+        return Ok(None);
+    }
+    // Only this node writes its store, and this leader is the oldest not recorded: the
+    // ledger beyond what memory counts is this leader's.
+    let len = store.ledger_len().await?;
+    let mut written = write_leader(store, chain, leader, true).await?;
+    written.appended = len.saturating_sub(chain.ledger_len);
+    Ok(Some(written))
 }
 
 /// Memory, metrics and events after a leader's write.

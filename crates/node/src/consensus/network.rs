@@ -8,7 +8,7 @@ use std::time::Duration;
 use bizra_ledger::genesis::Genesis;
 use bizra_ledger::proposal::Proposal;
 use bizra_ledger::Hash32;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use crate::peers::breaker::BreakerConfig;
@@ -39,6 +39,8 @@ pub(crate) struct Network {
     pub(crate) tasks: TaskTracker,
     /// Wakes the catch-up loop (a proposal or certificate named blocks this node lacks).
     pub(crate) catch_up: Notify,
+    /// One gap fill at a time: proposals that find one under way wait for it.
+    pub(crate) gap_fill: Arc<Semaphore>,
 }
 
 impl Network {
@@ -77,6 +79,7 @@ impl Network {
             reported: Mutex::new(HashSet::new()),
             tasks: TaskTracker::new(),
             catch_up: Notify::new(),
+            gap_fill: Arc::new(Semaphore::new(1)),
         })
     }
 
