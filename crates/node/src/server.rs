@@ -218,6 +218,7 @@ impl Node {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), NodeError> {
         let Node { state, listener } = self;
+        crate::faults::arm();
         let consensus = state.consensus.clone();
         let leadership = tokio::spawn(consensus.leadership.clone().run(
             state.store.clone(),

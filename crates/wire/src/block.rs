@@ -20,6 +20,10 @@ pub struct BlockView {
     /// Committed: its attestations have their `log_index`.
     pub finalized: bool,
     pub finalized_at_ms: Option<u64>,
+    /// Its place in the order in which blocks were committed (0 for the first), the same
+    /// on every node; `None` until committed, and for the genesis block.
+    #[serde(default)]
+    pub commit_seq: Option<u64>,
     pub qc: Option<QcView>,
 }
 

@@ -81,18 +81,40 @@ struct RemoteQc {
 
 /// Asks every peer's `/health` once a slot (through open breakers too, as probes), so
 /// that reachability, and `/api/consensus/health`, follow the peers within a slot even
-/// when no block is being sent.
+/// when no block is being sent. Each peer has a loop of its own: a peer whose calls hang
+/// until their timeout delays nobody else's probes.
 pub(crate) async fn probe_peers(state: Arc<Consensus>) {
+    let loops = state
+        .network
+        .peers
+        .peers()
+        .iter()
+        .cloned()
+        .map(|peer| probe_peer(state.clone(), peer));
+    futures::future::join_all(loops).await;
+}
+
+async fn probe_peer(state: Arc<Consensus>, peer: Arc<Peer>) {
+    /// Answers in a row without a slot's wait, at most: more than the breaker needs.
+    const AT_ONCE: u32 = 8;
     let mut shutdown = state.shutdown.clone();
+    let mut in_a_row = 0;
     loop {
-        let peers = &state.network.peers;
-        let calls = peers.peers().iter().map(|peer| async move {
-            let _: Result<serde_json::Value, _> = peers.get_json_probe(peer, "/health").await;
-        });
-        tokio::select! {
-            _ = futures::future::join_all(calls) => {}
+        let answered = tokio::select! {
+            r = state.network.peers.get_json_probe::<serde_json::Value>(&peer, "/health") => r.is_ok(),
             _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        // A peer that answers while its breaker is not closed yet is asked again at
+        // once: the breaker closes after a few answers in a row, and a validator that
+        // came back should count within a slot, not a few.
+        if answered
+            && in_a_row < AT_ONCE
+            && peer.breaker_state() != crate::peers::breaker::BreakerState::Closed
+        {
+            in_a_row += 1;
+            continue;
         }
+        in_a_row = 0;
         tokio::select! {
             _ = tokio::time::sleep(state.settings.slot) => {}
             _ = shutdown.wait_for(|stop| *stop) => break,

@@ -232,6 +232,7 @@ fn block_view(sb: StoredBlock) -> BlockView {
         certified: sb.certified,
         finalized: sb.finalized,
         finalized_at_ms: sb.finalized_at_ms,
+        commit_seq: sb.commit_seq,
         qc: sb.qc.map(|qc| QcView {
             votes: qc
                 .votes

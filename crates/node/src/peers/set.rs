@@ -228,15 +228,27 @@ impl PeerSet {
             }
         };
         let started = Instant::now();
-        let (answer, _attempts) = self
-            .retry
-            .run(|| async {
-                let response = request().send().await?;
-                let status = response.status();
-                let body = read_limited(response).await?;
-                Ok((status, body))
-            })
-            .await;
+        let fate = crate::faults::next_call();
+        if !fate.delay.is_zero() {
+            tokio::time::sleep(fate.delay).await;
+        }
+        let answer = if fate.lose_request {
+            Err(PeerError::Connect("request lost (NODE0_NET_FAULTS)".into()))
+        } else {
+            let (answer, _attempts) = self
+                .retry
+                .run(|| async {
+                    let response = request().send().await?;
+                    let status = response.status();
+                    let body = read_limited(response).await?;
+                    Ok((status, body))
+                })
+                .await;
+            match answer {
+                Ok(_) if fate.lose_answer => Err(PeerError::Timeout),
+                other => other.map_err(|e| classify(&e)),
+            }
+        };
         let elapsed = started.elapsed();
         self.metrics
             .peer_request_duration
@@ -244,10 +256,7 @@ impl PeerSet {
                 peer: peer.url.clone(),
             })
             .observe(elapsed.as_secs_f64());
-        let result = match answer {
-            Err(e) => Err(classify(&e)),
-            Ok((status, body)) => decode(status, &body),
-        };
+        let result = answer.and_then(|(status, body)| decode(status, &body));
         let failed = result
             .as_ref()
             .err()
