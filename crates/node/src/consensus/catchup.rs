@@ -81,17 +81,28 @@ struct RemoteQc {
 
 /// Asks every peer's `/health` once a slot (through open breakers too, as probes), so
 /// that reachability, and `/api/consensus/health`, follow the peers within a slot even
-/// when no block is being sent. Each peer has a loop of its own: a peer whose calls hang
-/// until their timeout delays nobody else's probes.
+/// when no block is being sent. Each peer has a loop of its own, so that a peer whose
+/// calls hang until their timeout delays nobody else's probes; a peer added later (a
+/// validator the registry activated) gets its loop within a slot.
 pub(crate) async fn probe_peers(state: Arc<Consensus>) {
-    let loops = state
-        .network
-        .peers
-        .peers()
-        .iter()
-        .cloned()
-        .map(|peer| probe_peer(state.clone(), peer));
-    futures::future::join_all(loops).await;
+    let mut shutdown = state.shutdown.clone();
+    let mut probed: Vec<Arc<Peer>> = Vec::new();
+    loop {
+        probed.retain(|p| state.network.peers.contains(p));
+        for peer in state.network.peers.peers().iter() {
+            if !probed.iter().any(|p| Arc::ptr_eq(p, peer)) {
+                probed.push(peer.clone());
+                state
+                    .network
+                    .tasks
+                    .spawn(probe_peer(state.clone(), peer.clone()));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(state.settings.slot) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
 }
 
 async fn probe_peer(state: Arc<Consensus>, peer: Arc<Peer>) {
@@ -99,7 +110,8 @@ async fn probe_peer(state: Arc<Consensus>, peer: Arc<Peer>) {
     const AT_ONCE: u32 = 8;
     let mut shutdown = state.shutdown.clone();
     let mut in_a_row = 0;
-    loop {
+    // A peer replaced in the set (named again under its validator id) stops here.
+    while state.network.peers.contains(&peer) {
         let answered = tokio::select! {
             r = state.network.peers.get_json_probe::<serde_json::Value>(&peer, "/health") => r.is_ok(),
             _ = shutdown.wait_for(|stop| *stop) => break,
@@ -222,7 +234,7 @@ pub(crate) async fn fill_gap(
             Err(_) => Err(CatchUpError::Peer(PeerError::Timeout)),
         };
     };
-    let peer = state.network.peers.by_validator(proposer).cloned();
+    let peer = state.network.peers.by_validator(proposer);
     let task_state = state.clone();
     let pull = tokio::spawn(async move {
         let _permit = permit;

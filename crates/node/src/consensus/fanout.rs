@@ -136,7 +136,7 @@ async fn gather_votes(state: &Arc<Consensus>, proposal: &Arc<Proposal>, own: Vot
         .ids()
         .iter()
         .filter(|id| **id != state.node_id)
-        .filter_map(|id| state.network.peers.by_validator(id).cloned())
+        .filter_map(|id| state.network.peers.by_validator(id))
         .collect();
     // Closed breakers first; the open ones only if the rest cannot make a quorum.
     let (open, closed): (Vec<_>, Vec<_>) = targets
@@ -260,10 +260,8 @@ pub(crate) fn announce(state: &Arc<Consensus>, qc: QuorumCertificate) {
         let state = &task_state;
         state.metrics.peer_tasks.inc();
         let qc = Arc::new(qc);
-        let calls: FuturesUnordered<_> = state
-            .network
-            .peers
-            .peers()
+        let peers = state.network.peers.peers();
+        let calls: FuturesUnordered<_> = peers
             .iter()
             .map(|peer| {
                 let qc = qc.clone();

@@ -33,6 +33,7 @@ use bizra_ledger::block::Block;
 use bizra_ledger::crypto::Keypair;
 use bizra_ledger::genesis::Genesis;
 use bizra_ledger::params::NetworkAnchor;
+use bizra_ledger::registry::{Registry, ValidatorStatus};
 use bizra_ledger::Hash32;
 use bizra_store::AnyStore;
 use tokio::sync::{watch, Mutex, Notify};
@@ -108,6 +109,7 @@ impl Consensus {
     pub(crate) fn new(p: Parts) -> Consensus {
         let node_id = p.key.public().validator_id();
         let head = p.chain.head(crate::clock::now_ms());
+        add_registered_peers(&p.network, &head.registry, &node_id);
         Consensus {
             leadership: Leadership::new(&p.store, &node_id.to_hex()),
             genesis: p.chain.genesis.clone(),
@@ -161,7 +163,12 @@ impl Consensus {
     /// Publishes a new head snapshot from `chain` and updates the chain gauges.
     pub(crate) fn publish_head(&self, chain: &Chain) {
         let mut head = chain.head(crate::clock::now_ms());
-        head.version = self.head.load().version + 1;
+        let before = self.head.load();
+        head.version = before.version + 1;
+        // The registry changes only when an epoch begins.
+        if head.epoch != before.epoch {
+            add_registered_peers(&self.network, &head.registry, &self.node_id);
+        }
         self.metrics.chain_height.set(head.height as i64);
         self.metrics
             .finalized_height
@@ -175,4 +182,23 @@ impl Consensus {
         // Views of older heads can no longer be asked for; drop them now, not at TTL.
         self.cache.invalidate_views();
     }
+}
+
+/// Makes every registered validator but this node a peer: one that registered after
+/// genesis is probed from the time it is pending, and asked for votes once active, as
+/// the genesis validators are.
+fn add_registered_peers(network: &Network, registry: &Registry, node_id: &Hash32) {
+    let list: Vec<(Hash32, String)> = registry
+        .list(None)
+        .into_iter()
+        .filter(|r| r.validator_id != *node_id)
+        .filter(|r| {
+            matches!(
+                r.status,
+                ValidatorStatus::Pending | ValidatorStatus::Active | ValidatorStatus::Exiting
+            )
+        })
+        .map(|r| (r.validator_id, r.network_address.clone()))
+        .collect();
+    network.peers.add_validators(&list);
 }

@@ -4,6 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
+
 use bizra_ledger::Hash32;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -91,10 +93,16 @@ pub(crate) struct PeerView {
     pub(crate) window_failures: u32,
 }
 
+/// The peers this node calls: the genesis validators and configured URLs at start, and
+/// the validators the registry adds later ([`PeerSet::add_validators`]). Readers take a
+/// snapshot of the list; a change swaps in a new one.
 pub(crate) struct PeerSet {
     client: reqwest::Client,
     retry: RetryPolicy,
-    peers: Vec<Arc<Peer>>,
+    peers: ArcSwap<Vec<Arc<Peer>>>,
+    /// Serializes changes to `peers`.
+    changing: Mutex<()>,
+    breaker: BreakerConfig,
     metrics: Arc<Metrics>,
 }
 
@@ -123,28 +131,82 @@ impl PeerSet {
         Ok(PeerSet {
             client: peer_client(call_timeout)?,
             retry: RetryPolicy::default(),
-            peers: list,
+            peers: ArcSwap::from_pointee(list),
+            changing: Mutex::new(()),
+            breaker,
             metrics,
         })
     }
 
-    pub(crate) fn peers(&self) -> &[Arc<Peer>] {
-        &self.peers
+    /// The peers now.
+    pub(crate) fn peers(&self) -> Arc<Vec<Arc<Peer>>> {
+        self.peers.load_full()
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.peers.is_empty()
+        self.peers.load().is_empty()
     }
 
-    pub(crate) fn by_validator(&self, id: &Hash32) -> Option<&Arc<Peer>> {
+    /// Whether `peer` is still one of the peers (a peer the registry named again under
+    /// its validator id replaces the configured URL's entry).
+    pub(crate) fn contains(&self, peer: &Arc<Peer>) -> bool {
+        self.peers.load().iter().any(|p| Arc::ptr_eq(p, peer))
+    }
+
+    pub(crate) fn by_validator(&self, id: &Hash32) -> Option<Arc<Peer>> {
         self.peers
+            .load()
             .iter()
             .find(|p| p.validator_id.as_ref() == Some(id))
+            .cloned()
+    }
+
+    /// Makes each validator of `list` (id, base URL) a peer at that URL: one the registry
+    /// activated after genesis is called like the others from then on, and one that
+    /// registered again at another address is called there. A configured URL without an
+    /// id that is one of them becomes that validator's peer. A new or moved peer starts
+    /// with a fresh breaker. Returns how many peers were added or changed.
+    pub(crate) fn add_validators(&self, list: &[(Hash32, String)]) -> usize {
+        let _changing = self.changing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut next: Vec<Arc<Peer>> = self.peers.load_full().as_ref().clone();
+        let mut changed = 0;
+        for (id, url) in list {
+            let url = url.trim_end_matches('/').to_string();
+            let known = next
+                .iter()
+                .position(|p| p.validator_id.as_ref() == Some(id));
+            if known.is_some_and(|k| next[k].url == url) {
+                continue;
+            }
+            // Another validator at that address: the first one named keeps it.
+            if next
+                .iter()
+                .any(|p| p.url == url && p.validator_id.is_some_and(|v| v != *id))
+            {
+                continue;
+            }
+            next.retain(|p| !(p.url == url && p.validator_id.is_none()));
+            let peer = Arc::new(Peer::new(url.clone(), Some(*id), self.breaker.clone()));
+            self.metrics.add_peer(&url);
+            match next
+                .iter()
+                .position(|p| p.validator_id.as_ref() == Some(id))
+            {
+                Some(k) => next[k] = peer,
+                None => next.push(peer),
+            }
+            tracing::info!(validator = %id, url, "validator peer added");
+            changed += 1;
+        }
+        if changed > 0 {
+            self.peers.store(Arc::new(next));
+        }
+        changed
     }
 
     pub(crate) fn views(&self) -> Vec<PeerView> {
         let now = Instant::now();
-        self.peers.iter().map(|p| p.view(now)).collect()
+        self.peers.load().iter().map(|p| p.view(now)).collect()
     }
 
     pub(crate) async fn post_json<B: Serialize + ?Sized, T: DeserializeOwned>(
@@ -460,6 +522,55 @@ mod tests {
         ] {
             assert!(crate::metrics::BREAKER_STATES.contains(&state.as_str()));
         }
+    }
+
+    #[tokio::test]
+    async fn registered_validators_become_peers_at_their_address() {
+        let id = |b: u8| Hash32([b; 32]);
+        let set = PeerSet::new(
+            vec![
+                ("http://a:1".into(), Some(id(1))),
+                ("http://c:3/".into(), None),
+            ],
+            Duration::from_millis(200),
+            BreakerConfig::default(),
+            Arc::new(Metrics::new()),
+        )
+        .expect("peer set");
+        let before = set.peers();
+        // Known at its address: nothing changes.
+        assert_eq!(set.add_validators(&[(id(1), "http://a:1/".into())]), 0);
+        assert!(Arc::ptr_eq(&before, &set.peers()));
+        // A new validator, and one at a configured URL that had no id.
+        assert_eq!(
+            set.add_validators(&[(id(2), "http://b:2".into()), (id(3), "http://c:3".into())]),
+            2
+        );
+        let urls = |set: &PeerSet| {
+            set.peers()
+                .iter()
+                .map(|p| (p.url.clone(), p.validator_id))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            urls(&set),
+            vec![
+                ("http://a:1".to_string(), Some(id(1))),
+                ("http://b:2".to_string(), Some(id(2))),
+                ("http://c:3".to_string(), Some(id(3))),
+            ]
+        );
+        assert!(set.by_validator(&id(2)).is_some());
+        // Registered again elsewhere: called there; an address another validator has
+        // stays that validator's.
+        assert_eq!(set.add_validators(&[(id(1), "http://a:9".into())]), 1);
+        assert_eq!(set.add_validators(&[(id(4), "http://b:2".into())]), 0);
+        assert_eq!(
+            set.by_validator(&id(1)).map(|p| p.url.clone()),
+            Some("http://a:9".into())
+        );
+        assert!(set.by_validator(&id(4)).is_none());
+        assert!(!before.iter().all(|p| set.contains(p)));
     }
 
     use futures::stream::{self, StreamExt};

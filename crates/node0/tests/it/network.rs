@@ -14,6 +14,7 @@ use bizra_ledger::vote::{QcVote, QuorumCertificate};
 use bizra_ledger::Hash32;
 use serde_json::{json, Value};
 
+mod joining;
 mod randomized;
 
 /// Slot of the test networks: long enough for a round of votes on a busy 2-core machine.
