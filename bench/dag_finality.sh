@@ -10,14 +10,15 @@
 #
 # defaults: 1000 20s 250 "all-up one-dead gap"; PHASES picks the parts to run.
 #
-# Needs target/release/node0 (cargo build --release -p node0), curl, ss and python3. Uses
-# ports 19300-19303 on 127.0.0.1 and a temporary directory.
+# Needs target/release/node0 (cargo build --release -p node0; NODE0_BIN=PATH runs another
+# build, for side-by-side comparisons), curl, ss and python3. Uses ports 19300-19303 on
+# 127.0.0.1 and a temporary directory.
 set -euo pipefail
 rate=${1:-1000}
 duration=${2:-20s}
 slot=${3:-250}
 phases=${4:-all-up one-dead gap}
-bin=target/release/node0
+bin=${NODE0_BIN:-target/release/node0}
 base=19300
 dir=$(mktemp -d)
 net_pid=
@@ -89,7 +90,7 @@ print(f"{label}: {final} of {acked} finalized; per-node p50 {['%.0f' % x for x i
 EOF
 }
 
-echo "rate $rate/s over the nodes, $duration, slot $slot ms, $(nproc) cores, $(git rev-parse --short HEAD)"
+echo "rate $rate/s over the nodes, $duration, slot $slot ms, $(nproc) cores, $bin ($(git rev-parse --short HEAD) checked out)"
 if [[ " $phases " == *" all-up "* ]]; then
     start_net
     spread all-up 0 1 2 3

@@ -414,6 +414,33 @@ impl Dag {
         out
     }
 
+    /// `proposer`'s blocks that no block of the height above cites, at heights from the
+    /// horizon up to `max_height() - margin`: the DAG has moved `margin` heights on
+    /// without them, and only a block of the height above could still cite them (a
+    /// block cites only the height below it), which the validators have left behind.
+    /// Height order.
+    pub fn uncited(&self, proposer: &Hash32, margin: u64) -> Vec<Hash32> {
+        let last = match self.max_height().checked_sub(margin) {
+            Some(last) if last >= self.horizon => last,
+            _ => return Vec::new(),
+        };
+        let mut out = Vec::new();
+        for (height, slot) in self.by_height.range(self.horizon..=last) {
+            let Some(own) = slot.get(proposer) else {
+                continue;
+            };
+            let cited = self.at(height + 1).any(|(_, b)| {
+                self.blocks
+                    .get(b)
+                    .is_some_and(|h| h.parents.binary_search(own).is_ok())
+            });
+            if !cited {
+                out.push(*own);
+            }
+        }
+        out
+    }
+
     /// Forgets every block below `height` and returns their hashes. Certified blocks
     /// below it are refused from then on; those at it enter without their parents.
     pub fn prune_below(&mut self, height: u64) -> Vec<Hash32> {

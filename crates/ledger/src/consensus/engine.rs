@@ -167,6 +167,19 @@ impl Engine {
 
     /// Prunes the DAG below the commit window; returns the blocks that can never be
     /// committed now.
+    /// `proposer`'s certified blocks that will never be committed although they are
+    /// above the garbage-collection horizon: not committed, and not cited at the height
+    /// above though the DAG is `margin` heights past them ([`Dag::uncited`]). Their
+    /// proposer can include their work again now instead of at garbage collection; if
+    /// one is committed after all, the ledger order skips the copies.
+    pub fn left_behind(&self, proposer: &Hash32, margin: u64) -> Vec<Hash32> {
+        self.dag
+            .uncited(proposer, margin)
+            .into_iter()
+            .filter(|b| !self.committer.is_committed(b))
+            .collect()
+    }
+
     pub fn collect_garbage(&mut self) -> Vec<Hash32> {
         self.committer.collect_garbage(&mut self.dag)
     }

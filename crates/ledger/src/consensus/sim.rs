@@ -484,3 +484,42 @@ proptest! {
         run(seed, &weights, 24, full, gc_depth, 3);
     }
 }
+
+#[test]
+fn a_block_nobody_cited_is_left_behind_once_the_dag_has_moved_on() {
+    let net = Net::new(&[1, 1, 1, 1]);
+    let mut dag = Dag::new(0, &net.genesis);
+    let insert = |dag: &mut Dag, b: &Block| {
+        dag.insert(b, &net.qc(b), &net.committee).expect("insert");
+    };
+    let h1: Vec<Block> = (0..4)
+        .map(|v| net.block(v, 1, vec![net.genesis.hash]))
+        .collect();
+    h1.iter().for_each(|b| insert(&mut dag, b));
+    // Height 2 cites validator 3's block of height 1 from no block.
+    let mut cited: Vec<Hash32> = h1[..3].iter().map(|b| b.hash).collect();
+    cited.sort();
+    let mut below = cited.clone();
+    let late = h1[3].hash;
+    let id = |v: usize| net.keys[v].public().validator_id();
+    for h in 2..=4u64 {
+        let this: Vec<Block> = (0..3).map(|v| net.block(v, h, below.clone())).collect();
+        this.iter().for_each(|b| insert(&mut dag, b));
+        below = this.iter().map(|b| b.hash).collect();
+        below.sort();
+    }
+    // Three heights past it: left behind; validator 0's blocks are all cited.
+    assert_eq!(dag.uncited(&id(3), 3), vec![late]);
+    assert!(dag.uncited(&id(0), 3).is_empty());
+    // Not while the DAG is fewer heights past it than the margin asks.
+    assert!(dag.uncited(&id(3), 4).is_empty());
+    // The top blocks are cited by nothing yet, but are within the margin.
+    assert!(dag.uncited(&id(1), 1).is_empty());
+    assert_eq!(
+        dag.uncited(&id(1), 0).len(),
+        1,
+        "the top block, with no margin"
+    );
+    // A margin past the whole DAG asks for nothing.
+    assert!(dag.uncited(&id(3), 10).is_empty());
+}

@@ -4,7 +4,7 @@
 //! store through the engine; changed only under the consensus lock. Readers never touch
 //! it: they load the [`Head`] snapshot it publishes after every change.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bizra_ledger::block::Block;
@@ -97,6 +97,9 @@ pub(crate) struct Chain {
     /// Blocks of the current epoch stored here and not certified yet: this node's own,
     /// waiting for votes, and other validators' that it checked (and voted for).
     pub(crate) uncertified: HashMap<Hash32, Block>,
+    /// This node's certified blocks left behind uncited whose work it proposed again
+    /// (each once; forgotten when the DAG prunes them).
+    pub(crate) reproposed: HashSet<Hash32>,
     /// The highest height this node proposed at in the current epoch (0: none yet).
     pub(crate) own_height: u64,
     /// When this node first held a quorum of certified blocks at a height: the leader
@@ -131,6 +134,7 @@ impl Chain {
             genesis_block,
             engine,
             uncertified: HashMap::new(),
+            reproposed: HashSet::new(),
             own_height: 0,
             quorum_at: BTreeMap::new(),
             ledger_len: 0,

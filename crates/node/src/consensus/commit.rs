@@ -44,6 +44,11 @@ impl LedgerView for Prefetched {
     }
 }
 
+/// Heights the DAG must be past one of this node's certified blocks that nobody cited
+/// before its work is proposed again: a block of the height above can still be in the
+/// making for a validator that is a little behind, and it is cited by nothing past that.
+const LEFT_BEHIND_MARGIN: u64 = 3;
+
 /// What one committed leader's write put in the ledger.
 pub(crate) struct Written {
     pub(crate) blocks: Vec<Hash32>,
@@ -362,6 +367,15 @@ pub(crate) async fn after_commits(
         chain.uncertified.remove(h);
     }
     dead.extend(behind);
+    // This node's certified blocks that nobody cited at the height above, with the DAG
+    // well past them: no leader will reach them, so their work goes into a new block now
+    // rather than at garbage collection, `gc_depth` heights later.
+    chain.reproposed.retain(|h| chain.engine.dag().contains(h));
+    for h in chain.engine.left_behind(&state.node_id, LEFT_BEHIND_MARGIN) {
+        if chain.reproposed.insert(h) {
+            dead.push(h);
+        }
+    }
     chain.to_revive.extend(dead);
     revive(state, chain).await?;
     Ok(())
