@@ -8,7 +8,9 @@
 #
 #   bench/dag_finality.sh [RATE] [DURATION] [SLOT_MS] [PHASES]
 #
-# defaults: 1000 20s 250 "all-up one-dead gap"; PHASES picks the parts to run.
+# defaults: 1000 20s 250 "all-up one-dead gap"; PHASES picks the parts to run. With
+# KEEP_DIR=DIR the all-up phase's network (stores and logs) is kept in DIR/all-up for
+# bench/finality_breakdown.py.
 #
 # Needs target/release/node0 (cargo build --release -p node0; NODE0_BIN=PATH runs another
 # build, for side-by-side comparisons), curl, ss and python3. Uses ports 19300-19303 on
@@ -95,6 +97,12 @@ if [[ " $phases " == *" all-up "* ]]; then
     start_net
     spread all-up 0 1 2 3
     stop_net
+    # For bench/finality_breakdown.py.
+    if [ -n "${KEEP_DIR:-}" ]; then
+        mkdir -p "$KEEP_DIR"
+        rm -rf "$KEEP_DIR/all-up"
+        cp -r "$dir/net" "$KEEP_DIR/all-up"
+    fi
 fi
 
 if [[ " $phases " == *" one-dead "* ]]; then
