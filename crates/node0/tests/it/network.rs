@@ -335,6 +335,19 @@ async fn longest_commit_gap(node: &Node, for_: Duration) -> Duration {
     longest.max(since.elapsed())
 }
 
+/// Whether validator `id` proposed one of `blocks` and voted in the certificate of one
+/// of another validator's.
+fn proposes_and_votes(blocks: &[&Value], id: &str) -> bool {
+    let proposes = blocks.iter().any(|b| b["header"]["proposer"] == id);
+    let votes = blocks.iter().any(|b| {
+        b["header"]["proposer"] != id
+            && b["qc"]["votes"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v["validator_id"] == id))
+    });
+    proposes && votes
+}
+
 /// Every node's view of every id is the same: status, `log_index`, block and proof.
 async fn same_everywhere(net: &Net, ids: &[String]) -> HashMap<String, Value> {
     let mut views = HashMap::new();
@@ -495,16 +508,7 @@ async fn a_validator_killed_under_load_costs_no_finality() {
                 .rev()
                 .take(40)
                 .collect::<Vec<_>>();
-            let proposes = recent
-                .iter()
-                .any(|b| b["header"]["proposer"] == restarted.as_str());
-            let votes = recent.iter().any(|b| {
-                b["header"]["proposer"] != restarted.as_str()
-                    && b["qc"]["votes"]
-                        .as_array()
-                        .is_some_and(|v| v.iter().any(|v| v["validator_id"] == restarted.as_str()))
-            });
-            proposes && votes && ledger_size(net.node(1)).await > since
+            proposes_and_votes(&recent, &restarted) && ledger_size(net.node(1)).await > since
         },
     )
     .await;

@@ -92,16 +92,7 @@ async fn a_validator_registered_after_genesis_votes_and_holds_quorum() {
         || async {
             let blocks = net.node(0).all_blocks().await;
             let certified: Vec<&Value> = blocks.iter().filter(|b| b["certified"] == true).collect();
-            let proposes = certified
-                .iter()
-                .any(|b| b["header"]["proposer"] == id.as_str());
-            let votes = certified.iter().any(|b| {
-                b["header"]["proposer"] != id.as_str()
-                    && b["qc"]["votes"]
-                        .as_array()
-                        .is_some_and(|v| v.iter().any(|v| v["validator_id"] == id.as_str()))
-            });
-            proposes && votes
+            proposes_and_votes(&certified, &id)
         },
     )
     .await;
