@@ -633,6 +633,30 @@ pub(crate) async fn check_inclusion(node: &Node, id: &str, view: &Value) {
     );
 }
 
+/// Posts an entry signed for the registry's current epoch, re-signing if the epoch
+/// turned between reading it and filing.
+pub(crate) async fn file_entry(
+    node: &Node,
+    path: &str,
+    sign: impl Fn(&str, u64) -> Value,
+) -> Value {
+    let chain = node.get_ok("/api/consensus/genesis").await["chain_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for _ in 0..5 {
+        let epoch = node.get_ok("/api/validator/stats").await["epoch"]
+            .as_u64()
+            .unwrap();
+        let r = node.post_json(path, &sign(&chain, epoch)).await;
+        if r.status == 202 {
+            return r.json();
+        }
+        assert_eq!(r.json()["code"], "wrong_epoch", "{path}: {}", r.text);
+    }
+    panic!("{path}: could not file within an epoch")
+}
+
 /// A `{"attestations": [...]}` body.
 pub(crate) fn batch_body(items: Vec<Value>) -> Value {
     json!({ "attestations": items })

@@ -31,26 +31,6 @@ async fn wait_for(node: &Node, path: &str, what: &str, ok: impl Fn(&Value) -> bo
     }
 }
 
-/// Posts an entry signed for the registry's current epoch, re-signing if the epoch
-/// turned between reading it and filing.
-async fn file(node: &Node, path: &str, sign: impl Fn(&str, u64) -> Value) -> Value {
-    let chain = node.get_ok("/api/consensus/genesis").await["chain_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    for _ in 0..5 {
-        let epoch = node.get_ok("/api/validator/stats").await["epoch"]
-            .as_u64()
-            .unwrap();
-        let r = node.post_json(path, &sign(&chain, epoch)).await;
-        if r.status == 202 {
-            return r.json();
-        }
-        assert_eq!(r.json()["code"], "wrong_epoch", "{path}: {}", r.text);
-    }
-    panic!("{path}: could not file within an epoch")
-}
-
 both_stores!(register_activate_exit_and_the_finality_it_costs);
 async fn register_activate_exit_and_the_finality_it_costs(dir: TestDir) {
     let node = Node::start_in(&dir, &["--slot-ms", SLOT]).await;
@@ -75,7 +55,7 @@ async fn register_activate_exit_and_the_finality_it_costs(dir: TestDir) {
         .await
         .problem(404, "not_found");
 
-    let filed = file(&node, "/api/validator/register", |chain, epoch| {
+    let filed = file_entry(&node, "/api/validator/register", |chain, epoch| {
         serde_json::to_value(
             Registration::sign(chain, epoch, &key, "http://127.0.0.1:9", 1000).unwrap(),
         )
@@ -130,7 +110,7 @@ async fn register_activate_exit_and_the_finality_it_costs(dir: TestDir) {
 
     // An exit is filed, but entries apply only once committed, and nothing commits
     // without a quorum: the validator stays active.
-    file(&node, "/api/validator/exit", |chain, epoch| {
+    file_entry(&node, "/api/validator/exit", |chain, epoch| {
         serde_json::to_value(ExitRequest::sign(chain, epoch, &key).unwrap()).unwrap()
     })
     .await;

@@ -35,31 +35,6 @@ impl Net {
     }
 }
 
-/// Files `key`'s registration at `node`, signed for the registry's current epoch.
-async fn register(node: &Node, key: &Keypair, address: &str) {
-    let chain = node.get_ok("/api/consensus/genesis").await["chain_id"]
-        .as_str()
-        .expect("chain_id")
-        .to_string();
-    for _ in 0..5 {
-        let epoch = node.get_ok("/api/validator/stats").await["epoch"]
-            .as_u64()
-            .expect("epoch");
-        let entry = Registration::sign(&chain, epoch, key, address, 1000).expect("sign");
-        let r = node
-            .post_json(
-                "/api/validator/register",
-                &serde_json::to_value(entry).expect("json"),
-            )
-            .await;
-        if r.status == 202 {
-            return;
-        }
-        assert_eq!(r.json()["code"], "wrong_epoch", "register: {}", r.text);
-    }
-    panic!("could not register within an epoch");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_validator_registered_after_genesis_votes_and_holds_quorum() {
     let mut net = Net::start(3, false, vec![]).await;
@@ -67,7 +42,12 @@ async fn a_validator_registered_after_genesis_votes_and_holds_quorum() {
     net.up(newcomer).await;
     let key = net.key(newcomer);
     let id = key.public().validator_id().to_hex();
-    register(net.node(0), &key, &net.url(newcomer)).await;
+    let address = net.url(newcomer);
+    file_entry(net.node(0), "/api/validator/register", |chain, epoch| {
+        serde_json::to_value(Registration::sign(chain, epoch, &key, &address, 1000).expect("sign"))
+            .expect("json")
+    })
+    .await;
     for i in 0..=newcomer {
         eventually_within(
             "the newcomer is active everywhere",
